@@ -1,0 +1,1 @@
+"""Pure rating domain: money, periods, catalog, aggregations and pricing. Standard library only."""

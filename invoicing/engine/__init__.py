@@ -1,0 +1,1 @@
+"""The invoice engine, pure: charges → discount → tax → credit → finalize. No I/O."""

@@ -1,0 +1,172 @@
+"""Subscription lifecycle: where a subscription stands in its billing calendar, and how plan
+changes, cancellations and trials cut its periods. Pure: the caller brings the instants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+
+from rating.catalog import Plan
+from rating.errors import InvalidValue
+from rating.periods import Period, add_local_days, boundary, proration, zone
+
+
+class SubscriptionStatus(StrEnum):
+    TRIALING = "TRIALING"
+    ACTIVE = "ACTIVE"
+    PAST_DUE = "PAST_DUE"
+    CANCELED = "CANCELED"
+    TRIAL_EXPIRED = "TRIAL_EXPIRED"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A tenant's subscription to a plan; it references the plan, it never copies prices."""
+
+    id: str
+    tenant_id: str
+    plan_code: str
+    start_at: datetime
+    timezone: str = "UTC"
+    region_code: str | None = None
+    allow_overage_billing: bool = True
+    trial_days: int = 0
+    trial_balance: Decimal | None = None
+    has_payment_method: bool = True
+    coupon_code: str | None = None
+
+    def __post_init__(self) -> None:
+        zone(self.timezone)
+        if self.trial_days < 0:
+            raise InvalidValue("trial_days", f"must not be negative, got {self.trial_days}")
+        if self.start_at.tzinfo is None:
+            raise InvalidValue("start_at", "must carry a timezone")
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedPeriod:
+    """A period that ended and is to be invoiced. ``share`` scales the base fee and included units
+    (1 for a full period, the seconds fraction for a cut one, 0 for a trial)."""
+
+    subscription: Subscription
+    plan: Plan
+    period: Period
+    share: Fraction
+    is_trial: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BillingCycle:
+    """The open period of a subscription (``period`` None once it bills nothing more)."""
+
+    subscription: Subscription
+    plan: Plan
+    status: SubscriptionStatus
+    anchor: datetime
+    index: int
+    period: Period | None
+    cancel_at_period_end: bool = False
+
+    @property
+    def is_trial(self) -> bool:
+        return self.status is SubscriptionStatus.TRIALING
+
+    @property
+    def nominal(self) -> Period:
+        """The full period the open one belongs to (a trial is its own nominal period)."""
+        assert self.period is not None
+        if self.is_trial:
+            return self.period
+        start = boundary(self.anchor, self.plan.billing_interval, self.index, self.subscription.timezone)
+        end = boundary(self.anchor, self.plan.billing_interval, self.index + 1, self.subscription.timezone)
+        return Period(start, end)
+
+
+def _regular(subscription: Subscription, plan: Plan, anchor: datetime) -> BillingCycle:
+    end = boundary(anchor, plan.billing_interval, 1, subscription.timezone)
+    return BillingCycle(subscription, plan, SubscriptionStatus.ACTIVE, anchor, 0, Period(anchor, end))
+
+
+def _ended(cycle: BillingCycle, status: SubscriptionStatus) -> BillingCycle:
+    return replace(cycle, status=status, period=None, cancel_at_period_end=False)
+
+
+def open_cycle(subscription: Subscription, plan: Plan) -> BillingCycle:
+    """The first period: a trial when ``trial_days`` > 0, else the first anniversary period."""
+    if plan.code != subscription.plan_code:
+        raise InvalidValue("plan_code", f"subscription is on {subscription.plan_code!r}, not {plan.code!r}")
+    if subscription.trial_days:
+        trial_end = add_local_days(subscription.start_at, subscription.trial_days, subscription.timezone)
+        trial = Period(subscription.start_at, trial_end)
+        return BillingCycle(subscription, plan, SubscriptionStatus.TRIALING, subscription.start_at, 0, trial)
+    return _regular(subscription, plan, subscription.start_at)
+
+
+def _close(cycle: BillingCycle, end: datetime, reason: str) -> ClosedPeriod | None:
+    assert cycle.period is not None
+    cut = Period(cycle.period.start, end)
+    if cut.seconds == 0:
+        return None
+    share = Fraction(0) if cycle.is_trial else proration(cut, cycle.nominal)
+    return ClosedPeriod(cycle.subscription, cycle.plan, cut, share, cycle.is_trial, reason)
+
+
+def _after_trial(cycle: BillingCycle, at: datetime) -> BillingCycle:
+    if cycle.subscription.has_payment_method:
+        return _regular(cycle.subscription, cycle.plan, at)
+    return _ended(cycle, SubscriptionStatus.TRIAL_EXPIRED)
+
+
+def close_due(cycle: BillingCycle) -> tuple[ClosedPeriod, BillingCycle]:
+    """Close the open period at its end and open the next one (or end the subscription)."""
+    if cycle.period is None:
+        raise InvalidValue("status", f"subscription {cycle.subscription.id} has no open period")
+    end = cycle.period.end
+    closed = _close(cycle, end, "trial_end" if cycle.is_trial else "period_end")
+    assert closed is not None
+    if cycle.is_trial:
+        return closed, _after_trial(cycle, end)
+    if cycle.cancel_at_period_end:
+        return closed, _ended(cycle, SubscriptionStatus.CANCELED)
+    index = cycle.index + 1
+    nxt = Period(end, boundary(cycle.anchor, cycle.plan.billing_interval, index + 1, cycle.subscription.timezone))
+    return closed, replace(cycle, index=index, period=nxt)
+
+
+def _inside(cycle: BillingCycle, at: datetime, what: str) -> None:
+    if cycle.period is None:
+        raise InvalidValue("subscription_id", f"cannot {what}: subscription {cycle.subscription.id} is {cycle.status}")
+    if not cycle.period.start <= at < cycle.period.end:
+        raise InvalidValue("at", f"{at} is outside the open period {cycle.period.start}–{cycle.period.end}")
+
+
+def change_plan(cycle: BillingCycle, plan: Plan, at: datetime) -> tuple[ClosedPeriod | None, BillingCycle]:
+    """Close the open period at ``at`` (prorated) and open the new plan's periods anchored at ``at``.
+    A change ends a trial."""
+    _inside(cycle, at, "change plan")
+    closed = _close(cycle, at, "plan_change")
+    subscription = replace(cycle.subscription, plan_code=plan.code)
+    return closed, _regular(subscription, plan, at)
+
+
+def cancel(cycle: BillingCycle, at: datetime, at_period_end: bool) -> tuple[ClosedPeriod | None, BillingCycle]:
+    """Cancel now (the partial period is invoiced, prorated) or when the open period ends."""
+    _inside(cycle, at, "cancel")
+    if at_period_end:
+        return None, replace(cycle, cancel_at_period_end=True)
+    return _close(cycle, at, "cancel"), _ended(cycle, SubscriptionStatus.CANCELED)
+
+
+def end_trial(cycle: BillingCycle, at: datetime) -> tuple[ClosedPeriod | None, BillingCycle]:
+    """End a trial early (its balance is used up): the trial closes at ``at``."""
+    if not cycle.is_trial:
+        raise InvalidValue("status", f"subscription {cycle.subscription.id} is not trialing")
+    _inside(cycle, at, "end the trial")
+    return _close(cycle, at, "trial_balance_used"), _after_trial(cycle, at)
+
+
+ONE_MS = timedelta(milliseconds=1)

@@ -1,0 +1,79 @@
+"""Exact decimals: the one door from float to Decimal, parsing and printing."""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from fractions import Fraction
+
+from rating.errors import InvalidValue
+
+SCALE = 12
+"""Fractional digits kept for quantities and prices (ClickHouse ``Decimal128(12)``)."""
+QUANTUM = Decimal(1).scaleb(-SCALE)
+LIMIT = Decimal(10) ** 26
+"""Magnitudes from here on do not fit ``Decimal128(12)``."""
+_EXACT = Context(prec=60)
+
+
+def decimal_from_double(value: float, field: str = "value") -> Decimal:
+    """Read a double as the shortest decimal that round-trips it, rounded half-even to 12 places."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidValue(field, f"expected a number, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidValue(field, f"must be finite, got {value}")
+    exact = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+    return _bounded(exact.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT).normalize(_EXACT), field)
+
+
+def parse_decimal(text: object, field: str, *, allow_negative: bool = False) -> Decimal:
+    """Parse a price or quantity given as a decimal string (or an int); at most 12 fractional digits."""
+    if isinstance(text, bool):
+        raise InvalidValue(field, "expected a decimal string, got a boolean")
+    if isinstance(text, float):
+        raise InvalidValue(field, f"write decimals as strings to keep them exact, got {text!r}")
+    if isinstance(text, int):
+        number = Decimal(text)
+    elif isinstance(text, str):
+        try:
+            number = Decimal(text.strip())
+        except InvalidOperation:
+            raise InvalidValue(field, f"not a decimal number: {text!r}") from None
+    else:
+        raise InvalidValue(field, f"expected a decimal string, got {type(text).__name__}")
+    if not number.is_finite():
+        raise InvalidValue(field, f"must be finite, got {text!r}")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -SCALE and number != number.quantize(QUANTUM, context=_EXACT):
+        raise InvalidValue(field, f"at most {SCALE} fractional digits, got {text!r}")
+    if number < 0 and not allow_negative:
+        raise InvalidValue(field, f"must not be negative, got {text!r}")
+    return _bounded(number, field)
+
+
+def _bounded(number: Decimal, field: str) -> Decimal:
+    if abs(number) >= LIMIT:
+        raise InvalidValue(field, f"magnitude must be below 1e26, got {number}")
+    return number
+
+
+def to_fraction(number: Decimal | int) -> Fraction:
+    """The exact rational value of a decimal."""
+    return Fraction(number)
+
+
+def fraction_to_decimal(value: Fraction) -> Decimal:
+    """A rational rounded half-even to 12 fractional digits (for reporting derived quantities)."""
+    scaled = value * 10**SCALE
+    whole = round(scaled)  # Fraction.__round__ rounds half to even
+    return (Decimal(whole).scaleb(-SCALE, _EXACT)).normalize(_EXACT)
+
+
+def format_decimal(number: Decimal | Fraction) -> str:
+    """Plain decimal text without exponent or trailing zeros: ``1500``, ``0.002``."""
+    if isinstance(number, Fraction):
+        number = fraction_to_decimal(number)
+    if number == 0:
+        return "0"
+    text = format(number.normalize(_EXACT), "f")
+    return text
