@@ -11,6 +11,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rating.errors import InvalidValue
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(instant: datetime) -> int:
+    """Milliseconds since the Unix epoch of an aware instant (floored to the millisecond)."""
+    return (instant - EPOCH) // ONE_MS
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """The UTC instant ``ms`` milliseconds after the Unix epoch."""
+    return EPOCH + timedelta(milliseconds=ms)
+
 
 class BillingInterval(StrEnum):
     WEEK = "week"
@@ -47,6 +60,11 @@ def zone(name: str, field: str = "timezone") -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidValue(field, f"unknown IANA timezone {name!r}") from None
+
+
+def local_to_utc(local: datetime, timezone: str) -> datetime:
+    """A naive wall-clock time in ``timezone`` to UTC (a time in a DST gap moves forward)."""
+    return _local_to_utc(local, zone(timezone))
 
 
 def _local_to_utc(local: datetime, tz: ZoneInfo) -> datetime:

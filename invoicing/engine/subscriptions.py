@@ -4,7 +4,7 @@ changes, cancellations and trials cut its periods. Pure: the caller brings the i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
@@ -167,6 +167,3 @@ def end_trial(cycle: BillingCycle, at: datetime) -> tuple[ClosedPeriod | None, B
         raise InvalidValue("status", f"subscription {cycle.subscription.id} is not trialing")
     _inside(cycle, at, "end the trial")
     return _close(cycle, at, "trial_balance_used"), _after_trial(cycle, at)
-
-
-ONE_MS = timedelta(milliseconds=1)

@@ -1,0 +1,93 @@
+"""The in-process driver: the shared operators with state in dictionaries, for ``simulate`` and
+``demo``. Accepted events and changed windows are written to the store in batches."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from streams.operators.dedup import DedupEntry, Verdict
+from streams.operators.process import Catalog, Outcome, process_event
+from streams.operators.records import UsageEvent, UsageRecord
+from streams.operators.windows import WindowAccumulator, WindowKey
+from streams.ports import DeadLetter, DeadLetterSink, UsageStore, WindowRow
+
+
+@dataclass
+class PipelineStats:
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> int:
+        return self.conflicts + sum(self.invalid.values())
+
+
+class InProcessPipeline:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: UsageStore,
+        dead_letters: DeadLetterSink,
+        now_ms: Callable[[], int],
+        *,
+        tenant_of: Callable[[str], str],
+        on_accepted: Callable[[UsageRecord], None] | None = None,
+        batch_size: int = 100_000,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.dead_letters = dead_letters
+        self.now_ms = now_ms
+        self.tenant_of = tenant_of
+        self.on_accepted = on_accepted
+        self.batch_size = batch_size
+        self.stats = PipelineStats()
+        self._dedup: dict[str, DedupEntry] = {}
+        self._windows: dict[WindowKey, WindowAccumulator] = {}
+        self._pending: list[UsageRecord] = []
+        self._dirty: dict[WindowKey, int] = {}
+        self._letters: list[DeadLetter] = []
+
+    def process(self, event: UsageEvent, original: bytes = b"") -> Outcome:
+        outcome = process_event(event, self.catalog, self._dedup, self._windows, self.now_ms())
+        if outcome.rejection is not None:
+            self._letters.append(DeadLetter(outcome.rejection, original))
+            if outcome.verdict is Verdict.CONFLICT:
+                self.stats.conflicts += 1
+            else:
+                self.stats.invalid[outcome.rejection.reason] += 1
+        elif outcome.verdict is Verdict.ACCEPTED:
+            assert outcome.record is not None
+            self.stats.accepted += 1
+            self._pending.append(outcome.record)
+            self._dirty.update(outcome.changed)
+            if self.on_accepted is not None:
+                self.on_accepted(outcome.record)
+        else:
+            self.stats.duplicates += 1
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+        return outcome
+
+    def run(self, events: Iterable[UsageEvent]) -> PipelineStats:
+        for event in events:
+            self.process(event)
+        self.flush()
+        return self.stats
+
+    def flush(self) -> None:
+        """Write accepted events and the current absolute totals of every changed window."""
+        rows = [
+            WindowRow(key, self.tenant_of(key.subscription_id), end, acc.version, acc.totals())
+            for key, end in self._dirty.items()
+            for acc in (self._windows[key],)
+        ]
+        if self._pending or rows:
+            self.store.write(self._pending, rows)
+        if self._letters:
+            self.dead_letters.publish(self._letters)
+        self._pending, self._dirty, self._letters = [], {}, []

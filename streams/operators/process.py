@@ -1,0 +1,71 @@
+"""One event through the shared operators against state the driver owns: validate → dedup → windows.
+
+Drivers (in-process, Faust) differ only in where the two state mappings live and how outcomes
+are written; the steps are these, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+
+from rating.catalog import Metric
+from streams.operators.dedup import DedupEntry, Verdict, decide, dedup_key
+from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
+from streams.operators.validate import DEFAULT_FUTURE_SKEW_MS, SubscriptionRef, validate
+from streams.operators.windows import WindowAccumulator, WindowKey, observe
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one event; ``changed`` lists (window key, window end) it touched."""
+
+    verdict: Verdict | None
+    record: UsageRecord | None = None
+    rejection: Rejection | None = None
+    changed: tuple[tuple[WindowKey, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Lookups the operators need: metrics by code, subscriptions by id."""
+
+    metric_of: Callable[[str], Metric | None]
+    subscription_of: Callable[[str], SubscriptionRef | None]
+
+
+def process_event(
+    event: UsageEvent,
+    catalog: Catalog,
+    dedup_state: MutableMapping[str, DedupEntry],
+    window_state: MutableMapping[WindowKey, WindowAccumulator],
+    now_ms: int,
+    *,
+    partition: int = -1,
+    offset: int = -1,
+    max_future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
+) -> Outcome:
+    """Validate, dedup (first write wins) and, when accepted, add the event to its four windows."""
+    checked = validate(event, catalog.metric_of, catalog.subscription_of, now_ms, max_future_skew_ms)
+    if isinstance(checked, Rejection):
+        return Outcome(None, rejection=checked)
+    key = dedup_key(checked.subscription_id, checked.idempotency_key)
+    fingerprint = checked.fingerprint
+    verdict = decide(dedup_state.get(key), fingerprint, partition, offset)
+    if verdict is Verdict.CONFLICT:
+        rejection = Rejection(
+            Reason.IDEMPOTENCY_CONFLICT,
+            "same (subscription_id, idempotency_key) with a different payload; the first write wins",
+            "idempotency_key",
+            checked.subscription_id,
+            checked.idempotency_key,
+        )
+        return Outcome(verdict, checked, rejection)
+    if verdict is not Verdict.ACCEPTED:
+        return Outcome(verdict, checked)
+    dedup_state[key] = DedupEntry(fingerprint, partition, offset)
+    metric = catalog.metric_of(checked.metric_code)
+    subscription = catalog.subscription_of(checked.subscription_id)
+    assert metric is not None and subscription is not None  # validated above
+    changed = tuple(observe(window_state, checked.subscription_id, metric, subscription.timezone, checked.point))
+    return Outcome(verdict, checked, changed=changed)

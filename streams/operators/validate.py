@@ -1,0 +1,71 @@
+"""Validate: a wire event becomes a UsageRecord or a Rejection with a reason. Never raises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rating.catalog import Metric, MetricType
+from rating.errors import InvalidValue
+from rating.numbers import decimal_from_double
+from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRef:
+    """What the pipeline must know of a subscription: its tenant and its calendar timezone."""
+
+    id: str
+    tenant_id: str
+    timezone: str = "UTC"
+
+
+DEFAULT_FUTURE_SKEW_MS = 5 * 60 * 1000
+
+
+def validate(
+    event: UsageEvent,
+    metric_of: Callable[[str], Metric | None],
+    subscription_of: Callable[[str], SubscriptionRef | None],
+    now_ms: int,
+    max_future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
+) -> UsageRecord | Rejection:
+    """Check one event against the catalog and the clock; the first failing rule names the field."""
+
+    def reject(reason: Reason, detail: str, field: str | None) -> Rejection:
+        return Rejection(reason, detail, field, event.subscription_id or None, event.idempotency_key or None)
+
+    if not event.subscription_id:
+        return reject(Reason.MISSING_FIELD, "subscription_id is empty", "subscription_id")
+    if not event.idempotency_key:
+        return reject(Reason.MISSING_IDEMPOTENCY_KEY, "idempotency_key is empty", "idempotency_key")
+    metric = metric_of(event.metric_code)
+    if metric is None:
+        return reject(Reason.UNKNOWN_METRIC, f"no metric {event.metric_code!r}", "metric_code")
+    subscription = subscription_of(event.subscription_id)
+    if subscription is None:
+        return reject(Reason.UNKNOWN_SUBSCRIPTION, f"no subscription {event.subscription_id!r}", "subscription_id")
+    if event.tenant_id and event.tenant_id != subscription.tenant_id:
+        return reject(Reason.TENANT_MISMATCH, "subscription belongs to another tenant", "tenant_id")
+    try:
+        value = decimal_from_double(event.value)
+    except InvalidValue as error:
+        return reject(Reason.INVALID_VALUE, error.message, "value")
+    if value < 0 and metric.type is MetricType.COUNTER:
+        return reject(Reason.NEGATIVE_VALUE, f"COUNTER {metric.code} got {value}", "value")
+    if event.recorded_at_ms > now_ms + max_future_skew_ms:
+        return reject(
+            Reason.FUTURE_TIMESTAMP, f"recorded_at is {event.recorded_at_ms - now_ms} ms ahead", "recorded_at"
+        )
+    unique = event.metadata.get(metric.field) if metric.field else None
+    return UsageRecord(
+        event.id,
+        subscription.tenant_id,
+        event.subscription_id,
+        event.metric_code,
+        value,
+        event.recorded_at_ms,
+        event.idempotency_key,
+        event.metadata,
+        unique,
+    )

@@ -1,0 +1,165 @@
+"""Event-time windows as plain keyed state: 15-minute buckets and hour/day/month roll-ups in the
+subscription's timezone. Every real UTC offset is a multiple of 15 minutes, so each roll-up is a
+union of whole buckets. Each accepted event is observed once into each of its four windows; a
+window's version is its count of distinct events, so it only grows and a rewrite is harmless."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC
+from decimal import Decimal
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+from rating.aggregations import Point, WindowTotals
+from rating.catalog import Aggregation, Metric
+from rating.periods import add_local_days, from_epoch_ms, local_to_utc, zone
+from rating.periods import epoch_ms as to_ms
+
+BUCKET_MS = 15 * 60 * 1000
+
+
+class Granularity(StrEnum):
+    QUARTER = "15m"
+    HOUR = "hour"
+    DAY = "day"
+    MONTH = "month"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WindowKey:
+    subscription_id: str
+    metric_code: str
+    granularity: Granularity
+    start_ms: int
+
+
+def bucket_start(at_ms: int) -> int:
+    return at_ms - at_ms % BUCKET_MS
+
+
+@lru_cache(maxsize=65536)
+def rollup_windows(bucket_ms: int, timezone: str) -> tuple[tuple[Granularity, int, int], ...]:
+    """(granularity, start, end) of the bucket itself and of the local hour, day and month holding it."""
+    local = from_epoch_ms(bucket_ms).astimezone(zone(timezone))
+    hour = local.replace(minute=0, second=0, microsecond=0)  # keeps the fold: DST repeats stay apart
+    hour_start = to_ms(hour.astimezone(UTC))
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    day_start = local_to_utc(midnight, timezone)
+    month_first = midnight.replace(day=1)
+    next_month = month_first.replace(year=month_first.year + month_first.month // 12, month=month_first.month % 12 + 1)
+    return (
+        (Granularity.QUARTER, bucket_ms, bucket_ms + BUCKET_MS),
+        (Granularity.HOUR, hour_start, hour_start + 3_600_000),
+        (Granularity.DAY, to_ms(day_start), to_ms(add_local_days(day_start, 1, timezone))),
+        (Granularity.MONTH, to_ms(local_to_utc(month_first, timezone)), to_ms(local_to_utc(next_month, timezone))),
+    )
+
+
+class WindowAccumulator:
+    """Mutable running totals of one window, private to the operator's state; ``totals()`` gives the
+    frozen value. Points are kept only for TIME_WEIGHTED_SUM, the one aggregation that needs the
+    neighbours of an out-of-order event."""
+
+    __slots__ = ("count", "first", "latest", "maximum", "points", "total", "uniques")
+
+    def __init__(self, keep_points: bool = False, keep_uniques: bool = False) -> None:
+        self.count = 0
+        self.total = Decimal(0)
+        self.maximum: Decimal | None = None
+        self.latest: Point | None = None
+        self.first: Point | None = None
+        self.points: list[Point] | None = [] if keep_points else None
+        self.uniques: set[str] | None = set() if keep_uniques else None
+
+    def observe(self, point: Point) -> None:
+        self.count += 1
+        self.total += point.value
+        if self.maximum is None or point.value > self.maximum:
+            self.maximum = point.value
+        if self.latest is None or (point.at_ms, point.key) > (self.latest.at_ms, self.latest.key):
+            self.latest = point
+        if self.first is None or (point.at_ms, point.key) < (self.first.at_ms, self.first.key):
+            self.first = point
+        if self.points is not None:
+            bisect.insort(self.points, point)
+        if self.uniques is not None and point.unique is not None:
+            self.uniques.add(point.unique)
+
+    @property
+    def version(self) -> int:
+        return self.count
+
+    def totals(self) -> WindowTotals:
+        integral = Decimal(0)
+        if self.points:
+            for here, after in zip(self.points, self.points[1:], strict=False):
+                integral += here.value * (after.at_ms - here.at_ms)
+        return WindowTotals(
+            event_count=self.count,
+            total=self.total,
+            maximum=self.maximum,
+            latest=self.latest,
+            first=self.first,
+            last=self.latest,
+            tw_integral=integral,
+            uniques=frozenset(self.uniques or ()),
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-able snapshot for a changelogged state store."""
+
+        def point(p: Point | None) -> list[Any] | None:
+            return None if p is None else [p.at_ms, p.key, str(p.value), p.unique]
+
+        return {
+            "count": self.count,
+            "total": str(self.total),
+            "maximum": None if self.maximum is None else str(self.maximum),
+            "latest": point(self.latest),
+            "first": point(self.first),
+            "points": None if self.points is None else [point(p) for p in self.points],
+            "uniques": None if self.uniques is None else sorted(self.uniques),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> WindowAccumulator:
+        def point(raw: list[Any] | None) -> Point | None:
+            return None if raw is None else Point(int(raw[0]), str(raw[1]), Decimal(raw[2]), raw[3])
+
+        acc = cls()
+        acc.count = int(state["count"])
+        acc.total = Decimal(state["total"])
+        acc.maximum = None if state["maximum"] is None else Decimal(state["maximum"])
+        acc.latest = point(state["latest"])
+        acc.first = point(state["first"])
+        acc.points = None if state["points"] is None else [p for p in map(point, state["points"]) if p is not None]
+        acc.uniques = None if state["uniques"] is None else set(state["uniques"])
+        return acc
+
+
+def new_accumulator(metric: Metric) -> WindowAccumulator:
+    return WindowAccumulator(
+        keep_points=metric.aggregation is Aggregation.TIME_WEIGHTED_SUM,
+        keep_uniques=metric.aggregation is Aggregation.UNIQUE_COUNT,
+    )
+
+
+def observe(
+    state: MutableMapping[WindowKey, WindowAccumulator],
+    subscription_id: str,
+    metric: Metric,
+    timezone: str,
+    point: Point,
+) -> Iterator[tuple[WindowKey, int]]:
+    """Add one accepted event to its four windows; yields each changed key and its window end."""
+    for granularity, start, end in rollup_windows(bucket_start(point.at_ms), timezone):
+        key = WindowKey(subscription_id, metric.code, granularity, start)
+        accumulator = state.get(key)
+        if accumulator is None:
+            accumulator = state[key] = new_accumulator(metric)
+        accumulator.observe(point)
+        yield key, end

@@ -1,0 +1,57 @@
+"""Ports of the streaming side: where usage is stored and where rejected events go."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from rating.aggregations import WindowTotals
+from streams.operators.intervals import UsageQuery
+from streams.operators.records import Rejection, UsageRecord
+from streams.operators.windows import Granularity, WindowKey
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One window's absolute totals at a version (its count of distinct events). Writing an older
+    or equal version again changes nothing, so replays are idempotent."""
+
+    key: WindowKey
+    tenant_id: str
+    end_ms: int
+    version: int
+    totals: WindowTotals
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected event with its original bytes and where it came from."""
+
+    rejection: Rejection
+    original: bytes
+    source_topic: str = ""
+    source_partition: int = -1
+    source_offset: int = -1
+
+
+class UsageStore(Protocol):
+    """Raw distinct events and window aggregates. Every write is idempotent."""
+
+    def write(self, records: Sequence[UsageRecord], windows: Sequence[WindowRow]) -> None:
+        """Store accepted events (keyed by dedup identity) and the newest versions of windows."""
+        ...
+
+    def totals(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
+        """Exact totals of each query's ``[start, end)``, in the order asked."""
+        ...
+
+    def windows(
+        self, subscription_id: str, metric_code: str, granularity: Granularity, start_ms: int, end_ms: int
+    ) -> list[WindowRow]:
+        """The newest version of each window starting in ``[start, end)``, in time order."""
+        ...
+
+
+class DeadLetterSink(Protocol):
+    def publish(self, letters: Sequence[DeadLetter]) -> None: ...
