@@ -1,0 +1,1 @@
+"""The ledger: where finalized invoices, numbering, credits, catalog and the outbox live."""

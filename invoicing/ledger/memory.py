@@ -1,0 +1,126 @@
+"""In-memory ledger for ``billing simulate``: a transaction works on a copy that replaces the
+state only on commit, so it honours the same contract as PostgreSQL (tests/contract)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from invoicing.engine.credit import CreditNote, CreditType
+from invoicing.engine.model import Invoice, LineType
+from invoicing.ports import BilledUsage, OutboxMessage
+from rating.catalog import Plan
+from rating.errors import InvalidValue
+from rating.money import Money
+
+
+@dataclass
+class _State:
+    invoices: dict[tuple[str, datetime], Invoice] = field(default_factory=dict)
+    order: list[tuple[str, datetime]] = field(default_factory=list)
+    sequences: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    credits: dict[str, list[tuple[int, str]]] = field(default_factory=lambda: defaultdict(list))
+    notes: list[CreditNote] = field(default_factory=list)
+    billed: dict[tuple[str, datetime, str], BilledUsage] = field(default_factory=dict)
+    plans: dict[tuple[str, str, int], Plan] = field(default_factory=dict)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+
+    def copy(self) -> _State:
+        """A working copy for one transaction; values are frozen, so copying containers is enough."""
+        sequences: dict[str, int] = defaultdict(int, self.sequences)
+        credits: dict[str, list[tuple[int, str]]] = defaultdict(list, {k: list(v) for k, v in self.credits.items()})
+        return _State(
+            dict(self.invoices),
+            list(self.order),
+            sequences,
+            credits,
+            list(self.notes),
+            dict(self.billed),
+            dict(self.plans),
+            list(self.outbox),
+        )
+
+
+class MemoryLedgerSession:
+    def __init__(self, state: _State) -> None:
+        self.state = state
+
+    def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None:
+        return self.state.invoices.get((subscription_id, period_start))
+
+    def next_invoice_sequence(self, tenant_id: str) -> int:
+        self.state.sequences[tenant_id] += 1
+        return self.state.sequences[tenant_id]
+
+    def add_invoice(self, invoice: Invoice) -> None:
+        if invoice.key in self.state.invoices:
+            raise InvalidValue(
+                "billing_period_start", f"subscription {invoice.subscription_id} has that period's invoice"
+            )
+        self.state.invoices[invoice.key] = invoice
+        self.state.order.append(invoice.key)
+
+    def list_invoices(self, tenant_id: str, subscription_id: str | None = None) -> list[Invoice]:
+        found = (self.state.invoices[key] for key in self.state.order)
+        return [
+            i
+            for i in found
+            if i.tenant_id == tenant_id and (subscription_id is None or i.subscription_id == subscription_id)
+        ]
+
+    def discounted_invoice_count(self, subscription_id: str) -> int:
+        return sum(
+            1
+            for (sub, _), invoice in self.state.invoices.items()
+            if sub == subscription_id and any(line.type is LineType.DISCOUNT for line in invoice.line_items)
+        )
+
+    def credit_balance(self, subscription_id: str, currency: str) -> Money:
+        return Money(sum(amount for amount, c in self.state.credits[subscription_id] if c == currency), currency)
+
+    def add_credit_note(self, note: CreditNote) -> None:
+        self.state.notes.append(note)
+        if note.type is CreditType.BALANCE:
+            self.state.credits[note.subscription_id].append((note.amount.amount, note.amount.currency))
+
+    def use_credit(self, subscription_id: str, amount: Money, invoice_number: str) -> None:
+        if self.credit_balance(subscription_id, amount.currency).amount < amount.amount:
+            raise InvalidValue("credits_applied", f"subscription {subscription_id} has less credit than {amount}")
+        self.state.credits[subscription_id].append((-amount.amount, amount.currency))
+
+    def billed_usage(self, subscription_id: str) -> list[BilledUsage]:
+        return sorted(
+            (b for (sub, _, _), b in self.state.billed.items() if sub == subscription_id),
+            key=lambda b: (b.period_start, b.metric_code),
+        )
+
+    def record_billed_usage(self, usage: BilledUsage) -> None:
+        self.state.billed[(usage.subscription_id, usage.period_start, usage.metric_code)] = usage
+
+    def save_plan(self, tenant_id: str, plan: Plan) -> None:
+        self.state.plans[(tenant_id, plan.code, plan.version)] = plan
+
+    def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None:
+        if version is None:
+            versions = [v for (t, c, v) in self.state.plans if t == tenant_id and c == code]
+            if not versions:
+                return None
+            version = max(versions)
+        return self.state.plans.get((tenant_id, code, version))
+
+    def add_outbox(self, message: OutboxMessage) -> None:
+        self.state.outbox.append(message)
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.state = _State()
+
+    @contextmanager
+    def session(self) -> Iterator[MemoryLedgerSession]:
+        working = self.state.copy()
+        yield MemoryLedgerSession(working)
+        self.state = working

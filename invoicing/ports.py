@@ -1,0 +1,86 @@
+"""Ports of invoicing: the ledger (one transaction per finalization) and the usage it rates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Protocol
+
+from invoicing.engine.credit import CreditNote
+from invoicing.engine.model import Invoice
+from rating.catalog import Aggregation, Plan
+from rating.money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class BilledUsage:
+    """What a finalized period billed for one meter; late usage is billed against it."""
+
+    subscription_id: str
+    period_start: datetime
+    period_end: datetime
+    metric_code: str
+    quantity: Decimal
+    amount: Money
+    plan_code: str
+    plan_version: int
+    share: Fraction
+    allow_overage: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """An event committed in the same transaction as the change it announces."""
+
+    topic: str
+    key: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRequest:
+    subscription_id: str
+    metric_code: str
+    aggregation: Aggregation
+    start: datetime
+    end: datetime
+
+
+class UsageReader(Protocol):
+    def quantities(self, requests: Sequence[UsageRequest]) -> list[Decimal]:
+        """The exact aggregated quantity of each request's ``[start, end)``."""
+        ...
+
+
+class LedgerSession(Protocol):
+    """One transaction: everything done through it commits together or not at all."""
+
+    def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None: ...
+    def next_invoice_sequence(self, tenant_id: str) -> int:
+        """The next number of the tenant's gapless sequence, taken inside this transaction."""
+        ...
+
+    def add_invoice(self, invoice: Invoice) -> None: ...
+    def list_invoices(self, tenant_id: str, subscription_id: str | None = None) -> list[Invoice]: ...
+    def discounted_invoice_count(self, subscription_id: str) -> int: ...
+    def credit_balance(self, subscription_id: str, currency: str) -> Money: ...
+    def add_credit_note(self, note: CreditNote) -> None: ...
+    def use_credit(self, subscription_id: str, amount: Money, invoice_number: str) -> None: ...
+    def billed_usage(self, subscription_id: str) -> list[BilledUsage]: ...
+    def record_billed_usage(self, usage: BilledUsage) -> None:
+        """Insert or replace the row of (subscription, period start, metric)."""
+        ...
+
+    def save_plan(self, tenant_id: str, plan: Plan) -> None: ...
+    def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None: ...
+    def add_outbox(self, message: OutboxMessage) -> None: ...
+
+
+class Ledger(Protocol):
+    def session(self) -> AbstractContextManager[LedgerSession]:
+        """A transaction: commits when the block ends normally, rolls back when it raises."""
+        ...

@@ -1,0 +1,203 @@
+"""The invoice service: the one owner of a ledger transaction. It rates a closed period, bills
+late usage of earlier periods, composes, numbers and stores the invoice, and queues its
+``invoice.finalized`` event — all in one transaction, at most once per (subscription, period)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+
+from invoicing.engine.charges import recurring_line, usage_lines
+from invoicing.engine.compose import compose_invoice, finalize
+from invoicing.engine.credit import CreditNote
+from invoicing.engine.discount import Coupon
+from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
+from invoicing.engine.render import invoice_to_dict, rfc3339
+from invoicing.engine.subscriptions import ClosedPeriod, Subscription
+from invoicing.engine.tax import TaxRule, rules_for
+from invoicing.ports import BilledUsage, Ledger, LedgerSession, OutboxMessage, UsageReader, UsageRequest
+from rating.catalog import Metric, Plan
+from rating.errors import UnknownReference
+from rating.late import late_usage_delta
+from rating.money import Money, to_minor
+from rating.numbers import format_decimal
+from rating.periods import Period
+from rating.rate import RatingResult, rate_meter, rate_period
+
+INVOICE_FINALIZED = "invoice.finalized"
+
+
+@dataclass(frozen=True, slots=True)
+class BillingTerms:
+    """A tenant's rules beside its plans: metrics, tax rules and coupons."""
+
+    tenant_id: str
+    metrics: Mapping[str, Metric]
+    tax_rules: Sequence[TaxRule] = ()
+    coupons: Mapping[str, Coupon] | None = None
+
+
+class InvoiceService:
+    def __init__(self, ledger: Ledger, usage: UsageReader, terms: BillingTerms) -> None:
+        self.ledger = ledger
+        self.usage = usage
+        self.terms = terms
+
+    def _quantities(self, subscription_id: str, plan: Plan, period: Period) -> dict[str, Decimal]:
+        meters = [m for m in plan.meters if m.is_metered]
+        requests = []
+        for meter in meters:
+            metric = self.terms.metrics.get(meter.metric_code)
+            if metric is None:
+                raise UnknownReference("metric_code", f"plan {plan.code} prices unknown metric {meter.metric_code!r}")
+            requests.append(UsageRequest(subscription_id, metric.code, metric.aggregation, period.start, period.end))
+        return dict(zip((m.metric_code for m in meters), self.usage.quantities(requests), strict=True))
+
+    def rate(
+        self, subscription: Subscription, plan: Plan, period: Period, share: Fraction, at: datetime
+    ) -> RatingResult:
+        """The RatingResult of a period: its usage priced by the plan snapshot."""
+        usage = self._quantities(subscription.id, plan, period)
+        return rate_period(
+            subscription.id,
+            plan,
+            period,
+            usage,
+            rated_at=at,
+            proration=share,
+            allow_overage=subscription.allow_overage_billing,
+        )
+
+    def add_credit_note(self, note: CreditNote) -> None:
+        with self.ledger.session() as session:
+            session.add_credit_note(note)
+
+    def close_period(
+        self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] = ()
+    ) -> Invoice:
+        """Finalize the invoice of ``closed``; the existing one when it was finalized already."""
+        subscription, plan = closed.subscription, closed.plan
+        with self.ledger.session() as session:
+            existing = session.find_invoice(subscription.id, closed.period.start)
+            if existing is not None:
+                return existing
+            if session.get_plan(subscription.tenant_id, plan.code, plan.version) is None:
+                session.save_plan(subscription.tenant_id, plan)
+            result = self.rate(subscription, plan, closed.period, closed.share, finalized_at)
+            charges = [] if closed.is_trial else [recurring_line(plan, result)]
+            charges += usage_lines(result)
+            adjustments, rebilled = self._late_usage(session, subscription, late_periods, plan.currency_code)
+            charges += adjustments
+            coupon = self._coupon(session, subscription, closed.is_trial)
+            balance = session.credit_balance(subscription.id, plan.currency_code)
+            allowance = self._trial_allowance(closed, charges, plan.currency_code)
+            draft = compose_invoice(
+                tenant_id=subscription.tenant_id,
+                subscription_id=subscription.id,
+                plan_code=plan.code,
+                period=closed.period,
+                currency=plan.currency_code,
+                charges=charges,
+                coupon=coupon,
+                tax_rules=rules_for(subscription.region_code, self.terms.tax_rules),
+                tax_inclusive=plan.tax_inclusive,
+                credit_available=balance + allowance,
+            )
+            trial_used = Money(min(allowance.amount, draft.credits_applied.amount), plan.currency_code)
+            balance_used = draft.credits_applied - trial_used
+            metadata = {"closed_by": closed.reason, "rated_at": rfc3339(finalized_at)}
+            if closed.is_trial:
+                metadata["trial_credit"] = str(trial_used.amount)
+            invoice = finalize(
+                replace(draft, metadata=metadata), session.next_invoice_sequence(subscription.tenant_id), finalized_at
+            )
+            assert invoice.invoice_number is not None
+            session.add_invoice(invoice)
+            if balance_used.amount:
+                session.use_credit(subscription.id, balance_used, invoice.invoice_number)
+            for item in result.items:
+                session.record_billed_usage(
+                    BilledUsage(
+                        subscription.id,
+                        closed.period.start,
+                        closed.period.end,
+                        item.metric_code,
+                        item.quantity,
+                        item.amount,
+                        plan.code,
+                        plan.version,
+                        closed.share,
+                        subscription.allow_overage_billing,
+                    )
+                )
+            for usage in rebilled:
+                session.record_billed_usage(usage)
+            session.add_outbox(OutboxMessage(INVOICE_FINALIZED, subscription.id, invoice_to_dict(invoice)))
+            return invoice
+
+    def _coupon(self, session: LedgerSession, subscription: Subscription, is_trial: bool) -> Coupon | None:
+        if is_trial or subscription.coupon_code is None:
+            return None
+        coupon = (self.terms.coupons or {}).get(subscription.coupon_code)
+        if coupon is None:
+            raise UnknownReference("coupon", f"no coupon {subscription.coupon_code!r}")
+        return coupon if coupon.applies_to(session.discounted_invoice_count(subscription.id)) else None
+
+    @staticmethod
+    def _trial_allowance(closed: ClosedPeriod, charges: Sequence[InvoiceLineItem], currency: str) -> Money:
+        """What the trial balance still covers on a trial invoice (unlimited without a balance)."""
+        if not closed.is_trial:
+            return Money.zero(currency)
+        balance = closed.subscription.trial_balance
+        if balance is None:
+            return Money(10**30, currency)
+        return Money(to_minor(balance, currency), currency)
+
+    def _late_usage(
+        self, session: LedgerSession, subscription: Subscription, late_periods: Collection[datetime], currency: str
+    ) -> tuple[list[InvoiceLineItem], list[BilledUsage]]:
+        """ADJUSTMENT lines for finalized periods that received usage after they were invoiced."""
+        if not late_periods:
+            return [], []
+        billed = [b for b in session.billed_usage(subscription.id) if b.period_start in late_periods]
+        if not billed:
+            return [], []
+        requests = []
+        for row in billed:
+            metric = self.terms.metrics[row.metric_code]
+            requests.append(
+                UsageRequest(subscription.id, row.metric_code, metric.aggregation, row.period_start, row.period_end)
+            )
+        lines, rebilled = [], []
+        for row, quantity in zip(billed, self.usage.quantities(requests), strict=True):
+            plan = session.get_plan(subscription.tenant_id, row.plan_code, row.plan_version)
+            meter = plan.meter(row.metric_code) if plan is not None else None
+            if meter is None:
+                raise UnknownReference("plan_code", f"plan {row.plan_code} v{row.plan_version} is not in the ledger")
+            before = rate_meter(meter, row.quantity, currency, proration=row.share, allow_overage=row.allow_overage)
+            now = rate_meter(meter, quantity, currency, proration=row.share, allow_overage=row.allow_overage)
+            delta = late_usage_delta(replace(before, amount=row.amount), now)
+            if delta is None:
+                continue
+            period = f"{rfc3339(row.period_start)} – {rfc3339(row.period_end)}"
+            lines.append(
+                InvoiceLineItem(
+                    LineType.ADJUSTMENT,
+                    f"Late usage: {row.metric_code} for {period}",
+                    delta.amount,
+                    delta.quantity - delta.billed_quantity,
+                    None,
+                    row.metric_code,
+                    {
+                        "period_start": rfc3339(row.period_start),
+                        "period_end": rfc3339(row.period_end),
+                        "billed_quantity": format_decimal(delta.billed_quantity),
+                        "quantity": format_decimal(delta.quantity),
+                    },
+                )
+            )
+            rebilled.append(replace(row, quantity=quantity, amount=now.amount))
+        return lines, rebilled
