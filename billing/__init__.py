@@ -1,0 +1,1 @@
+"""The composition root: CLI, configuration, wiring, simulate and demo, gRPC services."""

@@ -1,0 +1,242 @@
+"""Run a scenario on a test clock: events flow through the pipeline operators into a usage store,
+periods close on the subscriptions' calendars, and the invoice service finalizes invoices.
+
+At one instant the order is: events arrive, periods reach their end, due invoices finalize (in
+subscription order), then actions apply. The same engine serves ``billing demo`` at scale.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from fractions import Fraction
+from typing import Any
+
+from billing.clock import TestClock
+from billing.simulate.scenario import Action, Scenario, ScenarioEvent
+from billing.usage_reader import StoreUsageReader
+from invoicing.engine.credit import CreditNote
+from invoicing.engine.model import Invoice
+from invoicing.engine.subscriptions import (
+    BillingCycle,
+    ClosedPeriod,
+    SubscriptionStatus,
+    cancel,
+    change_plan,
+    close_due,
+    end_trial,
+    open_cycle,
+)
+from invoicing.ports import Ledger
+from invoicing.service import BillingTerms, InvoiceService
+from rating.money import Money, to_minor
+from rating.periods import ONE_MS, Period, epoch_ms, from_epoch_ms
+from streams.inprocess import InProcessPipeline, PipelineStats
+from streams.memory import MemoryDeadLetters
+from streams.operators.process import Catalog
+from streams.operators.records import UsageEvent, UsageRecord
+from streams.operators.validate import SubscriptionRef
+from streams.ports import DeadLetter, UsageStore
+
+# Kinds of timeline entries, in the order they run at one instant.
+ARRIVAL, PERIOD_END, FINALIZE, ACTION = range(4)
+
+
+@dataclass
+class SimulationResult:
+    invoices: list[Invoice]
+    dead_letters: list[DeadLetter]
+    stats: PipelineStats
+    cycles: dict[str, BillingCycle]
+    unbilled_late_periods: dict[str, set[datetime]] = field(default_factory=dict)
+
+
+class Simulation:
+    """One scenario's run; ``on_invoice`` sees each invoice as it is finalized."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        store: UsageStore,
+        ledger: Ledger,
+        *,
+        on_invoice: Callable[[Invoice], None] | None = None,
+        batch_size: int = 100_000,
+    ) -> None:
+        self.scenario = scenario
+        self.store = store
+        self.ledger = ledger
+        self.on_invoice = on_invoice
+        self.clock = TestClock(min((s.start_at for s in scenario.subscriptions), default=scenario.run_until))
+        metrics = {m.code: m for m in scenario.metrics}
+        self.order = {s.id: n for n, s in enumerate(scenario.subscriptions)}
+        self.refs = {s.id: SubscriptionRef(s.id, s.tenant_id, s.timezone) for s in scenario.subscriptions}
+        self.dead_letters = MemoryDeadLetters()
+        self.pipeline = InProcessPipeline(
+            Catalog(metrics.get, self.refs.get),
+            store,
+            self.dead_letters,
+            lambda: epoch_ms(self.clock.now()),
+            tenant_of=lambda sub: self.refs[sub].tenant_id,
+            on_accepted=self._accepted,
+            batch_size=batch_size,
+        )
+        terms = BillingTerms(scenario.tenant_id, metrics, scenario.tax_rules, {c.code: c for c in scenario.coupons})
+        self.service = InvoiceService(ledger, StoreUsageReader(store), terms)
+        self.cycles: dict[str, BillingCycle] = {}
+        self.finalized: dict[str, list[Period]] = defaultdict(list)
+        self.late: dict[str, set[datetime]] = defaultdict(set)
+        self.trial_checks: set[str] = set()
+        self.invoices: list[Invoice] = []
+        self._timeline: list[tuple[datetime, int, int, int, Any]] = []
+        self._seq = 0
+
+    # --- timeline -----------------------------------------------------------------------------
+    def _at(self, when: datetime, kind: int, rank: int, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._timeline, (when, kind, rank, self._seq, payload))
+
+    def _schedule_period_end(self, cycle: BillingCycle) -> None:
+        if cycle.period is not None:
+            self._at(cycle.period.end, PERIOD_END, self.order[cycle.subscription.id], (cycle.subscription.id, cycle))
+
+    def _schedule_finalize(self, closed: ClosedPeriod | None) -> None:
+        if closed is not None:
+            due = closed.period.end + self.scenario.grace_period
+            self._at(max(due, self.clock.now()), FINALIZE, self.order[closed.subscription.id], closed)
+
+    # --- steps --------------------------------------------------------------------------------
+    def _accepted(self, record: UsageRecord) -> None:
+        """Usage for a period already finalized is late: the next invoice carries its adjustment."""
+        at = from_epoch_ms(record.recorded_at_ms)
+        for period in self.finalized.get(record.subscription_id, ()):
+            if period.contains(at):
+                self.late[record.subscription_id].add(period.start)
+                return
+        cycle = self.cycles.get(record.subscription_id)
+        if cycle is not None and cycle.is_trial and cycle.subscription.trial_balance is not None:
+            self.trial_checks.add(record.subscription_id)
+
+    def _arrive(self, event: ScenarioEvent) -> None:
+        self.pipeline.process(
+            UsageEvent(
+                event.id,
+                event.tenant_id,
+                event.subscription_id,
+                event.metric_code,
+                event.value,
+                epoch_ms(event.recorded_at),
+                event.idempotency_key,
+                event.metadata,
+            )
+        )
+
+    def _check_trials(self) -> None:
+        """End a trial whose rated usage reached its balance, right after the event that reached it."""
+        if not self.trial_checks:
+            return
+        self.pipeline.flush()
+        for subscription_id in sorted(self.trial_checks, key=self.order.__getitem__):
+            cycle = self.cycles[subscription_id]
+            if not cycle.is_trial or cycle.period is None or cycle.subscription.trial_balance is None:
+                continue
+            latest = self._latest_usage_in(cycle)
+            if latest is None:
+                continue
+            end = min(latest + ONE_MS, cycle.period.end)
+            usage = Period(cycle.period.start, end)
+            result = self.service.rate(cycle.subscription, cycle.plan, usage, share=Fraction(0), at=self.clock.now())
+            spent = sum((i.amount for i in result.items), Money.zero(cycle.plan.currency_code))
+            if spent.amount >= to_minor(cycle.subscription.trial_balance, cycle.plan.currency_code):
+                closed, after = end_trial(cycle, end) if end < cycle.period.end else (None, cycle)
+                if closed is not None:
+                    self._replace_cycle(after)
+                    self._schedule_finalize(closed)
+        self.trial_checks.clear()
+
+    def _latest_usage_in(self, cycle: BillingCycle) -> datetime | None:
+        assert cycle.period is not None
+        latest = [
+            e.recorded_at
+            for e in self.scenario.events
+            if e.subscription_id == cycle.subscription.id
+            and cycle.period.contains(e.recorded_at)
+            and e.arrives_at <= self.clock.now()
+        ]
+        return max(latest, default=None)
+
+    def _replace_cycle(self, cycle: BillingCycle) -> None:
+        self.cycles[cycle.subscription.id] = cycle
+        self._schedule_period_end(cycle)
+
+    def _period_end(self, subscription_id: str, scheduled: BillingCycle) -> None:
+        cycle = self.cycles.get(subscription_id)
+        if cycle is not scheduled or cycle.period is None:
+            return  # superseded by a plan change, cancellation or early trial end
+        closed, after = close_due(cycle)
+        self._replace_cycle(after)
+        self._schedule_finalize(closed)
+
+    def _finalize(self, closed: ClosedPeriod) -> None:
+        self.pipeline.flush()
+        subscription_id = closed.subscription.id
+        late = self.late.pop(subscription_id, set())
+        invoice = self.service.close_period(closed, self.clock.now(), late)
+        self.finalized[subscription_id].append(closed.period)
+        self.invoices.append(invoice)
+        if self.on_invoice is not None:
+            self.on_invoice(invoice)
+
+    def _act(self, action: Action) -> None:
+        cycle = self.cycles[action.subscription_id]
+        if action.type == "credit_note":
+            assert action.amount is not None
+            currency = cycle.plan.currency_code
+            amount = Money(to_minor(action.amount, currency), currency)
+            note = CreditNote(action.subscription_id, action.credit_type, amount, action.at, action.reason)
+            self.service.add_credit_note(note)
+            return
+        if cycle.period is None:
+            return  # already canceled or expired: nothing left to change
+        if action.type == "change_plan":
+            assert action.plan_code is not None
+            closed, after = change_plan(cycle, self.scenario.plan(action.plan_code), action.at)
+        else:
+            closed, after = cancel(cycle, action.at, action.at_period_end)
+        self._replace_cycle(after)
+        self._schedule_finalize(closed)
+
+    # --- run ----------------------------------------------------------------------------------
+    def run(self) -> SimulationResult:
+        for subscription in self.scenario.subscriptions:
+            self._replace_cycle(open_cycle(subscription, self.scenario.plan(subscription.plan_code)))
+        for n, event in enumerate(self.scenario.events):
+            self._at(event.arrives_at, ARRIVAL, n, event)
+        for n, action in enumerate(self.scenario.actions):
+            self._at(action.at, ACTION, n, action)
+        until = self.scenario.run_until
+        while self._timeline and self._timeline[0][0] <= until:
+            when, kind, _, _, payload = heapq.heappop(self._timeline)
+            if when > self.clock.now():
+                self._check_trials()
+                self.clock.advance_to(when)
+            if kind == ARRIVAL:
+                self._arrive(payload)
+            elif kind == PERIOD_END:
+                self._check_trials()
+                self._period_end(*payload)
+            elif kind == FINALIZE:
+                self._finalize(payload)
+            else:
+                self._act(payload)
+        self._check_trials()
+        self.pipeline.flush()
+        unbilled = {k: v for k, v in self.late.items() if v}
+        return SimulationResult(self.invoices, self.dead_letters.letters, self.pipeline.stats, self.cycles, unbilled)
+
+
+def statuses(cycles: Iterable[BillingCycle]) -> dict[str, SubscriptionStatus]:
+    return {c.subscription.id: c.status for c in cycles}

@@ -1,0 +1,420 @@
+"""Scenario files (design section 5): YAML or JSON parsed into frozen domain values at the edge.
+
+Every error names the field it found wrong, as a path: ``plans[0].meters[1].unit_price``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from invoicing.engine.credit import CreditType
+from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.subscriptions import Subscription
+from invoicing.engine.tax import TaxRule
+from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
+from rating.errors import BillingError, InvalidValue, UnknownReference
+from rating.numbers import decimal_from_double, parse_decimal
+from rating.periods import BillingInterval, zone
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioEvent:
+    id: str
+    subscription_id: str
+    metric_code: str
+    value: float
+    recorded_at: datetime
+    arrives_at: datetime
+    idempotency_key: str
+    metadata: Mapping[str, str]
+    tenant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    at: datetime
+    type: str
+    subscription_id: str
+    plan_code: str | None = None
+    amount: Decimal | None = None
+    credit_type: CreditType = CreditType.BALANCE
+    at_period_end: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    tenant_id: str
+    metrics: tuple[Metric, ...]
+    plans: tuple[Plan, ...]
+    tax_rules: tuple[TaxRule, ...]
+    coupons: tuple[Coupon, ...]
+    subscriptions: tuple[Subscription, ...]
+    events: tuple[ScenarioEvent, ...]
+    actions: tuple[Action, ...]
+    run_until: datetime
+    grace_period: timedelta = timedelta(0)
+
+    def plan(self, code: str) -> Plan:
+        return next(p for p in self.plans if p.code == code)
+
+
+class _Fields:
+    """Reads one mapping of the file, naming each field by its path."""
+
+    def __init__(self, raw: object, path: str) -> None:
+        if not isinstance(raw, Mapping):
+            raise InvalidValue(path or "scenario", f"expected a mapping, got {type(raw).__name__}")
+        self.raw = raw
+        self.path = path
+
+    def name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def has(self, key: str) -> bool:
+        return self.raw.get(key) is not None
+
+    def get(self, key: str, parse: Callable[[object, str], T], default: T | None = None, required: bool = False) -> T:
+        value = self.raw.get(key)
+        if value is None:
+            if required:
+                raise InvalidValue(self.name(key), "is required")
+            return default  # type: ignore[return-value]
+        return parse(value, self.name(key))
+
+    def items(self, key: str) -> list[tuple[object, str]]:
+        value = self.raw.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise InvalidValue(self.name(key), f"expected a list, got {type(value).__name__}")
+        return [(item, f"{self.name(key)}[{index}]") for index, item in enumerate(value)]
+
+
+def text(value: object, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidValue(field, f"expected text, got {type(value).__name__}")
+    if str(value) == "":
+        raise InvalidValue(field, "must not be empty")
+    return str(value)
+
+
+def flag(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidValue(field, f"expected true or false, got {value!r}")
+    return value
+
+
+def whole(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(field, f"expected a whole number, got {value!r}")
+    if value < 0:
+        raise InvalidValue(field, f"must not be negative, got {value}")
+    return value
+
+
+def decimal(value: object, field: str) -> Decimal:
+    """A price or quantity: a decimal string, an int, or a number written in the file (read exactly)."""
+    if isinstance(value, float):
+        number = decimal_from_double(value, field)
+        if number < 0:
+            raise InvalidValue(field, f"must not be negative, got {value!r}")
+        return number
+    return parse_decimal(value, field)
+
+
+def instant(value: object, field: str) -> datetime:
+    """An RFC 3339 time with an offset (``2026-01-05T10:00:00Z``), as UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        raise InvalidValue(field, f"expected a time with an offset, got the date {value}")
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidValue(field, f"not an RFC 3339 time: {value!r}") from None
+    else:
+        raise InvalidValue(field, f"expected an RFC 3339 time, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        raise InvalidValue(field, f"needs a UTC offset or Z: {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def duration(value: object, field: str) -> timedelta:
+    """Seconds as a number, or text like ``90s``, ``15m``, ``2h``, ``3d``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if isinstance(value, str) and value[-1:] in units and value[:-1].isdigit():
+        return timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    raise InvalidValue(field, f"expected seconds or a duration like '2h' or '3d', got {value!r}")
+
+
+def choice(enum: Callable[[str], T], aliases: Mapping[str, str] | None = None) -> Callable[[object, str], T]:
+    """An enum value, matched case-insensitively (``month``, ``MONTH``); ``aliases`` map old names."""
+
+    def parse(value: object, field: str) -> T:
+        raw = text(value, field)
+        for candidate in ((aliases or {}).get(raw.upper(), raw), raw.upper(), raw.lower()):
+            try:
+                return enum(candidate)
+            except ValueError:
+                continue
+        raise InvalidValue(field, f"unknown value {raw!r}")
+
+    return parse
+
+
+def _wrap(path: str, build: Callable[[], T]) -> T:
+    """Place a value's own validation error under the path of the mapping it came from."""
+    try:
+        return build()
+    except BillingError as error:
+        if error.field.startswith(path):
+            raise
+        raise error.at(path) from None
+
+
+def _metric(raw: object, path: str) -> Metric:
+    f = _Fields(raw, path)
+    return _wrap(
+        path,
+        lambda: Metric(
+            code=f.get("code", text, required=True),
+            type=f.get("type", choice(MetricType), MetricType.COUNTER),
+            aggregation=f.get("aggregation", choice(Aggregation), Aggregation.SUM),
+            unit=f.get("unit", text, ""),
+            field=f.get("field", text),
+        ),
+    )
+
+
+def _tier(raw: object, path: str) -> Tier:
+    f = _Fields(raw, path)
+    return Tier(
+        up_to=f.get("up_to", decimal),
+        unit_price=f.get("unit_price", decimal, Decimal(0)),
+        flat_fee=f.get("flat_fee", decimal, Decimal(0)),
+    )
+
+
+def _meter(raw: object, path: str) -> PlanMeter:
+    f = _Fields(raw, path)
+    tiers = tuple(_tier(item, p) for item, p in f.items("tiers"))
+    return _wrap(
+        path,
+        lambda: PlanMeter(
+            metric_code=f.get("metric_code", text, required=True),
+            pricing_model=f.get("pricing_model", choice(PricingModel, {"METERED": "PER_UNIT"}), required=True),
+            unit_price=f.get("unit_price", decimal, Decimal(0)),
+            included_units=f.get("included_units", decimal, Decimal(0)),
+            overage_unit_price=f.get("overage_unit_price", decimal),
+            package_size=f.get("package_size", decimal),
+            tier_mode=f.get("tier_mode", choice(TierMode), TierMode.GRADUATED),
+            tiers=tiers,
+        ),
+    )
+
+
+def _plan(raw: object, path: str, metrics: Mapping[str, Metric]) -> Plan:
+    f = _Fields(raw, path)
+    meters = tuple(_meter(item, p) for item, p in f.items("meters"))
+    for index, meter in enumerate(meters):
+        if meter.metric_code not in metrics:
+            raise UnknownReference(f"{path}.meters[{index}].metric_code", f"no metric {meter.metric_code!r}")
+    return _wrap(
+        path,
+        lambda: Plan(
+            code=f.get("code", text, required=True),
+            currency_code=f.get("currency_code", text, required=True).upper(),
+            base_price=f.get("base_price", decimal, Decimal(0)),
+            billing_interval=f.get("billing_interval", choice(BillingInterval), BillingInterval.MONTH),
+            tax_inclusive=f.get("tax_inclusive", flag, False),
+            meters=meters,
+            name=f.get("name", text, ""),
+        ),
+    )
+
+
+def _tax_rule(raw: object, path: str) -> TaxRule:
+    f = _Fields(raw, path)
+    return _wrap(
+        path,
+        lambda: TaxRule(
+            region_code=f.get("region_code", text, required=True),
+            name=f.get("name", text, "Tax"),
+            rate_percent=f.get("rate_percent", decimal, required=True),
+            is_default=f.get("is_default", flag, False),
+            is_active=f.get("is_active", flag, True),
+        ),
+    )
+
+
+def _coupon(raw: object, path: str) -> Coupon:
+    f = _Fields(raw, path)
+    return _wrap(
+        path,
+        lambda: Coupon(
+            code=f.get("code", text, required=True),
+            percent_off=f.get("percent_off", decimal),
+            amount_off=f.get("amount_off", decimal),
+            duration=f.get("duration", choice(CouponDuration), CouponDuration.ONCE),
+            duration_in_periods=f.get("duration_in_periods", whole) or f.get("duration_in_months", whole),
+        ),
+    )
+
+
+def _subscription(raw: object, path: str, tenant_id: str, plans: Mapping[str, Plan], coupons: set[str]) -> Subscription:
+    f = _Fields(raw, path)
+    plan_code = f.get("plan_code", text, required=True)
+    if plan_code not in plans:
+        raise UnknownReference(f.name("plan_code"), f"no plan {plan_code!r}")
+    coupon = f.get("coupon", text)
+    if coupon is not None and coupon not in coupons:
+        raise UnknownReference(f.name("coupon"), f"no coupon {coupon!r}")
+    timezone = f.get("timezone", text, "UTC")
+    zone(timezone, f.name("timezone"))
+    return _wrap(
+        path,
+        lambda: Subscription(
+            id=f.get("id", text, required=True),
+            tenant_id=f.get("tenant_id", text, tenant_id),
+            plan_code=plan_code,
+            start_at=f.get("start_at", instant, required=True),
+            timezone=timezone,
+            region_code=f.get("region_code", text),
+            allow_overage_billing=f.get("allow_overage_billing", flag, True),
+            trial_days=f.get("trial_days", whole, 0),
+            trial_balance=f.get("trial_balance", decimal),
+            has_payment_method=f.get("has_payment_method", flag, True),
+            coupon_code=coupon,
+        ),
+    )
+
+
+def _number(value: object, field: str) -> float:
+    """An event value as the wire carries it: a double (NaN and inf pass, the pipeline rejects them)."""
+    if isinstance(value, bool):
+        raise InvalidValue(field, "expected a number, got a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise InvalidValue(field, f"not a number: {value!r}") from None
+    raise InvalidValue(field, f"expected a number, got {type(value).__name__}")
+
+
+def _metadata(value: object, field: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidValue(field, f"expected a mapping, got {type(value).__name__}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _event(raw: object, path: str, index: int, tenant_id: str) -> ScenarioEvent:
+    f = _Fields(raw, path)
+    recorded_at = f.get("recorded_at", instant, required=True)
+    arrives_at = f.get("arrives_at", instant, recorded_at)
+    if arrives_at < recorded_at:
+        raise InvalidValue(f.name("arrives_at"), "an event cannot arrive before it was recorded")
+    return ScenarioEvent(
+        id=f.get("id", text, f"evt_{index}"),
+        subscription_id=f.get("subscription_id", text, ""),
+        metric_code=f.get("metric_code", text, ""),
+        value=f.get("value", _number, required=True),
+        recorded_at=recorded_at,
+        arrives_at=arrives_at,
+        idempotency_key=f.get("idempotency_key", text, ""),
+        metadata=f.get("metadata", _metadata, {}),
+        tenant_id=f.get("tenant_id", text, tenant_id),
+    )
+
+
+ACTIONS = ("change_plan", "credit_note", "cancel")
+
+
+def _action(raw: object, path: str, plans: Mapping[str, Plan], subscriptions: set[str]) -> Action:
+    f = _Fields(raw, path)
+    kind = f.get("type", text, required=True)
+    if kind not in ACTIONS:
+        raise InvalidValue(f.name("type"), f"unknown action {kind!r}; expected one of {', '.join(ACTIONS)}")
+    subscription_id = f.get("subscription_id", text, required=True)
+    if subscription_id not in subscriptions:
+        raise UnknownReference(f.name("subscription_id"), f"no subscription {subscription_id!r}")
+    plan_code = f.get("plan_code", text, required=kind == "change_plan")
+    if plan_code is not None and plan_code not in plans:
+        raise UnknownReference(f.name("plan_code"), f"no plan {plan_code!r}")
+    return Action(
+        at=f.get("at", instant, required=True),
+        type=kind,
+        subscription_id=subscription_id,
+        plan_code=plan_code,
+        amount=f.get("amount", decimal, required=kind == "credit_note"),
+        credit_type=f.get("credit_type", choice(CreditType), CreditType.BALANCE),
+        at_period_end=f.get("at_period_end", flag, False),
+        reason=f.get("reason", text, ""),
+    )
+
+
+def _unique(values: list[T], key: Callable[[T], str], path: str) -> dict[str, T]:
+    seen: dict[str, T] = {}
+    for index, value in enumerate(values):
+        name = key(value)
+        if name in seen:
+            raise InvalidValue(f"{path}[{index}]", f"{name!r} is defined twice")
+        seen[name] = value
+    return seen
+
+
+def parse_scenario(raw: object) -> Scenario:
+    """A scenario from parsed YAML/JSON; raises BillingError naming the field at fault."""
+    f = _Fields(raw, "")
+    tenant_id = f.get("tenant_id", text, "default")
+    metrics = _unique([_metric(i, p) for i, p in f.items("metrics")], lambda m: m.code, "metrics")
+    plans = _unique([_plan(i, p, metrics) for i, p in f.items("plans")], lambda p: p.code, "plans")
+    tax_rules = tuple(_tax_rule(i, p) for i, p in f.items("tax_rules"))
+    coupons = _unique([_coupon(i, p) for i, p in f.items("coupons")], lambda c: c.code, "coupons")
+    subscriptions = _unique(
+        [_subscription(i, p, tenant_id, plans, set(coupons)) for i, p in f.items("subscriptions")],
+        lambda s: s.id,
+        "subscriptions",
+    )
+    events = tuple(_event(i, p, n, tenant_id) for n, (i, p) in enumerate(f.items("events")))
+    actions = tuple(_action(i, p, plans, set(subscriptions)) for i, p in f.items("actions"))
+    return Scenario(
+        tenant_id=tenant_id,
+        metrics=tuple(metrics.values()),
+        plans=tuple(plans.values()),
+        tax_rules=tax_rules,
+        coupons=tuple(coupons.values()),
+        subscriptions=tuple(subscriptions.values()),
+        events=events,
+        actions=actions,
+        run_until=f.get("run_until", instant, required=True),
+        grace_period=f.get("grace_period", duration, timedelta(0)),
+    )
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read a YAML or JSON scenario file (JSON is YAML, but its own errors read better)."""
+    try:
+        content = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidValue("scenario", f"cannot read {path}: {error.strerror}") from None
+    try:
+        raw: Any = json.loads(content) if path.suffix == ".json" else yaml.safe_load(content)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise InvalidValue("scenario", f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}")
+    return parse_scenario(raw)
