@@ -416,5 +416,6 @@ def load_scenario(path: Path) -> Scenario:
     try:
         raw: Any = json.loads(content) if path.suffix == ".json" else yaml.safe_load(content)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise InvalidValue("scenario", f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}")
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise InvalidValue("scenario", f"{path} is not valid {kind}: {error}") from None
     return parse_scenario(raw)
