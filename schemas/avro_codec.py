@@ -1,0 +1,135 @@
+"""Avro on Kafka: schemaless binary behind a 5-byte header, so a consumer knows the writer schema.
+
+Wire format of every message value (the Confluent wire format, with ids of our own):
+
+    byte 0      magic, always 0
+    bytes 1-4   schema id, unsigned 32-bit big-endian (``SCHEMA_IDS``)
+    bytes 5-    the record, Avro schemaless binary, written with that schema
+
+The ids are a fixed registry of the files in ``schemas/avro/`` (family x 100 + version); they are
+not assigned by a schema registry. A new schema version gets a new file and a new id here, and an
+id is never reused. ``decode`` reads with the schema it is asked for and resolves the writer's
+schema into it (Avro schema resolution), so old and new producers and consumers interoperate.
+Timestamps decode as timezone-aware UTC datetimes; ``encode`` takes those or epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cache
+from importlib.resources import files
+from typing import Any, Final
+
+import fastavro
+
+MAGIC: Final = 0
+_HEADER: Final = struct.Struct(">BI")
+HEADER_SIZE: Final = _HEADER.size
+
+SCHEMA_IDS: Final[Mapping[str, int]] = {
+    "usage_event.v1": 101,
+    "usage_event.v2": 102,
+    "usage_event_batch.v1": 201,
+    "dead_letter.v1": 301,
+    "window_total.v1": 401,
+}
+SCHEMA_NAMES: Final[Mapping[int, str]] = {schema_id: name for name, schema_id in SCHEMA_IDS.items()}
+
+# Files whose named types a schema refers to by name; parsed first, into that schema's own namespace
+# of names (v1 and v2 both define smallbiznis.usage.UsageEvent, so names are never shared globally).
+_REFERENCES: Final[Mapping[str, tuple[str, ...]]] = {
+    "usage_event_batch.v1": ("usage_event.v1",),
+}
+
+
+class WireFormatError(ValueError):
+    """Bytes that are not a message of ours: bad header, unknown schema id, or an undecodable body."""
+
+
+class RecordError(ValueError):
+    """A record that does not fit the schema it is encoded with."""
+
+
+def _source(name: str) -> Any:
+    return json.loads(files("schemas").joinpath("avro", f"{name}.avsc").read_text(encoding="utf-8"))
+
+
+@cache
+def schema(name: str) -> Any:
+    """The parsed schema of ``schemas/avro/<name>.avsc`` (e.g. ``"usage_event.v1"``), parsed once."""
+    if name not in SCHEMA_IDS:
+        raise KeyError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_IDS)}")
+    named: dict[str, Any] = {}
+    for reference in _REFERENCES.get(name, ()):
+        fastavro.parse_schema(_source(reference), named)
+    return fastavro.parse_schema(_source(name), named)
+
+
+def encode(schema_name: str, record: Mapping[str, Any]) -> bytes:
+    """Header + schemaless body of ``record``; fields with a default may be left out."""
+    parsed = schema(schema_name)
+    _reject_naive_datetimes(record)
+    out = io.BytesIO()
+    out.write(_HEADER.pack(MAGIC, SCHEMA_IDS[schema_name]))
+    try:
+        fastavro.schemaless_writer(
+            out, parsed, record if isinstance(record, dict) else dict(record), strict_allow_default=True
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
+        raise RecordError(f"record does not fit {schema_name}: {exc}") from exc
+    return out.getvalue()
+
+
+def writer_schema_of(data: bytes) -> str:
+    """The name of the schema ``data`` was written with, read from its header."""
+    if len(data) < HEADER_SIZE:
+        raise WireFormatError(f"message of {len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise WireFormatError(f"magic byte is {magic}, expected {MAGIC}")
+    try:
+        return SCHEMA_NAMES[schema_id]
+    except KeyError:
+        raise WireFormatError(f"unknown schema id {schema_id}") from None
+
+
+def decode(schema_name: str, data: bytes, writer_schema_name: str | None = None) -> dict[str, Any]:
+    """The record in ``data``, read as ``schema_name`` (the reader schema).
+
+    The writer schema is the one the header names; ``writer_schema_name``, when given, must agree.
+    """
+    reader = schema(schema_name)
+    writer_name = writer_schema_of(data)
+    if writer_schema_name is not None and writer_schema_name != writer_name:
+        raise WireFormatError(f"message was written with {writer_name}, expected {writer_schema_name}")
+    body = io.BytesIO(data)
+    body.seek(HEADER_SIZE)
+    try:
+        record = fastavro.schemaless_reader(body, schema(writer_name), None if writer_name == schema_name else reader)
+    # Garbage can fail inside fastavro in many ways (EOF, bad union index, invalid UTF-8, huge
+    # lengths, unresolvable schemas); every one of them means the same thing to a consumer.
+    except Exception as exc:
+        reason = str(exc)[:200] or "truncated or malformed body"
+        raise WireFormatError(f"cannot decode {writer_name} as {schema_name}: {type(exc).__name__}: {reason}") from exc
+    if body.tell() != len(data):
+        raise WireFormatError(f"{len(data) - body.tell()} trailing bytes after a {writer_name} record")
+    if not isinstance(record, dict):
+        raise WireFormatError(f"{writer_name} body is not a record")
+    return record
+
+
+def _reject_naive_datetimes(value: object) -> None:
+    # fastavro would read a naive datetime as local time and shift it silently.
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise RecordError(f"naive datetime {value.isoformat()}; timestamps must be timezone-aware")
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _reject_naive_datetimes(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_naive_datetimes(item)
