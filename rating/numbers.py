@@ -14,6 +14,7 @@ QUANTUM = Decimal(1).scaleb(-SCALE)
 LIMIT = Decimal(10) ** 26
 """Magnitudes from here on do not fit ``Decimal128(12)``."""
 _EXACT = Context(prec=60)
+_SAFE_INT = 2**53
 
 
 def decimal_from_double(value: float, field: str = "value") -> Decimal:
@@ -22,6 +23,8 @@ def decimal_from_double(value: float, field: str = "value") -> Decimal:
         raise InvalidValue(field, f"expected a number, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidValue(field, f"must be finite, got {value}")
+    if value.is_integer() and -_SAFE_INT < value < _SAFE_INT:
+        return Decimal(int(value))  # whole numbers (most counters) are exact as they are
     exact = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
     return _bounded(exact.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT).normalize(_EXACT), field)
 

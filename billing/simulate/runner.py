@@ -64,12 +64,15 @@ class Simulation:
         ledger: Ledger,
         *,
         on_invoice: Callable[[Invoice], None] | None = None,
+        on_event: Callable[[int], None] | None = None,
         batch_size: int = 100_000,
     ) -> None:
         self.scenario = scenario
         self.store = store
         self.ledger = ledger
         self.on_invoice = on_invoice
+        self.on_event = on_event
+        self.arrived = 0
         self.clock = TestClock(min((s.start_at for s in scenario.subscriptions), default=scenario.run_until))
         metrics = {m.code: m for m in scenario.metrics}
         self.order = {s.id: n for n, s in enumerate(scenario.subscriptions)}
@@ -121,6 +124,9 @@ class Simulation:
             self.trial_checks.add(record.subscription_id)
 
     def _arrive(self, event: ScenarioEvent) -> None:
+        self.arrived += 1
+        if self.on_event is not None and self.arrived % 10_000 == 0:
+            self.on_event(self.arrived)
         self.pipeline.process(
             UsageEvent(
                 event.id,
@@ -234,6 +240,8 @@ class Simulation:
                 self._act(payload)
         self._check_trials()
         self.pipeline.flush()
+        if self.on_event is not None:
+            self.on_event(self.arrived)
         unbilled = {k: v for k, v in self.late.items() if v}
         return SimulationResult(self.invoices, self.dead_letters.letters, self.pipeline.stats, self.cycles, unbilled)
 

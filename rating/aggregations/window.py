@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Point:
-    """One distinct usage event as aggregation sees it; ordered by (time, idempotency key)."""
+class Point(NamedTuple):
+    """One distinct usage event as aggregation sees it; ordered by (time, idempotency key).
+    A NamedTuple rather than a dataclass: it is built once per event on the hot path."""
 
     at_ms: int
     key: str
@@ -23,10 +23,11 @@ class Point:
     unique: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WindowTotals:
+class WindowTotals(NamedTuple):
     """Absolute totals of one window. ``tw_integral`` is Σ value × Δt in value-milliseconds from the
-    first event to the last (the tail after the last event depends on where the interval ends)."""
+    first event to the last (the tail after the last event depends on where the interval ends);
+    it is kept exact only where the window's points are (TIME_WEIGHTED_SUM metrics). A NamedTuple:
+    one is built per changed window on every flush."""
 
     event_count: int = 0
     total: Decimal = Decimal(0)

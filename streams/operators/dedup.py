@@ -6,8 +6,8 @@ offset), so a redelivery of that same message after a crash is told apart from a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Verdict(StrEnum):
@@ -18,8 +18,9 @@ class Verdict(StrEnum):
     """The very message that was first accepted, delivered again (at-least-once redelivery)."""
 
 
-@dataclass(frozen=True, slots=True)
-class DedupEntry:
+class DedupEntry(NamedTuple):
+    """Kept per identity for as long as dedup must remember it (a NamedTuple: one per event)."""
+
     fingerprint: str
     partition: int = -1
     offset: int = -1

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
 from datetime import UTC
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from rating.aggregations import Point, WindowTotals
 from rating.catalog import Aggregation, Metric
@@ -29,8 +28,9 @@ class Granularity(StrEnum):
     MONTH = "month"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class WindowKey:
+class WindowKey(NamedTuple):
+    """A window's identity; a NamedTuple because it is hashed four times per event."""
+
     subscription_id: str
     metric_code: str
     granularity: Granularity
@@ -77,12 +77,15 @@ class WindowAccumulator:
 
     def observe(self, point: Point) -> None:
         self.count += 1
-        self.total += point.value
-        if self.maximum is None or point.value > self.maximum:
-            self.maximum = point.value
-        if self.latest is None or (point.at_ms, point.key) > (self.latest.at_ms, self.latest.key):
+        value = point.value
+        self.total += value
+        if self.maximum is None or value > self.maximum:
+            self.maximum = value
+        latest = self.latest
+        if latest is None or point[:2] > latest[:2]:
             self.latest = point
-        if self.first is None or (point.at_ms, point.key) < (self.first.at_ms, self.first.key):
+        first = self.first
+        if first is None or point[:2] < first[:2]:
             self.first = point
         if self.points is not None:
             bisect.insort(self.points, point)
@@ -156,7 +159,7 @@ def observe(
     point: Point,
 ) -> Iterator[tuple[WindowKey, int]]:
     """Add one accepted event to its four windows; yields each changed key and its window end."""
-    for granularity, start, end in rollup_windows(bucket_start(point.at_ms), timezone):
+    for granularity, start, end in rollup_windows(point.at_ms - point.at_ms % BUCKET_MS, timezone):
         key = WindowKey(subscription_id, metric.code, granularity, start)
         accumulator = state.get(key)
         if accumulator is None:
