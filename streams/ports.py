@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from rating.aggregations import WindowTotals
 from streams.operators.intervals import UsageQuery
@@ -12,8 +12,7 @@ from streams.operators.records import Rejection, UsageRecord
 from streams.operators.windows import Granularity, WindowKey
 
 
-@dataclass(frozen=True, slots=True)
-class WindowRow:
+class WindowRow(NamedTuple):
     """One window's absolute totals at a version (its count of distinct events). Writing an older
     or equal version again changes nothing, so replays are idempotent."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rating.catalog import Metric
 from streams.operators.dedup import DedupEntry, Verdict, decide, dedup_key
@@ -16,8 +17,7 @@ from streams.operators.validate import DEFAULT_FUTURE_SKEW_MS, SubscriptionRef, 
 from streams.operators.windows import WindowAccumulator, WindowKey, observe
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What happened to one event; ``changed`` lists (window key, window end) it touched."""
 
     verdict: Verdict | None

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from rating.aggregations import Point
 
@@ -25,9 +26,9 @@ class UsageEvent:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    """A valid usage event (``UsageRecord``): exact value, known metric and subscription."""
+class UsageRecord(NamedTuple):
+    """A valid usage event (``UsageRecord``): exact value, known metric and subscription.
+    A NamedTuple: one is built per event on the hot path."""
 
     event_id: str
     tenant_id: str
@@ -42,8 +43,9 @@ class UsageRecord:
     @property
     def fingerprint(self) -> str:
         """Digest of the payload: equal for a duplicate, different for an idempotency conflict."""
-        meta = "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(self.metadata.items()))
-        text = f"{self.tenant_id}\x1d{self.metric_code}\x1d{self.value}\x1d{self.recorded_at_ms}\x1d{meta}"
+        text = f"{self.tenant_id}\x1d{self.metric_code}\x1d{self.value}\x1d{self.recorded_at_ms}"
+        if self.metadata:
+            text += "\x1d" + "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(self.metadata.items()))
         return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
     @property
