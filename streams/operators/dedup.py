@@ -1,7 +1,7 @@
 """Dedup by (subscription_id, idempotency_key): first write wins.
 
 The entry remembers the payload's fingerprint and where the identity was first seen (partition,
-offset), so a redelivery of that same message after a crash is told apart from a true duplicate.
+position in it), so a redelivery of that same message after a crash is told apart from a true duplicate.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ class DedupEntry(NamedTuple):
 
     fingerprint: str
     partition: int = -1
-    offset: int = -1
+    position: int = -1
 
 
 def dedup_key(subscription_id: str, idempotency_key: str) -> str:
     return f"{subscription_id}\x1f{idempotency_key}"
 
 
-def decide(existing: DedupEntry | None, fingerprint: str, partition: int = -1, offset: int = -1) -> Verdict:
+def decide(existing: DedupEntry | None, fingerprint: str, partition: int = -1, position: int = -1) -> Verdict:
     """What to do with an event whose identity has ``existing`` entry (None: never seen)."""
     if existing is None:
         return Verdict.ACCEPTED
-    if offset >= 0 and existing.partition == partition and existing.offset == offset:
+    if position >= 0 and existing.partition == partition and existing.position == position:
         return Verdict.REPLAY
     return Verdict.DUPLICATE if existing.fingerprint == fingerprint else Verdict.CONFLICT

@@ -42,16 +42,20 @@ def process_event(
     now_ms: int,
     *,
     partition: int = -1,
-    offset: int = -1,
+    position: int = -1,
     max_future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
 ) -> Outcome:
-    """Validate, dedup (first write wins) and, when accepted, add the event to its four windows."""
+    """Validate, dedup (first write wins) and, when accepted, add the event to its four windows.
+
+    With a source ``partition`` and ``position`` (Kafka drivers), a redelivered message is a
+    REPLAY: it goes through the windows again, which count it only where their persisted state
+    missed it, so the driver re-emits their absolute totals and a crash loses or doubles nothing."""
     checked = validate(event, catalog.metric_of, catalog.subscription_of, now_ms, max_future_skew_ms)
     if isinstance(checked, Rejection):
         return Outcome(None, rejection=checked)
     key = dedup_key(checked.subscription_id, checked.idempotency_key)
     fingerprint = checked.fingerprint
-    verdict = decide(dedup_state.get(key), fingerprint, partition, offset)
+    verdict = decide(dedup_state.get(key), fingerprint, partition, position)
     if verdict is Verdict.CONFLICT:
         rejection = Rejection(
             Reason.IDEMPOTENCY_CONFLICT,
@@ -61,11 +65,14 @@ def process_event(
             checked.idempotency_key,
         )
         return Outcome(verdict, checked, rejection)
-    if verdict is not Verdict.ACCEPTED:
+    if verdict is Verdict.DUPLICATE:
         return Outcome(verdict, checked)
-    dedup_state[key] = DedupEntry(fingerprint, partition, offset)
+    if verdict is Verdict.ACCEPTED:
+        dedup_state[key] = DedupEntry(fingerprint, partition, position)
     metric = catalog.metric_of(checked.metric_code)
     subscription = catalog.subscription_of(checked.subscription_id)
     assert metric is not None and subscription is not None  # validated above
-    changed = tuple(observe(window_state, checked.subscription_id, metric, subscription.timezone, checked.point))
+    changed = tuple(
+        observe(window_state, checked.subscription_id, metric, subscription.timezone, checked.point, position)
+    )
     return Outcome(verdict, checked, changed=changed)

@@ -19,6 +19,8 @@ from rating.periods import add_local_days, from_epoch_ms, local_to_utc, zone
 from rating.periods import epoch_ms as to_ms
 
 BUCKET_MS = 15 * 60 * 1000
+POSITIONS_PER_OFFSET = 1 << 16
+"""Events one Kafka message (a batch) may carry: position = offset × this + index in the batch."""
 
 
 class Granularity(StrEnum):
@@ -64,9 +66,11 @@ class WindowAccumulator:
     frozen value. Points are kept only for TIME_WEIGHTED_SUM, the one aggregation that needs the
     neighbours of an out-of-order event."""
 
-    __slots__ = ("count", "first", "latest", "maximum", "points", "total", "uniques")
+    __slots__ = ("count", "first", "latest", "maximum", "points", "position", "total", "uniques")
 
     def __init__(self, keep_points: bool = False, keep_uniques: bool = False) -> None:
+        self.position = -1
+        """Source position (see ``observe``) of the last event counted; -1 when positions are not tracked."""
         self.count = 0
         self.total = Decimal(0)
         self.maximum: Decimal | None = None
@@ -119,6 +123,7 @@ class WindowAccumulator:
             return None if p is None else [p.at_ms, p.key, str(p.value), p.unique]
 
         return {
+            "position": self.position,
             "count": self.count,
             "total": str(self.total),
             "maximum": None if self.maximum is None else str(self.maximum),
@@ -134,6 +139,7 @@ class WindowAccumulator:
             return None if raw is None else Point(int(raw[0]), str(raw[1]), Decimal(raw[2]), raw[3])
 
         acc = cls()
+        acc.position = int(state.get("position", -1))
         acc.count = int(state["count"])
         acc.total = Decimal(state["total"])
         acc.maximum = None if state["maximum"] is None else Decimal(state["maximum"])
@@ -157,12 +163,21 @@ def observe(
     metric: Metric,
     timezone: str,
     point: Point,
+    position: int = -1,
 ) -> Iterator[tuple[WindowKey, int]]:
-    """Add one accepted event to its four windows; yields each changed key and its window end."""
+    """Add one accepted event to its four windows; yields each changed key and its window end.
+
+    ``position`` is where the event sits in its source, growing in processing order (a Kafka
+    driver uses offset × ``POSITIONS_PER_OFFSET`` + index in the message). A window that already
+    reflects that position skips the event: after a crash, each window's state is whatever its
+    last persisted snapshot was, so a redelivered event is counted exactly in the windows that
+    missed it. -1 (the in-process driver) counts unconditionally."""
     for granularity, start, end in rollup_windows(point.at_ms - point.at_ms % BUCKET_MS, timezone):
         key = WindowKey(subscription_id, metric.code, granularity, start)
         accumulator = state.get(key)
         if accumulator is None:
             accumulator = state[key] = new_accumulator(metric)
-        accumulator.observe(point)
+        if position < 0 or position > accumulator.position:
+            accumulator.observe(point)
+            accumulator.position = position
         yield key, end
