@@ -36,6 +36,8 @@ SCHEMA_IDS: Final[Mapping[str, int]] = {
     "usage_event_batch.v1": 201,
     "dead_letter.v1": 301,
     "window_total.v1": 401,
+    "window_total.v2": 402,
+    "usage_record.v1": 501,
 }
 SCHEMA_NAMES: Final[Mapping[int, str]] = {schema_id: name for name, schema_id in SCHEMA_IDS.items()}
 

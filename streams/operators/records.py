@@ -66,6 +66,8 @@ class Reason(StrEnum):
     NEGATIVE_VALUE = "negative_value"
     FUTURE_TIMESTAMP = "future_timestamp"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    WRONG_PARTITION = "wrong_partition"
+    """On Kafka: the event's subscription belongs to another partition, where its state is."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,23 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "uniques": ["u1", "u2"],
     },
 }
+SAMPLES["window_total.v2"] = {
+    **SAMPLES["window_total.v1"],
+    "first_key": "k1",
+    "first_unique": None,
+    "latest_unique": "u2",
+}
+SAMPLES["usage_record.v1"] = {
+    "event_id": "evt_1",
+    "tenant_id": "t1",
+    "subscription_id": "sub_1",
+    "metric_code": "api_calls",
+    "value": "0.000000000001",
+    "recorded_at": T0,
+    "idempotency_key": "k1",
+    "metadata": {"user": "u1"},
+    "unique_value": "u1",
+}
 
 
 def test_every_schema_file_is_registered_once() -> None:
