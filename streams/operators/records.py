@@ -66,6 +66,8 @@ class Reason(StrEnum):
     NEGATIVE_VALUE = "negative_value"
     FUTURE_TIMESTAMP = "future_timestamp"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    BEYOND_RETENTION = "beyond_retention"
+    """On Kafka: older than the dedup retention, so a duplicate could no longer be recognised."""
     WRONG_PARTITION = "wrong_partition"
     """On Kafka: the event's subscription belongs to another partition, where its state is."""
 

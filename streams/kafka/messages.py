@@ -1,0 +1,185 @@
+"""Kafka message values of the usage pipeline ↔ the operators' values, through the Avro contracts.
+
+Reading never raises on bad input: an undecodable message becomes a Rejection naming why, so the
+worker dead-letters it with its original bytes and goes on (design section 3).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from rating.aggregations import Point, WindowTotals
+from rating.periods import epoch_ms
+from schemas import avro_codec
+from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
+from streams.operators.windows import Granularity, WindowKey
+from streams.ports import DeadLetter, WindowRow
+
+USAGE_EVENT = "usage_event.v2"
+USAGE_EVENT_BATCH = "usage_event_batch.v1"
+WINDOW_TOTAL = "window_total.v2"
+USAGE_RECORD = "usage_record.v1"
+DEAD_LETTER = "dead_letter.v1"
+
+
+def _ms(value: Any) -> int:
+    return epoch_ms(value) if isinstance(value, datetime) else int(value)
+
+
+def _event(raw: dict[str, Any]) -> UsageEvent:
+    return UsageEvent(
+        raw["id"],
+        raw["tenant_id"],
+        raw["subscription_id"],
+        raw["metric_code"],
+        raw["value"],
+        _ms(raw["recorded_at"]),
+        raw["idempotency_key"],
+        raw.get("metadata") or {},
+    )
+
+
+def read_usage(value: bytes | None) -> list[UsageEvent | Rejection]:
+    """The events of one ``usage.events`` message (one event, or a batch), in order; a message
+    that cannot be read at all is a single Rejection."""
+    if value is None:
+        return [Rejection(Reason.UNDECODABLE, "message has no value (a tombstone?)")]
+    try:
+        writer = avro_codec.writer_schema_of(value)
+        if writer.startswith("usage_event_batch."):
+            return [_event(raw) for raw in avro_codec.decode(USAGE_EVENT_BATCH, value)["events"]]
+        if writer.startswith("usage_event."):
+            return [_event(avro_codec.decode(USAGE_EVENT, value))]
+        return [Rejection(Reason.UNDECODABLE, f"a {writer} message is not a usage event")]
+    except avro_codec.WireFormatError as error:
+        return [Rejection(Reason.UNDECODABLE, str(error))]
+
+
+def usage_event_avro(event: UsageEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "tenant_id": event.tenant_id,
+        "subscription_id": event.subscription_id,
+        "metric_code": event.metric_code,
+        "value": event.value,
+        "recorded_at": event.recorded_at_ms,
+        "idempotency_key": event.idempotency_key,
+        "metadata": dict(event.metadata),
+    }
+
+
+def write_record(record: UsageRecord) -> bytes:
+    return avro_codec.encode(
+        USAGE_RECORD,
+        {
+            "event_id": record.event_id,
+            "tenant_id": record.tenant_id,
+            "subscription_id": record.subscription_id,
+            "metric_code": record.metric_code,
+            "value": str(record.value),
+            "recorded_at": record.recorded_at_ms,
+            "idempotency_key": record.idempotency_key,
+            "metadata": dict(record.metadata),
+            "unique_value": record.unique,
+        },
+    )
+
+
+def read_record(value: bytes) -> UsageRecord:
+    raw = avro_codec.decode(USAGE_RECORD, value)
+    return UsageRecord(
+        raw["event_id"],
+        raw["tenant_id"],
+        raw["subscription_id"],
+        raw["metric_code"],
+        Decimal(raw["value"]),
+        _ms(raw["recorded_at"]),
+        raw["idempotency_key"],
+        raw["metadata"],
+        raw["unique_value"],
+    )
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def write_window(row: WindowRow) -> bytes:
+    t = row.totals
+    first, latest = t.first, t.latest
+    return avro_codec.encode(
+        WINDOW_TOTAL,
+        {
+            "subscription_id": row.key.subscription_id,
+            "tenant_id": row.tenant_id,
+            "metric_code": row.key.metric_code,
+            "granularity": str(row.key.granularity),
+            "window_start": row.key.start_ms,
+            "window_end": row.end_ms,
+            "version": row.version,
+            "event_count": t.event_count,
+            "sum": str(t.total),
+            "max": None if t.maximum is None else str(t.maximum),
+            "latest_at": None if latest is None else latest.at_ms,
+            "latest_key": None if latest is None else latest.key,
+            "latest_value": None if latest is None else str(latest.value),
+            "latest_unique": None if latest is None else latest.unique,
+            "first_at": None if first is None else first.at_ms,
+            "first_key": None if first is None else first.key,
+            "first_value": None if first is None else str(first.value),
+            "first_unique": None if first is None else first.unique,
+            "last_at": None if latest is None else latest.at_ms,
+            "last_value": None if latest is None else str(latest.value),
+            "tw_integral": str(t.tw_integral),
+            "uniques": sorted(t.uniques),
+        },
+    )
+
+
+def read_window(value: bytes) -> WindowRow:
+    raw = avro_codec.decode(WINDOW_TOTAL, value)
+    latest = first = None
+    if raw["latest_at"] is not None:
+        latest = Point(
+            _ms(raw["latest_at"]), raw["latest_key"] or "", Decimal(raw["latest_value"]), raw["latest_unique"]
+        )
+    if raw["first_at"] is not None:
+        first = Point(_ms(raw["first_at"]), raw["first_key"] or "", Decimal(raw["first_value"]), raw["first_unique"])
+    totals = WindowTotals(
+        event_count=raw["event_count"],
+        total=Decimal(raw["sum"]),
+        maximum=_decimal(raw["max"]),
+        latest=latest,
+        first=first,
+        last=latest,
+        tw_integral=Decimal(raw["tw_integral"]),
+        uniques=frozenset(raw["uniques"]),
+    )
+    key = WindowKey(
+        raw["subscription_id"], raw["metric_code"], Granularity(raw["granularity"]), _ms(raw["window_start"])
+    )
+    return WindowRow(key, raw["tenant_id"], _ms(raw["window_end"]), raw["version"], totals)
+
+
+def write_dead_letter(letter: DeadLetter, failed_at_ms: int, original_key: bytes | None) -> bytes:
+    rejection = letter.rejection
+    return avro_codec.encode(
+        DEAD_LETTER,
+        {
+            "reason": str(rejection.reason),
+            "detail": rejection.detail,
+            "original": letter.original,
+            "source_topic": letter.source_topic,
+            "source_partition": letter.source_partition,
+            "source_offset": letter.source_offset,
+            "failed_at": failed_at_ms,
+            "field": rejection.field,
+            "original_key": original_key,
+        },
+    )
+
+
+def read_dead_letter(value: bytes) -> dict[str, Any]:
+    return avro_codec.decode(DEAD_LETTER, value)

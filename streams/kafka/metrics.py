@@ -1,0 +1,62 @@
+"""Prometheus metrics of the usage worker and the sink, each on its own registry so that several
+run in one process (tests) without clashing; ``serve`` exposes one on an HTTP port."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+OUTCOMES = ("accepted", "duplicate", "conflict", "invalid", "replay", "late")
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "billing_usage_events",
+            "Usage events by outcome: accepted, duplicate, conflict, invalid, replay (redelivered after a crash), "
+            "late (event time more than one bucket behind the partition's newest)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.messages = Counter("billing_usage_messages", "Kafka messages processed", registry=self.registry)
+        self.batch_seconds = Histogram(
+            "billing_usage_batch_seconds", "Time to process one batch of messages", registry=self.registry
+        )
+        self.lag = Gauge(
+            "billing_usage_consumer_lag",
+            "Messages behind the end of usage.events",
+            ["partition"],
+            registry=self.registry,
+        )
+        for outcome in OUTCOMES:
+            self.events.labels(outcome=outcome)
+
+    def observe_batch(self, counts: Mapping[str, int], messages: int, seconds: float) -> None:
+        for outcome, count in counts.items():
+            self.events.labels(outcome=outcome).inc(count)
+        self.messages.inc(messages)
+        self.batch_seconds.observe(seconds)
+
+
+class SinkMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rows = Counter("billing_sink_rows", "Rows written to ClickHouse", ["table"], registry=self.registry)
+        self.batch_seconds = Histogram(
+            "billing_sink_batch_seconds",
+            "Latency of one sink batch: consume, write to ClickHouse, commit",
+            registry=self.registry,
+        )
+        self.event_to_queryable = Histogram(
+            "billing_sink_event_to_queryable_seconds",
+            "From a window update's Kafka timestamp to its row being queryable in ClickHouse",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=self.registry,
+        )
+
+
+def serve(registry: CollectorRegistry, port: int) -> None:
+    """Expose ``registry`` at ``http://0.0.0.0:port/metrics`` from a daemon thread."""
+    start_http_server(port, registry=registry)
