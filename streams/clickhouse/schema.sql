@@ -63,3 +63,22 @@ ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (subscription_id, metric_code, granularity, window_start)
 SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Rejected events with the reason and where they came from (the in-process driver and the sink
+-- write here; the Kafka usage.dlq topic is the source of truth on the streaming path). A
+-- redelivered rejection collapses into its first copy: same source coordinates and field.
+CREATE TABLE IF NOT EXISTS {db}.dead_letters
+(
+    reason           LowCardinality(String),
+    detail           String,
+    field            String,
+    subscription_id  String,
+    idempotency_key  String,
+    original         String,
+    source_topic     String,
+    source_partition Int32,
+    source_offset    Int64,
+    letter_key       String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (source_topic, source_partition, source_offset, field, letter_key);

@@ -1,0 +1,326 @@
+"""The usage store on ClickHouse (a server, or chDB in-process through the same client).
+
+Writes are idempotent three times over: a deterministic ``insert_deduplication_token`` per batch
+(block dedup; schema.sql enables it), ReplacingMergeTree keys (an event's identity, a window's key
+with its version), and reads that see only the newest row of each key (``FINAL``). Reads are
+batched: ``totals`` answers any number of ``[a, b)`` questions with two queries, aggregating the
+whole 15-minute buckets inside ClickHouse (sums, extremes, latest, uniques, and the
+time-weighted bridges between consecutive buckets through a window function) and fetching raw
+events only for the ragged edges, which are merged in Python exactly as the memory store does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from rating.aggregations import Point, WindowTotals
+from streams.clickhouse.client import SESSION_SETTINGS, database_name
+from streams.operators.intervals import UsageQuery, assemble, plan_read
+from streams.operators.records import UsageRecord
+from streams.operators.windows import Granularity, WindowKey
+from streams.ports import DeadLetter, WindowRow
+
+EVENT_COLUMNS = (
+    "tenant_id",
+    "subscription_id",
+    "metric_code",
+    "idempotency_key",
+    "event_id",
+    "value",
+    "recorded_at",
+    "metadata",
+    "unique_value",
+)
+WINDOW_COLUMNS = (
+    "tenant_id",
+    "subscription_id",
+    "metric_code",
+    "granularity",
+    "window_start",
+    "window_end",
+    "version",
+    "event_count",
+    "total",
+    "maximum",
+    "latest_at",
+    "latest_key",
+    "latest_value",
+    "latest_unique",
+    "first_at",
+    "first_key",
+    "first_value",
+    "first_unique",
+    "tw_integral",
+    "uniques",
+)
+LETTER_COLUMNS = (
+    "reason",
+    "detail",
+    "field",
+    "subscription_id",
+    "idempotency_key",
+    "original",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "letter_key",
+)
+CHUNK = 100_000
+
+
+def quote(text: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def token(kind: str, rows: Sequence[Sequence[Any]]) -> str:
+    """Deterministic insert token of a batch: the same rows, the same token, one stored block."""
+    digest = hashlib.blake2b(kind.encode(), digest_size=20)
+    for row in rows:
+        digest.update(repr(row).encode())
+    return digest.hexdigest()
+
+
+def _point(parts: tuple[Any, ...] | None) -> Point | None:
+    if parts is None or parts[0] is None:
+        return None
+    at_ms, key, value, unique = parts
+    return Point(int(at_ms), key, value, unique)
+
+
+class ClickHouseUsageStore:
+    def __init__(self, client: Client, database: str = "billing") -> None:
+        self.client = client
+        self.db = database_name(database)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def _insert(self, table: str, columns: Sequence[str], rows: list[list[Any]]) -> None:
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            settings = {**SESSION_SETTINGS, "insert_deduplication_token": token(table, chunk)}
+            self.client.insert(f"{self.db}.{table}", chunk, column_names=list(columns), settings=settings)
+
+    def write(self, records: Sequence[UsageRecord], windows: Sequence[WindowRow]) -> None:
+        if records:
+            self._insert(
+                "usage_events",
+                EVENT_COLUMNS,
+                [
+                    [
+                        r.tenant_id,
+                        r.subscription_id,
+                        r.metric_code,
+                        r.idempotency_key,
+                        r.event_id,
+                        r.value,
+                        r.recorded_at_ms,
+                        dict(r.metadata),
+                        r.unique,
+                    ]
+                    for r in records
+                ],
+            )
+        if windows:
+            rows = []
+            for w in windows:
+                t, first, latest = w.totals, w.totals.first, w.totals.latest
+                rows.append(
+                    [
+                        w.tenant_id,
+                        w.key.subscription_id,
+                        w.key.metric_code,
+                        str(w.key.granularity),
+                        w.key.start_ms,
+                        w.end_ms,
+                        w.version,
+                        t.event_count,
+                        t.total,
+                        t.maximum,
+                        None if latest is None else latest.at_ms,
+                        None if latest is None else latest.key,
+                        None if latest is None else latest.value,
+                        None if latest is None else latest.unique,
+                        None if first is None else first.at_ms,
+                        None if first is None else first.key,
+                        None if first is None else first.value,
+                        None if first is None else first.unique,
+                        t.tw_integral,
+                        sorted(t.uniques),
+                    ]
+                )
+            self._insert("usage_windows", WINDOW_COLUMNS, rows)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def windows(
+        self, subscription_id: str, metric_code: str, granularity: Granularity, start_ms: int, end_ms: int
+    ) -> list[WindowRow]:
+        result = self.client.query(
+            f"""
+            SELECT tenant_id, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end), version,
+                   event_count, total, maximum,
+                   toUnixTimestamp64Milli(latest_at), latest_key, latest_value, latest_unique,
+                   toUnixTimestamp64Milli(first_at), first_key, first_value, first_unique,
+                   tw_integral, uniques
+            FROM {self.db}.usage_windows FINAL
+            WHERE subscription_id = {{sub:String}} AND metric_code = {{metric:String}}
+              AND granularity = {{gran:String}}
+              AND window_start >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
+              AND window_start < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
+            ORDER BY window_start
+            """,
+            parameters={
+                "sub": subscription_id,
+                "metric": metric_code,
+                "gran": str(granularity),
+                "lo": start_ms,
+                "hi": end_ms,
+            },
+        )
+        rows = []
+        for tenant, start, end, version, count, total, maximum, *rest in result.result_rows:
+            latest = _point(tuple(rest[0:4]))
+            first = _point(tuple(rest[4:8]))
+            totals = WindowTotals(count, total, maximum, latest, first, latest, rest[8], frozenset(rest[9]))
+            key = WindowKey(subscription_id, metric_code, granularity, int(start))
+            rows.append(WindowRow(key, tenant, int(end), int(version), totals))
+        return rows
+
+    @staticmethod
+    def _spans_table(spans: Iterable[tuple[int, str, str, int, int]]) -> str:
+        values = ", ".join(f"({i}, {quote(s)}, {quote(m)}, {lo}, {hi})" for i, s, m, lo, hi in spans)
+        return f"values('i UInt32, sub String, metric String, lo Int64, hi Int64', {values})"
+
+    def totals(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
+        plans = [plan_read(q.start_ms, q.end_ms) for q in queries]
+        bucket_spans = [
+            (i, q.subscription_id, q.metric_code, *p.buckets)
+            for i, (q, p) in enumerate(zip(queries, plans, strict=True))
+            if p.buckets[0] < p.buckets[1]
+        ]
+        edge_spans = [
+            (i * 2 + side, q.subscription_id, q.metric_code, *span)
+            for i, (q, p) in enumerate(zip(queries, plans, strict=True))
+            for side, span in enumerate((p.left, p.right))
+            if span[0] < span[1]
+        ]
+        buckets = self._bucket_totals(bucket_spans)
+        edges = self._edge_points(edge_spans)
+        return [
+            assemble(edges.get(i * 2, ()), [buckets[i]] if i in buckets else (), edges.get(i * 2 + 1, ()))
+            for i in range(len(queries))
+        ]
+
+    def _bucket_totals(self, spans: list[tuple[int, str, str, int, int]]) -> dict[int, WindowTotals]:
+        """Each span's whole buckets merged into one WindowTotals, in ClickHouse."""
+        if not spans:
+            return {}
+        subs = ", ".join(sorted({quote(s) for _, s, _, _, _ in spans}))
+        lo = min(span[3] for span in spans)
+        hi = max(span[4] for span in spans)
+        sql = f"""
+            SELECT i,
+                   sum(event_count), sum(total), max(maximum),
+                   argMax((latest_ms, latest_key, latest_value, latest_unique), (latest_ms, latest_key)),
+                   argMin((first_ms, first_key, first_value, first_unique), (first_ms, first_key)),
+                   groupUniqArrayArray(uniques),
+                   sum(tw_integral) + sum(bridge)
+            FROM (
+                SELECT q.i AS i, w.event_count AS event_count, w.total AS total, w.maximum AS maximum,
+                       toUnixTimestamp64Milli(w.latest_at) AS latest_ms, w.latest_key AS latest_key,
+                       w.latest_value AS latest_value, w.latest_unique AS latest_unique,
+                       toUnixTimestamp64Milli(w.first_at) AS first_ms, w.first_key AS first_key,
+                       w.first_value AS first_value, w.first_unique AS first_unique,
+                       w.uniques AS uniques, w.tw_integral AS tw_integral,
+                       row_number() OVER previous AS n,
+                       lagInFrame(w.latest_value, 1) OVER previous AS prev_value,
+                       lagInFrame(toUnixTimestamp64Milli(w.latest_at), 1) OVER previous AS prev_ms,
+                       if(n = 1, toDecimal256(0, 12),
+                          toDecimal256(assumeNotNull(prev_value), 12)
+                              * (assumeNotNull(first_ms) - assumeNotNull(prev_ms))) AS bridge
+                FROM {self._spans_table(spans)} AS q
+                INNER JOIN (
+                    SELECT * FROM {self.db}.usage_windows FINAL
+                    WHERE granularity = '15m' AND subscription_id IN ({subs})
+                      AND window_start >= fromUnixTimestamp64Milli({lo}, 'UTC')
+                      AND window_start < fromUnixTimestamp64Milli({hi}, 'UTC')
+                      AND event_count > 0
+                ) AS w ON w.subscription_id = q.sub AND w.metric_code = q.metric
+                WHERE toUnixTimestamp64Milli(w.window_start) >= q.lo AND toUnixTimestamp64Milli(w.window_start) < q.hi
+                WINDOW previous AS (PARTITION BY q.i ORDER BY w.window_start ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+            )
+            GROUP BY i
+        """
+        out = {}
+        for i, count, total, maximum, latest, first, uniques, integral in self.client.query(sql).result_rows:
+            last = _point(latest)
+            out[int(i)] = WindowTotals(
+                int(count), total, maximum, last, _point(first), last, Decimal(integral), frozenset(uniques)
+            )
+        return out
+
+    def _edge_points(self, spans: list[tuple[int, str, str, int, int]]) -> dict[int, list[Point]]:
+        """Raw distinct events of each edge span."""
+        if not spans:
+            return {}
+        subs = ", ".join(sorted({quote(s) for _, s, _, _, _ in spans}))
+        lo = min(span[3] for span in spans)
+        hi = max(span[4] for span in spans)
+        sql = f"""
+            SELECT q.i, toUnixTimestamp64Milli(e.recorded_at) AS at_ms, e.idempotency_key, e.value, e.unique_value
+            FROM {self._spans_table(spans)} AS q
+            INNER JOIN (
+                SELECT subscription_id, metric_code, recorded_at, idempotency_key, value, unique_value
+                FROM {self.db}.usage_events FINAL
+                WHERE subscription_id IN ({subs})
+                  AND recorded_at >= fromUnixTimestamp64Milli({lo}, 'UTC')
+                  AND recorded_at < fromUnixTimestamp64Milli({hi}, 'UTC')
+            ) AS e ON e.subscription_id = q.sub AND e.metric_code = q.metric
+            WHERE at_ms >= q.lo AND at_ms < q.hi
+        """
+        out: dict[int, list[Point]] = defaultdict(list)
+        for i, at_ms, key, value, unique in self.client.query(sql).result_rows:
+            out[int(i)].append(Point(int(at_ms), key, value, unique))
+        return out
+
+
+class ClickHouseDeadLetters:
+    """Rejected events, kept with their reason and original bytes (``dead_letters``)."""
+
+    def __init__(self, client: Client, database: str = "billing") -> None:
+        self.client = client
+        self.db = database_name(database)
+
+    def publish(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        rows = []
+        for letter in letters:
+            r = letter.rejection
+            fields = (str(r.reason), r.detail, r.field or "", r.subscription_id or "", r.idempotency_key or "")
+            key = hashlib.blake2b(repr((fields, letter.original)).encode(), digest_size=12).hexdigest()
+            rows.append(
+                [
+                    *fields,
+                    letter.original,
+                    letter.source_topic,
+                    letter.source_partition,
+                    letter.source_offset,
+                    key,
+                ]
+            )
+        settings = {**SESSION_SETTINGS, "insert_deduplication_token": token("dead_letters", rows)}
+        self.client.insert(f"{self.db}.dead_letters", rows, column_names=list(LETTER_COLUMNS), settings=settings)
+
+    def counts(self) -> dict[str, int]:
+        rows = self.client.query(
+            f"SELECT reason, count() FROM {self.db}.dead_letters FINAL GROUP BY reason"
+        ).result_rows
+        return {reason: int(count) for reason, count in rows}

@@ -1,0 +1,186 @@
+"""One contract for the UsageStore port, run on the memory store and on ClickHouse (chDB): exact
+totals for any ``[a, b)``, idempotent writes, newest versions win."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rating.aggregations import totals_of
+from rating.catalog import Aggregation, Metric, MetricType
+from streams.clickhouse.store import ClickHouseUsageStore
+from streams.inprocess import InProcessPipeline
+from streams.memory import MemoryDeadLetters, MemoryUsageStore
+from streams.operators.intervals import UsageQuery
+from streams.operators.process import Catalog
+from streams.operators.records import UsageEvent, UsageRecord
+from streams.operators.validate import SubscriptionRef
+from streams.operators.windows import Granularity, WindowKey
+from streams.ports import UsageStore, WindowRow
+
+pytestmark = pytest.mark.contract
+
+BASE_MS = 1_767_225_600_000
+METRICS = {
+    "calls": Metric("calls"),
+    "gb": Metric("gb", MetricType.GAUGE, Aggregation.TIME_WEIGHTED_SUM),
+    "users": Metric("users", aggregation=Aggregation.UNIQUE_COUNT, field="user"),
+}
+SUBS = {s: SubscriptionRef(s, "t", tz) for s, tz in (("a", "Asia/Kathmandu"), ("b", "America/New_York"))}
+
+
+@pytest.fixture(params=["memory", "clickhouse"])
+def store(request: pytest.FixtureRequest) -> UsageStore:
+    if request.param == "memory":
+        return MemoryUsageStore()
+    database = request.getfixturevalue("clickhouse_db")
+    return ClickHouseUsageStore(request.getfixturevalue("chdb_client"), database)
+
+
+def fill(store: UsageStore, events: list[UsageEvent], batch_size: int = 7) -> list[UsageRecord]:
+    accepted: list[UsageRecord] = []
+    pipeline = InProcessPipeline(
+        Catalog(METRICS.get, SUBS.get),
+        store,
+        MemoryDeadLetters(),
+        lambda: BASE_MS * 2,
+        tenant_of=lambda _: "t",
+        on_accepted=accepted.append,
+        batch_size=batch_size,
+    )
+    pipeline.run(events)
+    return accepted
+
+
+def random_events(seed: int, n: int = 300) -> list[UsageEvent]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        metric = rng.choice(sorted(METRICS))
+        value = rng.choice([0.1, 0.2, 3.0, 7.25, 123456.789012, 1e-12, 0.0]) + rng.randrange(100)
+        at = BASE_MS + rng.randrange(3 * 86_400_000)
+        out.append(
+            UsageEvent(
+                f"e{i}",
+                "t",
+                rng.choice("ab"),
+                metric,
+                value,
+                at,
+                f"k{rng.randrange(n)}",
+                {"user": f"u{rng.randrange(9)}"},
+            )
+        )
+    return out
+
+
+def direct(records: list[UsageRecord], sub: str, metric: str, lo: int, hi: int) -> Any:
+    return totals_of(
+        r.point for r in records if r.subscription_id == sub and r.metric_code == metric and lo <= r.recorded_at_ms < hi
+    )
+
+
+def test_totals_of_any_interval_equal_a_direct_computation(store: UsageStore) -> None:
+    records = fill(store, random_events(1))
+    rng = random.Random(2)
+    queries = []
+    for _ in range(200):
+        lo = BASE_MS + rng.randrange(-3_600_000, 3 * 86_400_000)
+        hi = lo + rng.choice([0, 1, 899_999, 900_000, rng.randrange(1, 3 * 86_400_000)])
+        queries.append(UsageQuery(rng.choice("abz"), rng.choice(sorted(METRICS)), lo, hi))
+    got = store.totals(queries)
+    assert len(got) == len(queries)
+    for query, totals in zip(queries, got, strict=True):
+        want = direct(records, query.subscription_id, query.metric_code, query.start_ms, query.end_ms)
+        assert (totals.event_count, totals.total, totals.maximum, totals.latest, totals.first) == (
+            want.event_count,
+            want.total,
+            want.maximum,
+            want.latest,
+            want.first,
+        ), query
+        assert totals.uniques == want.uniques
+        if query.metric_code == "gb":
+            assert totals.tw_integral == want.tw_integral, query
+
+
+def test_both_adapters_answer_identically(chdb_client: Any, clickhouse_db: str) -> None:
+    events = random_events(3, 400)
+    memory, clickhouse = MemoryUsageStore(), ClickHouseUsageStore(chdb_client, clickhouse_db)
+    fill(memory, events)
+    fill(clickhouse, events, batch_size=50)
+    queries = [
+        UsageQuery(s, m, BASE_MS + k * 3_333_333, BASE_MS + k * 7_777_777 + 1)
+        for s in "ab"
+        for m in METRICS
+        for k in range(1, 30)
+    ]
+    assert memory.totals(queries) == clickhouse.totals(queries)
+    for sub in "ab":
+        for metric in METRICS:
+            for granularity in Granularity:
+                assert memory.windows(sub, metric, granularity, 0, 2 * BASE_MS) == clickhouse.windows(
+                    sub, metric, granularity, 0, 2 * BASE_MS
+                )
+
+
+def test_rewriting_the_same_batch_changes_nothing(store: UsageStore) -> None:
+    events = random_events(4, 100)
+    records = fill(store, events)
+    rows = store.windows("a", "calls", Granularity.DAY, 0, 2 * BASE_MS)
+    query = [UsageQuery("a", "calls", BASE_MS, BASE_MS + 3 * 86_400_000)]
+    before = store.totals(query)
+    store.write(records, rows)  # a replay of the very same batch
+    store.write(list(reversed(records))[:10], rows[:1])  # and a replay cut differently
+    assert store.totals(query) == before
+    assert store.windows("a", "calls", Granularity.DAY, 0, 2 * BASE_MS) == rows
+
+
+def test_an_older_version_never_replaces_a_newer_one(store: UsageStore) -> None:
+    key = WindowKey("a", "calls", Granularity.QUARTER, BASE_MS)
+    newer = WindowRow(key, "t", BASE_MS + 900_000, 2, totals_of([])._replace(event_count=2, total=Decimal("3.5")))
+    older = WindowRow(key, "t", BASE_MS + 900_000, 1, totals_of([])._replace(event_count=1, total=Decimal("1")))
+    store.write([], [newer])
+    store.write([], [older])
+    assert store.windows("a", "calls", Granularity.QUARTER, BASE_MS, BASE_MS + 1) == [newer]
+
+
+def test_empty_and_unknown_intervals_are_zero(store: UsageStore) -> None:
+    fill(store, random_events(5, 50))
+    empty = store.totals([UsageQuery("a", "calls", BASE_MS, BASE_MS), UsageQuery("nobody", "calls", 0, 2 * BASE_MS)])
+    assert [t.event_count for t in empty] == [0, 0]
+    assert [t.total for t in empty] == [0, 0]
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 12)), min_size=1, max_size=40),
+    st.integers(0, 20_000),
+    st.integers(0, 20_000),
+)
+def test_twelve_fractional_digits_and_large_values_stay_exact(
+    chdb_client: Any, rows: list[tuple[int, int]], lo: int, hi: int
+) -> None:
+    from uuid import uuid4
+
+    from streams.clickhouse.client import ensure_schema
+
+    database = f"t_{uuid4().hex[:12]}"
+    ensure_schema(chdb_client, database)
+    store = ClickHouseUsageStore(chdb_client, database)
+    events = [
+        UsageEvent(
+            f"e{i}", "t", "a", "calls", float(Decimal(v) / 10**d) + 10**13, BASE_MS + minute * 60_000, f"k{i}", {}
+        )
+        for i, (minute, d) in enumerate(rows)
+        for v in (rows[i][0] * 7 + 1,)
+    ]
+    records = fill(store, events)
+    lo_ms, hi_ms = BASE_MS + min(lo, hi) * 60_000 + 17, BASE_MS + max(lo, hi) * 60_000 + 17
+    [got] = store.totals([UsageQuery("a", "calls", lo_ms, hi_ms)])
+    assert got.total == direct(records, "a", "calls", lo_ms, hi_ms).total
