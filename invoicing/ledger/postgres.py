@@ -1,0 +1,319 @@
+"""The ledger on PostgreSQL: one SQLAlchemy Core transaction per session, the same contract as the
+memory ledger (tests/contract/test_ledger.py).
+
+* Gapless numbering: the tenant's counter row is bumped with ``INSERT … ON CONFLICT DO UPDATE …
+  RETURNING`` inside the finalizing transaction. The row lock serialises finalizations of one
+  tenant, and a rolled-back transaction rolls its number back with it, so numbers have no gaps.
+* One invoice per (subscription, period): a unique constraint, so a redelivered or concurrent
+  finalization fails instead of billing twice (surfaced as the same InvalidValue as in memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+
+from invoicing.engine.credit import CreditNote, CreditType
+from invoicing.engine.model import Invoice, InvoiceLineItem, InvoiceStatus, LineType
+from invoicing.ledger import tables as t
+from invoicing.ledger.snapshots import plan_from_json, plan_to_json
+from invoicing.ports import BilledUsage, OutboxMessage
+from rating.catalog import Plan
+from rating.errors import InvalidValue
+from rating.money import Money
+from rating.periods import Period
+
+
+def _decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+class PostgresLedgerSession:
+    def __init__(self, connection: Connection) -> None:
+        self.db = connection
+
+    # -- invoices -------------------------------------------------------------------------------
+
+    def _invoice(self, row: Any) -> Invoice:
+        lines = self.db.execute(
+            select(t.invoice_line_items)
+            .where(t.invoice_line_items.c.invoice_id == row.id)
+            .order_by(t.invoice_line_items.c.position)
+        ).all()
+        currency = row.currency_code
+
+        def money(amount: int) -> Money:
+            return Money(int(amount), currency)
+
+        return Invoice(
+            tenant_id=row.tenant_id,
+            subscription_id=row.subscription_id,
+            period=Period(row.billing_period_start, row.billing_period_end),
+            currency_code=currency,
+            line_items=tuple(
+                InvoiceLineItem(
+                    LineType(line.type),
+                    line.description,
+                    Money(int(line.amount), line.currency_code),
+                    _decimal(line.quantity),
+                    _decimal(line.unit_price),
+                    line.metric_code,
+                    dict(line.metadata),
+                )
+                for line in lines
+            ),
+            subtotal=money(row.subtotal),
+            discount_total=money(row.discount_total),
+            tax_total=money(row.tax_total),
+            total=money(row.total),
+            credits_applied=money(row.credits_applied),
+            amount_paid=money(row.amount_paid),
+            amount_due=money(row.amount_due),
+            status=InvoiceStatus(row.status),
+            invoice_number=row.invoice_number,
+            issued_at=row.issued_at,
+            plan_code=row.plan_code,
+            metadata=dict(row.metadata),
+        )
+
+    def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None:
+        row = self.db.execute(
+            select(t.invoices).where(
+                t.invoices.c.subscription_id == subscription_id, t.invoices.c.billing_period_start == period_start
+            )
+        ).first()
+        return None if row is None else self._invoice(row)
+
+    def next_invoice_sequence(self, tenant_id: str) -> int:
+        statement = (
+            insert(t.invoice_sequences)
+            .values(tenant_id=tenant_id, last_number=1)
+            .on_conflict_do_update(
+                index_elements=[t.invoice_sequences.c.tenant_id],
+                set_={"last_number": t.invoice_sequences.c.last_number + 1},
+            )
+            .returning(t.invoice_sequences.c.last_number)
+        )
+        return int(self.db.execute(statement).scalar_one())
+
+    def add_invoice(self, invoice: Invoice) -> None:
+        values = {
+            "tenant_id": invoice.tenant_id,
+            "subscription_id": invoice.subscription_id,
+            "billing_period_start": invoice.period.start,
+            "billing_period_end": invoice.period.end,
+            "currency_code": invoice.currency_code,
+            "status": str(invoice.status),
+            "invoice_number": invoice.invoice_number,
+            "issued_at": invoice.issued_at,
+            "plan_code": invoice.plan_code,
+            "subtotal": invoice.subtotal.amount,
+            "discount_total": invoice.discount_total.amount,
+            "tax_total": invoice.tax_total.amount,
+            "total": invoice.total.amount,
+            "credits_applied": invoice.credits_applied.amount,
+            "amount_paid": invoice.amount_paid.amount,
+            "amount_due": invoice.amount_due.amount,
+            "metadata": dict(invoice.metadata),
+        }
+        try:
+            with self.db.begin_nested():
+                invoice_id = self.db.execute(t.invoices.insert().values(values).returning(t.invoices.c.id)).scalar_one()
+        except IntegrityError as error:
+            if "invoices_one_per_period" in str(error.orig):
+                raise InvalidValue(
+                    "billing_period_start", f"subscription {invoice.subscription_id} has that period's invoice"
+                ) from None
+            raise
+        if invoice.line_items:
+            self.db.execute(
+                t.invoice_line_items.insert(),
+                [
+                    {
+                        "invoice_id": invoice_id,
+                        "position": position,
+                        "type": str(line.type),
+                        "description": line.description,
+                        "amount": line.amount.amount,
+                        "currency_code": line.amount.currency,
+                        "quantity": line.quantity,
+                        "unit_price": line.unit_price,
+                        "metric_code": line.metric_code,
+                        "metadata": dict(line.metadata),
+                    }
+                    for position, line in enumerate(invoice.line_items)
+                ],
+            )
+
+    def list_invoices(self, tenant_id: str, subscription_id: str | None = None) -> list[Invoice]:
+        query = select(t.invoices).where(t.invoices.c.tenant_id == tenant_id).order_by(t.invoices.c.id)
+        if subscription_id is not None:
+            query = query.where(t.invoices.c.subscription_id == subscription_id)
+        return [self._invoice(row) for row in self.db.execute(query)]
+
+    def discounted_invoice_count(self, subscription_id: str) -> int:
+        query = (
+            select(func.count(func.distinct(t.invoices.c.id)))
+            .select_from(t.invoices.join(t.invoice_line_items))
+            .where(
+                t.invoices.c.subscription_id == subscription_id, t.invoice_line_items.c.type == str(LineType.DISCOUNT)
+            )
+        )
+        return int(self.db.execute(query).scalar_one())
+
+    # -- credits --------------------------------------------------------------------------------
+
+    def credit_balance(self, subscription_id: str, currency: str) -> Money:
+        query = select(func.coalesce(func.sum(t.credit_ledger.c.amount), 0)).where(
+            t.credit_ledger.c.subscription_id == subscription_id, t.credit_ledger.c.currency_code == currency
+        )
+        return Money(int(self.db.execute(query).scalar_one()), currency)
+
+    def add_credit_note(self, note: CreditNote) -> None:
+        self.db.execute(
+            t.credit_notes.insert().values(
+                subscription_id=note.subscription_id,
+                type=str(note.type),
+                amount=note.amount.amount,
+                currency_code=note.amount.currency,
+                created_at=note.created_at,
+                reason=note.reason,
+                invoice_number=note.invoice_number,
+            )
+        )
+        if note.type is CreditType.BALANCE:
+            self.db.execute(
+                t.credit_ledger.insert().values(
+                    subscription_id=note.subscription_id, amount=note.amount.amount, currency_code=note.amount.currency
+                )
+            )
+
+    def use_credit(self, subscription_id: str, amount: Money, invoice_number: str) -> None:
+        if self.credit_balance(subscription_id, amount.currency).amount < amount.amount:
+            raise InvalidValue("credits_applied", f"subscription {subscription_id} has less credit than {amount}")
+        self.db.execute(
+            t.credit_ledger.insert().values(
+                subscription_id=subscription_id,
+                amount=-amount.amount,
+                currency_code=amount.currency,
+                invoice_number=invoice_number,
+            )
+        )
+
+    # -- billed usage, plans, outbox -----------------------------------------------------------
+
+    def billed_usage(self, subscription_id: str) -> list[BilledUsage]:
+        rows = self.db.execute(
+            select(t.billed_usage)
+            .where(t.billed_usage.c.subscription_id == subscription_id)
+            .order_by(t.billed_usage.c.period_start, t.billed_usage.c.metric_code)
+        )
+        return [
+            BilledUsage(
+                row.subscription_id,
+                row.period_start,
+                row.period_end,
+                row.metric_code,
+                Decimal(row.quantity),
+                Money(int(row.amount), row.currency_code),
+                row.plan_code,
+                row.plan_version,
+                Fraction(row.share_numerator, row.share_denominator),
+                row.allow_overage,
+            )
+            for row in rows
+        ]
+
+    def record_billed_usage(self, usage: BilledUsage) -> None:
+        values = {
+            "subscription_id": usage.subscription_id,
+            "period_start": usage.period_start,
+            "metric_code": usage.metric_code,
+            "period_end": usage.period_end,
+            "quantity": usage.quantity,
+            "amount": usage.amount.amount,
+            "currency_code": usage.amount.currency,
+            "plan_code": usage.plan_code,
+            "plan_version": usage.plan_version,
+            "share_numerator": usage.share.numerator,
+            "share_denominator": usage.share.denominator,
+            "allow_overage": usage.allow_overage,
+        }
+        statement = insert(t.billed_usage).values(values)
+        keys = ("subscription_id", "period_start", "metric_code")
+        self.db.execute(
+            statement.on_conflict_do_update(
+                index_elements=list(keys), set_={k: statement.excluded[k] for k in values if k not in keys}
+            )
+        )
+
+    def save_plan(self, tenant_id: str, plan: Plan) -> None:
+        statement = insert(t.plans).values(
+            tenant_id=tenant_id, code=plan.code, version=plan.version, snapshot=plan_to_json(plan)
+        )
+        self.db.execute(
+            statement.on_conflict_do_update(
+                index_elements=["tenant_id", "code", "version"], set_={"snapshot": statement.excluded.snapshot}
+            )
+        )
+
+    def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None:
+        query = select(t.plans.c.snapshot).where(t.plans.c.tenant_id == tenant_id, t.plans.c.code == code)
+        query = (
+            query.order_by(t.plans.c.version.desc()) if version is None else query.where(t.plans.c.version == version)
+        )
+        snapshot = self.db.execute(query.limit(1)).scalar_one_or_none()
+        return None if snapshot is None else plan_from_json(snapshot)
+
+    def add_outbox(self, message: OutboxMessage) -> None:
+        self.db.execute(t.outbox.insert().values(topic=message.topic, key=message.key, payload=message.payload))
+
+
+class PostgresLedger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def session(self) -> Iterator[PostgresLedgerSession]:
+        with self.engine.begin() as connection:
+            yield PostgresLedgerSession(connection)
+
+
+# -- embedded server and migrations -------------------------------------------------------------
+
+_servers: dict[Path, Any] = {}
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """A real PostgreSQL from the pgserver wheel, with its data under ``data_dir``: started unless
+    running, stopped when the last process using it exits (data stays)."""
+    import pgserver
+
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = _servers.get(data_dir)
+    if server is None:
+        server = _servers[data_dir] = pgserver.get_server(data_dir)  # type: ignore[attr-defined]
+    uri: str = server.get_uri()
+    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``); idempotent."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(files("invoicing.ledger").joinpath("migrations")))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")

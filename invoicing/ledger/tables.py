@@ -1,0 +1,135 @@
+"""The ledger's PostgreSQL tables (SQLAlchemy Core), named after the seed's models. Money is
+BIGINT minor units beside a currency code; prices and quantities are NUMERIC; never float.
+Migrations (invoicing/ledger/migrations) create exactly these; a test checks they agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("tenant_id", String, primary_key=True),
+    Column("code", String, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("snapshot", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", String, nullable=False),
+    Column("subscription_id", String, nullable=False),
+    Column("billing_period_start", DateTime(timezone=True), nullable=False),
+    Column("billing_period_end", DateTime(timezone=True), nullable=False),
+    Column("currency_code", String(3), nullable=False),
+    Column("status", String, nullable=False),
+    Column("invoice_number", String),
+    Column("issued_at", DateTime(timezone=True)),
+    Column("plan_code", String, nullable=False),
+    Column("subtotal", BigInteger, nullable=False),
+    Column("discount_total", BigInteger, nullable=False),
+    Column("tax_total", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("credits_applied", BigInteger, nullable=False),
+    Column("amount_paid", BigInteger, nullable=False),
+    Column("amount_due", BigInteger, nullable=False),
+    Column("metadata", JSONB, nullable=False),
+    UniqueConstraint("subscription_id", "billing_period_start", name="invoices_one_per_period"),
+    UniqueConstraint("tenant_id", "invoice_number", name="invoices_number_unique"),
+)
+Index("invoices_by_tenant", invoices.c.tenant_id, invoices.c.subscription_id)
+
+invoice_line_items = Table(
+    "invoice_line_items",
+    metadata,
+    Column("invoice_id", BigInteger, ForeignKey("invoices.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("type", String, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency_code", String(3), nullable=False),
+    Column("quantity", Numeric),
+    Column("unit_price", Numeric),
+    Column("metric_code", String),
+    Column("metadata", JSONB, nullable=False),
+)
+
+invoice_sequences = Table(
+    "invoice_sequences",
+    metadata,
+    Column("tenant_id", String, primary_key=True),
+    Column("last_number", BigInteger, nullable=False),
+)
+
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("subscription_id", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency_code", String(3), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("invoice_number", String),
+)
+
+credit_ledger = Table(
+    "credit_ledger",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("subscription_id", String, nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency_code", String(3), nullable=False),
+    Column("invoice_number", String),
+)
+
+billed_usage = Table(
+    "billed_usage",
+    metadata,
+    Column("subscription_id", String, primary_key=True),
+    Column("period_start", DateTime(timezone=True), primary_key=True),
+    Column("metric_code", String, primary_key=True),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("quantity", Numeric, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency_code", String(3), nullable=False),
+    Column("plan_code", String, nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("share_numerator", BigInteger, nullable=False),
+    Column("share_denominator", BigInteger, nullable=False),
+    Column("allow_overage", Boolean, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("topic", String, nullable=False),
+    Column("key", String, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("published_at", DateTime(timezone=True)),
+)
+Index("outbox_unpublished", outbox.c.id, postgresql_where=outbox.c.published_at.is_(None))

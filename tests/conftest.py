@@ -1,0 +1,57 @@
+"""Shared fixtures: one embedded chDB per test session (chDB allows one data path per process;
+each test gets its own database in it) and one embedded PostgreSQL (each test its own database)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def chdb_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from streams.clickhouse.client import open_client
+
+    client = open_client(os.environ.get("CLICKHOUSE_URL"), str(tmp_path_factory.mktemp("chdb") / "data"))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def clickhouse_db(chdb_client: Any) -> str:
+    """A fresh database with the usage schema."""
+    from streams.clickhouse.client import ensure_schema
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    ensure_schema(chdb_client, name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """DATABASE_URL, else a real PostgreSQL started from the pgserver wheel for this session."""
+    from invoicing.ledger.postgres import embedded_database_url
+
+    return os.environ.get("DATABASE_URL") or embedded_database_url(Path(tmp_path_factory.mktemp("pg")))
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> str:
+    """A fresh, migrated database on the session's server."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from invoicing.ledger.postgres import migrate
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    return url
