@@ -46,6 +46,26 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from billing.streaming import run_worker
+
+    return run_worker(args)
+
+
+def _sink(args: argparse.Namespace) -> int:
+    from billing.streaming import run_sink
+
+    return run_sink(args)
+
+
+def _query(args: argparse.Namespace) -> int:
+    from billing.query import print_result, run_query
+
+    columns, rows = run_query(args.store, args.sql, Path(args.data_dir))
+    print_result(columns, rows, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billing", description="SmallBiznis usage-based billing engine")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +88,36 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=1_000_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(run=_demo)
+
+    worker = commands.add_parser("worker", help="the Faust usage worker: usage.events → dedup → windows → topics")
+    worker.add_argument("--catalog", required=True, help="scenario file whose metrics and subscriptions to use")
+    worker.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
+    worker.add_argument("--partitions", type=int, default=6, help="partitions of usage.events")
+    worker.add_argument("--store", choices=("memory", "rocksdb"), default="rocksdb", help="local state store")
+    worker.add_argument("--data-dir", default=".data/worker", help="where RocksDB state lives")
+    worker.add_argument("--batch-max", type=int, default=2000, help="messages per processing batch")
+    worker.add_argument(
+        "--retention-days", type=int, default=40, help="dedup memory; older events are dead-lettered (event time)"
+    )
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    worker.add_argument("--instance-id", default=None, help="static group membership id (faster restarts)")
+    worker.add_argument("--log-level", default="warning")
+    worker.set_defaults(run=_worker)
+
+    sink = commands.add_parser("sink", help="write window totals and accepted events from Kafka into ClickHouse")
+    sink.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
+    sink.add_argument("--data-dir", default=".data/sink", help="embedded chDB lives here unless $CLICKHOUSE_URL")
+    sink.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    sink.add_argument("--log-level", default="info")
+    sink.add_argument("--latency-log", default=None, help="append event-to-queryable seconds per window to this file")
+    sink.set_defaults(run=_sink)
+
+    query = commands.add_parser("query", help="run SQL on the usage store (ClickHouse) or the ledger (PostgreSQL)")
+    query.add_argument("store", choices=("clickhouse", "postgres"))
+    query.add_argument("sql")
+    query.add_argument("--data-dir", default=".data/demo", help="embedded stores' directory (as given to demo)")
+    query.add_argument("--json", action="store_true", help="one JSON object per row")
+    query.set_defaults(run=_query)
     return parser
 
 

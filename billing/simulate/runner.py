@@ -235,7 +235,13 @@ class Simulation:
                 self._check_trials()
                 self._period_end(*payload)
             elif kind == FINALIZE:
-                self._finalize(payload)
+                closing = [payload]
+                while self._timeline and self._timeline[0][0] == when and self._timeline[0][1] == FINALIZE:
+                    closing.append(heapq.heappop(self._timeline)[4])
+                self.pipeline.flush()
+                self.service.prefetch(closing)
+                for closed in closing:
+                    self._finalize(closed)
             else:
                 self._act(payload)
         self._check_trials()

@@ -297,13 +297,21 @@ _servers: dict[Path, Any] = {}
 def embedded_database_url(data_dir: Path) -> str:
     """A real PostgreSQL from the pgserver wheel, with its data under ``data_dir``: started unless
     running, stopped when the last process using it exits (data stays)."""
-    import pgserver
+    import warnings
 
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI)
+        warnings.simplefilter("ignore")
+        import pgserver
+        import platformdirs
+
+        platformdirs.user_runtime_path("python_PostgresServer")
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = _servers.get(data_dir)
     if server is None:
-        server = _servers[data_dir] = pgserver.get_server(data_dir)  # type: ignore[attr-defined]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = _servers[data_dir] = pgserver.get_server(data_dir)  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
 

@@ -1,0 +1,55 @@
+"""Wiring of the real stores: ClickHouse (a server via CLICKHOUSE_URL, else embedded chDB) and
+PostgreSQL (a server via DATABASE_URL, else an embedded server from the pgserver wheel)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine
+
+from invoicing.ledger.postgres import PostgresLedger, embedded_database_url, migrate
+from streams.clickhouse.client import ensure_schema, open_client
+from streams.clickhouse.store import ClickHouseUsageStore
+
+DATABASE = "billing"
+
+
+def clickhouse_where(data_dir: Path) -> str:
+    return os.environ.get("CLICKHOUSE_URL") or f"chDB at {data_dir / 'chdb'}"
+
+
+def open_usage_store(data_dir: Path) -> ClickHouseUsageStore:
+    """The usage store, schema ensured. Embedded chDB locks ``data_dir/chdb`` for this process."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    client = open_client(os.environ.get("CLICKHOUSE_URL"), str(data_dir / "chdb"))
+    ensure_schema(client, DATABASE)
+    return ClickHouseUsageStore(client, DATABASE)
+
+
+def ledger_url(data_dir: Path) -> str:
+    """DATABASE_URL, else the embedded PostgreSQL under ``data_dir/postgres`` (started if needed)."""
+    return os.environ.get("DATABASE_URL") or embedded_database_url(data_dir / "postgres")
+
+
+@dataclass
+class Stores:
+    usage: ClickHouseUsageStore
+    ledger: PostgresLedger
+    engine: Engine
+    clickhouse_where: str
+    database_url: str
+
+    def close(self) -> None:
+        self.usage.client.close()
+        self.engine.dispose()
+
+
+def open_stores(data_dir: Path) -> Stores:
+    """Both stores, schemas migrated. Embedded data lives under ``data_dir``."""
+    usage = open_usage_store(data_dir)
+    url = ledger_url(data_dir)
+    migrate(url)
+    engine = create_engine(url)
+    return Stores(usage, PostgresLedger(engine), engine, clickhouse_where(data_dir), url)
