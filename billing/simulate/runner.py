@@ -216,14 +216,8 @@ class Simulation:
         self._schedule_finalize(closed)
 
     # --- run ----------------------------------------------------------------------------------
-    def run(self) -> SimulationResult:
-        for subscription in self.scenario.subscriptions:
-            self._replace_cycle(open_cycle(subscription, self.scenario.plan(subscription.plan_code)))
-        for n, event in enumerate(self.scenario.events):
-            self._at(event.arrives_at, ARRIVAL, n, event)
-        for n, action in enumerate(self.scenario.actions):
-            self._at(action.at, ACTION, n, action)
-        until = self.scenario.run_until
+    def _drain(self, until: datetime) -> None:
+        """Process the timeline up to ``until``, in instant order."""
         while self._timeline and self._timeline[0][0] <= until:
             when, kind, _, _, payload = heapq.heappop(self._timeline)
             if when > self.clock.now():
@@ -244,7 +238,20 @@ class Simulation:
                     self._finalize(closed)
             else:
                 self._act(payload)
-        self._check_trials()
+
+    def run(self) -> SimulationResult:
+        for subscription in self.scenario.subscriptions:
+            self._replace_cycle(open_cycle(subscription, self.scenario.plan(subscription.plan_code)))
+        for n, event in enumerate(self.scenario.events):
+            self._at(event.arrives_at, ARRIVAL, n, event)
+        for n, action in enumerate(self.scenario.actions):
+            self._at(action.at, ACTION, n, action)
+        until = self.scenario.run_until
+        while True:
+            self._drain(until)
+            self._check_trials()  # may schedule the invoice of a trial that just ended
+            if not (self._timeline and self._timeline[0][0] <= until):
+                break
         self.pipeline.flush()
         if self.on_event is not None:
             self.on_event(self.arrived)
