@@ -27,6 +27,7 @@ from invoicing.engine.subscriptions import Subscription
 from invoicing.engine.tax import TaxRule
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.money import minor_to_major
+from streams.inprocess import PipelineStats
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MONTHS = 2
@@ -160,7 +161,7 @@ def demo_scenario(subscriptions: int, events: int, seed: int) -> Scenario:
 
 
 def run_demo(data_dir: Path, subscriptions: int, events: int, seed: int) -> None:
-    console = Console()
+    console = Console(width=max(Console().width, 120))  # the summary table needs the room, even in a pipe
     console.print(f"[bold]SmallBiznis billing demo[/bold]: {subscriptions} subscriptions, ~{events:,} usage events")
     started = monotonic()
     scenario = demo_scenario(subscriptions, events, seed)
@@ -199,7 +200,7 @@ def run_demo(data_dir: Path, subscriptions: int, events: int, seed: int) -> None
     stores.close()
 
 
-def summarize(console: Console, invoices: list[Invoice], stats: object, elapsed: float) -> None:
+def summarize(console: Console, invoices: list[Invoice], stats: PipelineStats, elapsed: float) -> None:
     table = Table(title=f"{len(invoices):,} invoices finalized in {elapsed:.1f}s")
     for column in ("currency", "invoices", "subtotal", "discounts", "tax", "total", "due", "with adjustments"):
         table.add_column(column, justify="right")
@@ -229,4 +230,9 @@ def summarize(console: Console, invoices: list[Invoice], stats: object, elapsed:
             f"{c['adjusted']:,}",
         )
     console.print(table)
-    console.print(f"pipeline: {stats}")
+    invalid = ", ".join(f"{reason} {count:,}" for reason, count in sorted(stats.invalid.items()))
+    console.print(
+        f"pipeline: {stats.accepted:,} accepted, {stats.duplicates:,} duplicates dropped, "
+        f"{stats.conflicts:,} idempotency conflicts and {sum(stats.invalid.values()):,} invalid events "
+        f"dead-lettered ({invalid})"
+    )
