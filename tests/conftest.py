@@ -55,3 +55,6 @@ def pg_url(pg_server_url: str) -> str:
     url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
     migrate(url)
     return url
+
+
+from tests.kafka_fixtures import kafka_broker  # noqa: E402,F401  (a fixture used by name)
