@@ -44,13 +44,15 @@ def process_event(
     partition: int = -1,
     position: int = -1,
     max_future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
+    oldest_ms: int | None = None,
 ) -> Outcome:
     """Validate, dedup (first write wins) and, when accepted, add the event to its four windows.
 
     With a source ``partition`` and ``position`` (Kafka drivers), a redelivered message is a
     REPLAY: it goes through the windows again, which count it only where their persisted state
-    missed it, so the driver re-emits their absolute totals and a crash loses or doubles nothing."""
-    checked = validate(event, catalog.metric_of, catalog.subscription_of, now_ms, max_future_skew_ms)
+    missed it, so the driver re-emits their absolute totals and a crash loses or doubles nothing.
+    ``oldest_ms`` is the dedup horizon of a driver whose dedup state has a bounded retention."""
+    checked = validate(event, catalog.metric_of, catalog.subscription_of, now_ms, max_future_skew_ms, oldest_ms)
     if isinstance(checked, Rejection):
         return Outcome(None, rejection=checked)
     key = dedup_key(checked.subscription_id, checked.idempotency_key)

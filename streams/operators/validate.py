@@ -29,6 +29,7 @@ def validate(
     subscription_of: Callable[[str], SubscriptionRef | None],
     now_ms: int,
     max_future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
+    oldest_ms: int | None = None,
 ) -> UsageRecord | Rejection:
     """Check one event against the catalog and the clock; the first failing rule names the field."""
 
@@ -56,6 +57,12 @@ def validate(
     if event.recorded_at_ms > now_ms + max_future_skew_ms:
         return reject(
             Reason.FUTURE_TIMESTAMP, f"recorded_at is {event.recorded_at_ms - now_ms} ms ahead", "recorded_at"
+        )
+    if oldest_ms is not None and event.recorded_at_ms < oldest_ms:
+        return reject(
+            Reason.BEYOND_RETENTION,
+            f"recorded_at is {oldest_ms - event.recorded_at_ms} ms before the dedup horizon",
+            "recorded_at",
         )
     unique = event.metadata.get(metric.field) if metric.field else None
     return UsageRecord(

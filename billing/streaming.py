@@ -1,0 +1,94 @@
+"""``billing worker`` and ``billing sink``: the Kafka drivers wired to a catalog, a clock and stores.
+
+Until the catalog arrives as compacted topics, the worker reads metrics and subscriptions from a
+scenario file (design section 5; its plans, events and actions are ignored).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from billing.clock import SystemClock
+from billing.simulate.scenario import Scenario, load_scenario
+from rating.periods import epoch_ms
+from streams.operators.process import Catalog
+from streams.operators.validate import SubscriptionRef
+
+DEFAULT_BOOTSTRAP = "localhost:9092"
+
+
+def bootstrap_servers(given: str | None) -> str:
+    return given or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP
+
+
+def catalog_of(scenario: Scenario) -> Catalog:
+    metrics = {metric.code: metric for metric in scenario.metrics}
+    subscriptions = {
+        sub.id: SubscriptionRef(sub.id, scenario.tenant_id, sub.timezone) for sub in scenario.subscriptions
+    }
+    return Catalog(metrics.get, subscriptions.get)
+
+
+def logging_setup(level: str) -> None:
+    """One JSON object per line: what log shippers expect from a worker."""
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format='{"at": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", "message": %(message)r}',
+    )
+
+
+def run_worker(args: Any) -> int:
+    import faust
+
+    from streams.kafka.metrics import serve
+    from streams.kafka.worker import WorkerSettings, create_app
+
+    scenario = load_scenario(Path(args.catalog))
+    settings = WorkerSettings(
+        bootstrap_servers=bootstrap_servers(args.bootstrap),
+        partitions=args.partitions,
+        store="rocksdb://" if args.store == "rocksdb" else "memory://",
+        data_dir=args.data_dir,
+        batch_max=args.batch_max,
+        dedup_retention_ms=args.retention_days * 86_400_000,
+        metrics_port=args.metrics_port,
+        group_instance_id=args.instance_id,
+    )
+    clock = SystemClock()
+    app, worker = create_app(settings, catalog_of(scenario), lambda: epoch_ms(clock.now()))
+    if settings.metrics_port:
+        serve(worker.metrics.registry, settings.metrics_port)
+    faust.Worker(app, loglevel=args.log_level, quiet=True).execute_from_commandline()
+    return 0
+
+
+def run_sink(args: Any) -> int:
+    from billing.stores import open_usage_store
+    from streams.kafka.metrics import serve
+    from streams.kafka.sink import SinkSettings, UsageSink
+
+    logging_setup(args.log_level)
+    settings = SinkSettings(
+        bootstrap_servers(args.bootstrap), metrics_port=args.metrics_port, latency_log=args.latency_log
+    )
+    store = open_usage_store(Path(args.data_dir))
+    sink = UsageSink(settings, store)
+    if settings.metrics_port:
+        serve(sink.metrics.registry, settings.metrics_port)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logging.getLogger("billing.sink").info("sink started: %s", settings)
+    sink.run(lambda: stopping)
+    return 0

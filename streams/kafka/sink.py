@@ -1,0 +1,113 @@
+"""``billing sink``: window totals and accepted records from Kafka into the usage store.
+
+One process owns an embedded chDB store; with a ClickHouse server any number may run. Offsets are
+committed only after the store has the batch, so a crash replays at most the last batch, and the
+store's writes are idempotent (absolute versioned windows, records keyed by identity, a
+deterministic insert token), so a replay changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException
+
+from streams.kafka import messages
+from streams.kafka.metrics import SinkMetrics
+from streams.kafka.worker import USAGE_ACCEPTED, USAGE_WINDOWS
+from streams.operators.records import UsageRecord
+from streams.operators.windows import WindowKey
+from streams.ports import UsageStore, WindowRow
+
+log = logging.getLogger("billing.sink")
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    bootstrap_servers: str
+    group_id: str = "billing-sink"
+    batch_max: int = 20_000
+    batch_wait_s: float = 0.2
+    metrics_port: int | None = None
+    latency_log: str | None = None
+    """Append each window's event-to-queryable seconds here (benchmarks read percentiles from it)."""
+
+
+def newest_versions(rows: list[WindowRow]) -> list[WindowRow]:
+    """One row per window: the highest version in the batch (the store would discard the rest)."""
+    newest: dict[WindowKey, WindowRow] = {}
+    for row in rows:
+        seen = newest.get(row.key)
+        if seen is None or row.version >= seen.version:
+            newest[row.key] = row
+    return list(newest.values())
+
+
+class UsageSink:
+    def __init__(self, settings: SinkSettings, store: UsageStore, metrics: SinkMetrics | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics or SinkMetrics()
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": settings.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10_000,
+                "fetch.min.bytes": 1,
+            }
+        )
+        self.consumer.subscribe([USAGE_ACCEPTED, USAGE_WINDOWS])
+
+    def run_once(self) -> int:
+        """Consume one batch, write it, commit; returns the number of messages handled."""
+        batch = self.consumer.consume(num_messages=self.settings.batch_max, timeout=self.settings.batch_wait_s)
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        records: list[UsageRecord] = []
+        rows: list[WindowRow] = []
+        produced_at: list[float] = []
+        for message in batch:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            value = message.value()
+            if value is None:
+                continue
+            if message.topic() == USAGE_ACCEPTED:
+                records.append(messages.read_record(value))
+            else:
+                rows.append(messages.read_window(value))
+                kind, stamp = message.timestamp()
+                if kind != 0:
+                    produced_at.append(stamp / 1000)
+        self.store.write(records, newest_versions(rows))
+        self.consumer.commit(asynchronous=False)
+        written = time.time()  # noqa: TID251 - compared with Kafka's wall-clock message timestamps
+        latencies = [max(0.0, written - stamp) for stamp in produced_at]
+        for latency in latencies:
+            self.metrics.event_to_queryable.observe(latency)
+        if self.settings.latency_log and latencies:
+            with open(self.settings.latency_log, "a", encoding="utf-8") as log_file:
+                log_file.write("".join(f"{latency:.4f}\n" for latency in latencies))
+        self.metrics.rows.labels(table="usage_events").inc(len(records))
+        self.metrics.rows.labels(table="usage_windows").inc(len(rows))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return len(batch)
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        try:
+            while not should_stop():
+                self.run_once()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.consumer.close()
