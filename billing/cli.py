@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rating.errors import BillingError
@@ -66,6 +67,35 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from billing.explain import explain
+    from billing.simulate.scenario import instant, load_scenario
+    from billing.stores import open_usage_store
+    from billing.streaming import bootstrap_servers, catalog_of
+    from rating.periods import epoch_ms
+
+    start, end = instant(args.start, "--from"), instant(args.end, "--to")
+    store = open_usage_store(Path(args.data_dir))
+    result = explain(
+        bootstrap_servers(args.bootstrap),
+        catalog_of(load_scenario(Path(args.catalog))),
+        store,
+        args.subscription,
+        args.metric,
+        epoch_ms(start),
+        epoch_ms(end),
+        epoch_ms(datetime.now(UTC)),  # noqa: TID251 - the worker's future-skew check uses wall time too
+    )
+    table = Table("stage", "count / quantity", title=f"{args.subscription} {args.metric} [{args.start}, {args.end})")
+    for stage, value in result.rows():
+        table.add_row(stage, value)
+    Console().print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billing", description="SmallBiznis usage-based billing engine")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--log-level", default="info")
     sink.add_argument("--latency-log", default=None, help="append event-to-queryable seconds per window to this file")
     sink.set_defaults(run=_sink)
+
+    from billing.produce import add_produce_command
+
+    add_produce_command(commands)
+
+    why = commands.add_parser("explain", help="why is usage X: counts by stage for a subscription and window")
+    why.add_argument("subscription")
+    why.add_argument("metric")
+    why.add_argument("--from", dest="start", required=True, help="window start, RFC 3339")
+    why.add_argument("--to", dest="end", required=True, help="window end (exclusive), RFC 3339")
+    why.add_argument("--catalog", required=True, help="the scenario file the worker runs with")
+    why.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
+    why.add_argument("--data-dir", default=".data/sink", help="the sink's embedded chDB (stop the sink first)")
+    why.set_defaults(run=_explain)
 
     query = commands.add_parser("query", help="run SQL on the usage store (ClickHouse) or the ledger (PostgreSQL)")
     query.add_argument("store", choices=("clickhouse", "postgres"))
