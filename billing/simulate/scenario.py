@@ -77,14 +77,29 @@ class _Fields:
             raise InvalidValue(path or "scenario", f"expected a mapping, got {type(raw).__name__}")
         self.raw = raw
         self.path = path
+        self.read: set[str] = set()
+
+    def checked(self, value: T, ignore_prefix: str | None = None) -> T:
+        """``value``, once every key of the mapping was read: an unknown key (a typo such as
+        ``base_prise``) is an error, not a silently missing setting."""
+        unknown = [
+            key
+            for key in self.raw
+            if key not in self.read and not (ignore_prefix and str(key).startswith(ignore_prefix))
+        ]
+        if unknown:
+            raise InvalidValue(self.name(str(unknown[0])), f"unknown key; known here: {', '.join(sorted(self.read))}")
+        return value
 
     def name(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
     def has(self, key: str) -> bool:
+        self.read.add(key)
         return self.raw.get(key) is not None
 
     def get(self, key: str, parse: Callable[[object, str], T], default: T | None = None, required: bool = False) -> T:
+        self.read.add(key)
         value = self.raw.get(key)
         if value is None:
             if required:
@@ -93,6 +108,7 @@ class _Fields:
         return parse(value, self.name(key))
 
     def items(self, key: str) -> list[tuple[object, str]]:
+        self.read.add(key)
         value = self.raw.get(key)
         if value is None:
             return []
@@ -188,42 +204,48 @@ def _wrap(path: str, build: Callable[[], T]) -> T:
 
 def _metric(raw: object, path: str) -> Metric:
     f = _Fields(raw, path)
-    return _wrap(
-        path,
-        lambda: Metric(
-            code=f.get("code", text, required=True),
-            type=f.get("type", choice(MetricType), MetricType.COUNTER),
-            aggregation=f.get("aggregation", choice(Aggregation), Aggregation.SUM),
-            unit=f.get("unit", text, ""),
-            field=f.get("field", text),
-        ),
+    return f.checked(
+        _wrap(
+            path,
+            lambda: Metric(
+                code=f.get("code", text, required=True),
+                type=f.get("type", choice(MetricType), MetricType.COUNTER),
+                aggregation=f.get("aggregation", choice(Aggregation), Aggregation.SUM),
+                unit=f.get("unit", text, ""),
+                field=f.get("field", text),
+            ),
+        )
     )
 
 
 def _tier(raw: object, path: str) -> Tier:
     f = _Fields(raw, path)
-    return Tier(
-        up_to=f.get("up_to", decimal),
-        unit_price=f.get("unit_price", decimal, Decimal(0)),
-        flat_fee=f.get("flat_fee", decimal, Decimal(0)),
+    return f.checked(
+        Tier(
+            up_to=f.get("up_to", decimal),
+            unit_price=f.get("unit_price", decimal, Decimal(0)),
+            flat_fee=f.get("flat_fee", decimal, Decimal(0)),
+        )
     )
 
 
 def _meter(raw: object, path: str) -> PlanMeter:
     f = _Fields(raw, path)
     tiers = tuple(_tier(item, p) for item, p in f.items("tiers"))
-    return _wrap(
-        path,
-        lambda: PlanMeter(
-            metric_code=f.get("metric_code", text, required=True),
-            pricing_model=f.get("pricing_model", choice(PricingModel, {"METERED": "PER_UNIT"}), required=True),
-            unit_price=f.get("unit_price", decimal, Decimal(0)),
-            included_units=f.get("included_units", decimal, Decimal(0)),
-            overage_unit_price=f.get("overage_unit_price", decimal),
-            package_size=f.get("package_size", decimal),
-            tier_mode=f.get("tier_mode", choice(TierMode), TierMode.GRADUATED),
-            tiers=tiers,
-        ),
+    return f.checked(
+        _wrap(
+            path,
+            lambda: PlanMeter(
+                metric_code=f.get("metric_code", text, required=True),
+                pricing_model=f.get("pricing_model", choice(PricingModel, {"METERED": "PER_UNIT"}), required=True),
+                unit_price=f.get("unit_price", decimal, Decimal(0)),
+                included_units=f.get("included_units", decimal, Decimal(0)),
+                overage_unit_price=f.get("overage_unit_price", decimal),
+                package_size=f.get("package_size", decimal),
+                tier_mode=f.get("tier_mode", choice(TierMode), TierMode.GRADUATED),
+                tiers=tiers,
+            ),
+        )
     )
 
 
@@ -233,45 +255,51 @@ def _plan(raw: object, path: str, metrics: Mapping[str, Metric]) -> Plan:
     for index, meter in enumerate(meters):
         if meter.metric_code not in metrics:
             raise UnknownReference(f"{path}.meters[{index}].metric_code", f"no metric {meter.metric_code!r}")
-    return _wrap(
-        path,
-        lambda: Plan(
-            code=f.get("code", text, required=True),
-            currency_code=f.get("currency_code", text, required=True).upper(),
-            base_price=f.get("base_price", decimal, Decimal(0)),
-            billing_interval=f.get("billing_interval", choice(BillingInterval), BillingInterval.MONTH),
-            tax_inclusive=f.get("tax_inclusive", flag, False),
-            meters=meters,
-            name=f.get("name", text, ""),
-        ),
+    return f.checked(
+        _wrap(
+            path,
+            lambda: Plan(
+                code=f.get("code", text, required=True),
+                currency_code=f.get("currency_code", text, required=True).upper(),
+                base_price=f.get("base_price", decimal, Decimal(0)),
+                billing_interval=f.get("billing_interval", choice(BillingInterval), BillingInterval.MONTH),
+                tax_inclusive=f.get("tax_inclusive", flag, False),
+                meters=meters,
+                name=f.get("name", text, ""),
+            ),
+        )
     )
 
 
 def _tax_rule(raw: object, path: str) -> TaxRule:
     f = _Fields(raw, path)
-    return _wrap(
-        path,
-        lambda: TaxRule(
-            region_code=f.get("region_code", text, required=True),
-            name=f.get("name", text, "Tax"),
-            rate_percent=f.get("rate_percent", decimal, required=True),
-            is_default=f.get("is_default", flag, False),
-            is_active=f.get("is_active", flag, True),
-        ),
+    return f.checked(
+        _wrap(
+            path,
+            lambda: TaxRule(
+                region_code=f.get("region_code", text, required=True),
+                name=f.get("name", text, "Tax"),
+                rate_percent=f.get("rate_percent", decimal, required=True),
+                is_default=f.get("is_default", flag, False),
+                is_active=f.get("is_active", flag, True),
+            ),
+        )
     )
 
 
 def _coupon(raw: object, path: str) -> Coupon:
     f = _Fields(raw, path)
-    return _wrap(
-        path,
-        lambda: Coupon(
-            code=f.get("code", text, required=True),
-            percent_off=f.get("percent_off", decimal),
-            amount_off=f.get("amount_off", decimal),
-            duration=f.get("duration", choice(CouponDuration), CouponDuration.ONCE),
-            duration_in_periods=f.get("duration_in_periods", whole) or f.get("duration_in_months", whole),
-        ),
+    return f.checked(
+        _wrap(
+            path,
+            lambda: Coupon(
+                code=f.get("code", text, required=True),
+                percent_off=f.get("percent_off", decimal),
+                amount_off=f.get("amount_off", decimal),
+                duration=f.get("duration", choice(CouponDuration), CouponDuration.ONCE),
+                duration_in_periods=f.get("duration_in_periods", whole) or f.get("duration_in_months", whole),
+            ),
+        )
     )
 
 
@@ -285,21 +313,23 @@ def _subscription(raw: object, path: str, tenant_id: str, plans: Mapping[str, Pl
         raise UnknownReference(f.name("coupon"), f"no coupon {coupon!r}")
     timezone = f.get("timezone", text, "UTC")
     zone(timezone, f.name("timezone"))
-    return _wrap(
-        path,
-        lambda: Subscription(
-            id=f.get("id", text, required=True),
-            tenant_id=f.get("tenant_id", text, tenant_id),
-            plan_code=plan_code,
-            start_at=f.get("start_at", instant, required=True),
-            timezone=timezone,
-            region_code=f.get("region_code", text),
-            allow_overage_billing=f.get("allow_overage_billing", flag, True),
-            trial_days=f.get("trial_days", whole, 0),
-            trial_balance=f.get("trial_balance", decimal),
-            has_payment_method=f.get("has_payment_method", flag, True),
-            coupon_code=coupon,
-        ),
+    return f.checked(
+        _wrap(
+            path,
+            lambda: Subscription(
+                id=f.get("id", text, required=True),
+                tenant_id=f.get("tenant_id", text, tenant_id),
+                plan_code=plan_code,
+                start_at=f.get("start_at", instant, required=True),
+                timezone=timezone,
+                region_code=f.get("region_code", text),
+                allow_overage_billing=f.get("allow_overage_billing", flag, True),
+                trial_days=f.get("trial_days", whole, 0),
+                trial_balance=f.get("trial_balance", decimal),
+                has_payment_method=f.get("has_payment_method", flag, True),
+                coupon_code=coupon,
+            ),
+        )
     )
 
 
@@ -329,16 +359,18 @@ def _event(raw: object, path: str, index: int, tenant_id: str) -> ScenarioEvent:
     arrives_at = f.get("arrives_at", instant, recorded_at)
     if arrives_at < recorded_at:
         raise InvalidValue(f.name("arrives_at"), "an event cannot arrive before it was recorded")
-    return ScenarioEvent(
-        id=f.get("id", text, f"evt_{index}"),
-        subscription_id=f.get("subscription_id", text, ""),
-        metric_code=f.get("metric_code", text, ""),
-        value=f.get("value", _number, required=True),
-        recorded_at=recorded_at,
-        arrives_at=arrives_at,
-        idempotency_key=f.get("idempotency_key", text, ""),
-        metadata=f.get("metadata", _metadata, {}),
-        tenant_id=f.get("tenant_id", text, tenant_id),
+    return f.checked(
+        ScenarioEvent(
+            id=f.get("id", text, f"evt_{index}"),
+            subscription_id=f.get("subscription_id", text, ""),
+            metric_code=f.get("metric_code", text, ""),
+            value=f.get("value", _number, required=True),
+            recorded_at=recorded_at,
+            arrives_at=arrives_at,
+            idempotency_key=f.get("idempotency_key", text, ""),
+            metadata=f.get("metadata", _metadata, {}),
+            tenant_id=f.get("tenant_id", text, tenant_id),
+        )
     )
 
 
@@ -356,15 +388,17 @@ def _action(raw: object, path: str, plans: Mapping[str, Plan], subscriptions: se
     plan_code = f.get("plan_code", text, required=kind == "change_plan")
     if plan_code is not None and plan_code not in plans:
         raise UnknownReference(f.name("plan_code"), f"no plan {plan_code!r}")
-    return Action(
-        at=f.get("at", instant, required=True),
-        type=kind,
-        subscription_id=subscription_id,
-        plan_code=plan_code,
-        amount=f.get("amount", decimal, required=kind == "credit_note"),
-        credit_type=f.get("credit_type", choice(CreditType), CreditType.BALANCE),
-        at_period_end=f.get("at_period_end", flag, False),
-        reason=f.get("reason", text, ""),
+    return f.checked(
+        Action(
+            at=f.get("at", instant, required=True),
+            type=kind,
+            subscription_id=subscription_id,
+            plan_code=plan_code,
+            amount=f.get("amount", decimal, required=kind == "credit_note"),
+            credit_type=f.get("credit_type", choice(CreditType), CreditType.BALANCE),
+            at_period_end=f.get("at_period_end", flag, False),
+            reason=f.get("reason", text, ""),
+        )
     )
 
 
@@ -393,7 +427,7 @@ def parse_scenario(raw: object) -> Scenario:
     )
     events = tuple(_event(i, p, n, tenant_id) for n, (i, p) in enumerate(f.items("events")))
     actions = tuple(_action(i, p, plans, set(subscriptions)) for i, p in f.items("actions"))
-    return Scenario(
+    scenario = Scenario(
         tenant_id=tenant_id,
         metrics=tuple(metrics.values()),
         plans=tuple(plans.values()),
@@ -405,6 +439,7 @@ def parse_scenario(raw: object) -> Scenario:
         run_until=f.get("run_until", instant, required=True),
         grace_period=f.get("grace_period", duration, timedelta(0)),
     )
+    return f.checked(scenario, ignore_prefix="expected")
 
 
 def load_scenario(path: Path) -> Scenario:

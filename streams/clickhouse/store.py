@@ -198,6 +198,17 @@ class ClickHouseUsageStore:
         values = ", ".join(f"({i}, {quote(s)}, {quote(m)}, {lo}, {hi})" for i, s, m, lo, hi in spans)
         return f"values('i UInt32, sub String, metric String, lo Int64, hi Int64', {values})"
 
+    @staticmethod
+    def _prefilter(spans: list[tuple[int, str, str, int, int]], time_column: str) -> str:
+        """A WHERE clause on the primary key that bounds what the join with the spans reads."""
+        subs = ", ".join(sorted({quote(s) for _, s, _, _, _ in spans}))
+        lo = min(span[3] for span in spans)
+        hi = max(span[4] for span in spans)
+        return (
+            f"subscription_id IN ({subs}) AND {time_column} >= fromUnixTimestamp64Milli({lo}, 'UTC') "
+            f"AND {time_column} < fromUnixTimestamp64Milli({hi}, 'UTC')"
+        )
+
     def totals(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
         plans = [plan_read(q.start_ms, q.end_ms) for q in queries]
         bucket_spans = [
@@ -222,9 +233,6 @@ class ClickHouseUsageStore:
         """Each span's whole buckets merged into one WindowTotals, in ClickHouse."""
         if not spans:
             return {}
-        subs = ", ".join(sorted({quote(s) for _, s, _, _, _ in spans}))
-        lo = min(span[3] for span in spans)
-        hi = max(span[4] for span in spans)
         sql = f"""
             SELECT i,
                    sum(event_count), sum(total), max(maximum),
@@ -248,10 +256,7 @@ class ClickHouseUsageStore:
                 FROM {self._spans_table(spans)} AS q
                 INNER JOIN (
                     SELECT * FROM {self.db}.usage_windows FINAL
-                    WHERE granularity = '15m' AND subscription_id IN ({subs})
-                      AND window_start >= fromUnixTimestamp64Milli({lo}, 'UTC')
-                      AND window_start < fromUnixTimestamp64Milli({hi}, 'UTC')
-                      AND event_count > 0
+                    WHERE granularity = '15m' AND event_count > 0 AND {self._prefilter(spans, "window_start")}
                 ) AS w ON w.subscription_id = q.sub AND w.metric_code = q.metric
                 WHERE toUnixTimestamp64Milli(w.window_start) >= q.lo AND toUnixTimestamp64Milli(w.window_start) < q.hi
                 WINDOW previous AS (PARTITION BY q.i ORDER BY w.window_start ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
@@ -270,18 +275,13 @@ class ClickHouseUsageStore:
         """Raw distinct events of each edge span."""
         if not spans:
             return {}
-        subs = ", ".join(sorted({quote(s) for _, s, _, _, _ in spans}))
-        lo = min(span[3] for span in spans)
-        hi = max(span[4] for span in spans)
         sql = f"""
             SELECT q.i, toUnixTimestamp64Milli(e.recorded_at) AS at_ms, e.idempotency_key, e.value, e.unique_value
             FROM {self._spans_table(spans)} AS q
             INNER JOIN (
                 SELECT subscription_id, metric_code, recorded_at, idempotency_key, value, unique_value
                 FROM {self.db}.usage_events FINAL
-                WHERE subscription_id IN ({subs})
-                  AND recorded_at >= fromUnixTimestamp64Milli({lo}, 'UTC')
-                  AND recorded_at < fromUnixTimestamp64Milli({hi}, 'UTC')
+                WHERE {self._prefilter(spans, "recorded_at")}
             ) AS e ON e.subscription_id = q.sub AND e.metric_code = q.metric
             WHERE at_ms >= q.lo AND at_ms < q.hi
         """

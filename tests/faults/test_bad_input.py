@@ -97,6 +97,8 @@ BAD_FIELDS = [
     ("actions[0].amount", "lots"),
     ("actions[0].subscription_id", "ghost"),
     ("run_until", DELETE),
+    ("plans[0].base_prise", "49.00"),  # a typo is an unknown key, not a silently missing price
+    ("subscriptions[0].timezon", "UTC"),
 ]
 
 
