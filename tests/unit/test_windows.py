@@ -1,0 +1,100 @@
+"""Event-time windows: 15-minute buckets and local hour/day/month roll-ups, incl. odd offsets and DST."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from rating.aggregations import Point, totals_of
+from rating.catalog import Aggregation, Metric, MetricType
+from rating.periods import epoch_ms
+from streams.operators.validate import SubscriptionRef
+from streams.operators.windows import BUCKET_MS, Granularity, WindowAccumulator, WindowKey, observe, rollup_windows
+
+pytestmark = pytest.mark.unit
+
+Q = BUCKET_MS
+BASE = 1_767_225_600_000  # 2026-01-01T00:00Z
+METRICS = {
+    "calls": Metric("calls"),
+    "gb": Metric("gb", MetricType.GAUGE, Aggregation.TIME_WEIGHTED_SUM),
+    "temp": Metric("temp", MetricType.GAUGE, Aggregation.MAX),
+    "users": Metric("users", aggregation=Aggregation.UNIQUE_COUNT, field="user"),
+}
+SUBS = {"s": SubscriptionRef("s", "t1", "UTC"), "k": SubscriptionRef("k", "t1", "Asia/Kathmandu")}
+
+
+def ms(*args: int) -> int:
+    return epoch_ms(datetime(*args, tzinfo=UTC))  # type: ignore[misc]
+
+
+def test_rollups_in_utc() -> None:
+    at = ms(2026, 1, 31, 23, 50)
+    assert rollup_windows(at - at % Q, "UTC") == (
+        (Granularity.QUARTER, ms(2026, 1, 31, 23, 45), ms(2026, 2, 1)),
+        (Granularity.HOUR, ms(2026, 1, 31, 23), ms(2026, 2, 1)),
+        (Granularity.DAY, ms(2026, 1, 31), ms(2026, 2, 1)),
+        (Granularity.MONTH, ms(2026, 1, 1), ms(2026, 2, 1)),
+    )
+
+
+def test_rollups_in_a_quarter_hour_offset_zone() -> None:
+    # Kathmandu is UTC+5:45: local hours start at :15 UTC, the local day at 18:15 UTC the day before.
+    at = ms(2026, 12, 31, 18, 20)  # 2027-01-01 00:05 local
+    assert rollup_windows(at - at % Q, "Asia/Kathmandu") == (
+        (Granularity.QUARTER, ms(2026, 12, 31, 18, 15), ms(2026, 12, 31, 18, 30)),
+        (Granularity.HOUR, ms(2026, 12, 31, 18, 15), ms(2026, 12, 31, 19, 15)),
+        (Granularity.DAY, ms(2026, 12, 31, 18, 15), ms(2027, 1, 1, 18, 15)),
+        (Granularity.MONTH, ms(2026, 12, 31, 18, 15), ms(2027, 1, 31, 18, 15)),
+    )
+
+
+def test_rollups_across_dst() -> None:
+    # 2026-11-01 in New York has 25 hours; its two 01:xx hours are different windows.
+    first = rollup_windows(ms(2026, 11, 1, 5, 30), "America/New_York")  # 01:30 EDT
+    second = rollup_windows(ms(2026, 11, 1, 6, 30), "America/New_York")  # 01:30 EST
+    assert first[1] == (Granularity.HOUR, ms(2026, 11, 1, 5), ms(2026, 11, 1, 6))
+    assert second[1] == (Granularity.HOUR, ms(2026, 11, 1, 6), ms(2026, 11, 1, 7))
+    assert first[2] == second[2] == (Granularity.DAY, ms(2026, 11, 1, 4), ms(2026, 11, 2, 5))
+    spring = rollup_windows(ms(2026, 3, 8, 12), "America/New_York")
+    assert spring[2] == (Granularity.DAY, ms(2026, 3, 8, 5), ms(2026, 3, 9, 4))  # 23 hours
+    assert spring[3] == (Granularity.MONTH, ms(2026, 3, 1, 5), ms(2026, 4, 1, 4))
+
+
+def test_observe_rolls_each_event_into_four_windows_and_each_rollup_adds_up() -> None:
+    state: dict[WindowKey, WindowAccumulator] = {}
+    metric = METRICS["calls"]
+    points = [Point(BASE + n * 7 * 60_000, f"k{n}", Decimal(n)) for n in range(20)]  # 2h13m of events
+    for point in reversed(points):
+        changed = list(observe(state, "s", metric, "UTC", point))
+        assert [key.granularity for key, _ in changed] == list(Granularity)
+    by_granularity = {g: [acc for key, acc in state.items() if key.granularity is g] for g in Granularity}
+    assert len(by_granularity[Granularity.QUARTER]) == 9
+    assert len(by_granularity[Granularity.HOUR]) == 3
+    for g in Granularity:
+        assert sum(acc.count for acc in by_granularity[g]) == 20
+        assert sum(acc.total for acc in by_granularity[g]) == sum(range(20))
+    [day] = by_granularity[Granularity.DAY]
+    assert day.totals() == totals_of(points)._replace(tw_integral=Decimal(0), uniques=frozenset())
+
+
+def test_observe_with_positions_counts_each_position_once() -> None:
+    state: dict[WindowKey, WindowAccumulator] = {}
+    point = Point(BASE, "k", Decimal(1))
+    list(observe(state, "s", METRICS["calls"], "UTC", point, position=5))
+    list(observe(state, "s", METRICS["calls"], "UTC", point, position=5))  # redelivered
+    assert {acc.count for acc in state.values()} == {1}
+    list(observe(state, "s", METRICS["calls"], "UTC", Point(BASE + 1, "k2", Decimal(1)), position=6))
+    assert {acc.count for acc in state.values()} == {2}
+
+
+def test_accumulator_state_round_trips() -> None:
+    acc = WindowAccumulator(keep_points=True, keep_uniques=True)
+    for n, user in enumerate(["a", "b", "a"]):
+        acc.observe(Point(BASE + n * 1000, f"k{n}", Decimal("0.5") * n, user))
+    acc.position = 42
+    again = WindowAccumulator.from_state(acc.to_state())
+    assert again.totals() == acc.totals()
+    assert (again.position, again.version) == (42, 3)
