@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -10,16 +12,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from invoicing.engine.proration import prorated_base
-from rating.aggregations import Point, quantity, totals_of
+from rating.aggregations import Point, merge_all, quantity, totals_of
 from rating.catalog import Aggregation, Metric, MetricType, PlanMeter, PricingModel, Tier, TierMode
-from rating.money import CURRENCY_EXPONENTS
+from rating.money import CURRENCY_EXPONENTS, Money, minor_to_major, to_minor
+from rating.periods import BillingInterval, Period, boundary, from_epoch_ms, period_at, proration
 from rating.pricing import price
+from rating.rate import rate_meter
 from streams.inprocess import InProcessPipeline
 from streams.memory import MemoryDeadLetters, MemoryUsageStore
 from streams.operators.intervals import UsageQuery
 from streams.operators.process import Catalog
 from streams.operators.records import UsageEvent
 from streams.operators.validate import SubscriptionRef
+from streams.operators.windows import WindowAccumulator
 
 pytestmark = pytest.mark.property
 
@@ -110,13 +115,25 @@ def tiered(prices: list[Decimal], mode: TierMode, step: int) -> PlanMeter:
 
 
 @given(tier_prices, st.integers(1, 3000), quantities)
-def test_graduated_is_at_most_everything_at_the_first_tier_price(prices, step, q) -> None:  # type: ignore[no-untyped-def]
-    prices = sorted(prices, reverse=True)  # volume discounts: prices never rise with the tier
+def test_falling_prices_graduated_is_between_volume_and_everything_at_the_first_tier_price(prices, step, q) -> None:  # type: ignore[no-untyped-def]
+    """With tier unit prices that never rise and no flat fees, for any billable quantity q:
+    q × p_last ≤ volume(q) ≤ graduated(q) ≤ q × p_first (everything priced at the first tier's price).
+    Flat fees break it (a reached tier's fee is charged once by volume, every reached fee by graduated)."""
+    prices = sorted(prices, reverse=True)
     graduated = price(tiered(prices, TierMode.GRADUATED, step), q).amount
-    assert graduated <= q * Fraction(prices[0])
-    assert graduated >= q * Fraction(prices[-1])
     volume = price(tiered(prices, TierMode.VOLUME, step), q).amount
-    assert volume <= graduated  # with falling prices, volume pricing never charges more
+    assert q * Fraction(prices[-1]) <= volume <= graduated <= q * Fraction(prices[0])
+    if q <= step:  # within the first tier both models are the first tier's price
+        assert volume == graduated == q * Fraction(prices[0])
+
+
+@given(tier_prices, st.integers(1, 3000), quantities)
+def test_rising_prices_reverse_the_bounds(prices, step, q) -> None:  # type: ignore[no-untyped-def]
+    """With tier unit prices that never fall (and no flat fees): q × p_first ≤ graduated(q) ≤ volume(q) ≤ q × p_last."""
+    prices = sorted(prices)
+    graduated = price(tiered(prices, TierMode.GRADUATED, step), q).amount
+    volume = price(tiered(prices, TierMode.VOLUME, step), q).amount
+    assert q * Fraction(prices[0]) <= graduated <= volume <= q * Fraction(prices[-1])
 
 
 @given(tier_prices, st.integers(1, 3000), quantities, quantities)
@@ -136,3 +153,100 @@ def test_complementary_prorations_add_up_to_the_full_price_within_one_minor_unit
     full = prorated_base(base, currency, Fraction(1)).amount
     parts = prorated_base(base, currency, used).amount + prorated_base(base, currency, 1 - used).amount
     assert abs(parts - full) <= 1
+
+
+points = st.lists(
+    st.builds(
+        lambda at, key, value, user: Point(BASE_MS + at, f"k{key}", value, f"u{user}"),
+        st.integers(0, 2 * DAY_MS),
+        st.integers(0, 10**6),
+        values,
+        st.integers(0, 6),
+    ),
+    max_size=40,
+    unique_by=lambda p: p.key,  # distinct dedup identities
+)
+meters = st.sampled_from(
+    [
+        PlanMeter("m", PricingModel.PER_UNIT, unit_price=Decimal("0.0035"), included_units=Decimal(7)),
+        tiered([Decimal("0.5"), Decimal("0.25"), Decimal("0.001")], TierMode.GRADUATED, 50),
+        tiered([Decimal("0.5"), Decimal("0.25"), Decimal("0.001")], TierMode.VOLUME, 50),
+        PlanMeter("m", PricingModel.PACKAGE, unit_price=Decimal("2.5"), package_size=Decimal(40)),
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(points, st.lists(st.integers(0, 2 * DAY_MS), max_size=6), st.randoms(use_true_random=False), meters)
+def test_splitting_a_period_into_any_windows_never_changes_the_rated_amount(pts, cuts, rnd, meter) -> None:  # type: ignore[no-untyped-def]
+    """Cut the period at any instants; totals of the windows (each built from its events in any arrival
+    order, as the operators do) merge to the totals of the whole period, so every quantity and its
+    rated amount are the same."""
+    end = BASE_MS + 2 * DAY_MS + 1
+    edges = [BASE_MS, *sorted(BASE_MS + c for c in cuts), end]
+    windows = []
+    for lo, hi in itertools.pairwise(edges):
+        inside = [p for p in pts if lo <= p.at_ms < hi]
+        rnd.shuffle(inside)
+        acc = WindowAccumulator(keep_points=True, keep_uniques=True)
+        for p in inside:
+            acc.observe(p)
+        windows.append(acc.totals())
+    whole, merged = totals_of(pts), merge_all(windows)
+    for aggregation in Aggregation:
+        q = quantity(aggregation, whole, end)
+        assert quantity(aggregation, merged, end) == q
+        assert rate_meter(meter, quantity(aggregation, merged, end), "USD") == rate_meter(meter, q, "USD")
+
+
+@given(st.integers(-(10**15), 10**15), st.sampled_from(sorted(CURRENCY_EXPONENTS)))
+def test_minor_units_round_trip_through_major_units(minor, currency) -> None:  # type: ignore[no-untyped-def]
+    major = minor_to_major(minor, currency)
+    assert to_minor(major, currency) == minor
+    assert Money(minor, currency) == Money(to_minor(major, currency), currency)
+
+
+@given(st.decimals(min_value=-(10**9), max_value=10**9, places=12), st.sampled_from(["USD", "IDR", "BHD", "JPY"]))
+def test_to_minor_is_within_half_a_minor_unit_and_halves_go_up(major, currency) -> None:  # type: ignore[no-untyped-def]
+    minor = to_minor(major, currency)
+    exact = Fraction(major) * 10 ** CURRENCY_EXPONENTS[currency]
+    assert abs(minor - exact) <= Fraction(1, 2)
+    if abs(minor - exact) == Fraction(1, 2):
+        assert abs(minor) > abs(exact)  # half-up: away from zero
+
+
+ZONES = ["UTC", "America/New_York", "Asia/Jakarta", "Australia/Lord_Howe", "Asia/Kathmandu", "Europe/London"]
+instants = st.integers(0, 3 * 365 * DAY_MS).map(lambda ms: from_epoch_ms(BASE_MS + ms))
+
+
+@given(instants, st.integers(0, 400 * DAY_MS), st.sampled_from(list(BillingInterval)), st.sampled_from(ZONES))
+def test_period_at_holds_the_instant_and_periods_tile_time(anchor, later, interval, timezone) -> None:  # type: ignore[no-untyped-def]
+    instant = anchor + timedelta(milliseconds=later)
+    index, period = period_at(anchor, interval, timezone, instant)
+    assert period.contains(instant)
+    assert period.start == boundary(anchor, interval, index, timezone)
+    assert period.end == boundary(anchor, interval, index + 1, timezone)
+    assert period.end > period.start
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**9, places=4),
+    st.sampled_from(["USD", "IDR", "BHD", "JPY"]),
+    instants,
+    st.integers(0, 10**6),
+    st.sampled_from(list(BillingInterval)),
+    st.sampled_from(ZONES),
+)
+def test_complementary_prorations_of_a_real_period_add_up_within_one_minor_unit(  # type: ignore[no-untyped-def]
+    base, currency, anchor, permille, interval, timezone
+) -> None:
+    """Split a nominal period (local calendar, DST included) at any instant: the two prorated base
+    fees add up to the full fee within one minor unit."""
+    full = Period(anchor, boundary(anchor, interval, 1, timezone))
+    cut = full.start + (full.end - full.start) * permille / 10**6
+    first, second = Period(full.start, cut), Period(cut, full.end)
+    assert proration(first, full) + proration(second, full) == 1
+    whole = prorated_base(base, currency, Fraction(1)).amount
+    parts = prorated_base(base, currency, proration(first, full)).amount
+    parts += prorated_base(base, currency, proration(second, full)).amount
+    assert abs(parts - whole) <= 1
