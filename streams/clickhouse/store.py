@@ -7,13 +7,24 @@ batched: ``totals`` answers any number of ``[a, b)`` questions with two queries,
 whole 15-minute buckets inside ClickHouse (sums, extremes, latest, uniques, and the
 time-weighted bridges between consecutive buckets through a window function) and fetching raw
 events only for the ragged edges, which are merged in Python exactly as the memory store does.
+The questions travel as bound array parameters, so their number is not limited by ``max_query_size``.
+
+Why ``FINAL`` and not ``argMax(..., version) GROUP BY key``: measured on chDB 4.4 (ClickHouse
+26.x engine) with 200 subscriptions × 2 metrics × 31 days of 15-minute windows, each written at two
+versions in separate batches (1.2M rows, unmerged), plus 400k events with a third replayed in
+another batch; ``totals`` of 2,000 random ~20-day intervals took 1.50 s with ``FINAL``, 1.62 s with
+``ORDER BY version DESC LIMIT 1 BY key`` and 3.52 s with ``argMax``; after ``OPTIMIZE ... FINAL``
+1.57 s, 1.70 s and 3.43 s. ``windows()`` was equal within noise (about 21 ms for a month of 15-minute
+windows). ``FINAL`` reads only the key ranges the prefilter selects and merges them in order, while
+``argMax`` hashes every column of every row it groups; the seams for trying another strategy are
+``_newest_windows`` and ``_distinct_events``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -73,10 +84,14 @@ LETTER_COLUMNS = (
 )
 CHUNK = 100_000
 
+WINDOWS_OF_ONE_SERIES = (
+    "subscription_id = {sub:String} AND metric_code = {metric:String} AND granularity = {gran:String} "
+    "AND window_start >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC') "
+    "AND window_start < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')"
+)
 
-def quote(text: str) -> str:
-    """A ClickHouse string literal."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+Span = tuple[int, str, str, int, int]
+"""(index, subscription_id, metric_code, start_ms, end_ms) of one part of a query to read."""
 
 
 def token(kind: str, rows: Sequence[Sequence[Any]]) -> str:
@@ -169,11 +184,7 @@ class ClickHouseUsageStore:
                    toUnixTimestamp64Milli(latest_at), latest_key, latest_value, latest_unique,
                    toUnixTimestamp64Milli(first_at), first_key, first_value, first_unique,
                    tw_integral, uniques
-            FROM {self.db}.usage_windows FINAL
-            WHERE subscription_id = {{sub:String}} AND metric_code = {{metric:String}}
-              AND granularity = {{gran:String}}
-              AND window_start >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC')
-              AND window_start < fromUnixTimestamp64Milli({{hi:Int64}}, 'UTC')
+            FROM ({self._newest_windows(WINDOWS_OF_ONE_SERIES)})
             ORDER BY window_start
             """,
             parameters={
@@ -193,21 +204,45 @@ class ClickHouseUsageStore:
             rows.append(WindowRow(key, tenant, int(end), int(version), totals))
         return rows
 
-    @staticmethod
-    def _spans_table(spans: Iterable[tuple[int, str, str, int, int]]) -> str:
-        values = ", ".join(f"({i}, {quote(s)}, {quote(m)}, {lo}, {hi})" for i, s, m, lo, hi in spans)
-        return f"values('i UInt32, sub String, metric String, lo Int64, hi Int64', {values})"
+    def _newest_windows(self, where: str) -> str:
+        """The newest version of each window that ``where`` (on key columns only) selects."""
+        return f"SELECT * FROM {self.db}.usage_windows FINAL WHERE {where}"
+
+    def _distinct_events(self, where: str) -> str:
+        """One row per dedup identity among the events ``where`` (on key columns only) selects."""
+        return (
+            "SELECT subscription_id, metric_code, recorded_at, idempotency_key, value, unique_value "
+            f"FROM {self.db}.usage_events FINAL WHERE {where}"
+        )
 
     @staticmethod
-    def _prefilter(spans: list[tuple[int, str, str, int, int]], time_column: str) -> str:
-        """A WHERE clause on the primary key that bounds what the join with the spans reads."""
-        subs = ", ".join(sorted({quote(s) for _, s, _, _, _ in spans}))
-        lo = min(span[3] for span in spans)
-        hi = max(span[4] for span in spans)
-        return (
-            f"subscription_id IN ({subs}) AND {time_column} >= fromUnixTimestamp64Milli({lo}, 'UTC') "
-            f"AND {time_column} < fromUnixTimestamp64Milli({hi}, 'UTC')"
+    def _spans(spans: list[Span], time_column: str) -> tuple[str, str, dict[str, Any]]:
+        """The spans as a subquery ``q(i, sub, metric, lo, hi)``, a WHERE clause on the primary key
+        that bounds what the join with them reads, and the parameters both bind. Bound arrays, not
+        SQL literals: thousands of spans would exceed ``max_query_size`` (256 KiB) as literals."""
+        table = (
+            "(SELECT s.1 AS i, s.2 AS sub, s.3 AS metric, s.4 AS lo, s.5 AS hi FROM (SELECT arrayJoin(arrayZip("
+            "{i:Array(UInt32)}, {sub:Array(String)}, {metric:Array(String)}, {lo:Array(Int64)}, {hi:Array(Int64)}"
+            ")) AS s))"
         )
+        where = (
+            f"subscription_id IN {{subs:Array(String)}} AND metric_code IN {{metrics:Array(String)}} "
+            f"AND {time_column} >= fromUnixTimestamp64Milli({{lo_all:Int64}}, 'UTC') "
+            f"AND {time_column} < fromUnixTimestamp64Milli({{hi_all:Int64}}, 'UTC')"
+        )
+        ids, subs, metrics, los, his = (list(column) for column in zip(*spans, strict=True))
+        parameters = {
+            "i": ids,
+            "sub": subs,
+            "metric": metrics,
+            "lo": los,
+            "hi": his,
+            "subs": sorted(set(subs)),
+            "metrics": sorted(set(metrics)),
+            "lo_all": min(los),
+            "hi_all": max(his),
+        }
+        return table, where, parameters
 
     def totals(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
         plans = [plan_read(q.start_ms, q.end_ms) for q in queries]
@@ -229,10 +264,11 @@ class ClickHouseUsageStore:
             for i in range(len(queries))
         ]
 
-    def _bucket_totals(self, spans: list[tuple[int, str, str, int, int]]) -> dict[int, WindowTotals]:
+    def _bucket_totals(self, spans: list[Span]) -> dict[int, WindowTotals]:
         """Each span's whole buckets merged into one WindowTotals, in ClickHouse."""
         if not spans:
             return {}
+        spans_table, where, parameters = self._spans(spans, "window_start")
         sql = f"""
             SELECT i,
                    sum(event_count), sum(total), max(maximum),
@@ -253,40 +289,38 @@ class ClickHouseUsageStore:
                        if(n = 1, toDecimal256(0, 12),
                           toDecimal256(assumeNotNull(prev_value), 12)
                               * (assumeNotNull(first_ms) - assumeNotNull(prev_ms))) AS bridge
-                FROM {self._spans_table(spans)} AS q
-                INNER JOIN (
-                    SELECT * FROM {self.db}.usage_windows FINAL
-                    WHERE granularity = '15m' AND event_count > 0 AND {self._prefilter(spans, "window_start")}
-                ) AS w ON w.subscription_id = q.sub AND w.metric_code = q.metric
-                WHERE toUnixTimestamp64Milli(w.window_start) >= q.lo AND toUnixTimestamp64Milli(w.window_start) < q.hi
+                FROM {spans_table} AS q
+                INNER JOIN ({self._newest_windows(f"granularity = '15m' AND {where}")}) AS w
+                    ON w.subscription_id = q.sub AND w.metric_code = q.metric
+                WHERE w.event_count > 0
+                  AND toUnixTimestamp64Milli(w.window_start) >= q.lo AND toUnixTimestamp64Milli(w.window_start) < q.hi
                 WINDOW previous AS (PARTITION BY q.i ORDER BY w.window_start ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
             )
             GROUP BY i
         """
         out = {}
-        for i, count, total, maximum, latest, first, uniques, integral in self.client.query(sql).result_rows:
+        for i, count, total, maximum, latest, first, uniques, integral in self.client.query(
+            sql, parameters=parameters
+        ).result_rows:
             last = _point(latest)
             out[int(i)] = WindowTotals(
                 int(count), total, maximum, last, _point(first), last, Decimal(integral), frozenset(uniques)
             )
         return out
 
-    def _edge_points(self, spans: list[tuple[int, str, str, int, int]]) -> dict[int, list[Point]]:
+    def _edge_points(self, spans: list[Span]) -> dict[int, list[Point]]:
         """Raw distinct events of each edge span."""
         if not spans:
             return {}
+        spans_table, where, parameters = self._spans(spans, "recorded_at")
         sql = f"""
             SELECT q.i, toUnixTimestamp64Milli(e.recorded_at) AS at_ms, e.idempotency_key, e.value, e.unique_value
-            FROM {self._spans_table(spans)} AS q
-            INNER JOIN (
-                SELECT subscription_id, metric_code, recorded_at, idempotency_key, value, unique_value
-                FROM {self.db}.usage_events FINAL
-                WHERE {self._prefilter(spans, "recorded_at")}
-            ) AS e ON e.subscription_id = q.sub AND e.metric_code = q.metric
+            FROM {spans_table} AS q
+            INNER JOIN ({self._distinct_events(where)}) AS e ON e.subscription_id = q.sub AND e.metric_code = q.metric
             WHERE at_ms >= q.lo AND at_ms < q.hi
         """
         out: dict[int, list[Point]] = defaultdict(list)
-        for i, at_ms, key, value, unique in self.client.query(sql).result_rows:
+        for i, at_ms, key, value, unique in self.client.query(sql, parameters=parameters).result_rows:
             out[int(i)].append(Point(int(at_ms), key, value, unique))
         return out
 

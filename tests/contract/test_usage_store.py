@@ -184,3 +184,42 @@ def test_twelve_fractional_digits_and_large_values_stay_exact(
     lo_ms, hi_ms = BASE_MS + min(lo, hi) * 60_000 + 17, BASE_MS + max(lo, hi) * 60_000 + 17
     [got] = store.totals([UsageQuery("a", "calls", lo_ms, hi_ms)])
     assert got.total == direct(records, "a", "calls", lo_ms, hi_ms).total
+
+
+class CountingClient:
+    """The session's ClickHouse client, counting the SELECTs sent through it."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.queries = 0
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        self.queries += 1
+        return self.client.query(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_thousands_of_queries_are_answered_in_order_by_a_handful_of_sql_queries(
+    chdb_client: Any, clickhouse_db: str
+) -> None:
+    counting = CountingClient(chdb_client)
+    memory, clickhouse = MemoryUsageStore(), ClickHouseUsageStore(counting, clickhouse_db)
+    events = random_events(6, 300)
+    fill(memory, events)
+    fill(clickhouse, events)
+    rng = random.Random(7)
+    queries = []
+    for n in range(6000):
+        lo = BASE_MS + rng.randrange(-3_600_000, 3 * 86_400_000)
+        hi = lo + rng.randrange(0, 2 * 86_400_000)
+        # long names too: literals of 6,000 spans would exceed ClickHouse's 256 KiB max_query_size
+        queries.append(
+            UsageQuery(rng.choice(["a", "b", f"nobody-{n:05d}-" + "x" * 40]), rng.choice(sorted(METRICS)), lo, hi)
+        )
+    counting.queries = 0
+    got = clickhouse.totals(queries)
+    assert counting.queries <= 2
+    assert got == memory.totals(queries)
+    assert clickhouse.totals(queries[::-1]) == got[::-1]
