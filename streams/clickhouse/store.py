@@ -33,7 +33,7 @@ from clickhouse_connect.driver.client import Client
 from rating.aggregations import Point, WindowTotals
 from streams.clickhouse.client import SESSION_SETTINGS, database_name
 from streams.operators.intervals import UsageQuery, assemble, plan_read
-from streams.operators.records import UsageRecord
+from streams.operators.records import Reason, Rejection, UsageRecord
 from streams.operators.windows import Granularity, WindowKey
 from streams.ports import DeadLetter, WindowRow
 
@@ -352,6 +352,22 @@ class ClickHouseDeadLetters:
             )
         settings = {**SESSION_SETTINGS, "insert_deduplication_token": token("dead_letters", rows)}
         self.client.insert(f"{self.db}.dead_letters", rows, column_names=list(LETTER_COLUMNS), settings=settings)
+
+    def letters(self, reason: Reason | None = None) -> list[DeadLetter]:
+        """The stored letters (of one ``reason`` if given), each once, ordered by source position;
+        ``original`` comes back byte for byte (it is read as bytes, never decoded)."""
+        where = "" if reason is None else "WHERE reason = {reason:String}"
+        result = self.client.query(
+            f"SELECT {', '.join(LETTER_COLUMNS[:-1])} FROM {self.db}.dead_letters FINAL {where} "
+            "ORDER BY source_topic, source_partition, source_offset, field, letter_key",
+            parameters={} if reason is None else {"reason": str(reason)},
+            column_formats={"original": "bytes"},
+        )
+        out = []
+        for why, detail, field, sub, key, original, topic, partition, offset in result.result_rows:
+            rejection = Rejection(Reason(why), detail, field or None, sub or None, key or None)
+            out.append(DeadLetter(rejection, bytes(original), topic, int(partition), int(offset)))
+        return out
 
     def counts(self) -> dict[str, int]:
         rows = self.client.query(
