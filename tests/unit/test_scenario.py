@@ -1,0 +1,114 @@
+"""The scenario loader turns a file into domain values at the edge, naming any bad field by its path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from billing.simulate.scenario import duration, instant, load_scenario, parse_scenario
+from rating.catalog import PricingModel, TierMode
+from rating.errors import InvalidValue, UnknownReference
+from rating.periods import BillingInterval
+
+pytestmark = pytest.mark.unit
+
+
+def minimal(**extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "metrics": [{"code": "calls"}],
+        "plans": [
+            {"code": "p", "currency_code": "usd", "meters": [{"metric_code": "calls", "pricing_model": "metered"}]}
+        ],
+        "subscriptions": [{"id": "s", "plan_code": "p", "start_at": "2026-01-01T07:00:00+07:00"}],
+        "run_until": "2026-02-01T00:00:00Z",
+    }
+    doc.update(extra)
+    return doc
+
+
+def test_defaults_aliases_and_case() -> None:
+    scenario = parse_scenario(minimal())
+    [plan] = scenario.plans
+    assert plan.currency_code == "USD" and plan.base_price == 0 and plan.billing_interval is BillingInterval.MONTH
+    [meter] = plan.meters
+    assert meter.pricing_model is PricingModel.PER_UNIT and meter.tier_mode is TierMode.GRADUATED  # METERED alias
+    [sub] = scenario.subscriptions
+    assert sub.start_at == datetime(2026, 1, 1, tzinfo=UTC) and sub.tenant_id == "default"
+    assert scenario.grace_period == timedelta(0)
+
+
+def test_numbers_written_in_the_file_are_read_exactly() -> None:
+    doc = minimal()
+    doc["plans"][0]["base_price"] = 0.1
+    doc["plans"][0]["meters"][0]["unit_price"] = 0.002
+    plan = parse_scenario(doc).plans[0]
+    assert plan.base_price == Decimal("0.1") and plan.meters[0].unit_price == Decimal("0.002")
+
+
+def test_expected_annotations_are_ignored_at_the_top_only() -> None:
+    assert parse_scenario(minimal(expected_invoices=[1, 2])).run_until == datetime(2026, 2, 1, tzinfo=UTC)
+    doc = minimal()
+    doc["plans"][0]["expected_total"] = 1
+    with pytest.raises(InvalidValue) as caught:
+        parse_scenario(doc)
+    assert caught.value.field == "plans[0].expected_total"
+
+
+def test_unknown_references_are_their_own_error() -> None:
+    doc = minimal()
+    doc["subscriptions"][0]["plan_code"] = "nope"
+    with pytest.raises(UnknownReference) as caught:
+        parse_scenario(doc)
+    assert caught.value.field == "subscriptions[0].plan_code"
+
+
+@pytest.mark.parametrize("raw", [None, [], "text", 3])
+def test_a_scenario_must_be_a_mapping(raw: object) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        parse_scenario(raw)
+    assert caught.value.field == "scenario"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-05T10:00:00Z", datetime(2026, 1, 5, 10, tzinfo=UTC)),
+        ("2026-01-05T17:00:00+07:00", datetime(2026, 1, 5, 10, tzinfo=UTC)),
+        (" 2026-01-05T10:00:00.250Z ", datetime(2026, 1, 5, 10, 0, 0, 250_000, tzinfo=UTC)),
+    ],
+)
+def test_instants(value: str, expected: datetime) -> None:
+    assert instant(value, "f") == expected
+
+
+@pytest.mark.parametrize("value", ["2026-01-05T10:00:00", "2026-01-05", "yesterday", "2026-02-30T00:00:00Z", 5, None])
+def test_bad_instants(value: object) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        instant(value, "events[2].recorded_at")
+    assert caught.value.field == "events[2].recorded_at"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(0, 0), (90, 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("3d", 259_200)]
+)
+def test_durations(value: object, seconds: int) -> None:
+    assert duration(value, "grace_period") == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("value", [-1, "-1h", "2w", "h", "1.5h", True, 1.5])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(InvalidValue):
+        duration(value, "grace_period")
+
+
+def test_load_reports_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidValue, match="cannot read"):
+        load_scenario(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(InvalidValue, match="not valid JSON"):
+        load_scenario(bad)
