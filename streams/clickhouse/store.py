@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -83,6 +83,8 @@ LETTER_COLUMNS = (
     "letter_key",
 )
 CHUNK = 100_000
+EXACT = Context(prec=80)
+"""Wide enough for every Decimal256(12) the tables hold: edge merges in Python never round."""
 
 WINDOWS_OF_ONE_SERIES = (
     "subscription_id = {sub:String} AND metric_code = {metric:String} AND granularity = {gran:String} "
@@ -259,10 +261,12 @@ class ClickHouseUsageStore:
         ]
         buckets = self._bucket_totals(bucket_spans)
         edges = self._edge_points(edge_spans)
-        return [
-            assemble(edges.get(i * 2, ()), [buckets[i]] if i in buckets else (), edges.get(i * 2 + 1, ()))
-            for i in range(len(queries))
-        ]
+        # Python's default context keeps 28 digits; a Decimal128(12) sum or a value × Δms has up to 76.
+        with localcontext(EXACT):
+            return [
+                assemble(edges.get(i * 2, ()), [buckets[i]] if i in buckets else (), edges.get(i * 2 + 1, ()))
+                for i in range(len(queries))
+            ]
 
     def _bucket_totals(self, spans: list[Span]) -> dict[int, WindowTotals]:
         """Each span's whole buckets merged into one WindowTotals, in ClickHouse."""
