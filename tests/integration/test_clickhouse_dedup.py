@@ -7,9 +7,13 @@ from typing import Any
 
 import pytest
 
+from rating.aggregations import Point, totals_of
 from streams.clickhouse.client import SESSION_SETTINGS
 from streams.clickhouse.store import ClickHouseUsageStore
+from streams.operators.intervals import UsageQuery
 from streams.operators.records import UsageRecord
+from streams.operators.windows import Granularity, WindowKey
+from streams.ports import WindowRow
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +46,56 @@ def test_session_turns_async_insert_off(chdb_client: Any) -> None:
     assert SESSION_SETTINGS["async_insert"] == 0
     value = chdb_client.query("SELECT value FROM system.settings WHERE name = 'async_insert'").result_rows[0][0]
     assert value == "0"
+
+
+def active_parts(client: Any, database: str, table: str) -> int:
+    return int(
+        client.query(
+            "SELECT count() FROM system.parts WHERE database = {db:String} AND table = {table:String} AND active",
+            parameters={"db": database, "table": table},
+        ).result_rows[0][0]
+    )
+
+
+def test_a_replayed_batch_writes_no_second_part(chdb_client: Any, clickhouse_db: str) -> None:
+    store = ClickHouseUsageStore(chdb_client, clickhouse_db)
+    store.write(records(10), [])
+    store.write(records(10), [])
+    assert active_parts(chdb_client, clickhouse_db, "usage_events") == 1
+    store.write(records(11), [])  # other content, other token: a new part
+    assert active_parts(chdb_client, clickhouse_db, "usage_events") == 2
+
+
+def test_the_token_alone_is_ignored_without_the_dedup_window(chdb_client: Any, clickhouse_db: str) -> None:
+    """Why schema.sql sets non_replicated_deduplication_window: without it the same token inserts twice."""
+    chdb_client.command(
+        f"CREATE TABLE {clickhouse_db}.plain (k String, v Decimal128(12)) ENGINE = MergeTree ORDER BY k "
+        "SETTINGS non_replicated_deduplication_window = 0"
+    )
+    settings = {**SESSION_SETTINGS, "insert_deduplication_token": "same"}
+    for _ in range(2):
+        chdb_client.insert(
+            f"{clickhouse_db}.plain", [["a", Decimal("1.5")]], column_names=["k", "v"], settings=settings
+        )
+    assert chdb_client.query(f"SELECT sum(v) FROM {clickhouse_db}.plain").result_rows[0][0] == Decimal(3)
+    assert active_parts(chdb_client, clickhouse_db, "plain") == 2
+
+
+def test_unmerged_window_versions_add_up_in_a_plain_sum_but_not_in_our_reads(
+    chdb_client: Any, clickhouse_db: str
+) -> None:
+    store = ClickHouseUsageStore(chdb_client, clickhouse_db)
+    key = WindowKey("s", "m", Granularity.QUARTER, BASE_MS)
+
+    def row(version: int, total: str) -> WindowRow:
+        point = Point(BASE_MS + version, f"k{version}", Decimal(total))
+        totals = totals_of([point])._replace(event_count=version, total=Decimal(total))
+        return WindowRow(key, "t", BASE_MS + 900_000, version, totals)
+
+    store.write([], [row(1, "7.5")])
+    store.write([], [row(2, "5")])
+    plain = chdb_client.query(f"SELECT sum(total) FROM {clickhouse_db}.usage_windows").result_rows[0][0]
+    assert plain == Decimal("12.5")  # design section 7: 12.5 where FINAL gives 5
+    [totals] = store.totals([UsageQuery("s", "m", BASE_MS, BASE_MS + 900_000)])
+    assert (totals.event_count, totals.total) == (2, Decimal(5))
+    assert store.windows("s", "m", Granularity.QUARTER, BASE_MS, BASE_MS + 1) == [row(2, "5")]
