@@ -43,6 +43,8 @@ def open_client(url: str | None, path: str) -> Client:
             database=parts.path.lstrip("/") or None,
             secure=secure,
             settings=SESSION_SETTINGS,
+            # totals() binds thousands of spans as array parameters: in the body, not the URL
+            form_encode_query_params=True,
         )
     return clickhouse_connect.get_client(interface="chdb", path=path, settings=SESSION_SETTINGS)
 
