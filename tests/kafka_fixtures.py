@@ -1,10 +1,16 @@
 """The session's Kafka broker: ``KAFKA_BOOTSTRAP_SERVERS`` when set (an existing cluster), else a
-real single-node broker started by ops/kafka.py in a temporary directory (jars cached)."""
+real single-node broker started by ops/kafka.py in a temporary directory (jars cached).
+
+Use it from conftest.py with ``from tests.kafka_fixtures import kafka_broker``.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,13 +19,27 @@ import pytest
 
 _spec = importlib.util.spec_from_file_location("ops_kafka", Path(__file__).resolve().parents[1] / "ops" / "kafka.py")
 assert _spec is not None and _spec.loader is not None
-ops_kafka = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ops_kafka)  # ops/kafka.py: standard library only, not a package
+ops_kafka = sys.modules.setdefault("ops_kafka", importlib.util.module_from_spec(_spec))
+if not hasattr(ops_kafka, "KafkaBroker"):
+    _spec.loader.exec_module(ops_kafka)  # ops/kafka.py: standard library only, not a package
 
 
 @dataclass(frozen=True)
 class Broker:
+    """Where the session's broker answers; ``started_in`` is 0 for an existing cluster."""
+
     bootstrap: str
+    started_in: float = 0.0
+
+    def new_topic(self, prefix: str = "test", partitions: int = 1) -> str:
+        """A fresh topic (unique name) created with AdminClient and ready for producers."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})  # alive until the futures resolve
+        for future in admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=30).values():
+            future.result()
+        return name
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +48,9 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if existing:
         yield Broker(existing)
         return
+    started = time.monotonic()
     broker = ops_kafka.KafkaBroker(tmp_path_factory.mktemp("kafka")).start()
-    yield Broker(broker.bootstrap)
-    broker.stop(timeout=5)  # a throwaway broker: no need to wait for a clean shutdown
+    try:
+        yield Broker(broker.bootstrap, time.monotonic() - started)
+    finally:
+        broker.stop(timeout=10)

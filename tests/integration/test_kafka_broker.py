@@ -1,63 +1,126 @@
-"""The project's broker is a real Kafka 4.x: a produce and consume round trip with confluent-kafka
-(idempotent, acks=all) and with aiokafka, the client Faust drives."""
+"""The project's broker is a real Kafka 4.x: produce and consume round trips with confluent-kafka
+(idempotent, acks=all, and transactional) and with aiokafka, the client Faust drives; ops/kafka.py
+restarts a broker with its data and stops it cleanly."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from typing import Any
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.kafka_fixtures import Broker, ops_kafka
 
 pytestmark = pytest.mark.integration
 
-
-def new_topic(bootstrap: str, partitions: int = 3) -> str:
-    name = f"roundtrip-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep it alive until the futures resolve
-    for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
-        future.result()
-    return name
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_confluent_kafka_round_trip(kafka_broker: Any) -> None:
-    topic = new_topic(kafka_broker.bootstrap)
+def consume(bootstrap: str, topic: str, count: int, **config: str) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest", **config})
+    consumer.subscribe([topic])
+    got: list[bytes] = []
+    try:
+        for _ in range(60):
+            for message in consumer.consume(100, timeout=0.5):
+                assert message.error() is None, message.error()
+                got.append(message.value())
+            if len(got) >= count:
+                break
+    finally:
+        consumer.close()
+    return got
+
+
+def test_broker_is_kafka_4(kafka_broker: Broker) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient({"bootstrap.servers": kafka_broker.bootstrap}).list_topics(timeout=10)
+    assert metadata.brokers
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        assert ops_kafka.VERSION.startswith("4.")
+        assert [port for _, _, port in ops_kafka.brokers(int(kafka_broker.bootstrap.rsplit(":", 1)[1]))]
+
+
+def test_confluent_kafka_round_trip(kafka_broker: Broker) -> None:
+    topic = kafka_broker.new_topic("roundtrip", partitions=3)
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "enable.idempotence": True, "acks": "all"})
     for n in range(100):
         producer.produce(topic, key=f"sub_{n % 7}".encode(), value=f"event {n}".encode())
     assert producer.flush(30) == 0
-    consumer = Consumer(
-        {"bootstrap.servers": kafka_broker.bootstrap, "group.id": topic, "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    got: list[bytes] = []
-    for _ in range(60):
-        got += [m.value() for m in consumer.consume(100, timeout=0.5) if m.error() is None]
-        if len(got) == 100:
-            break
-    consumer.close()
-    assert sorted(got) == sorted(f"event {n}".encode() for n in range(100))
+    assert sorted(consume(kafka_broker.bootstrap, topic, 100)) == sorted(f"event {n}".encode() for n in range(100))
 
 
-def test_aiokafka_round_trip(kafka_broker: Any) -> None:
+def test_confluent_kafka_transactions(kafka_broker: Broker) -> None:
+    """The transaction state log works on one broker: committed records are read, aborted ones not."""
+    topic = kafka_broker.new_topic("txn")
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "transactional.id": f"{topic}-tx"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, key=b"k", value=b"aborted")
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, key=b"k", value=b"committed")
+    producer.commit_transaction(30)
+    got = consume(kafka_broker.bootstrap, topic, 1, **{"isolation.level": "read_committed"})
+    assert got == [b"committed"]
+
+
+def test_aiokafka_round_trip(kafka_broker: Broker) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    topic = new_topic(kafka_broker.bootstrap, 1)
+    topic = kafka_broker.new_topic("aiokafka")
 
     async def round_trip() -> list[bytes]:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, enable_idempotence=True)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, enable_idempotence=True, acks="all")
         await producer.start()
-        for n in range(20):
-            await producer.send_and_wait(topic, f"m{n}".encode(), key=b"k")
-        await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_broker.bootstrap, auto_offset_reset="earliest")
-        await consumer.start()
         try:
-            batch = await consumer.getmany(timeout_ms=10_000, max_records=20)
-            return [record.value for records in batch.values() for record in records]
+            for n in range(20):
+                await producer.send_and_wait(topic, f"m{n}".encode(), key=b"k")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=kafka_broker.bootstrap, group_id=topic, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            for _ in range(20):
+                batch = await consumer.getmany(timeout_ms=1000)
+                got += [record.value for records in batch.values() for record in records if record.value]
+                if len(got) >= 20:
+                    break
+            await consumer.commit()
         finally:
             await consumer.stop()
+        return got
 
     assert asyncio.run(round_trip()) == [f"m{n}".encode() for n in range(20)]
+
+
+@pytest.mark.skipif(bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="uses an existing cluster")
+def test_ops_script_restarts_a_broker_with_its_data(tmp_path: Path) -> None:
+    """stop is a clean SIGTERM; start again reuses the formatted storage and the remembered port."""
+    script = [sys.executable, str(ROOT / "ops" / "kafka.py")]
+    directory = str(tmp_path / "kafka")
+    started = subprocess.run([*script, "start", "--dir", directory], capture_output=True, text=True, check=True)
+    broker = ops_kafka.KafkaBroker(directory)
+    assert f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}" in started.stdout
+    try:
+        topic = Broker(broker.bootstrap).new_topic("restart")
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+        producer.produce(topic, value=b"kept")
+        assert producer.flush(30) == 0
+        subprocess.run([*script, "stop", "--dir", directory], check=True, capture_output=True)
+        stopped = subprocess.run([*script, "status", "--dir", directory], capture_output=True, text=True)
+        assert stopped.returncode == 1 and stopped.stdout.startswith("stopped")
+        subprocess.run([*script, "start", "--dir", directory], check=True, capture_output=True)
+        assert ops_kafka.KafkaBroker(directory).bootstrap == broker.bootstrap
+        assert consume(broker.bootstrap, topic, 1) == [b"kept"]
+    finally:
+        subprocess.run([*script, "stop", "--dir", directory], check=True, capture_output=True)
+    assert ops_kafka.KafkaBroker(directory).pid() is None
