@@ -32,16 +32,26 @@ def clickhouse_db(chdb_client: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """DATABASE_URL, else a real PostgreSQL started from the pgserver wheel for this session."""
-    from invoicing.ledger.postgres import embedded_database_url
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DATABASE_URL, else a real PostgreSQL started from the pgserver wheel for this session (and
+    stopped after it: the embedded server outlives its process unless stopped)."""
+    from invoicing.ledger.postgres import embedded_database_url, stop_embedded_database
 
-    return os.environ.get("DATABASE_URL") or embedded_database_url(Path(tmp_path_factory.mktemp("pg")))
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    data_dir = Path(tmp_path_factory.mktemp("pg")) / "data"
+    yield embedded_database_url(data_dir)
+    stop_embedded_database(data_dir)
+
+
+# Not UTC, and not a whole-hour offset: the ledger must hand back UTC instants whatever the zone.
+PG_TEST_TIMEZONE = "Asia/Kathmandu"
 
 
 @pytest.fixture
-def pg_url(pg_server_url: str) -> str:
-    """A fresh, migrated database on the session's server."""
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, migrated database on the session's server (its session TimeZone +05:45), dropped after."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -51,10 +61,13 @@ def pg_url(pg_server_url: str) -> str:
     admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+        connection.execute(text(f"ALTER DATABASE \"{name}\" SET timezone TO '{PG_TEST_TIMEZONE}'"))
     url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
     migrate(url)
-    return url
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 from tests.kafka_fixtures import kafka_broker  # noqa: E402,F401  (a fixture used by name)

@@ -5,27 +5,33 @@ memory ledger (tests/contract/test_ledger.py).
   RETURNING`` inside the finalizing transaction. The row lock serialises finalizations of one
   tenant, and a rolled-back transaction rolls its number back with it, so numbers have no gaps.
 * One invoice per (subscription, period): a unique constraint, so a redelivered or concurrent
-  finalization fails instead of billing twice (surfaced as the same InvalidValue as in memory).
+  finalization fails instead of billing twice (surfaced as the same InvalidValue as in memory,
+  from a savepoint, so the transaction stays usable as the memory one does).
+* Credit: reading or using a subscription's balance takes a transaction-scoped advisory lock on
+  it, so two finalizations never both spend the same balance.
+* Instants come back in UTC whatever the server's or the session's ``TimeZone``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, Row, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import Invoice, InvoiceLineItem, InvoiceStatus, LineType
 from invoicing.ledger import tables as t
+from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
 from invoicing.ledger.snapshots import plan_from_json, plan_to_json
 from invoicing.ports import BilledUsage, OutboxMessage
 from rating.catalog import Plan
@@ -33,9 +39,21 @@ from rating.errors import InvalidValue
 from rating.money import Money
 from rating.periods import Period
 
+__all__ = ["PostgresLedger", "PostgresLedgerSession", "embedded_database_url", "migrate", "stop_embedded_database"]
 
-def _decimal(value: Any) -> Decimal | None:
+CREDIT_LOCK = 0x0C4ED  # first key of the two-key advisory lock on a subscription's credit balance
+
+
+def _decimal(value: Decimal | None) -> Decimal | None:
     return None if value is None else Decimal(value)
+
+
+def _utc(instant: datetime) -> datetime:
+    return instant.astimezone(UTC)
+
+
+def _utc_or_none(instant: datetime | None) -> datetime | None:
+    return None if instant is None else instant.astimezone(UTC)
 
 
 class PostgresLedgerSession:
@@ -44,23 +62,18 @@ class PostgresLedgerSession:
 
     # -- invoices -------------------------------------------------------------------------------
 
-    def _invoice(self, row: Any) -> Invoice:
-        lines = self.db.execute(
+    def _invoices(self, rows: Sequence[Row[Any]]) -> list[Invoice]:
+        """Invoice values of ``rows``, their line items read in one query."""
+        if not rows:
+            return []
+        lines: dict[int, list[InvoiceLineItem]] = defaultdict(list)
+        query = (
             select(t.invoice_line_items)
-            .where(t.invoice_line_items.c.invoice_id == row.id)
-            .order_by(t.invoice_line_items.c.position)
-        ).all()
-        currency = row.currency_code
-
-        def money(amount: int) -> Money:
-            return Money(int(amount), currency)
-
-        return Invoice(
-            tenant_id=row.tenant_id,
-            subscription_id=row.subscription_id,
-            period=Period(row.billing_period_start, row.billing_period_end),
-            currency_code=currency,
-            line_items=tuple(
+            .where(t.invoice_line_items.c.invoice_id.in_([row.id for row in rows]))
+            .order_by(t.invoice_line_items.c.invoice_id, t.invoice_line_items.c.position)
+        )
+        for line in self.db.execute(query):
+            lines[line.invoice_id].append(
                 InvoiceLineItem(
                     LineType(line.type),
                     line.description,
@@ -70,8 +83,22 @@ class PostgresLedgerSession:
                     line.metric_code,
                     dict(line.metadata),
                 )
-                for line in lines
-            ),
+            )
+        return [self._invoice(row, lines[row.id]) for row in rows]
+
+    @staticmethod
+    def _invoice(row: Row[Any], lines: list[InvoiceLineItem]) -> Invoice:
+        currency = row.currency_code
+
+        def money(amount: int) -> Money:
+            return Money(int(amount), currency)
+
+        return Invoice(
+            tenant_id=row.tenant_id,
+            subscription_id=row.subscription_id,
+            period=Period(_utc(row.billing_period_start), _utc(row.billing_period_end)),
+            currency_code=currency,
+            line_items=tuple(lines),
             subtotal=money(row.subtotal),
             discount_total=money(row.discount_total),
             tax_total=money(row.tax_total),
@@ -81,18 +108,19 @@ class PostgresLedgerSession:
             amount_due=money(row.amount_due),
             status=InvoiceStatus(row.status),
             invoice_number=row.invoice_number,
-            issued_at=row.issued_at,
+            issued_at=_utc_or_none(row.issued_at),
             plan_code=row.plan_code,
             metadata=dict(row.metadata),
         )
 
     def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None:
-        row = self.db.execute(
+        rows = self.db.execute(
             select(t.invoices).where(
                 t.invoices.c.subscription_id == subscription_id, t.invoices.c.billing_period_start == period_start
             )
-        ).first()
-        return None if row is None else self._invoice(row)
+        ).all()
+        found = self._invoices(rows)
+        return found[0] if found else None
 
     def next_invoice_sequence(self, tenant_id: str) -> int:
         statement = (
@@ -127,10 +155,11 @@ class PostgresLedgerSession:
             "metadata": dict(invoice.metadata),
         }
         try:
+            # a savepoint: the failed insert must not abort the caller's transaction
             with self.db.begin_nested():
                 invoice_id = self.db.execute(t.invoices.insert().values(values).returning(t.invoices.c.id)).scalar_one()
         except IntegrityError as error:
-            if "invoices_one_per_period" in str(error.orig):
+            if getattr(getattr(error.orig, "diag", None), "constraint_name", None) == "invoices_one_per_period":
                 raise InvalidValue(
                     "billing_period_start", f"subscription {invoice.subscription_id} has that period's invoice"
                 ) from None
@@ -156,28 +185,47 @@ class PostgresLedgerSession:
             )
 
     def list_invoices(self, tenant_id: str, subscription_id: str | None = None) -> list[Invoice]:
+        """In the order they were added (ids grow with each insert)."""
         query = select(t.invoices).where(t.invoices.c.tenant_id == tenant_id).order_by(t.invoices.c.id)
         if subscription_id is not None:
             query = query.where(t.invoices.c.subscription_id == subscription_id)
-        return [self._invoice(row) for row in self.db.execute(query)]
+        return self._invoices(self.db.execute(query).all())
 
     def discounted_invoice_count(self, subscription_id: str) -> int:
-        query = (
-            select(func.count(func.distinct(t.invoices.c.id)))
-            .select_from(t.invoices.join(t.invoice_line_items))
+        discounted = (
+            select(t.invoice_line_items.c.invoice_id)
             .where(
-                t.invoices.c.subscription_id == subscription_id, t.invoice_line_items.c.type == str(LineType.DISCOUNT)
+                t.invoice_line_items.c.invoice_id == t.invoices.c.id,
+                t.invoice_line_items.c.type == str(LineType.DISCOUNT),
             )
+            .exists()
         )
-        return int(self.db.execute(query).scalar_one())
+        query = select(func.count()).select_from(t.invoices).where(t.invoices.c.subscription_id == subscription_id)
+        return int(self.db.execute(query.where(discounted)).scalar_one())
 
     # -- credits --------------------------------------------------------------------------------
 
+    def _lock_credit(self, subscription_id: str) -> None:
+        """Hold the subscription's balance until this transaction ends; reentrant within it."""
+        self.db.execute(select(func.pg_advisory_xact_lock(CREDIT_LOCK, func.hashtext(subscription_id))))
+
     def credit_balance(self, subscription_id: str, currency: str) -> Money:
-        query = select(func.coalesce(func.sum(t.credit_ledger.c.amount), 0)).where(
-            t.credit_ledger.c.subscription_id == subscription_id, t.credit_ledger.c.currency_code == currency
+        self._lock_credit(subscription_id)
+        notes = (
+            select(func.coalesce(func.sum(t.credit_notes.c.amount), 0))
+            .where(
+                t.credit_notes.c.subscription_id == subscription_id,
+                t.credit_notes.c.currency_code == currency,
+                t.credit_notes.c.type == str(CreditType.BALANCE),
+            )
+            .scalar_subquery()
         )
-        return Money(int(self.db.execute(query).scalar_one()), currency)
+        used = (
+            select(func.coalesce(func.sum(t.credit_usage.c.amount), 0))
+            .where(t.credit_usage.c.subscription_id == subscription_id, t.credit_usage.c.currency_code == currency)
+            .scalar_subquery()
+        )
+        return Money(int(self.db.execute(select(notes - used)).scalar_one()), currency)
 
     def add_credit_note(self, note: CreditNote) -> None:
         self.db.execute(
@@ -191,20 +239,14 @@ class PostgresLedgerSession:
                 invoice_number=note.invoice_number,
             )
         )
-        if note.type is CreditType.BALANCE:
-            self.db.execute(
-                t.credit_ledger.insert().values(
-                    subscription_id=note.subscription_id, amount=note.amount.amount, currency_code=note.amount.currency
-                )
-            )
 
     def use_credit(self, subscription_id: str, amount: Money, invoice_number: str) -> None:
         if self.credit_balance(subscription_id, amount.currency).amount < amount.amount:
             raise InvalidValue("credits_applied", f"subscription {subscription_id} has less credit than {amount}")
         self.db.execute(
-            t.credit_ledger.insert().values(
+            t.credit_usage.insert().values(
                 subscription_id=subscription_id,
-                amount=-amount.amount,
+                amount=amount.amount,
                 currency_code=amount.currency,
                 invoice_number=invoice_number,
             )
@@ -221,8 +263,8 @@ class PostgresLedgerSession:
         return [
             BilledUsage(
                 row.subscription_id,
-                row.period_start,
-                row.period_end,
+                _utc(row.period_start),
+                _utc(row.period_end),
                 row.metric_code,
                 Decimal(row.quantity),
                 Money(int(row.amount), row.currency_code),
@@ -280,6 +322,8 @@ class PostgresLedgerSession:
 
 
 class PostgresLedger:
+    """The Ledger port on a SQLAlchemy engine (``postgresql+psycopg://…``) migrated by :func:`migrate`."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -289,39 +333,20 @@ class PostgresLedger:
             yield PostgresLedgerSession(connection)
 
 
-# -- embedded server and migrations -------------------------------------------------------------
-
-_servers: dict[Path, Any] = {}
+# -- migrations ----------------------------------------------------------------------------------
 
 
-def embedded_database_url(data_dir: Path) -> str:
-    """A real PostgreSQL from the pgserver wheel, with its data under ``data_dir``: started unless
-    running, stopped when the last process using it exits (data stays)."""
-    import warnings
-
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI)
-        warnings.simplefilter("ignore")
-        import pgserver
-        import platformdirs
-
-        platformdirs.user_runtime_path("python_PostgresServer")
-    data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = _servers.get(data_dir)
-    if server is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = _servers[data_dir] = pgserver.get_server(data_dir)  # type: ignore[attr-defined]
-    uri: str = server.get_uri()
-    return uri.replace("postgresql://", "postgresql+psycopg://", 1)
+_MIGRATING = threading.Lock()
 
 
 def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``); idempotent."""
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``); idempotent and
+    safe to run from several processes at once (they take turns, see migrations/env.py)."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(files("invoicing.ledger").joinpath("migrations")))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ConfigParser interpolates %
+    with _MIGRATING:  # Alembic's context and op are module globals: one migration per process at a time
+        command.upgrade(config, "head")

@@ -1,10 +1,13 @@
 """The ledger's PostgreSQL tables (SQLAlchemy Core), named after the seed's models. Money is
-BIGINT minor units beside a currency code; prices and quantities are NUMERIC; never float.
-Migrations (invoicing/ledger/migrations) create exactly these; a test checks they agree."""
+BIGINT minor units beside a CHAR(3) currency code; prices and quantities are NUMERIC (exact, scale
+kept); instants are TIMESTAMPTZ; never float. Metadata and plan snapshots are JSON, not JSONB,
+so their keys keep their order; the outbox payload is JSONB. Migrations (invoicing/ledger/migrations)
+create exactly these; tests/integration/test_postgres_ledger.py checks that they agree."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    CHAR,
     BigInteger,
     Boolean,
     Column,
@@ -20,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 metadata = MetaData()
 
@@ -30,7 +33,7 @@ plans = Table(
     Column("tenant_id", String, primary_key=True),
     Column("code", String, primary_key=True),
     Column("version", Integer, primary_key=True),
-    Column("snapshot", JSONB, nullable=False),
+    Column("snapshot", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
 
@@ -42,7 +45,7 @@ invoices = Table(
     Column("subscription_id", String, nullable=False),
     Column("billing_period_start", DateTime(timezone=True), nullable=False),
     Column("billing_period_end", DateTime(timezone=True), nullable=False),
-    Column("currency_code", String(3), nullable=False),
+    Column("currency_code", CHAR(3), nullable=False),
     Column("status", String, nullable=False),
     Column("invoice_number", String),
     Column("issued_at", DateTime(timezone=True)),
@@ -54,7 +57,7 @@ invoices = Table(
     Column("credits_applied", BigInteger, nullable=False),
     Column("amount_paid", BigInteger, nullable=False),
     Column("amount_due", BigInteger, nullable=False),
-    Column("metadata", JSONB, nullable=False),
+    Column("metadata", JSON, nullable=False),
     UniqueConstraint("subscription_id", "billing_period_start", name="invoices_one_per_period"),
     UniqueConstraint("tenant_id", "invoice_number", name="invoices_number_unique"),
 )
@@ -68,11 +71,11 @@ invoice_line_items = Table(
     Column("type", String, nullable=False),
     Column("description", Text, nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("currency_code", String(3), nullable=False),
+    Column("currency_code", CHAR(3), nullable=False),
     Column("quantity", Numeric),
     Column("unit_price", Numeric),
     Column("metric_code", String),
-    Column("metadata", JSONB, nullable=False),
+    Column("metadata", JSON, nullable=False),
 )
 
 invoice_sequences = Table(
@@ -86,23 +89,25 @@ credit_notes = Table(
     "credit_notes",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("subscription_id", String, nullable=False),
+    Column("subscription_id", String, nullable=False, index=True),
     Column("type", String, nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("currency_code", String(3), nullable=False),
+    Column("currency_code", CHAR(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("reason", Text, nullable=False),
     Column("invoice_number", String),
 )
 
-credit_ledger = Table(
-    "credit_ledger",
+# What invoices took from the balance; the balance is BALANCE notes minus this, per currency.
+credit_usage = Table(
+    "credit_usage",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("subscription_id", String, nullable=False, index=True),
     Column("amount", BigInteger, nullable=False),
-    Column("currency_code", String(3), nullable=False),
-    Column("invoice_number", String),
+    Column("currency_code", CHAR(3), nullable=False),
+    Column("invoice_number", String, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
 
 billed_usage = Table(
@@ -114,7 +119,7 @@ billed_usage = Table(
     Column("period_end", DateTime(timezone=True), nullable=False),
     Column("quantity", Numeric, nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("currency_code", String(3), nullable=False),
+    Column("currency_code", CHAR(3), nullable=False),
     Column("plan_code", String, nullable=False),
     Column("plan_version", Integer, nullable=False),
     Column("share_numerator", BigInteger, nullable=False),

@@ -1,22 +1,29 @@
 """One contract for the Ledger port, run on the memory ledger and on PostgreSQL: transactions
 commit or vanish whole, numbering is gapless per tenant, one invoice per (subscription, period),
-and everything stored comes back exactly."""
+and everything stored comes back exactly — every field, metadata included (it is left out of the
+values' ``==``), decimals with their scale, instants in UTC.
+
+PostgreSQL databases of these tests run with a non-UTC ``TimeZone`` (tests/conftest.py), so an
+adapter that hands back server-zone instants fails here."""
 
 from __future__ import annotations
 
+from dataclasses import astuple, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
 from invoicing.engine.compose import compose_invoice, finalize
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
 from invoicing.engine.tax import TaxRule
+from invoicing.ledger import tables
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import BilledUsage, Ledger, OutboxMessage
@@ -40,9 +47,27 @@ def ledger(request: pytest.FixtureRequest) -> Any:
     engine.dispose()
 
 
-def invoice(sub: str = "s1", start: datetime = T0, tenant: str = "t1", sequence: int | None = 1) -> Invoice:
+def outbox(ledger: Ledger) -> list[OutboxMessage]:
+    """What the ledger committed to its outbox, oldest first (read outside the port: a relay's view)."""
+    if isinstance(ledger, MemoryLedger):
+        return list(ledger.state.outbox)
+    assert isinstance(ledger, PostgresLedger)
+    with ledger.engine.connect() as connection:
+        rows = connection.execute(select(tables.outbox).order_by(tables.outbox.c.id)).all()
+    return [OutboxMessage(row.topic, row.key, row.payload) for row in rows]
+
+
+def exactly(value: Any) -> str:
+    """Every field, metadata included, in a form where Decimal('1.50') ≠ Decimal('1.5') and a
+    +07:00 instant ≠ the same instant in UTC."""
+    return repr(astuple(value))
+
+
+def invoice(
+    sub: str = "s1", start: datetime = T0, tenant: str = "t1", sequence: int | None = 1, coupon: bool = True
+) -> Invoice:
     charges = [
-        InvoiceLineItem(LineType.RECURRING, "Pro plan", Money(4900, "USD")),
+        InvoiceLineItem(LineType.RECURRING, "Pro plan — “annual” 'quoted'", Money(4900, "USD")),
         InvoiceLineItem(
             LineType.USAGE,
             "api_calls: 12,345.5 × tiers",
@@ -50,8 +75,9 @@ def invoice(sub: str = "s1", start: datetime = T0, tenant: str = "t1", sequence:
             Decimal("12345.500000000001"),
             Decimal("0.000123456789"),
             "api_calls",
-            {"tier": "2"},
+            {"tier": "2", "breakdown": "100 × 0.000000000001 + 12245.500000000001 × 0.5", "ünï": "☃"},
         ),
+        InvoiceLineItem(LineType.USAGE, "storage", Money(10, "USD"), Decimal("1.50"), Decimal("0.100"), "storage"),
     ]
     draft = compose_invoice(
         tenant_id=tenant,
@@ -60,24 +86,51 @@ def invoice(sub: str = "s1", start: datetime = T0, tenant: str = "t1", sequence:
         period=Period(start, start + timedelta(days=28)),
         currency="USD",
         charges=charges,
-        coupon=Coupon("C10", percent_off=Decimal(10), duration=CouponDuration.FOREVER),
+        coupon=Coupon("C10", percent_off=Decimal(10), duration=CouponDuration.FOREVER) if coupon else None,
         tax_rules=[TaxRule("ID", "PPN", Decimal(11))],
         tax_inclusive=False,
         credit_available=Money(500, "USD"),
     )
-    return draft if sequence is None else finalize(draft, sequence, start + timedelta(days=28, hours=1))
+    draft = replace(draft, metadata={"closed_by": "period_end", "rated_at": "2026-02-28T18:00:00Z"})
+    return draft if sequence is None else finalize(draft, sequence, start + timedelta(days=28, hours=1, microseconds=7))
 
 
 def test_an_invoice_comes_back_exactly(ledger: Ledger) -> None:
     original = invoice()
+    draft = invoice(sub="s2", sequence=None)
+    huge = compose_invoice(  # near the top of BIGINT, in a currency without minor units
+        tenant_id="t1",
+        subscription_id="s3",
+        plan_code="enterprise",
+        period=Period(T0, T0 + timedelta(days=365)),
+        currency="IDR",
+        charges=[InvoiceLineItem(LineType.RECURRING, "Enterprise", Money(9_000_000_000_000_000_000, "IDR"))],
+        coupon=None,
+        tax_rules=[],
+        tax_inclusive=False,
+        credit_available=Money(0, "IDR"),
+    )
     with ledger.session() as s:
-        s.add_invoice(original)
+        for one in (original, draft, huge):
+            s.add_invoice(one)
     with ledger.session() as s:
-        found = s.find_invoice("s1", T0)
+        found = [s.find_invoice(one.subscription_id, T0) for one in (original, draft, huge)]
         listed = s.list_invoices("t1")
-    assert found == original and listed == [original]
-    assert found is not None and found.line_items[1].metadata == {"tier": "2"}
-    assert found.issued_at == original.issued_at
+    assert [exactly(one) for one in found] == [exactly(one) for one in (original, draft, huge)]
+    assert [exactly(one) for one in listed] == [exactly(one) for one in (original, draft, huge)]
+    assert found[0] is not None and found[0].line_items[1].metadata["ünï"] == "☃"
+    assert found[0].issued_at is not None and found[0].issued_at.tzinfo is UTC and found[0].period.start.tzinfo is UTC
+    assert found[1] is not None and (found[1].invoice_number, found[1].issued_at) == (None, None)
+
+
+def test_find_invoice_is_by_subscription_and_exact_period_start(ledger: Ledger) -> None:
+    with ledger.session() as s:
+        s.add_invoice(invoice())
+    with ledger.session() as s:
+        assert s.find_invoice("s1", T0) is not None
+        assert s.find_invoice("s1", T0.astimezone(ZoneInfo("Asia/Jakarta"))) is not None
+        assert s.find_invoice("s1", T0 + timedelta(microseconds=1)) is None
+        assert s.find_invoice("s2", T0) is None
 
 
 def test_one_invoice_per_subscription_and_period(ledger: Ledger) -> None:
@@ -87,105 +140,191 @@ def test_one_invoice_per_subscription_and_period(ledger: Ledger) -> None:
         s.add_invoice(invoice(sequence=2))
     assert error.value.field == "billing_period_start"
     with ledger.session() as s:
-        assert len(s.list_invoices("t1")) == 1
+        assert [i.invoice_number for i in s.list_invoices("t1")] == ["INV-2026-000001"]
+
+
+def test_a_refused_invoice_leaves_the_session_usable(ledger: Ledger) -> None:
+    with ledger.session() as s:
+        s.add_invoice(invoice())
+        with pytest.raises(InvalidValue):
+            s.add_invoice(invoice(sequence=2))
+        s.add_invoice(invoice(start=T0 + timedelta(days=28), sequence=2))
+    with ledger.session() as s:
+        assert [i.invoice_number for i in s.list_invoices("t1")] == ["INV-2026-000001", "INV-2026-000002"]
 
 
 def test_numbering_is_gapless_per_tenant_and_a_rollback_gives_its_number_back(ledger: Ledger) -> None:
     with ledger.session() as s:
-        assert [s.next_invoice_sequence("t1"), s.next_invoice_sequence("t1"), s.next_invoice_sequence("t2")] == [
-            1,
-            2,
-            1,
-        ]
+        taken = [s.next_invoice_sequence("t1"), s.next_invoice_sequence("t1"), s.next_invoice_sequence("t2")]
+    assert taken == [1, 2, 1]
     with pytest.raises(RuntimeError), ledger.session() as s:
         assert s.next_invoice_sequence("t1") == 3
+        assert s.next_invoice_sequence("t1") == 4
         raise RuntimeError("crash before commit")
     with ledger.session() as s:
         assert s.next_invoice_sequence("t1") == 3
+        assert s.next_invoice_sequence("t2") == 2
+        assert s.next_invoice_sequence("t3") == 1
 
 
 def test_a_rolled_back_session_leaves_nothing(ledger: Ledger) -> None:
-    note = CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0, "goodwill")
+    usage = BilledUsage(
+        "s1", T0, T0 + timedelta(days=28), "calls", Decimal(1), Money(1, "USD"), "pro", 1, Fraction(1), True
+    )
+    with ledger.session() as s:
+        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(100, "USD"), T0))
     with pytest.raises(RuntimeError), ledger.session() as s:
+        s.next_invoice_sequence("t1")
         s.add_invoice(invoice())
-        s.add_credit_note(note)
-        s.add_outbox(OutboxMessage("invoice.finalized", "s1", {"n": 1}))
+        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0, "goodwill"))
+        s.use_credit("s1", Money(800, "USD"), "INV-2026-000001")
+        s.record_billed_usage(usage)
         s.save_plan("t1", Plan("pro", "USD", Decimal(49)))
+        s.add_outbox(OutboxMessage("invoice.finalized", "s1", {"n": 1}))
+        assert s.credit_balance("s1", "USD") == Money(0, "USD")  # the session sees its own work
+        assert s.find_invoice("s1", T0) is not None and s.get_plan("t1", "pro") is not None
         raise RuntimeError("crash")
     with ledger.session() as s:
-        assert s.list_invoices("t1") == []
-        assert s.credit_balance("s1", "USD") == Money(0, "USD")
+        assert s.list_invoices("t1") == [] and s.find_invoice("s1", T0) is None
+        assert s.credit_balance("s1", "USD") == Money(100, "USD")
+        assert s.billed_usage("s1") == []
         assert s.get_plan("t1", "pro") is None
+        assert s.next_invoice_sequence("t1") == 1
+    assert outbox(ledger) == []
+
+
+def test_the_outbox_commits_with_the_change_it_announces(ledger: Ledger) -> None:
+    first = OutboxMessage("invoice.finalized", "s1", {"invoice": {"total": "49.00", "lines": [1, 2]}, "ü": None})
+    second = OutboxMessage("invoice.finalized", "s2", {"n": 2})
+    with ledger.session() as s:
+        s.add_invoice(invoice())
+        s.add_outbox(first)
+    with pytest.raises(InvalidValue), ledger.session() as s:
+        s.add_outbox(OutboxMessage("invoice.finalized", "s1", {"duplicate": True}))
+        s.add_invoice(invoice(sequence=2))  # refused: the whole finalization rolls back, its event too
+    with ledger.session() as s:
+        s.add_outbox(second)
+    assert outbox(ledger) == [first, second]
 
 
 def test_credit_balance_is_carried_and_never_overdrawn(ledger: Ledger) -> None:
     with ledger.session() as s:
+        assert s.credit_balance("s1", "USD") == Money(0, "USD")
         s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0, "goodwill"))
         s.add_credit_note(CreditNote("s1", CreditType.REFUND, Money(900, "USD"), T0, "refund, not a balance"))
+        s.add_credit_note(CreditNote("s1", CreditType.ADJUSTMENT, Money(900, "USD"), T0, "", "INV-2026-000001"))
         s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(5, "EUR"), T0))
-        s.use_credit("s1", Money(300, "USD"), "INV-1")
+        s.add_credit_note(CreditNote("s2", CreditType.BALANCE, Money(50, "USD"), T0))
+        s.use_credit("s1", Money(300, "USD"), "INV-2026-000001")
     with ledger.session() as s:
         assert s.credit_balance("s1", "USD") == Money(400, "USD")
         assert s.credit_balance("s1", "EUR") == Money(5, "EUR")
-        with pytest.raises(InvalidValue):
-            s.use_credit("s1", Money(401, "USD"), "INV-2")
+        assert s.credit_balance("s2", "USD") == Money(50, "USD")
+        with pytest.raises(InvalidValue) as error:
+            s.use_credit("s1", Money(401, "USD"), "INV-2026-000002")
+        assert error.value.field == "credits_applied"
+        s.use_credit("s1", Money(400, "USD"), "INV-2026-000002")
+        assert s.credit_balance("s1", "USD") == Money(0, "USD")
+    with ledger.session() as s:
+        assert s.credit_balance("s1", "USD") == Money(0, "USD")
+        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(1, "USD"), T0))
+        assert s.credit_balance("s1", "USD") == Money(1, "USD")
 
 
-def test_billed_usage_is_replaced_by_key(ledger: Ledger) -> None:
+def test_billed_usage_is_replaced_by_key_and_listed_by_period_then_metric(ledger: Ledger) -> None:
     row = BilledUsage(
         "s1",
         T0,
         T0 + timedelta(days=28),
         "api_calls",
-        Decimal("10.5"),
+        Decimal("10.500000000000"),
         Money(99, "USD"),
         "pro",
         2,
-        Fraction(1, 3),
+        Fraction(2_419_199_999_999, 2_419_200_000_000),
         False,
     )
+    later = replace(row, period_start=T0 + timedelta(days=28), period_end=T0 + timedelta(days=59), share=Fraction(1))
     with ledger.session() as s:
+        s.record_billed_usage(later)
+        s.record_billed_usage(replace(row, metric_code="storage"))
         s.record_billed_usage(row)
-        s.record_billed_usage(_replace(row, quantity=Decimal("11")))
+        s.record_billed_usage(replace(row, subscription_id="s2"))
     with ledger.session() as s:
-        assert s.billed_usage("s1") == [_replace(row, quantity=Decimal("11"))]
-
-
-def _replace(row: BilledUsage, **changes: Any) -> BilledUsage:
-    from dataclasses import replace
-
-    return replace(row, **changes)
+        s.record_billed_usage(replace(row, quantity=Decimal("1E+25"), amount=Money(100, "USD"), allow_overage=True))
+    with ledger.session() as s:
+        found = s.billed_usage("s1")
+    expected = [
+        replace(row, quantity=Decimal("1E+25"), amount=Money(100, "USD"), allow_overage=True),
+        replace(row, metric_code="storage"),
+        later,
+    ]
+    assert found == expected
+    assert [exactly(b) for b in found[1:]] == [exactly(b) for b in expected[1:]]
+    assert found[0].period_start.tzinfo is UTC
 
 
 def test_plan_snapshots_by_version(ledger: Ledger) -> None:
-    tiers = (Tier(Decimal(100), Decimal("0.000000000001"), Decimal("1.5")), Tier(None, Decimal("0.5")))
+    tiers = (Tier(Decimal(100), Decimal("0.000000000001"), Decimal("1.50")), Tier(None, Decimal("0.5")))
     v1 = Plan(
         "pro",
         "IDR",
         Decimal(350000),
         BillingInterval.YEAR,
         True,
-        (PlanMeter("calls", PricingModel.TIERED, tier_mode=TierMode.VOLUME, tiers=tiers),),
+        (
+            PlanMeter("calls", PricingModel.TIERED, tier_mode=TierMode.VOLUME, tiers=tiers),
+            PlanMeter("seats", PricingModel.PACKAGE, Decimal("9.99"), Decimal("2.5"), Decimal("0.10"), Decimal(5)),
+        ),
         "Pro",
         1,
         {"a": "b"},
     )
-    v2 = Plan("pro", "IDR", Decimal(400000), version=2)
+    v3 = Plan("pro", "IDR", Decimal(400000), version=3)
     with ledger.session() as s:
+        s.save_plan("t1", v3)
         s.save_plan("t1", v1)
-        s.save_plan("t1", v2)
+        s.save_plan("t1", Plan("basic", "IDR", Decimal(1), version=9))
     with ledger.session() as s:
-        assert s.get_plan("t1", "pro") == v2
-        found = s.get_plan("t1", "pro", 1)
-        assert found == v1 and found is not None and found.metadata == {"a": "b"}
+        assert exactly(s.get_plan("t1", "pro")) == exactly(v3)
+        assert exactly(s.get_plan("t1", "pro", 1)) == exactly(v1)
+        assert s.get_plan("t1", "pro", 2) is None
         assert s.get_plan("t2", "pro") is None
+        assert s.get_plan("t1", "enterprise") is None
+        s.save_plan("t1", replace(v1, name="Pro (renamed)"))
+    with ledger.session() as s:
+        found = s.get_plan("t1", "pro", 1)
+        assert found is not None and found.name == "Pro (renamed)"
 
 
 def test_discounted_invoices_are_counted(ledger: Ledger) -> None:
     with ledger.session() as s:
         s.add_invoice(invoice())
         s.add_invoice(invoice(start=T0 + timedelta(days=28), sequence=2))
-        s.add_invoice(invoice(sub="s2", sequence=3))
+        s.add_invoice(invoice(start=T0 + timedelta(days=56), sequence=3, coupon=False))
+        s.add_invoice(invoice(sub="s2", sequence=4))
     with ledger.session() as s:
         assert s.discounted_invoice_count("s1") == 2
-        assert [i.subscription_id for i in s.list_invoices("t1", "s2")] == ["s2"]
+        assert s.discounted_invoice_count("s2") == 1
+        assert s.discounted_invoice_count("s3") == 0
+
+
+def test_invoices_are_listed_in_the_order_they_were_added(ledger: Ledger) -> None:
+    added = [
+        invoice(sub="s2", start=T0 + timedelta(days=28), sequence=1),
+        invoice(sub="s1", start=T0 + timedelta(days=28), sequence=2),
+        invoice(sub="s2", start=T0, sequence=3),
+        invoice(sub="s9", tenant="t2", sequence=1),
+    ]
+    with ledger.session() as s:
+        s.add_invoice(added[0])
+        s.add_invoice(added[1])
+    with ledger.session() as s:
+        s.add_invoice(added[2])
+        s.add_invoice(added[3])
+        s.add_invoice(invoice(sub="s1", start=T0 + timedelta(days=56), sequence=4))
+    with ledger.session() as s:
+        assert [i.invoice_number for i in s.list_invoices("t1")] == [f"INV-2026-00000{n}" for n in (1, 2, 3, 4)]
+        assert s.list_invoices("t1", "s2") == [added[0], added[2]]
+        assert s.list_invoices("t2") == [added[3]]
+        assert s.list_invoices("t2", "s1") == [] and s.list_invoices("t3") == []

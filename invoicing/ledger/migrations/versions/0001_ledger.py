@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 
 revision = "0001"
 down_revision = None
@@ -16,6 +16,7 @@ branch_labels = None
 depends_on = None
 
 NOW = sa.text("now()")
+CHAR3 = sa.CHAR(3)
 
 
 def upgrade() -> None:
@@ -24,7 +25,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String, primary_key=True),
         sa.Column("code", sa.String, primary_key=True),
         sa.Column("version", sa.Integer, primary_key=True),
-        sa.Column("snapshot", JSONB, nullable=False),
+        sa.Column("snapshot", JSON, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     )
     op.create_table(
@@ -34,7 +35,7 @@ def upgrade() -> None:
         sa.Column("subscription_id", sa.String, nullable=False),
         sa.Column("billing_period_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("billing_period_end", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("currency_code", sa.String(3), nullable=False),
+        sa.Column("currency_code", CHAR3, nullable=False),
         sa.Column("status", sa.String, nullable=False),
         sa.Column("invoice_number", sa.String),
         sa.Column("issued_at", sa.DateTime(timezone=True)),
@@ -51,7 +52,7 @@ def upgrade() -> None:
                 "amount_due",
             )
         ),
-        sa.Column("metadata", JSONB, nullable=False),
+        sa.Column("metadata", JSON, nullable=False),
         sa.UniqueConstraint("subscription_id", "billing_period_start", name="invoices_one_per_period"),
         sa.UniqueConstraint("tenant_id", "invoice_number", name="invoices_number_unique"),
     )
@@ -63,11 +64,11 @@ def upgrade() -> None:
         sa.Column("type", sa.String, nullable=False),
         sa.Column("description", sa.Text, nullable=False),
         sa.Column("amount", sa.BigInteger, nullable=False),
-        sa.Column("currency_code", sa.String(3), nullable=False),
+        sa.Column("currency_code", CHAR3, nullable=False),
         sa.Column("quantity", sa.Numeric),
         sa.Column("unit_price", sa.Numeric),
         sa.Column("metric_code", sa.String),
-        sa.Column("metadata", JSONB, nullable=False),
+        sa.Column("metadata", JSON, nullable=False),
     )
     op.create_table(
         "invoice_sequences",
@@ -80,20 +81,22 @@ def upgrade() -> None:
         sa.Column("subscription_id", sa.String, nullable=False),
         sa.Column("type", sa.String, nullable=False),
         sa.Column("amount", sa.BigInteger, nullable=False),
-        sa.Column("currency_code", sa.String(3), nullable=False),
+        sa.Column("currency_code", CHAR3, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("invoice_number", sa.String),
     )
+    op.create_index("ix_credit_notes_subscription_id", "credit_notes", ["subscription_id"])
     op.create_table(
-        "credit_ledger",
+        "credit_usage",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
         sa.Column("subscription_id", sa.String, nullable=False),
         sa.Column("amount", sa.BigInteger, nullable=False),
-        sa.Column("currency_code", sa.String(3), nullable=False),
-        sa.Column("invoice_number", sa.String),
+        sa.Column("currency_code", CHAR3, nullable=False),
+        sa.Column("invoice_number", sa.String, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     )
-    op.create_index("ix_credit_ledger_subscription_id", "credit_ledger", ["subscription_id"])
+    op.create_index("ix_credit_usage_subscription_id", "credit_usage", ["subscription_id"])
     op.create_table(
         "billed_usage",
         sa.Column("subscription_id", sa.String, primary_key=True),
@@ -102,7 +105,7 @@ def upgrade() -> None:
         sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
         sa.Column("quantity", sa.Numeric, nullable=False),
         sa.Column("amount", sa.BigInteger, nullable=False),
-        sa.Column("currency_code", sa.String(3), nullable=False),
+        sa.Column("currency_code", CHAR3, nullable=False),
         sa.Column("plan_code", sa.String, nullable=False),
         sa.Column("plan_version", sa.Integer, nullable=False),
         sa.Column("share_numerator", sa.BigInteger, nullable=False),
@@ -125,7 +128,7 @@ def downgrade() -> None:
     for table in (
         "outbox",
         "billed_usage",
-        "credit_ledger",
+        "credit_usage",
         "credit_notes",
         "invoice_sequences",
         "invoice_line_items",
