@@ -33,7 +33,8 @@ class Broker:
 
     def new_topic(self, prefix: str = "test", partitions: int = 1) -> str:
         """A fresh topic (unique name) created with AdminClient and ready for producers."""
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka.admin import AdminClient
+        from confluent_kafka.cimpl import NewTopic
 
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
         admin = AdminClient({"bootstrap.servers": self.bootstrap})  # alive until the futures resolve

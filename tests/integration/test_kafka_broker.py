@@ -27,8 +27,9 @@ def consume(bootstrap: str, topic: str, count: int, **config: str) -> list[bytes
     try:
         for _ in range(60):
             for message in consumer.consume(100, timeout=0.5):
-                assert message.error() is None, message.error()
-                got.append(message.value())
+                value = message.value()
+                assert message.error() is None and value is not None, message.error()
+                got.append(value)
             if len(got) >= count:
                 break
     finally:
