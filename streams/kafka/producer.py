@@ -1,124 +1,181 @@
 """Producing usage to ``usage.events``: idempotent, ``acks=all``, one event per message or batches.
 
-Every event goes to the partition its subscription hashes to (Kafka's murmur2), where the worker
-keeps that subscription's state; a batch message holds events of one partition only. Delivery is
-confirmed per message: ``flush`` raises if any message failed, so a caller never believes
-unsent usage was recorded (it may resend: the same idempotency keys make that harmless).
+Every message is keyed by ``subscription_id`` and partitioned by Kafka's murmur2 (the Java
+client's default), so a subscription's events land on the partition where the worker keeps its
+state; the idempotent producer keeps them in the order they were sent. A batch message
+(``UsageEventBatch``) holds events of one subscription only, as its schema says, so its key is
+true for every event in it.
+
+Delivery is confirmed per message: ``flush`` raises ``DeliveryError`` if any message failed or is
+still unconfirmed, so a caller never believes unsent usage was recorded. It may then resend: the
+events keep their idempotency keys, so the pipeline counts them once.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
-from confluent_kafka import KafkaError, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas import avro_codec
 from streams.kafka import messages
-from streams.kafka.partitioning import PRODUCER_PARTITIONER, partition_of
-from streams.kafka.worker import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS
+from streams.kafka.partitioning import PRODUCER_PARTITIONER
+from streams.kafka.topics import USAGE_EVENTS
+from streams.kafka.topics import ensure_topics as ensure_topics  # its former home
 from streams.operators.records import UsageEvent
+
+MAX_MESSAGE_BYTES: Final = 1_000_000
+"""The broker's default ``message.max.bytes``; a batch that would encode larger is split."""
+
+TUNING: Final[dict[str, Any]] = {
+    "enable.idempotence": True,  # no duplicates or reordering from the client's own retries
+    "acks": "all",
+    "partitioner": PRODUCER_PARTITIONER,
+    "compression.type": "lz4",  # cheap on CPU; usage events (repeated ids, codes) compress well
+    "linger.ms": 20,  # wait a little for full record batches: throughput over latency
+    "batch.size": MAX_MESSAGE_BYTES,
+    "message.max.bytes": MAX_MESSAGE_BYTES,
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 512 * 1024,
+}
 
 
 class DeliveryError(RuntimeError):
-    """Some messages were not acknowledged by the brokers."""
+    """Some messages were not acknowledged by the brokers (failed, or unconfirmed at the timeout)."""
+
+    def __init__(self, message: str, failed_events: int, unconfirmed_messages: int) -> None:
+        super().__init__(message)
+        self.failed_events = failed_events
+        self.unconfirmed_messages = unconfirmed_messages
+
+
+class UnknownTopicError(RuntimeError):
+    """The topic does not exist (create it with ``streams.kafka.topics.ensure_topics``)."""
 
 
 class UsageProducer:
+    """Usage events onto a topic. ``batch_size`` 1 sends one ``UsageEvent`` per message; more
+    gathers up to that many events of one subscription into a ``UsageEventBatch``.
+
+    Not thread-safe: use one per thread (librdkafka batches across them anyway).
+    """
+
     def __init__(
         self,
         bootstrap_servers: str,
+        topic: str = USAGE_EVENTS,
         *,
         batch_size: int = 1,
-        topic: str = USAGE_EVENTS,
+        max_pending_events: int = 100_000,
         config: dict[str, Any] | None = None,
+        metadata_timeout: float = 10.0,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.topic = topic
         self.batch_size = batch_size
-        self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "enable.idempotence": True,
-                "acks": "all",
-                "partitioner": PRODUCER_PARTITIONER,
-                "linger.ms": 10,
-                "batch.size": 1_000_000,
-                "compression.type": "lz4",
-                "queue.buffering.max.messages": 500_000,
-                **(config or {}),
-            }
-        )
-        self.partitions = len(self.producer.list_topics(topic, timeout=10).topics[topic].partitions)
-        self._pending: dict[int, list[UsageEvent]] = defaultdict(list)
-        self.delivered = 0
-        self.failed: list[KafkaError] = []
-
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self.failed.append(error)
-        else:
-            self.delivered += 1
-
-    def _send(self, partition: int, value: bytes, key: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(
-                    self.topic, value=value, key=key, partition=partition, on_delivery=self._on_delivery
-                )
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                self.producer.poll(0.05)
-        self.producer.poll(0)
+        self.max_pending_events = max(max_pending_events, batch_size)
+        self.producer = Producer({"bootstrap.servers": bootstrap_servers, **TUNING, **(config or {})})
+        # librdkafka would hold messages for an unknown topic until message.timeout.ms (5 minutes)
+        # and then fail them all; say so now instead.
+        found = self.producer.list_topics(topic, timeout=metadata_timeout).topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            reason = found.error if found is not None and found.error is not None else "no partitions"
+            raise UnknownTopicError(f"topic {topic!r} is not available on {bootstrap_servers}: {reason}")
+        self.partitions = len(found.partitions)
+        self._pending: dict[str, list[UsageEvent]] = {}
+        self._pending_events = 0
+        self.sent_events = 0
+        self.sent_messages = 0
+        self.delivered_events = 0
+        self.delivered_messages = 0
+        self.failed_events = 0
+        self.errors: list[KafkaError] = []
+        self._reported_failures = 0
 
     def send(self, event: UsageEvent) -> None:
-        """Queue one event; sent at once (``batch_size`` 1) or when its partition's batch is full."""
-        partition = partition_of(event.subscription_id, self.partitions)
-        if self.batch_size <= 1:
-            value = avro_codec.encode(messages.USAGE_EVENT, messages.usage_event_avro(event))
-            self._send(partition, value, event.subscription_id.encode())
+        """Queue one event: produced at once (``batch_size`` 1) or when its subscription's batch is
+        full, when too many events are pending, or at ``flush``."""
+        if self.batch_size == 1:
+            self._produce([event])
             return
-        pending = self._pending[partition]
+        pending = self._pending.setdefault(event.subscription_id, [])
         pending.append(event)
+        self._pending_events += 1
         if len(pending) >= self.batch_size:
-            self._send_batch(partition)
-
-    def _send_batch(self, partition: int) -> None:
-        events = self._pending.pop(partition, [])
-        if events:
-            value = avro_codec.encode(
-                messages.USAGE_EVENT_BATCH, {"events": [messages.usage_event_avro(e) for e in events]}
-            )
-            self._send(partition, value, events[0].subscription_id.encode())
+            self._produce(self._pending.pop(event.subscription_id))
+            self._pending_events -= self.batch_size
+        elif self._pending_events >= self.max_pending_events:
+            self._produce_pending()
 
     def send_all(self, events: Iterable[UsageEvent]) -> int:
+        """Queue every event; returns how many."""
         count = 0
         for event in events:
             self.send(event)
             count += 1
         return count
 
-    def flush(self, timeout: float = 60.0) -> None:
-        for partition in list(self._pending):
-            self._send_batch(partition)
-        left = self.producer.flush(timeout)
-        if left or self.failed:
-            raise DeliveryError(f"{left} messages still queued, {len(self.failed)} failed: {self.failed[:3]}")
+    def flush(self, timeout: float = 60.0) -> int:
+        """Produce what is pending and wait for every delivery report; returns the events delivered
+        so far. Raises ``DeliveryError`` if a message failed since the last flush or is still
+        unconfirmed after ``timeout`` seconds."""
+        self._produce_pending()
+        unconfirmed = self.producer.flush(timeout)
+        failed = self.failed_events - self._reported_failures
+        self._reported_failures = self.failed_events
+        if unconfirmed or failed:
+            errors = ", ".join(str(e) for e in self.errors[-3:])
+            raise DeliveryError(
+                f"{failed} events failed, {unconfirmed} messages unconfirmed after {timeout}s"
+                + (f" (last errors: {errors})" if errors else ""),
+                failed,
+                unconfirmed,
+            )
+        return self.delivered_events
 
+    def __len__(self) -> int:
+        """Events not yet confirmed by the brokers (pending here or in flight)."""
+        return self._pending_events + self.sent_events - self.delivered_events - self.failed_events
 
-def ensure_topics(bootstrap_servers: str, partitions: int, replication: int = 1) -> list[str]:
-    """Create the pipeline's topics where missing (``replication`` 3 on a real cluster); returns
-    those created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    existing = admin.list_topics(timeout=10).topics
-    wanted = [
-        NewTopic(t, partitions, replication)
-        for t in (USAGE_EVENTS, USAGE_DLQ, USAGE_ACCEPTED, USAGE_WINDOWS)
-        if t not in existing
-    ]
-    if not wanted:
-        return []
-    for future in admin.create_topics(wanted).values():
-        future.result()
-    return [t.topic for t in wanted]
+    def _produce_pending(self) -> None:
+        for events in self._pending.values():
+            self._produce(events)
+        self._pending.clear()
+        self._pending_events = 0
+
+    def _produce(self, events: Sequence[UsageEvent]) -> None:
+        if len(events) == 1 and self.batch_size == 1:
+            value = avro_codec.encode(messages.USAGE_EVENT, messages.usage_event_avro(events[0]))
+        else:
+            value = avro_codec.encode(
+                messages.USAGE_EVENT_BATCH, {"events": [messages.usage_event_avro(e) for e in events]}
+            )
+            if len(value) > MAX_MESSAGE_BYTES - 1024 and len(events) > 1:  # room for the record overhead
+                half = len(events) // 2
+                self._produce(events[:half])
+                self._produce(events[half:])
+                return
+        self._send(events[0].subscription_id.encode(), value, len(events))
+
+    def _send(self, key: bytes, value: bytes, count: int) -> None:
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                self.delivered_events += count
+                self.delivered_messages += 1
+            else:
+                self.failed_events += count
+                self.errors.append(error)
+
+        while True:
+            try:
+                self.producer.produce(self.topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:  # the local queue is full: serve delivery reports to drain it
+                self.producer.poll(0.05)
+            except KafkaException as error:
+                raise DeliveryError(f"cannot produce a message of {count} events: {error}", count, 0) from error
+        self.sent_events += count
+        self.sent_messages += 1
+        self.producer.poll(0)

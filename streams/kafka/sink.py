@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from streams.kafka import messages
 from streams.kafka.metrics import SinkMetrics
-from streams.kafka.worker import USAGE_ACCEPTED, USAGE_WINDOWS
+from streams.kafka.topics import USAGE_ACCEPTED, USAGE_WINDOWS
 from streams.operators.records import UsageRecord
 from streams.operators.windows import WindowKey
 from streams.ports import UsageStore, WindowRow

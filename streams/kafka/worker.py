@@ -39,6 +39,10 @@ from faust.types import EventT
 from streams.kafka import messages
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.partitioning import partition_of
+from streams.kafka.topics import USAGE_ACCEPTED as USAGE_ACCEPTED  # re-exported: older imports name the worker
+from streams.kafka.topics import USAGE_DLQ as USAGE_DLQ
+from streams.kafka.topics import USAGE_EVENTS as USAGE_EVENTS
+from streams.kafka.topics import USAGE_WINDOWS as USAGE_WINDOWS
 from streams.operators.dedup import DedupEntry, Verdict
 from streams.operators.process import Catalog, process_event
 from streams.operators.records import Reason, Rejection, UsageRecord
@@ -47,11 +51,6 @@ from streams.ports import DeadLetter, WindowRow
 
 log = logging.getLogger("billing.worker")
 Event = EventT[Any]
-
-USAGE_EVENTS = "usage.events"
-USAGE_DLQ = "usage.dlq"
-USAGE_ACCEPTED = "usage.accepted"
-USAGE_WINDOWS = "usage.windows"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,82 @@
+"""The pipeline's Kafka topics (design sections 1 and 3) and ``ensure_topics`` to create them.
+
+Every topic here is keyed by ``subscription_id`` and carries many records per key (events, window
+totals of many windows, invoices of many periods), so none of them may be compacted: compaction
+keeps only the newest record per key and would silently drop usage. Retention is by time
+(``cleanup.policy=delete``). The workers' state lives in Faust's own changelog topics, which Faust
+creates compacted itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+USAGE_EVENTS: Final = "usage.events"
+"""Raw usage from producers: one ``UsageEvent`` or a ``UsageEventBatch`` per message."""
+USAGE_DLQ: Final = "usage.dlq"
+"""Dead letters: the original bytes of rejected input with a reason (the design's ``usage.dlq``)."""
+USAGE_ACCEPTED: Final = "usage.accepted"
+"""Distinct, validated events (``UsageRecord``) for the ClickHouse raw-events table."""
+USAGE_WINDOWS: Final = "usage.windows"
+"""Absolute, versioned window totals (``WindowTotal``) for the ClickHouse sink."""
+RATING_RESULTS: Final = "rating.results"
+"""``RatingResult`` of the rating agent (design section 1)."""
+INVOICE_FINALIZED: Final = "invoice.finalized"
+"""Finalized invoices, published from the ledger's outbox (the same name as
+``invoicing.service.INVOICE_FINALIZED``)."""
+
+PIPELINE_TOPICS: Final[tuple[str, ...]] = (
+    USAGE_EVENTS,
+    USAGE_DLQ,
+    USAGE_ACCEPTED,
+    USAGE_WINDOWS,
+    RATING_RESULTS,
+    INVOICE_FINALIZED,
+)
+
+TOPIC_CONFIG: Final[Mapping[str, Mapping[str, str]]] = {name: {"cleanup.policy": "delete"} for name in PIPELINE_TOPICS}
+"""Per-topic configuration at creation; dead letters are kept as long as usage (the defaults)."""
+
+
+def ensure_topics(
+    admin: AdminClient | str,
+    partitions: int,
+    *,
+    replication: int = 1,
+    topics: Sequence[str] = PIPELINE_TOPICS,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create those of ``topics`` that are missing, with ``partitions`` partitions (use replication
+    3 on a real cluster); returns the names created. Safe to run from several processes at once.
+
+    ``admin`` is an ``AdminClient`` or a bootstrap servers string. Existing topics are left as they
+    are, even when their partition count differs: repartitioning ``usage.events`` moves
+    subscriptions away from their state, so that is an operator's decision, never a side effect.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    client = AdminClient({"bootstrap.servers": admin}) if isinstance(admin, str) else admin
+    existing = client.list_topics(timeout=timeout).topics
+    wanted = [
+        NewTopic(name, partitions, replication, config=dict(TOPIC_CONFIG.get(name, {})))
+        for name in topics
+        if name not in existing
+    ]
+    if not wanted:
+        return []
+    created: list[str] = []
+    for name, future in client.create_topics(wanted, operation_timeout=timeout).items():
+        try:
+            future.result()
+        except KafkaException as error:
+            # Another process created it between our listing and our request: that is the goal.
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+        else:
+            created.append(name)
+    return created
