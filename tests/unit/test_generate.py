@@ -20,7 +20,20 @@ MIX = {"duplicate_rate": 0.1, "conflict_rate": 0.03, "out_of_order_rate": 0.07, 
 
 
 def events(count: int = 4000, seed: int = 7, **rates: float) -> list[UsageEvent]:
-    return list(generate(count, SUBS, METRICS, start_ms=START, seed=seed, **(rates or MIX)))
+    mix = rates or MIX
+    return list(
+        generate(
+            count,
+            SUBS,
+            METRICS,
+            start_ms=START,
+            seed=seed,
+            duplicate_rate=mix.get("duplicate_rate", 0.0),
+            conflict_rate=mix.get("conflict_rate", 0.0),
+            out_of_order_rate=mix.get("out_of_order_rate", 0.0),
+            invalid_rate=mix.get("invalid_rate", 0.0),
+        )
+    )
 
 
 def test_same_seed_same_events_other_seed_other_events() -> None:
