@@ -3,26 +3,59 @@
     with BillingClient("localhost:9092") as billing:
         billing.record_usage("t1", "sub_1", "api_calls", Decimal(3), at, idempotency_key="req-81f2")
 
-The idempotency key is required: it is what makes a retry (of a timed-out call, of a crashed
-job) count once. Values are Decimal or int, never float, so what is recorded is what was meant;
-on the wire they travel as the contract's double (design section 3).
+The idempotency key is required, and the SDK never makes one up. It is what makes a retry count
+once, and a retry is usually the caller's: a request handler that runs again, a job restarted after
+a crash. Only the caller can give the second attempt the key of the first (a request id, a job id
+and line number...); a key generated here — random per call, or derived from the values, which
+would merge two genuinely equal events — would turn every such retry into double billing.
+
+Values are Decimal or int, never float, so what is recorded is what was meant; on the wire they
+travel as the contract's double (design section 3), so the SDK also refuses values a double cannot
+carry exactly, and those the pipeline would reject anyway (not finite, more than 12 decimals).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 
 from rating.errors import InvalidValue
+from rating.numbers import LIMIT, SCALE
 from rating.periods import epoch_ms
-from streams.kafka.producer import UsageProducer
+from streams.kafka.producer import DeliveryError, UsageProducer
+from streams.kafka.topics import USAGE_EVENTS
 from streams.operators.records import UsageEvent
+
+__all__ = ["BillingClient", "DeliveryError", "InvalidValue"]
+
+
+def exact_double(value: object, field: str = "value") -> float:
+    """``value`` (a Decimal or an int) as the double that carries it exactly, or InvalidValue."""
+    if isinstance(value, float):
+        raise InvalidValue(field, f"pass a Decimal or an int, not a float ({value!r}): floats are not exact")
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise InvalidValue(field, f"pass a Decimal or an int, not {type(value).__name__}")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise InvalidValue(field, f"must be finite, got {value}")
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -SCALE:
+        raise InvalidValue(field, f"at most {SCALE} fractional digits, got {value}")
+    if abs(number) >= LIMIT:
+        raise InvalidValue(field, f"magnitude must be below 1e26, got {value}")
+    double = float(number)
+    if Decimal(repr(double)) != number:
+        raise InvalidValue(field, f"{value} has no exact double; round it to at most 15 significant digits")
+    return double
 
 
 class BillingClient:
-    def __init__(self, bootstrap_servers: str, *, batch_size: int = 1) -> None:
-        self.producer = UsageProducer(bootstrap_servers, batch_size=batch_size)
+    """Records usage on ``usage.events``. Not thread-safe: one client per thread."""
+
+    def __init__(self, bootstrap_servers: str, *, batch_size: int = 1, topic: str = USAGE_EVENTS) -> None:
+        self.producer = UsageProducer(bootstrap_servers, topic, batch_size=batch_size)
 
     def record_usage(
         self,
@@ -33,26 +66,26 @@ class BillingClient:
         recorded_at: datetime,
         *,
         idempotency_key: str,
-        metadata: dict[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
         event_id: str | None = None,
     ) -> None:
-        """Queue one usage event; ``flush`` (or leaving the ``with`` block) confirms delivery."""
-        if isinstance(value, bool) or not isinstance(value, Decimal | int):
-            raise InvalidValue("value", f"pass a Decimal or an int, not {type(value).__name__}: floats are not exact")
-        if not idempotency_key:
-            raise InvalidValue("idempotency_key", "required: it makes retries count once")
-        if recorded_at.tzinfo is None:
-            raise InvalidValue("recorded_at", "must be timezone-aware")
+        """Queue one usage event; ``flush`` (or leaving the ``with`` block) confirms delivery.
+        Raises InvalidValue naming the field for input the pipeline could not bill exactly."""
         for name, text in (
             ("tenant_id", tenant_id),
             ("subscription_id", subscription_id),
             ("metric_code", metric_code),
+            ("idempotency_key", idempotency_key),
         ):
-            if not text:
-                raise InvalidValue(name, "must not be empty")
-        number = float(value)
-        if Decimal(repr(number)) != Decimal(value):
-            raise InvalidValue("value", f"{value} has no exact double; round it to at most 15 significant digits")
+            if not isinstance(text, str) or not text:
+                detail = "required: it makes retries count once" if name == "idempotency_key" else "required"
+                raise InvalidValue(name, f"{detail}; got {text!r}")
+        number = exact_double(value)
+        if not isinstance(recorded_at, datetime) or recorded_at.tzinfo is None:
+            raise InvalidValue("recorded_at", f"must be a timezone-aware datetime, got {recorded_at!r}")
+        for key, item in (metadata or {}).items():
+            if not isinstance(key, str) or not isinstance(item, str):
+                raise InvalidValue(f"metadata[{key!r}]", "metadata keys and values must be strings")
         self.producer.send(
             UsageEvent(
                 event_id or idempotency_key,
@@ -67,6 +100,8 @@ class BillingClient:
         )
 
     def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every recorded event is acknowledged; DeliveryError if any was not (record
+        them again with the same idempotency keys: they count once)."""
         self.producer.flush(timeout)
 
     def __enter__(self) -> BillingClient:
@@ -75,5 +110,10 @@ class BillingClient:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        if error is None:
+        # Events recorded before an exception were accepted by record_usage: send them anyway.
+        try:
             self.flush()
+        except DeliveryError as failure:
+            if error is None:
+                raise
+            error.add_note(f"and the usage recorded before it was not all delivered: {failure}")
