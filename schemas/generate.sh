@@ -11,9 +11,15 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python}"
+PYTHON="${PYTHON:-$(command -v python || command -v python3)}"
 PROTO_ROOT=schemas/proto
 OUT="${1:-schemas/generated}"
+
+# Check the generator first: a missing grpcio-tools must not leave the committed files deleted.
+"$PYTHON" -c 'import grpc_tools.protoc' 2>/dev/null || {
+  echo "grpcio-tools is not installed for $PYTHON: set PYTHON=.venv/bin/python or pip install -e '.[dev]'" >&2
+  exit 1
+}
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -4,10 +4,12 @@ it lists; money is Money, decimals are strings, and the generated code matches t
 from __future__ import annotations
 
 import filecmp
+import os
 import importlib
 import pickle
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -180,7 +182,12 @@ def test_generated_code_is_what_generate_sh_produces(tmp_path: Path) -> None:
     if shutil.which("bash") is None:
         pytest.skip("bash is needed to run schemas/generate.sh")
     fresh = tmp_path / "generated"
-    subprocess.run(["bash", str(ROOT / "schemas" / "generate.sh"), str(fresh)], check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(ROOT / "schemas" / "generate.sh"), str(fresh)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     committed = ROOT / "schemas" / "generated"
 
     def differences(comparison: filecmp.dircmp[str]) -> list[str]:
