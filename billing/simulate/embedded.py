@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 from billing.simulate.runner import Simulation, SimulationResult
 from billing.simulate.scenario import Scenario
 from billing.stores import open_stores
+from invoicing.ledger.embedded import stop_embedded_database
 
 
 def simulate_embedded(scenario: Scenario, data_dir: str | None = None) -> SimulationResult:
@@ -21,3 +23,5 @@ def simulate_embedded(scenario: Scenario, data_dir: str | None = None) -> Simula
             return Simulation(scenario, stores.usage, stores.ledger).run()
         finally:
             stores.close()
+            if not os.environ.get("DATABASE_URL"):
+                stop_embedded_database(Path(tmp) / "postgres")  # its directory is about to go
