@@ -96,11 +96,12 @@ Span = tuple[int, str, str, int, int]
 """(index, subscription_id, metric_code, start_ms, end_ms) of one part of a query to read."""
 
 
-def token(kind: str, rows: Sequence[Sequence[Any]]) -> str:
-    """Deterministic insert token of a batch: the same rows, the same token, one stored block."""
+def token(kind: str, identities: Sequence[Sequence[Any]]) -> str:
+    """Deterministic insert token of a batch from its rows' identities: an event's identity
+    (subscription, idempotency key) fixes its payload (first write wins) and a window's key and
+    version fix its totals, so the same identities mean the same rows and one stored block."""
     digest = hashlib.blake2b(kind.encode(), digest_size=20)
-    for row in rows:
-        digest.update(repr(row).encode())
+    digest.update("\x1f".join("\x1e".join(map(str, identity)) for identity in identities).encode())
     return digest.hexdigest()
 
 
@@ -118,10 +119,11 @@ class ClickHouseUsageStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    def _insert(self, table: str, columns: Sequence[str], rows: list[list[Any]]) -> None:
+    def _insert(self, table: str, columns: Sequence[str], rows: list[list[Any]], identity: slice) -> None:
+        """Insert in chunks; ``identity`` picks the columns that identify a row (see ``token``)."""
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
-            settings = {**SESSION_SETTINGS, "insert_deduplication_token": token(table, chunk)}
+            settings = {**SESSION_SETTINGS, "insert_deduplication_token": token(table, [r[identity] for r in chunk])}
             self.client.insert(f"{self.db}.{table}", chunk, column_names=list(columns), settings=settings)
 
     def write(self, records: Sequence[UsageRecord], windows: Sequence[WindowRow]) -> None:
@@ -143,6 +145,7 @@ class ClickHouseUsageStore:
                     ]
                     for r in records
                 ],
+                identity=slice(1, 4),  # subscription, metric, idempotency key
             )
         if windows:
             rows = []
@@ -172,7 +175,7 @@ class ClickHouseUsageStore:
                         sorted(t.uniques),
                     ]
                 )
-            self._insert("usage_windows", WINDOW_COLUMNS, rows)
+            self._insert("usage_windows", WINDOW_COLUMNS, rows, identity=slice(1, 7))  # key and version
 
     # -- reads ----------------------------------------------------------------------------------
 
