@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 from billing.clock import TestClock
 from billing.simulate.scenario import Action, Scenario, ScenarioEvent
@@ -45,6 +45,27 @@ from streams.ports import DeadLetter, UsageStore
 ARRIVAL, PERIOD_END, FINALIZE, ACTION = range(4)
 
 
+class UsageDriver(Protocol):
+    """Where the scenario's events go: the operators in this process, or Kafka and its workers.
+    After ``flush`` every event processed so far is in the usage store and its dead letters are
+    published; accepted records have been handed to the simulation's ``accepted``."""
+
+    stats: PipelineStats
+
+    def process(self, event: UsageEvent) -> object: ...
+    def flush(self) -> None: ...
+
+
+class Finalizer(Protocol):
+    """Who turns a closed period into its invoice: the invoice service here, or the rating agent
+    and the invoice worker over Kafka. ``InvoiceService`` is one as it is."""
+
+    def prefetch(self, closing: Collection[ClosedPeriod]) -> None: ...
+    def close_period(
+        self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] = ()
+    ) -> Invoice: ...
+
+
 @dataclass
 class SimulationResult:
     invoices: list[Invoice]
@@ -66,6 +87,8 @@ class Simulation:
         on_invoice: Callable[[Invoice], None] | None = None,
         on_event: Callable[[int], None] | None = None,
         batch_size: int = 100_000,
+        driver: Callable[[Simulation], UsageDriver] | None = None,
+        finalizer: Finalizer | None = None,
     ) -> None:
         self.scenario = scenario
         self.store = store
@@ -78,17 +101,25 @@ class Simulation:
         self.order = {s.id: n for n, s in enumerate(scenario.subscriptions)}
         self.refs = {s.id: SubscriptionRef(s.id, s.tenant_id, s.timezone) for s in scenario.subscriptions}
         self.dead_letters = MemoryDeadLetters()
-        self.pipeline = InProcessPipeline(
-            Catalog(metrics.get, self.refs.get),
-            store,
-            self.dead_letters,
-            lambda: epoch_ms(self.clock.now()),
-            tenant_of=lambda sub: self.refs[sub].tenant_id,
-            on_accepted=self._accepted,
-            batch_size=batch_size,
+        self.catalog = Catalog(metrics.get, self.refs.get)
+        self.pipeline: UsageDriver = (
+            driver(self)
+            if driver is not None
+            else InProcessPipeline(
+                self.catalog,
+                store,
+                self.dead_letters,
+                lambda: epoch_ms(self.clock.now()),
+                tenant_of=lambda sub: self.refs[sub].tenant_id,
+                on_accepted=self.accepted,
+                batch_size=batch_size,
+            )
         )
-        terms = BillingTerms(scenario.tenant_id, metrics, scenario.tax_rules, {c.code: c for c in scenario.coupons})
-        self.service = InvoiceService(ledger, StoreUsageReader(store), terms)
+        self.terms = BillingTerms(
+            scenario.tenant_id, metrics, scenario.tax_rules, {c.code: c for c in scenario.coupons}
+        )
+        self.service = InvoiceService(ledger, StoreUsageReader(store), self.terms)
+        self.finalizer: Finalizer = finalizer if finalizer is not None else self.service
         self.cycles: dict[str, BillingCycle] = {}
         self.finalized: dict[str, list[Period]] = defaultdict(list)
         self.late: dict[str, set[datetime]] = defaultdict(set)
@@ -112,7 +143,7 @@ class Simulation:
             self._at(max(due, self.clock.now()), FINALIZE, self.order[closed.subscription.id], closed)
 
     # --- steps --------------------------------------------------------------------------------
-    def _accepted(self, record: UsageRecord) -> None:
+    def accepted(self, record: UsageRecord) -> None:
         """Usage for a period already finalized is late: the next invoice carries its adjustment."""
         at = from_epoch_ms(record.recorded_at_ms)
         for period in self.finalized.get(record.subscription_id, ()):
@@ -190,7 +221,7 @@ class Simulation:
         self.pipeline.flush()
         subscription_id = closed.subscription.id
         late = self.late.pop(subscription_id, set())
-        invoice = self.service.close_period(closed, self.clock.now(), late)
+        invoice = self.finalizer.close_period(closed, self.clock.now(), late)
         self.finalized[subscription_id].append(closed.period)
         self.invoices.append(invoice)
         if self.on_invoice is not None:
@@ -233,7 +264,7 @@ class Simulation:
                 while self._timeline and self._timeline[0][0] == when and self._timeline[0][1] == FINALIZE:
                     closing.append(heapq.heappop(self._timeline)[4])
                 self.pipeline.flush()
-                self.service.prefetch(closing)
+                self.finalizer.prefetch(closing)
                 for closed in closing:
                     self._finalize(closed)
             else:
