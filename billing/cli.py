@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--retention-days", type=int, default=40, help="dedup memory; older events are dead-lettered (event time)"
     )
     worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    worker.add_argument("--app-id", default="billing-usage", help="Faust app id: consumer group and table topics")
+    worker.add_argument(
+        "--commit-interval", type=float, default=1.0, help="seconds between offset commits (outputs flushed first)"
+    )
     worker.add_argument("--instance-id", default=None, help="static group membership id (faster restarts)")
     worker.add_argument("--log-level", default="warning")
     worker.set_defaults(run=_worker)

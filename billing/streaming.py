@@ -59,6 +59,8 @@ def run_worker(args: Any) -> int:
         dedup_retention_ms=args.retention_days * 86_400_000,
         metrics_port=args.metrics_port,
         group_instance_id=args.instance_id,
+        app_id=args.app_id,
+        commit_interval_s=args.commit_interval,
     )
     clock = SystemClock()
     app, worker = create_app(settings, catalog_of(scenario), lambda: epoch_ms(clock.now()))
