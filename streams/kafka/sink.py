@@ -47,10 +47,18 @@ def newest_versions(rows: list[WindowRow]) -> list[WindowRow]:
 
 
 class UsageSink:
-    def __init__(self, settings: SinkSettings, store: UsageStore, metrics: SinkMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: SinkSettings,
+        store: UsageStore,
+        metrics: SinkMetrics | None = None,
+        on_written: Callable[[list[UsageRecord], list[WindowRow]], None] | None = None,
+    ) -> None:
+        """``on_written`` sees each batch once it is in the store (the rating side reacts to it)."""
         self.settings = settings
         self.store = store
         self.metrics = metrics or SinkMetrics()
+        self.on_written = on_written
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap_servers,
@@ -88,7 +96,10 @@ class UsageSink:
                 kind, stamp = message.timestamp()
                 if kind != 0:
                     produced_at.append(stamp / 1000)
-        self.store.write(records, newest_versions(rows))
+        newest = newest_versions(rows)
+        self.store.write(records, newest)
+        if self.on_written is not None:
+            self.on_written(records, newest)
         self.consumer.commit(asynchronous=False)
         written = time.time()  # noqa: TID251 - compared with Kafka's wall-clock message timestamps
         latencies = [max(0.0, written - stamp) for stamp in produced_at]
