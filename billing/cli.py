@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     worker.add_argument("--app-id", default="billing-usage", help="Faust app id: consumer group and table topics")
+    worker.add_argument("--topic-prefix", default="", help="prefix of every topic name (separate pipelines)")
     worker.add_argument(
         "--commit-interval", type=float, default=1.0, help="seconds between offset commits (outputs flushed first)"
     )
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     sink.add_argument("--log-level", default="info")
     sink.add_argument("--latency-log", default=None, help="append event-to-queryable seconds per window to this file")
+    sink.add_argument("--topic-prefix", default="", help="the worker's --topic-prefix")
     sink.set_defaults(run=_sink)
 
     from billing.produce import add_produce_command

@@ -61,6 +61,7 @@ def run_worker(args: Any) -> int:
         group_instance_id=args.instance_id,
         app_id=args.app_id,
         commit_interval_s=args.commit_interval,
+        topic_prefix=args.topic_prefix,
     )
     clock = SystemClock()
     app, worker = create_app(settings, catalog_of(scenario), lambda: epoch_ms(clock.now()))
@@ -77,7 +78,10 @@ def run_sink(args: Any) -> int:
 
     logging_setup(args.log_level)
     settings = SinkSettings(
-        bootstrap_servers(args.bootstrap), metrics_port=args.metrics_port, latency_log=args.latency_log
+        bootstrap_servers(args.bootstrap),
+        metrics_port=args.metrics_port,
+        latency_log=args.latency_log,
+        topic_prefix=args.topic_prefix,
     )
     store = open_usage_store(Path(args.data_dir))
     sink = UsageSink(settings, store)

@@ -34,6 +34,8 @@ class SinkSettings:
     metrics_port: int | None = None
     latency_log: str | None = None
     """Append each window's event-to-queryable seconds here (benchmarks read percentiles from it)."""
+    topic_prefix: str = ""
+    """The worker's ``topic_prefix``."""
 
 
 def newest_versions(rows: list[WindowRow]) -> list[WindowRow]:
@@ -69,7 +71,8 @@ class UsageSink:
                 "fetch.min.bytes": 1,
             }
         )
-        self.consumer.subscribe([USAGE_ACCEPTED, USAGE_WINDOWS])
+        self.accepted_topic = settings.topic_prefix + USAGE_ACCEPTED
+        self.consumer.subscribe([self.accepted_topic, settings.topic_prefix + USAGE_WINDOWS])
 
     def run_once(self) -> int:
         """Consume one batch, write it, commit; returns the number of messages handled."""
@@ -89,7 +92,7 @@ class UsageSink:
             value = message.value()
             if value is None:
                 continue
-            if message.topic() == USAGE_ACCEPTED:
+            if message.topic() == self.accepted_topic:
                 records.append(messages.read_record(value))
             else:
                 rows.append(messages.read_window(value))

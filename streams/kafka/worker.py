@@ -72,6 +72,11 @@ class WorkerSettings:
     purge_interval_s: float = 600.0
     metrics_port: int | None = None
     group_instance_id: str | None = None
+    topic_prefix: str = ""
+    """Prepended to every topic name (``usage.events`` …): separate pipelines on one cluster."""
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
 
 
 @contextmanager
@@ -174,10 +179,10 @@ class UsageWorker:
                 value_serializer="raw",
             )
 
-        self.source = raw_topic(USAGE_EVENTS)
-        self.dlq = raw_topic(USAGE_DLQ)
-        self.accepted = raw_topic(USAGE_ACCEPTED)
-        self.windows_out = raw_topic(USAGE_WINDOWS)
+        self.source = raw_topic(s.topic(USAGE_EVENTS))
+        self.dlq = raw_topic(s.topic(USAGE_DLQ))
+        self.accepted = raw_topic(s.topic(USAGE_ACCEPTED))
+        self.windows_out = raw_topic(s.topic(USAGE_WINDOWS))
         self.dedup_table = self.app.Table("dedup", partitions=s.partitions, key_type=str, value_type=None)
         self.window_table = self.app.Table("windows", partitions=s.partitions, key_type=str, value_type=None)
 
@@ -212,7 +217,7 @@ class UsageWorker:
         """Whether ``offset`` holds a message (not a transaction marker or a compacted hole)."""
         consumer = Consumer({"bootstrap.servers": self.settings.bootstrap_servers, "group.id": "billing-usage-probe"})
         try:
-            consumer.assign([TopicPartition(USAGE_EVENTS, partition, offset)])
+            consumer.assign([TopicPartition(self.settings.topic(USAGE_EVENTS), partition, offset)])
             message = consumer.poll(10)
             return message is not None and message.error() is None and message.offset() == offset
         finally:
@@ -358,7 +363,7 @@ class UsageWorker:
     def report_lag(self) -> None:
         consumer = self.app.consumer
         for tp in consumer.assignment():
-            if tp.topic != USAGE_EVENTS:
+            if tp.topic != self.settings.topic(USAGE_EVENTS):
                 continue
             highwater = consumer.highwater(tp)
             if highwater is not None:
