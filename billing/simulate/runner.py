@@ -75,6 +75,12 @@ class SimulationResult:
     unbilled_late_periods: dict[str, set[datetime]] = field(default_factory=dict)
 
 
+def terms_of(scenario: Scenario) -> BillingTerms:
+    """The scenario's tenant terms: its metrics, tax rules and coupons."""
+    metrics = {m.code: m for m in scenario.metrics}
+    return BillingTerms(scenario.tenant_id, metrics, scenario.tax_rules, {c.code: c for c in scenario.coupons})
+
+
 class Simulation:
     """One scenario's run; ``on_invoice`` sees each invoice as it is finalized."""
 
@@ -115,9 +121,7 @@ class Simulation:
                 batch_size=batch_size,
             )
         )
-        self.terms = BillingTerms(
-            scenario.tenant_id, metrics, scenario.tax_rules, {c.code: c for c in scenario.coupons}
-        )
+        self.terms = terms_of(scenario)
         self.service = InvoiceService(ledger, StoreUsageReader(store), self.terms)
         self.finalizer: Finalizer = finalizer if finalizer is not None else self.service
         self.cycles: dict[str, BillingCycle] = {}
