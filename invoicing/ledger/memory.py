@@ -11,9 +11,18 @@ from datetime import datetime
 
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import Invoice, LineType
+from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+from invoicing.ledger.catalog import (
+    CATALOG_PLANS,
+    CATALOG_SUBSCRIPTIONS,
+    SubscriptionRecord,
+    plan_key,
+    subscription_to_json,
+)
+from invoicing.ledger.snapshots import plan_to_json
 from invoicing.ports import BilledUsage, OutboxMessage
 from rating.catalog import Plan
-from rating.errors import InvalidValue
+from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money
 
 
@@ -27,6 +36,7 @@ class _State:
     billed: dict[tuple[str, datetime, str], BilledUsage] = field(default_factory=dict)
     plans: dict[tuple[str, str, int], Plan] = field(default_factory=dict)
     outbox: list[OutboxMessage] = field(default_factory=list)
+    subscriptions: dict[str, SubscriptionRecord] = field(default_factory=dict)
 
     def copy(self) -> _State:
         """A working copy for one transaction; values are frozen, so copying containers is enough."""
@@ -41,6 +51,7 @@ class _State:
             dict(self.billed),
             dict(self.plans),
             list(self.outbox),
+            dict(self.subscriptions),
         )
 
 
@@ -101,7 +112,11 @@ class MemoryLedgerSession:
         self.state.billed[(usage.subscription_id, usage.period_start, usage.metric_code)] = usage
 
     def save_plan(self, tenant_id: str, plan: Plan) -> None:
-        self.state.plans[(tenant_id, plan.code, plan.version)] = plan
+        key = (tenant_id, plan.code, plan.version)
+        if self.state.plans.get(key) != plan:
+            self.state.plans[key] = plan
+            snapshot = {"tenant_id": tenant_id, **plan_to_json(plan)}
+            self.add_outbox(OutboxMessage(CATALOG_PLANS, plan_key(*key), snapshot))
 
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None:
         if version is None:
@@ -110,6 +125,33 @@ class MemoryLedgerSession:
                 return None
             version = max(versions)
         return self.state.plans.get((tenant_id, code, version))
+
+    def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        return self.state.subscriptions.get(subscription_id)
+
+    def save_subscription(
+        self,
+        subscription: Subscription,
+        plan_version: int | None = None,
+        status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+    ) -> SubscriptionRecord:
+        plan = self.get_plan(subscription.tenant_id, subscription.plan_code, plan_version)
+        if plan is None:
+            version = "" if plan_version is None else f" version {plan_version}"
+            raise UnknownReference(
+                "plan_code", f"tenant {subscription.tenant_id} has no plan {subscription.plan_code!r}{version}"
+            )
+        stored = self.state.subscriptions.get(subscription.id)
+        if stored is not None:
+            if stored.subscription.tenant_id != subscription.tenant_id:
+                raise InvalidValue("tenant_id", f"subscription {subscription.id} belongs to another tenant")
+            if (stored.subscription, stored.plan_version, stored.status) == (subscription, plan.version, status):
+                return stored
+        revision = 1 if stored is None else stored.revision + 1
+        record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision)
+        self.state.subscriptions[subscription.id] = record
+        self.add_outbox(OutboxMessage(CATALOG_SUBSCRIPTIONS, subscription.id, subscription_to_json(record)))
+        return record
 
     def add_outbox(self, message: OutboxMessage) -> None:
         self.state.outbox.append(message)

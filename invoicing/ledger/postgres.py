@@ -24,20 +24,28 @@ from fractions import Fraction
 from importlib.resources import files
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row, Select, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import Invoice, InvoiceLineItem, InvoiceStatus, LineType
+from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.ledger import tables as t
+from invoicing.ledger.catalog import (
+    CATALOG_PLANS,
+    CATALOG_SUBSCRIPTIONS,
+    SubscriptionRecord,
+    plan_key,
+    subscription_to_json,
+)
 from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
 from invoicing.ledger.snapshots import plan_from_json, plan_to_json
 from invoicing.ports import BilledUsage, OutboxMessage
 from rating.catalog import Plan
-from rating.errors import InvalidValue
+from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money
-from rating.periods import Period
+from rating.periods import BillingInterval, Period
 
 __all__ = ["PostgresLedger", "PostgresLedgerSession", "embedded_database_url", "migrate", "stop_embedded_database"]
 
@@ -300,14 +308,21 @@ class PostgresLedgerSession:
         )
 
     def save_plan(self, tenant_id: str, plan: Plan) -> None:
-        statement = insert(t.plans).values(
-            tenant_id=tenant_id, code=plan.code, version=plan.version, snapshot=plan_to_json(plan)
-        )
-        self.db.execute(
+        """Insert or replace the version's snapshot; a new or changed snapshot is announced on
+        ``catalog.plans`` in this transaction (an identical one is not)."""
+        snapshot = plan_to_json(plan)
+        statement = insert(t.plans).values(tenant_id=tenant_id, code=plan.code, version=plan.version, snapshot=snapshot)
+        changed = self.db.execute(
             statement.on_conflict_do_update(
-                index_elements=["tenant_id", "code", "version"], set_={"snapshot": statement.excluded.snapshot}
-            )
-        )
+                index_elements=["tenant_id", "code", "version"],
+                set_={"snapshot": statement.excluded.snapshot},
+                # JSON keeps its text, so this also sees a change of metadata key order
+                where=cast(t.plans.c.snapshot, Text).is_distinct_from(cast(statement.excluded.snapshot, Text)),
+            ).returning(t.plans.c.version)
+        ).first()
+        if changed is not None:
+            key = plan_key(tenant_id, plan.code, plan.version)
+            self.add_outbox(OutboxMessage(CATALOG_PLANS, key, {"tenant_id": tenant_id, **snapshot}))
 
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None:
         query = select(t.plans.c.snapshot).where(t.plans.c.tenant_id == tenant_id, t.plans.c.code == code)
@@ -316,6 +331,102 @@ class PostgresLedgerSession:
         )
         snapshot = self.db.execute(query.limit(1)).scalar_one_or_none()
         return None if snapshot is None else plan_from_json(snapshot)
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    @staticmethod
+    def _subscription(row: Row[Any]) -> SubscriptionRecord:
+        subscription = Subscription(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            plan_code=row.plan_code,
+            start_at=_utc(row.start_at),
+            timezone=row.timezone,
+            region_code=row.region_code,
+            allow_overage_billing=row.allow_overage_billing,
+            trial_days=row.trial_days,
+            trial_balance=_decimal(row.trial_balance),
+            has_payment_method=row.has_payment_method,
+            coupon_code=row.coupon_code,
+        )
+        interval, status = BillingInterval(row.billing_interval), SubscriptionStatus(row.status)
+        return SubscriptionRecord(subscription, row.plan_version, interval, status, row.revision)
+
+    def _subscription_query(self) -> Select[Any]:
+        interval = t.plans.c.snapshot["billing_interval"].as_string().label("billing_interval")
+        return select(t.subscriptions, interval).join(
+            t.plans,
+            (t.plans.c.tenant_id == t.subscriptions.c.tenant_id)
+            & (t.plans.c.code == t.subscriptions.c.plan_code)
+            & (t.plans.c.version == t.subscriptions.c.plan_version),
+        )
+
+    def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        row = self.db.execute(self._subscription_query().where(t.subscriptions.c.id == subscription_id)).first()
+        return None if row is None else self._subscription(row)
+
+    def save_subscription(
+        self,
+        subscription: Subscription,
+        plan_version: int | None = None,
+        status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+    ) -> SubscriptionRecord:
+        """Create or change a subscription on a saved plan version (the newest when None) and
+        announce it on ``catalog.subscriptions`` in this transaction; saving what is stored
+        already changes and announces nothing. Concurrent changes of one subscription take turns
+        (a row lock), so its revisions and messages follow commit order."""
+        plan = self.get_plan(subscription.tenant_id, subscription.plan_code, plan_version)
+        if plan is None:
+            version = "" if plan_version is None else f" version {plan_version}"
+            raise UnknownReference(
+                "plan_code", f"tenant {subscription.tenant_id} has no plan {subscription.plan_code!r}{version}"
+            )
+        values = {
+            "tenant_id": subscription.tenant_id,
+            "plan_code": subscription.plan_code,
+            "plan_version": plan.version,
+            "start_at": subscription.start_at,
+            "timezone": subscription.timezone,
+            "region_code": subscription.region_code,
+            "allow_overage_billing": subscription.allow_overage_billing,
+            "trial_days": subscription.trial_days,
+            "trial_balance": subscription.trial_balance,
+            "has_payment_method": subscription.has_payment_method,
+            "coupon_code": subscription.coupon_code,
+            "status": str(status.value),
+        }
+        for _ in range(2):  # a concurrent creation of the same id: the second pass finds its row
+            query = self._subscription_query().where(t.subscriptions.c.id == subscription.id)
+            current = self.db.execute(query.with_for_update(of=t.subscriptions)).first()
+            if current is not None:
+                stored = self._subscription(current)
+                if stored.subscription.tenant_id != subscription.tenant_id:
+                    raise InvalidValue("tenant_id", f"subscription {subscription.id} belongs to another tenant")
+                if (stored.subscription, stored.plan_version, stored.status) == (subscription, plan.version, status):
+                    return stored
+                revision = stored.revision + 1
+                self.db.execute(
+                    t.subscriptions.update()
+                    .where(t.subscriptions.c.id == subscription.id)
+                    .values(**values, revision=revision, updated_at=func.now())
+                )
+                break
+            revision = 1
+            inserted = self.db.execute(
+                insert(t.subscriptions)
+                .values(id=subscription.id, **values, revision=revision)
+                .on_conflict_do_nothing(index_elements=["id"])
+                .returning(t.subscriptions.c.id)
+            ).first()
+            if inserted is not None:
+                break
+        else:  # pragma: no cover - the row existed on the second pass
+            raise AssertionError(f"subscription {subscription.id} neither found nor inserted")
+        record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision)
+        self.add_outbox(OutboxMessage(CATALOG_SUBSCRIPTIONS, subscription.id, subscription_to_json(record)))
+        return record
+
+    # -- outbox ---------------------------------------------------------------------------------
 
     def add_outbox(self, message: OutboxMessage) -> None:
         self.db.execute(t.outbox.insert().values(topic=message.topic, key=message.key, payload=message.payload))

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -36,6 +37,34 @@ plans = Table(
     Column("snapshot", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
+
+# The catalog's subscriptions (invoicing/ledger/catalog.py); each change bumps ``revision`` and is
+# announced on the outbox in the same transaction.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("plan_code", String, nullable=False),
+    Column("plan_version", Integer, nullable=False),
+    Column("start_at", DateTime(timezone=True), nullable=False),
+    Column("timezone", String, nullable=False),
+    Column("region_code", String),
+    Column("allow_overage_billing", Boolean, nullable=False),
+    Column("trial_days", Integer, nullable=False),
+    Column("trial_balance", Numeric),
+    Column("has_payment_method", Boolean, nullable=False),
+    Column("coupon_code", String),
+    Column("status", String, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    ForeignKeyConstraint(
+        ["tenant_id", "plan_code", "plan_version"],
+        ["plans.tenant_id", "plans.code", "plans.version"],
+        name="subscriptions_plan_version",
+    ),
+)
+Index("subscriptions_by_tenant", subscriptions.c.tenant_id)
 
 invoices = Table(
     "invoices",
