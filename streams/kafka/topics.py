@@ -1,10 +1,14 @@
 """The pipeline's Kafka topics (design sections 1 and 3) and ``ensure_topics`` to create them.
 
-Every topic here is keyed by ``subscription_id`` and carries many records per key (events, window
-totals of many windows, invoices of many periods), so none of them may be compacted: compaction
-keeps only the newest record per key and would silently drop usage. Retention is by time
+Every pipeline topic is keyed by ``subscription_id`` and carries many records per key (events,
+window totals of many windows, invoices of many periods), so none of them may be compacted:
+compaction keeps only the newest record per key and would silently drop usage. Retention is by time
 (``cleanup.policy=delete``). The workers' state lives in Faust's own changelog topics, which Faust
 creates compacted itself.
+
+The catalog topics are the opposite: each record is the whole current state of its key (a plan
+version, a subscription), so they are compacted (``cleanup.policy=compact``) and keep the newest
+state of every key forever. So is the outbox relay's progress topic (docs/outbox.md).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from typing import Final
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+
+from invoicing.ledger.catalog import CATALOG_PLANS as CATALOG_PLANS
+from invoicing.ledger.catalog import CATALOG_SUBSCRIPTIONS as CATALOG_SUBSCRIPTIONS
 
 USAGE_EVENTS: Final = "usage.events"
 """Raw usage from producers: one ``UsageEvent`` or a ``UsageEventBatch`` per message."""
@@ -39,7 +46,21 @@ PIPELINE_TOPICS: Final[tuple[str, ...]] = (
     INVOICE_FINALIZED,
 )
 
-TOPIC_CONFIG: Final[Mapping[str, Mapping[str, str]]] = {name: {"cleanup.policy": "delete"} for name in PIPELINE_TOPICS}
+OUTBOX_PROGRESS: Final = "outbox.progress"
+"""The outbox relay's committed progress, one record per relay in the relay's Kafka transactions
+(streams/kafka/relay.py); one partition."""
+
+CATALOG_TOPICS: Final[tuple[str, ...]] = (CATALOG_PLANS, CATALOG_SUBSCRIPTIONS)
+"""Plan versions (key ``tenant_id/plan_code/version``) and subscriptions (key ``subscription_id``),
+published from the ledger's outbox (invoicing/ledger/catalog.py)."""
+OUTBOX_TOPICS: Final[tuple[str, ...]] = (INVOICE_FINALIZED, *CATALOG_TOPICS)
+"""The topics the ledger's outbox writes to."""
+COMPACTED_TOPICS: Final[tuple[str, ...]] = (*CATALOG_TOPICS, OUTBOX_PROGRESS)
+
+TOPIC_CONFIG: Final[Mapping[str, Mapping[str, str]]] = {
+    **{name: {"cleanup.policy": "delete"} for name in PIPELINE_TOPICS},
+    **{name: {"cleanup.policy": "compact"} for name in COMPACTED_TOPICS},
+}
 """Per-topic configuration at creation; dead letters are kept as long as usage (the defaults)."""
 
 
