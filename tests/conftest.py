@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Properties are checked for truth, not speed: a loaded machine (CI, two cores shared with a
+# broker) must not fail an example for taking long. Tests that set a deadline keep it.
+settings.register_profile("billing", deadline=None, print_blob=True)
+settings.load_profile("billing")
 
 
 @pytest.fixture(scope="session")
