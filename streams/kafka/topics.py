@@ -71,6 +71,7 @@ def ensure_topics(
     replication: int = 1,
     topics: Sequence[str] = PIPELINE_TOPICS,
     timeout: float = 30.0,
+    config: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create those of ``topics`` that are missing, with ``partitions`` partitions (use replication
     3 on a real cluster); returns the names created. Safe to run from several processes at once.
@@ -78,13 +79,14 @@ def ensure_topics(
     ``admin`` is an ``AdminClient`` or a bootstrap servers string. Existing topics are left as they
     are, even when their partition count differs: repartitioning ``usage.events`` moves
     subscriptions away from their state, so that is an operator's decision, never a side effect.
+    ``config`` replaces ``TOPIC_CONFIG`` for the topics created (e.g. a relay's own progress topic).
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
     client = AdminClient({"bootstrap.servers": admin}) if isinstance(admin, str) else admin
     existing = client.list_topics(timeout=timeout).topics
     wanted = [
-        NewTopic(name, partitions, replication, config=dict(TOPIC_CONFIG.get(name, {})))
+        NewTopic(name, partitions, replication, config=dict(TOPIC_CONFIG.get(name, {}) if config is None else config))
         for name in topics
         if name not in existing
     ]
