@@ -34,6 +34,7 @@ from invoicing.ports import Ledger
 from invoicing.service import BillingTerms, InvoiceService
 from rating.money import Money, to_minor
 from rating.periods import ONE_MS, Period, epoch_ms, from_epoch_ms
+from rating.rate import RatingResult
 from streams.inprocess import InProcessPipeline, PipelineStats
 from streams.memory import MemoryDeadLetters
 from streams.operators.process import Catalog
@@ -73,6 +74,8 @@ class SimulationResult:
     stats: PipelineStats
     cycles: dict[str, BillingCycle]
     unbilled_late_periods: dict[str, set[datetime]] = field(default_factory=dict)
+    current_usage: dict[str, RatingResult] = field(default_factory=dict)
+    """Over Kafka: the rating agent's running RatingResult of each subscription's open period."""
 
 
 def terms_of(scenario: Scenario) -> BillingTerms:
