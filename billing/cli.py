@@ -18,7 +18,14 @@ def _simulate(args: argparse.Namespace) -> int:
     from billing.simulate import load_scenario, result_to_dict, simulate_in_memory
 
     scenario = load_scenario(Path(args.scenario))
-    if args.stores == "embedded":
+    if args.via == "kafka":
+        from billing.simulate.embedded import simulate_embedded
+        from billing.streaming import bootstrap_servers
+
+        result = simulate_embedded(
+            scenario, args.data_dir, kafka=bootstrap_servers(args.bootstrap), scenario_file=Path(args.scenario)
+        )
+    elif args.stores == "embedded":
         from billing.simulate.embedded import simulate_embedded
 
         result = simulate_embedded(scenario, args.data_dir)
@@ -110,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="memory (default, fast) or embedded: chDB and PostgreSQL in a fresh temporary directory",
     )
     simulate.add_argument("--data-dir", default=None, help="with --stores embedded: keep the stores here")
+    simulate.add_argument(
+        "--via",
+        choices=("inprocess", "kafka"),
+        default="inprocess",
+        help="kafka: usage and invoices through the streaming loop (a worker, the sink, the rating agent and "
+        "the invoice worker) on a running broker, with embedded stores",
+    )
+    simulate.add_argument("--bootstrap", default=None, help="with --via kafka (default $KAFKA_BOOTSTRAP_SERVERS)")
     simulate.set_defaults(run=_simulate)
 
     demo = commands.add_parser("demo", help="a whole billing cycle at scale on the embedded chDB and PostgreSQL")
@@ -151,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     from billing.produce import add_produce_command
 
     add_produce_command(commands)
+
+    from billing.relay import add_relay_command
+
+    add_relay_command(commands)
 
     why = commands.add_parser("explain", help="why is usage X: counts by stage for a subscription and window")
     why.add_argument("subscription")

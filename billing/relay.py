@@ -1,0 +1,69 @@
+"""``billing relay``: the outbox relay (streams/kafka/relay.py) on the ledger's PostgreSQL
+(``DATABASE_URL``, else the embedded server under ``--data-dir``) and a Kafka cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from billing.streaming import bootstrap_servers, logging_setup
+
+
+def add_relay_command(commands: Any) -> None:
+    relay = commands.add_parser("relay", help="publish the ledger's outbox to Kafka, every committed row exactly once")
+    relay.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
+    relay.add_argument("--data-dir", default=".data/ledger", help="embedded PostgreSQL lives here unless $DATABASE_URL")
+    relay.add_argument(
+        "--transactional-id",
+        default=None,
+        help="fixed per relay deployment: a restart fences the old instance (default billing-outbox-relay)",
+    )
+    relay.add_argument("--progress-topic", default=None, help="compacted topic of committed progress (outbox.progress)")
+    relay.add_argument("--partitions", type=int, default=6, help="partitions of the outbox topics it creates")
+    relay.add_argument("--batch", type=int, default=500, help="rows per Kafka transaction")
+    relay.add_argument("--poll-interval", type=float, default=0.2, help="seconds between polls when idle")
+    relay.add_argument("--once", action="store_true", help="publish what is pending, print a summary and exit")
+    relay.add_argument("--log-level", default="info")
+    relay.set_defaults(run=run_relay)
+
+
+def run_relay(args: argparse.Namespace) -> int:
+    from sqlalchemy import create_engine
+
+    from billing.stores import ledger_url
+    from invoicing.ledger.postgres import migrate
+    from streams.kafka.relay import DEFAULT_TRANSACTIONAL_ID, OutboxRelay, RelaySettings
+    from streams.kafka.topics import OUTBOX_PROGRESS
+
+    logging_setup(args.log_level)
+    url = ledger_url(Path(args.data_dir))
+    migrate(url)
+    engine = create_engine(url, pool_pre_ping=True)
+    settings = RelaySettings(
+        bootstrap_servers(args.bootstrap),
+        transactional_id=args.transactional_id or DEFAULT_TRANSACTIONAL_ID,
+        progress_topic=args.progress_topic or OUTBOX_PROGRESS,
+        batch_size=args.batch,
+        poll_interval_s=args.poll_interval,
+        partitions=args.partitions,
+    )
+    stop = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        stats = OutboxRelay(engine, settings).run(stop, until_idle=args.once)
+    finally:
+        engine.dispose()
+    if args.once:
+        json.dump({"published": stats.published, "batches": stats.batches, "recovered": stats.recovered}, sys.stdout)
+        sys.stdout.write("\n")
+    return 0

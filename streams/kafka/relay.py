@@ -1,0 +1,424 @@
+"""The outbox relay: every committed row of the ledger's ``outbox`` table reaches its Kafka topic
+exactly once, in id order, even when the relay is killed at any point or several relays run.
+
+Why it is exact (docs/outbox.md has the long form):
+
+* Kafka's committed state is the truth, PostgreSQL's ``published_at`` is bookkeeping. Each batch
+  is one Kafka transaction holding the batch's records *and* a progress record (the ids of the
+  batch) on the compacted ``outbox.progress`` topic, so the records and the knowledge that they
+  were published commit together or not at all.
+* The producer's transactional.id is fixed: starting a relay fences every earlier producer with
+  that id (a zombie's next commit fails) and aborts the transaction it left open.
+* A batch is marked published in PostgreSQL after its Kafka commit and before the next batch
+  starts, so at any moment only the newest committed batch can be published but unmarked; a
+  starting relay reads that batch from ``outbox.progress`` (read_committed) and marks it first.
+* Rows are chosen by ``published_at IS NULL``, never by "id above the last one published":
+  outbox ids are drawn when a row is inserted, not when it commits, so a row with a smaller id
+  can become visible after larger ones were published, and a watermark would skip it forever.
+* A session advisory lock per transactional.id lets one relay work while the others wait as hot
+  standbys; it avoids wasted work and fencing ping-pong, exactness does not rest on it.
+
+The steps of one activation and of one batch, in order:
+
+1. take the relay lock (wait as a standby while another relay holds it);
+2. ``init_transactions()``: fence earlier producers of this transactional.id, abort their
+   open transaction;
+3. read this relay's last committed progress record (read_committed, to the end of the topic);
+4. mark the rows of that record published in PostgreSQL;
+then, per batch:
+5. select up to ``batch_size`` unpublished rows in id order;
+6. begin a transaction; produce each row (key, payload bytes, header ``outbox-id``) and the
+   progress record;
+7. commit the transaction;
+8. mark the batch published in PostgreSQL (retried until it succeeds or the relay stops).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from sqlalchemy import Connection, Engine, Text, cast, func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from invoicing.ledger import tables as t
+from streams.kafka.partitioning import PRODUCER_PARTITIONER
+from streams.kafka.topics import OUTBOX_PROGRESS, OUTBOX_TOPICS, ensure_topics
+
+log = logging.getLogger("billing.relay")
+
+OUTBOX_ID_HEADER: Final = "outbox-id"
+DEFAULT_TRANSACTIONAL_ID: Final = "billing-outbox-relay"
+RELAY_LOCK: Final = 0x0B0C5  # first key of the two-key advisory lock; the second is the transactional.id's hash
+
+
+class RelayStopped(Exception):
+    """The relay was asked to stop while it waited."""
+
+
+class ProgressTopicShared(Exception):
+    """``outbox.progress`` holds another relay's records: give each transactional.id its own
+    progress topic (a foreign open transaction there could hide this relay's newest record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    bootstrap_servers: str
+    transactional_id: str = DEFAULT_TRANSACTIONAL_ID
+    progress_topic: str = OUTBOX_PROGRESS
+    batch_size: int = 500
+    poll_interval_s: float = 0.2
+    partitions: int = 6
+    """Partitions of the outbox topics the relay creates when they are missing."""
+    create_topics: Sequence[str] = OUTBOX_TOPICS
+    transaction_timeout_ms: int = 15_000
+    """How long the broker keeps a dead relay's transaction open (read_committed consumers of the
+    topics wait that long at most); a restarted relay aborts it at once."""
+    producer_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    topic: str
+    key: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class RelayStats:
+    published: int = 0
+    batches: int = 0
+    recovered: int = 0
+    """Rows of the last committed batch found unmarked in PostgreSQL at activation."""
+    activations: int = 0
+
+
+Step = Callable[[str, Sequence[int]], None]
+"""Called with ``produced`` (before the commit), ``committed`` (before the marking) and ``marked``
+and the batch's ids; fault tests kill the relay there."""
+
+
+def _ranges(ids: Sequence[int]) -> list[list[int]]:
+    """Sorted ids as inclusive ``[first, last]`` runs: a batch of consecutive ids is one pair."""
+    runs: list[list[int]] = []
+    for n in sorted(ids):
+        if runs and runs[-1][1] + 1 == n:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return runs
+
+
+def _ids(runs: Sequence[Sequence[int]]) -> list[int]:
+    return [n for first, last in runs for n in range(first, last + 1)]
+
+
+def _fenced(error: KafkaError) -> bool:
+    return error.fatal() or error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
+
+
+class OutboxRelay:
+    """Publishes the outbox of the ledger on ``engine``; see the module docstring."""
+
+    def __init__(self, engine: Engine, settings: RelaySettings, on_step: Step | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.on_step = on_step
+        self.stats = RelayStats()
+        self._lock: Connection | None = None
+        self._producer: Producer | None = None
+
+    # -- activation (steps 1-4) -----------------------------------------------------------------
+
+    def _take_lock(self, stop: threading.Event) -> None:
+        key = select(func.hashtext(self.settings.transactional_id)).scalar_subquery()
+        waiting = False
+        while True:
+            if stop.is_set():
+                raise RelayStopped
+            try:
+                connection = self.engine.connect()
+                got = connection.execute(select(func.pg_try_advisory_lock(RELAY_LOCK, key))).scalar_one()
+                connection.commit()
+            except DBAPIError as error:
+                log.warning("relay lock: database unavailable (%s)", error.orig)
+                stop.wait(self.settings.poll_interval_s * 5)
+                continue
+            if got:
+                self._lock = connection
+                return
+            connection.close()
+            if not waiting:
+                log.info("relay %s: another relay is active, standing by", self.settings.transactional_id)
+                waiting = True
+            stop.wait(max(self.settings.poll_interval_s, 0.5))
+
+    def _lock_held(self) -> bool:
+        """The lock's connection is alive (a server restart ends it, and the lock with it)."""
+        if self._lock is None:
+            return False
+        try:
+            self._lock.execute(text("SELECT 1"))
+            self._lock.commit()
+        except DBAPIError:
+            self._release_lock()
+            return False
+        return True
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            with suppress(Exception):  # a closed connection has released its session locks already
+                self._lock.close()
+            self._lock = None
+
+    def _new_producer(self) -> Producer:
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.settings.bootstrap_servers,
+            "transactional.id": self.settings.transactional_id,
+            "transaction.timeout.ms": self.settings.transaction_timeout_ms,
+            "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,
+            "partitioner": PRODUCER_PARTITIONER,  # the same partition per key as every other producer
+            "linger.ms": 5,
+            **self.settings.producer_config,
+        }
+        producer = Producer(config)
+        producer.init_transactions(self.settings.transaction_timeout_ms / 1000)
+        return producer
+
+    def committed_progress(self) -> list[int]:
+        """The ids of this relay's newest committed batch (empty before its first), read to the end
+        of the progress topic with read_committed."""
+        settings = self.settings
+        consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": f"{settings.transactional_id}.progress",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            topic = consumer.list_topics(settings.progress_topic, timeout=30).topics[settings.progress_topic]
+            if topic.error is not None:
+                raise KafkaException(topic.error)
+            partitions = [TopicPartition(settings.progress_topic, p, -2) for p in topic.partitions]  # -2: beginning
+            consumer.assign(partitions)
+            pending = {p.partition for p in partitions}
+            newest: list[int] = []
+            while pending:
+                message = consumer.poll(1.0)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(message.partition() or 0)
+                        continue
+                    raise KafkaException(error)
+                key = (message.key() or b"").decode()
+                if key != settings.transactional_id:
+                    raise ProgressTopicShared(f"{settings.progress_topic} has records of relay {key!r}")
+                value = message.value()
+                newest = [] if value is None else _ids(json.loads(value)["ids"])
+            return newest
+        finally:
+            consumer.close()
+
+    def activate(self, stop: threading.Event) -> None:
+        """Steps 1-4: become the active relay (waiting while another one is) and recover."""
+        self.deactivate()
+        self._take_lock(stop)
+        try:
+            settings = self.settings
+            ensure_topics(settings.bootstrap_servers, settings.partitions, topics=settings.create_topics)
+            compacted = {"cleanup.policy": "compact"}
+            ensure_topics(settings.bootstrap_servers, 1, topics=[settings.progress_topic], config=compacted)
+            self._producer = self._new_producer()
+            last = self.committed_progress()
+            self.stats.recovered += self._mark(last, stop)
+            self.stats.activations += 1
+            log.info("relay %s active; last committed batch %s", settings.transactional_id, _ranges(last))
+        except BaseException:
+            self.deactivate()
+            raise
+
+    def deactivate(self) -> None:
+        if self._producer is not None:
+            # aborts an open transaction; a fenced producer has nothing left to send
+            with suppress(Exception):
+                self._producer.close()
+            self._producer = None
+        self._release_lock()
+
+    @property
+    def active(self) -> bool:
+        return self._producer is not None
+
+    # -- one batch (steps 5-8) ------------------------------------------------------------------
+
+    def pending(self, limit: int) -> list[OutboxRow]:
+        """Up to ``limit`` unpublished rows, oldest id first."""
+        query = (
+            select(t.outbox.c.id, t.outbox.c.topic, t.outbox.c.key, cast(t.outbox.c.payload, Text).label("payload"))
+            .where(t.outbox.c.published_at.is_(None))
+            .order_by(t.outbox.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [OutboxRow(r.id, r.topic, r.key, r.payload.encode()) for r in connection.execute(query)]
+
+    def _mark(self, ids: Sequence[int], stop: threading.Event) -> int:
+        """Set ``published_at`` on those of ``ids`` not marked yet; retried while the database is
+        unavailable, since the next batch must not start before this one is marked (a relay that
+        stops first leaves it to the next activation, step 4)."""
+        if not ids:
+            return 0
+        statement = (
+            t.outbox.update()
+            .where(t.outbox.c.id.in_(ids), t.outbox.c.published_at.is_(None))
+            .values(published_at=func.now())
+        )
+        while True:
+            try:
+                with self.engine.begin() as connection:
+                    return connection.execute(statement).rowcount
+            except DBAPIError as error:
+                log.warning("marking %d rows published: database unavailable (%s)", len(ids), error.orig)
+                if stop.wait(self.settings.poll_interval_s * 5):
+                    raise RelayStopped from error
+
+    def _step(self, name: str, ids: Sequence[int]) -> None:
+        if self.on_step is not None:
+            self.on_step(name, ids)
+
+    def publish_batch(self, stop: threading.Event) -> int:
+        """Steps 5-8 once; the number of rows published (0 when none were pending)."""
+        producer = self._producer
+        assert producer is not None, "activate() first"
+        rows = self.pending(self.settings.batch_size)
+        if not rows:
+            return 0
+        ids = [row.id for row in rows]
+        producer.begin_transaction()
+        try:
+            for row in rows:
+                self._produce(producer, row.topic, row.key.encode(), row.payload, [(OUTBOX_ID_HEADER, str(row.id))])
+            progress = json.dumps({"ids": _ranges(ids), "last_id": ids[-1]}).encode()
+            self._produce(producer, self.settings.progress_topic, self.settings.transactional_id.encode(), progress)
+            self._step("produced", ids)
+            self._commit(producer)
+        except KafkaException as error:
+            kafka_error: KafkaError = error.args[0]
+            if _fenced(kafka_error):
+                raise
+            with suppress(KafkaException):
+                producer.abort_transaction(self.settings.transaction_timeout_ms / 1000)
+            raise
+        self._step("committed", ids)
+        self._mark(ids, stop)
+        self._step("marked", ids)
+        self.stats.published += len(rows)
+        self.stats.batches += 1
+        return len(rows)
+
+    @staticmethod
+    def _produce(
+        producer: Producer,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> None:
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:  # the local queue is full: let it drain
+                producer.poll(0.1)
+
+    def _commit(self, producer: Producer) -> None:
+        timeout = self.settings.transaction_timeout_ms / 1000
+        while True:
+            try:
+                producer.commit_transaction(timeout)
+                return
+            except KafkaException as error:
+                if not error.args[0].retriable():
+                    raise
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, until_idle: bool = False) -> RelayStats:
+        """Publish until ``stop`` is set (or, with ``until_idle``, until nothing is pending). A fenced
+        relay or one that lost its lock goes back to standby; a failed batch is aborted and retried."""
+        backoff = self.settings.poll_interval_s
+        try:
+            while not stop.is_set():
+                try:
+                    if not self.active or not self._lock_held():
+                        self.activate(stop)
+                    published = self.publish_batch(stop)
+                except RelayStopped:
+                    break
+                except KafkaException as error:
+                    if _fenced(error.args[0]):
+                        log.warning("relay fenced by a newer one (%s): standing by", error.args[0])
+                        self.deactivate()
+                        continue
+                    log.error("batch aborted, retrying in %.1fs: %s", backoff, error.args[0])
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                except DBAPIError as error:
+                    log.error("database error, retrying in %.1fs: %s", backoff, error.orig)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                backoff = self.settings.poll_interval_s
+                if published == 0:
+                    if until_idle:
+                        break
+                    stop.wait(self.settings.poll_interval_s)
+        finally:
+            self.deactivate()
+        return self.stats
+
+
+def read_committed(bootstrap: str, topics: Sequence[str], timeout_s: float = 30.0) -> Iterator[Any]:
+    """Every committed record of ``topics`` from the beginning to their current end (read_committed);
+    for tests and checks."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "outbox-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(timeout=timeout_s).topics
+        assignment = [TopicPartition(name, p, -2) for name in topics for p in metadata[name].partitions]
+        consumer.assign(assignment)
+        pending = {(tp.topic, tp.partition) for tp in assignment}
+        while pending:
+            message = consumer.poll(timeout_s)
+            if message is None:
+                raise TimeoutError(f"no end of {sorted(pending)} within {timeout_s}s")
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((message.topic() or "", message.partition() or 0))
+                    continue
+                raise KafkaException(error)
+            yield message
+    finally:
+        consumer.close()
