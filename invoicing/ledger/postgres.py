@@ -5,11 +5,14 @@ memory ledger (tests/contract/test_ledger.py).
   RETURNING`` inside the finalizing transaction. The row lock serialises finalizations of one
   tenant, and a rolled-back transaction rolls its number back with it, so numbers have no gaps.
 * One invoice per (subscription, period): a unique constraint, so a redelivered or concurrent
-  finalization fails instead of billing twice (surfaced as the same InvalidValue as in memory,
-  from a savepoint, so the transaction stays usable as the memory one does).
+  finalization fails instead of billing twice (surfaced as the same InvalidValue as in memory;
+  the insert is ``ON CONFLICT … DO NOTHING``, so the transaction stays usable as the memory one does).
 * Credit: reading or using a subscription's balance takes a transaction-scoped advisory lock on
   it, so two finalizations never both spend the same balance.
 * Instants come back in UTC whatever the server's or the session's ``TimeZone``.
+* The finalization path runs plain SQL on the psycopg connection and defers billed usage and
+  outbox rows to one pipelined round trip before commit (postgres_writes.py); :meth:`PostgresLedger.batch`
+  finalizes many invoices in one transaction, each session still all-or-nothing (see there).
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from fractions import Fraction
 from importlib.resources import files
 from typing import Any
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, Row, Select, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 
-from invoicing.engine.credit import CreditNote, CreditType
+from invoicing.engine.credit import CreditNote
 from invoicing.engine.model import Invoice, InvoiceLineItem, InvoiceStatus, LineType
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.ledger import tables as t
@@ -40,6 +43,22 @@ from invoicing.ledger.catalog import (
     subscription_to_json,
 )
 from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
+from invoicing.ledger.postgres_writes import (
+    BALANCE,
+    CREDIT_LOCK,
+    FIND_INVOICE,
+    INSERT_INVOICE,
+    INVOICE_EXISTS,
+    LOCK_CREDIT,
+    LOCK_NUMBER,
+    NEXT_NUMBER,
+    PLAN_VERSION,
+    Batch,
+    Mark,
+    Writes,
+    invoice_parameters,
+    period_taken,
+)
 from invoicing.ledger.snapshots import plan_from_json, plan_to_json
 from invoicing.ports import BilledUsage, OutboxMessage
 from rating.catalog import Plan
@@ -47,9 +66,21 @@ from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money
 from rating.periods import BillingInterval, Period
 
-__all__ = ["PostgresLedger", "PostgresLedgerSession", "embedded_database_url", "migrate", "stop_embedded_database"]
+__all__ = [
+    "CREDIT_LOCK",
+    "PostgresLedger",
+    "PostgresLedgerSession",
+    "embedded_database_url",
+    "migrate",
+    "stop_embedded_database",
+]
 
-CREDIT_LOCK = 0x0C4ED  # first key of the two-key advisory lock on a subscription's credit balance
+INERROR = TransactionStatus.INERROR
+
+
+def _driver(connection: Connection) -> Any:
+    """The psycopg connection under a SQLAlchemy one (statements on it join its transaction)."""
+    return connection.connection.driver_connection
 
 
 def _decimal(value: Decimal | None) -> Decimal | None:
@@ -65,8 +96,68 @@ def _utc_or_none(instant: datetime | None) -> datetime | None:
 
 
 class PostgresLedgerSession:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, batch: Batch | None = None) -> None:
         self.db = connection
+        self.pg = _driver(connection)  # psycopg, in the same transaction
+        self.cur = self.pg.cursor()
+        self.batch = batch
+        self.writes = Writes() if batch is None else batch.writes
+        self._mark = self.writes.mark()
+        self._savepoint = False
+
+    # -- deferred writes -------------------------------------------------------------------------
+
+    def _see(self, subscription_id: str | None = None) -> None:
+        """Before a read that could see deferred rows (of ``subscription_id``, or of any)."""
+        w = self.writes
+        if (subscription_id is None and (w.invoices or w.billed or w.outbox)) or w.touched[subscription_id or ""]:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the deferred rows now; inside a batch, this session's own in its savepoint."""
+        if self.batch is None:
+            self.writes.flush(self.pg)
+            return
+        self._open_savepoint()
+        self._batch_flush()
+
+    def _open_savepoint(self) -> None:
+        """Inside a batch, before this session writes to the database: the rows deferred by
+        earlier sessions are written first, then a savepoint makes this session's own undoable."""
+        if self.batch is None or self._savepoint:
+            return
+        before = self._mark
+        self._batch_flush(upto=before)
+        # what is left deferred is this session's own: a failure forgets all of it
+        self._mark = Mark(0, 0, 0, dict(before.numbers), dict(self.writes.written))
+        self.cur.execute("SAVEPOINT ledger_session")
+        self._savepoint = True
+
+    def _batch_flush(self, upto: Any = None) -> None:
+        assert self.batch is not None
+        try:
+            self.writes.flush(self.pg, upto)
+        except BaseException as error:
+            self.batch.failed = error  # rows of other sessions may be half written: roll back the batch
+            raise
+
+    def _end(self, ok: bool) -> None:
+        """Inside a batch: keep this session's work, or give it all back."""
+        assert self.batch is not None
+        if ok:
+            if self._savepoint:
+                self.cur.execute("RELEASE SAVEPOINT ledger_session")
+            return
+        self.batch.plans.clear()
+        self.writes.restore(self._mark)
+        if self._savepoint:
+            try:
+                self.cur.execute("ROLLBACK TO SAVEPOINT ledger_session")
+                self.cur.execute("RELEASE SAVEPOINT ledger_session")
+            except Exception as error:
+                self.batch.failed = error
+        elif self.pg.info.transaction_status == INERROR:
+            self.batch.failed = RuntimeError("a statement failed inside a ledger batch")
 
     # -- invoices -------------------------------------------------------------------------------
 
@@ -122,84 +213,52 @@ class PostgresLedgerSession:
         )
 
     def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None:
-        rows = self.db.execute(
-            select(t.invoices).where(
-                t.invoices.c.subscription_id == subscription_id, t.invoices.c.billing_period_start == period_start
-            )
-        ).all()
-        found = self._invoices(rows)
-        return found[0] if found else None
+        key = (subscription_id, period_start)
+        pending = self.writes.pending_invoices.get(key)
+        if pending is not None:
+            return pending
+        row = self.cur.execute(FIND_INVOICE, key).fetchone()
+        if row is None:
+            if self.batch is not None:
+                self.batch.absent.add(key)
+            return None
+        return self._invoices(self.db.execute(select(t.invoices).where(t.invoices.c.id == row[0])).all())[0]
 
     def next_invoice_sequence(self, tenant_id: str) -> int:
-        statement = (
-            insert(t.invoice_sequences)
-            .values(tenant_id=tenant_id, last_number=1)
-            .on_conflict_do_update(
-                index_elements=[t.invoice_sequences.c.tenant_id],
-                set_={"last_number": t.invoice_sequences.c.last_number + 1},
-            )
-            .returning(t.invoice_sequences.c.last_number)
-        )
-        return int(self.db.execute(statement).scalar_one())
+        if self.batch is None:
+            return int(self.cur.execute(NEXT_NUMBER, (tenant_id,)).fetchone()[0])
+        # a batch locks the counter row once and counts on; the row is written when the batch's
+        # rows are, and a failed session gives its numbers back (Writes.restore)
+        numbers = self.writes.numbers
+        if tenant_id not in numbers:
+            current = int(self.cur.execute(LOCK_NUMBER, (tenant_id,)).fetchone()[0])
+            numbers[tenant_id] = self.writes.written[tenant_id] = current
+        numbers[tenant_id] += 1
+        return numbers[tenant_id]
 
     def add_invoice(self, invoice: Invoice) -> None:
-        values = {
-            "tenant_id": invoice.tenant_id,
-            "subscription_id": invoice.subscription_id,
-            "billing_period_start": invoice.period.start,
-            "billing_period_end": invoice.period.end,
-            "currency_code": invoice.currency_code,
-            "status": str(invoice.status),
-            "invoice_number": invoice.invoice_number,
-            "issued_at": invoice.issued_at,
-            "plan_code": invoice.plan_code,
-            "subtotal": invoice.subtotal.amount,
-            "discount_total": invoice.discount_total.amount,
-            "tax_total": invoice.tax_total.amount,
-            "total": invoice.total.amount,
-            "credits_applied": invoice.credits_applied.amount,
-            "amount_paid": invoice.amount_paid.amount,
-            "amount_due": invoice.amount_due.amount,
-            "metadata": dict(invoice.metadata),
-        }
-        try:
-            # a savepoint: the failed insert must not abort the caller's transaction
-            with self.db.begin_nested():
-                invoice_id = self.db.execute(t.invoices.insert().values(values).returning(t.invoices.c.id)).scalar_one()
-        except IntegrityError as error:
-            if getattr(getattr(error.orig, "diag", None), "constraint_name", None) == "invoices_one_per_period":
-                raise InvalidValue(
-                    "billing_period_start", f"subscription {invoice.subscription_id} has that period's invoice"
-                ) from None
-            raise
-        if invoice.line_items:
-            self.db.execute(
-                t.invoice_line_items.insert(),
-                [
-                    {
-                        "invoice_id": invoice_id,
-                        "position": position,
-                        "type": str(line.type),
-                        "description": line.description,
-                        "amount": line.amount.amount,
-                        "currency_code": line.amount.currency,
-                        "quantity": line.quantity,
-                        "unit_price": line.unit_price,
-                        "metric_code": line.metric_code,
-                        "metadata": dict(line.metadata),
-                    }
-                    for position, line in enumerate(invoice.line_items)
-                ],
-            )
+        if self.batch is None:
+            if self.cur.execute(INSERT_INVOICE, invoice_parameters(invoice)).fetchone() is None:
+                raise period_taken(invoice)
+            return
+        key = (invoice.subscription_id, invoice.period.start)
+        if key in self.writes.pending_invoices:
+            raise period_taken(invoice)
+        if key not in self.batch.absent and self.cur.execute(INVOICE_EXISTS, key).fetchone() is not None:
+            raise period_taken(invoice)
+        self.batch.absent.discard(key)
+        self.writes.add_invoice(invoice)
 
     def list_invoices(self, tenant_id: str, subscription_id: str | None = None) -> list[Invoice]:
         """In the order they were added (ids grow with each insert)."""
+        self._see()
         query = select(t.invoices).where(t.invoices.c.tenant_id == tenant_id).order_by(t.invoices.c.id)
         if subscription_id is not None:
             query = query.where(t.invoices.c.subscription_id == subscription_id)
         return self._invoices(self.db.execute(query).all())
 
     def discounted_invoice_count(self, subscription_id: str) -> int:
+        self._see(subscription_id)
         discounted = (
             select(t.invoice_line_items.c.invoice_id)
             .where(
@@ -213,29 +272,16 @@ class PostgresLedgerSession:
 
     # -- credits --------------------------------------------------------------------------------
 
-    def _lock_credit(self, subscription_id: str) -> None:
-        """Hold the subscription's balance until this transaction ends; reentrant within it."""
-        self.db.execute(select(func.pg_advisory_xact_lock(CREDIT_LOCK, func.hashtext(subscription_id))))
-
     def credit_balance(self, subscription_id: str, currency: str) -> Money:
-        self._lock_credit(subscription_id)
-        notes = (
-            select(func.coalesce(func.sum(t.credit_notes.c.amount), 0))
-            .where(
-                t.credit_notes.c.subscription_id == subscription_id,
-                t.credit_notes.c.currency_code == currency,
-                t.credit_notes.c.type == str(CreditType.BALANCE),
-            )
-            .scalar_subquery()
-        )
-        used = (
-            select(func.coalesce(func.sum(t.credit_usage.c.amount), 0))
-            .where(t.credit_usage.c.subscription_id == subscription_id, t.credit_usage.c.currency_code == currency)
-            .scalar_subquery()
-        )
-        return Money(int(self.db.execute(select(notes - used)).scalar_one()), currency)
+        """Locks the balance until the transaction ends (reentrant): the lock and the read go in one
+        round trip, the read a statement after the lock, so it sees what was committed before."""
+        with self.pg.pipeline():
+            self.cur.execute(LOCK_CREDIT, (CREDIT_LOCK, subscription_id))
+            self.cur.execute(BALANCE, {"sub": subscription_id, "cur": currency})
+        return Money(int(self.cur.fetchone()[0]), currency)
 
     def add_credit_note(self, note: CreditNote) -> None:
+        self._open_savepoint()
         self.db.execute(
             t.credit_notes.insert().values(
                 subscription_id=note.subscription_id,
@@ -251,6 +297,7 @@ class PostgresLedgerSession:
     def use_credit(self, subscription_id: str, amount: Money, invoice_number: str) -> None:
         if self.credit_balance(subscription_id, amount.currency).amount < amount.amount:
             raise InvalidValue("credits_applied", f"subscription {subscription_id} has less credit than {amount}")
+        self._open_savepoint()
         self.db.execute(
             t.credit_usage.insert().values(
                 subscription_id=subscription_id,
@@ -263,6 +310,7 @@ class PostgresLedgerSession:
     # -- billed usage, plans, outbox -----------------------------------------------------------
 
     def billed_usage(self, subscription_id: str) -> list[BilledUsage]:
+        self._see(subscription_id)
         rows = self.db.execute(
             select(t.billed_usage)
             .where(t.billed_usage.c.subscription_id == subscription_id)
@@ -285,31 +333,14 @@ class PostgresLedgerSession:
         ]
 
     def record_billed_usage(self, usage: BilledUsage) -> None:
-        values = {
-            "subscription_id": usage.subscription_id,
-            "period_start": usage.period_start,
-            "metric_code": usage.metric_code,
-            "period_end": usage.period_end,
-            "quantity": usage.quantity,
-            "amount": usage.amount.amount,
-            "currency_code": usage.amount.currency,
-            "plan_code": usage.plan_code,
-            "plan_version": usage.plan_version,
-            "share_numerator": usage.share.numerator,
-            "share_denominator": usage.share.denominator,
-            "allow_overage": usage.allow_overage,
-        }
-        statement = insert(t.billed_usage).values(values)
-        keys = ("subscription_id", "period_start", "metric_code")
-        self.db.execute(
-            statement.on_conflict_do_update(
-                index_elements=list(keys), set_={k: statement.excluded[k] for k in values if k not in keys}
-            )
-        )
+        self.writes.add_billed(usage)  # written before commit or before a read of it (flush)
 
     def save_plan(self, tenant_id: str, plan: Plan) -> None:
         """Insert or replace the version's snapshot; a new or changed snapshot is announced on
         ``catalog.plans`` in this transaction (an identical one is not)."""
+        self._open_savepoint()
+        if self.batch is not None:
+            self.batch.plans.pop((tenant_id, plan.code, plan.version), None)
         snapshot = plan_to_json(plan)
         statement = insert(t.plans).values(tenant_id=tenant_id, code=plan.code, version=plan.version, snapshot=snapshot)
         changed = self.db.execute(
@@ -325,6 +356,16 @@ class PostgresLedgerSession:
             self.add_outbox(OutboxMessage(CATALOG_PLANS, key, {"tenant_id": tenant_id, **snapshot}))
 
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None:
+        if version is not None:  # the finalization path: plain SQL, and a batch reads a version once
+            key = (tenant_id, code, version)
+            cached = None if self.batch is None else self.batch.plans.get(key)
+            if cached is not None:
+                return cached
+            row = self.cur.execute(PLAN_VERSION, key).fetchone()
+            plan = None if row is None else plan_from_json(row[0])
+            if plan is not None and self.batch is not None:
+                self.batch.plans[key] = plan
+            return plan
         query = select(t.plans.c.snapshot).where(t.plans.c.tenant_id == tenant_id, t.plans.c.code == code)
         query = (
             query.order_by(t.plans.c.version.desc()) if version is None else query.where(t.plans.c.version == version)
@@ -429,7 +470,7 @@ class PostgresLedgerSession:
     # -- outbox ---------------------------------------------------------------------------------
 
     def add_outbox(self, message: OutboxMessage) -> None:
-        self.db.execute(t.outbox.insert().values(topic=message.topic, key=message.key, payload=message.payload))
+        self.writes.outbox.append(message)  # written, in order, before commit (flush)
 
 
 class PostgresLedger:
@@ -437,11 +478,55 @@ class PostgresLedger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._local = threading.local()  # the batch this thread has open, if any
 
     @contextmanager
     def session(self) -> Iterator[PostgresLedgerSession]:
+        batch: Batch | None = getattr(self._local, "batch", None)
+        if batch is None:
+            with self.engine.begin() as connection:
+                session = PostgresLedgerSession(connection)
+                yield session
+                session.flush()
+            return
+        if batch.failed is not None:
+            raise RuntimeError("the ledger batch failed and will roll back") from batch.failed
+        session = PostgresLedgerSession(batch.connection, batch)
+        try:
+            yield session
+        except BaseException:
+            session._end(ok=False)
+            raise
+        session._end(ok=True)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for every session this thread opens inside the block, committed once
+        at its end: many finalizations per commit instead of one.
+
+        What a session guarantees still holds for each session inside: its invoice, billed usage
+        and outbox rows commit together or not at all (a session that raises gives back what it
+        deferred, and whatever it wrote is undone through its savepoint), one invoice per
+        (subscription, period) (a period already invoiced is refused when its invoice is added, or,
+        if another transaction invoices it meanwhile, when the batch writes its rows: then the
+        whole batch rolls back), and gapless numbering: the batch locks each tenant's counter row
+        on first use and counts on from it, a failed session returns its numbers, and the row is
+        written with the batch's rows, so a rollback of the batch returns every number it took.
+        Nothing is committed before the block ends without an error; the caller acknowledges the
+        batch's work (offsets, replies) only after that. The counter and credit locks are held
+        until then. Batches do not nest; other threads' sessions stay outside."""
+        if getattr(self._local, "batch", None) is not None:
+            raise RuntimeError("ledger batches do not nest")
         with self.engine.begin() as connection:
-            yield PostgresLedgerSession(connection)
+            batch = Batch(connection)
+            self._local.batch = batch
+            try:
+                yield
+                if batch.failed is not None:
+                    raise RuntimeError("the ledger batch failed and rolls back") from batch.failed
+                batch.writes.flush(_driver(connection))
+            finally:
+                self._local.batch = None
 
 
 # -- migrations ----------------------------------------------------------------------------------
