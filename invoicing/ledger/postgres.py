@@ -47,7 +47,7 @@ from invoicing.ledger.postgres_writes import (
     BALANCE,
     CREDIT_LOCK,
     FIND_INVOICE,
-    INSERT_INVOICE,
+    INSERT_INVOICES,
     INVOICE_EXISTS,
     LOCK_CREDIT,
     LOCK_NUMBER,
@@ -56,7 +56,7 @@ from invoicing.ledger.postgres_writes import (
     Batch,
     Mark,
     Writes,
-    invoice_parameters,
+    invoices_json,
     period_taken,
 )
 from invoicing.ledger.snapshots import plan_from_json, plan_to_json
@@ -238,7 +238,7 @@ class PostgresLedgerSession:
 
     def add_invoice(self, invoice: Invoice) -> None:
         if self.batch is None:
-            if self.cur.execute(INSERT_INVOICE, invoice_parameters(invoice)).fetchone() is None:
+            if not self.cur.execute(INSERT_INVOICES, (invoices_json([invoice]),)).fetchall():
                 raise period_taken(invoice)
             return
         key = (invoice.subscription_id, invoice.period.start)
@@ -273,12 +273,17 @@ class PostgresLedgerSession:
     # -- credits --------------------------------------------------------------------------------
 
     def credit_balance(self, subscription_id: str, currency: str) -> Money:
-        """Locks the balance until the transaction ends (reentrant): the lock and the read go in one
-        round trip, the read a statement after the lock, so it sees what was committed before."""
-        with self.pg.pipeline():
+        """A positive balance is read again under the subscription's lock, held until the
+        transaction ends (reentrant), and a statement after it, so it sees what was committed
+        before. A balance of zero needs no lock: nothing can be spent from it, and a credit note
+        committed just after the read is as if it came after this finalization (adding a note
+        never takes the lock)."""
+        parameters = {"sub": subscription_id, "cur": currency}
+        balance = int(self.cur.execute(BALANCE, parameters).fetchone()[0])
+        if balance > 0:
             self.cur.execute(LOCK_CREDIT, (CREDIT_LOCK, subscription_id))
-            self.cur.execute(BALANCE, {"sub": subscription_id, "cur": currency})
-        return Money(int(self.cur.fetchone()[0]), currency)
+            balance = int(self.cur.execute(BALANCE, parameters).fetchone()[0])
+        return Money(balance, currency)
 
     def add_credit_note(self, note: CreditNote) -> None:
         self._open_savepoint()

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from psycopg import Connection as PgConnection
@@ -45,87 +47,148 @@ BALANCE = (
     "        WHERE subscription_id = %(sub)s AND currency_code = %(cur)s)"
 )
 PLAN_VERSION = "SELECT snapshot FROM plans WHERE tenant_id = %s AND code = %s AND version = %s"
-# The invoice and its line items in one statement. A second invoice of the period inserts nothing
-# and returns no row (the caller raises), and the transaction stays usable without a savepoint.
-INSERT_INVOICE = """
-WITH invoice AS (
+# Rows travel as one JSON array per statement (one parameter, serialized by the C json module)
+# and are unpacked by json_to_recordset: instants as ISO 8601 text, quantities as decimal text.
+INVOICE_RECORD = (
+    "n int, tenant_id text, subscription_id text, billing_period_start timestamptz, billing_period_end timestamptz, "
+    "currency_code text, status text, invoice_number text, issued_at timestamptz, plan_code text, subtotal bigint, "
+    "discount_total bigint, tax_total bigint, total bigint, credits_applied bigint, amount_paid bigint, "
+    "amount_due bigint, metadata json, lines json"
+)
+LINE_RECORD = (
+    "position int, type text, description text, amount bigint, currency_code text, quantity numeric, "
+    "unit_price numeric, metric_code text, metadata json"
+)
+# Invoices and their line items in one statement, ids in the order given. A period invoiced
+# already inserts nothing (it is missing from what the statement returns), and the transaction
+# stays usable without a savepoint.
+INSERT_INVOICES = f"""
+WITH given AS (
+    SELECT * FROM json_to_recordset(%s::json) AS r({INVOICE_RECORD})
+), invoice AS (
     INSERT INTO invoices (tenant_id, subscription_id, billing_period_start, billing_period_end, currency_code, status,
                           invoice_number, issued_at, plan_code, subtotal, discount_total, tax_total, total,
                           credits_applied, amount_paid, amount_due, metadata)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)
+    SELECT tenant_id, subscription_id, billing_period_start, billing_period_end, currency_code, status,
+           invoice_number, issued_at, plan_code, subtotal, discount_total, tax_total, total,
+           credits_applied, amount_paid, amount_due, metadata
+    FROM given ORDER BY n
     ON CONFLICT ON CONSTRAINT invoices_one_per_period DO NOTHING
-    RETURNING id
-), lines AS (
+    RETURNING id, subscription_id, billing_period_start
+), line AS (
     INSERT INTO invoice_line_items (invoice_id, position, type, description, amount, currency_code, quantity,
                                     unit_price, metric_code, metadata)
-    SELECT invoice.id, line.position, line.type, line.description, line.amount, line.currency_code, line.quantity,
-           line.unit_price, line.metric_code, line.metadata::json
-    FROM invoice CROSS JOIN unnest(%s::int[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::numeric[],
-                                   %s::numeric[], %s::text[], %s::text[])
-        AS line(position, type, description, amount, currency_code, quantity, unit_price, metric_code, metadata)
+    SELECT invoice.id, l.position, l.type, l.description, l.amount, l.currency_code, l.quantity, l.unit_price,
+           l.metric_code, l.metadata
+    FROM invoice
+    JOIN given USING (subscription_id, billing_period_start)
+    CROSS JOIN LATERAL json_to_recordset(given.lines) AS l({LINE_RECORD})
 )
-SELECT id FROM invoice
+SELECT subscription_id, billing_period_start FROM invoice
 """
 UPSERT_BILLED = """
 INSERT INTO billed_usage (subscription_id, period_start, metric_code, period_end, quantity, amount, currency_code,
                           plan_code, plan_version, share_numerator, share_denominator, allow_overage)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+SELECT subscription_id, period_start, metric_code, period_end, quantity, amount, currency_code,
+       plan_code, plan_version, share_numerator, share_denominator, allow_overage
+FROM json_to_recordset(%s::json) AS r(n int, subscription_id text, period_start timestamptz, metric_code text,
+     period_end timestamptz, quantity numeric, amount bigint, currency_code text, plan_code text, plan_version int,
+     share_numerator bigint, share_denominator bigint, allow_overage boolean)
+ORDER BY n
 ON CONFLICT (subscription_id, period_start, metric_code) DO UPDATE SET
     period_end = excluded.period_end, quantity = excluded.quantity, amount = excluded.amount,
     currency_code = excluded.currency_code, plan_code = excluded.plan_code, plan_version = excluded.plan_version,
     share_numerator = excluded.share_numerator, share_denominator = excluded.share_denominator,
     allow_overage = excluded.allow_overage
 """
-INSERT_OUTBOX = "INSERT INTO outbox (topic, key, payload) VALUES (%s, %s, %s::jsonb)"
+INSERT_OUTBOX = """
+INSERT INTO outbox (topic, key, payload)
+SELECT topic, key, payload FROM json_to_recordset(%s::json) AS r(n int, topic text, key text, payload jsonb) ORDER BY n
+"""
 
 
-def invoice_parameters(invoice: Invoice) -> tuple[Any, ...]:
-    lines = invoice.line_items
-    return (
-        invoice.tenant_id,
-        invoice.subscription_id,
-        invoice.period.start,
-        invoice.period.end,
-        invoice.currency_code,
-        str(invoice.status),
-        invoice.invoice_number,
-        invoice.issued_at,
-        invoice.plan_code,
-        invoice.subtotal.amount,
-        invoice.discount_total.amount,
-        invoice.tax_total.amount,
-        invoice.total.amount,
-        invoice.credits_applied.amount,
-        invoice.amount_paid.amount,
-        invoice.amount_due.amount,
-        json.dumps(dict(invoice.metadata)),
-        list(range(len(lines))),
-        [str(line.type) for line in lines],
-        [line.description for line in lines],
-        [line.amount.amount for line in lines],
-        [line.amount.currency for line in lines],
-        [None if line.quantity is None else str(line.quantity) for line in lines],
-        [None if line.unit_price is None else str(line.unit_price) for line in lines],
-        [line.metric_code for line in lines],
-        [json.dumps(dict(line.metadata)) for line in lines],
+def _decimal_text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def invoices_json(invoices: Sequence[Invoice]) -> str:
+    return json.dumps(
+        [
+            {
+                "n": n,
+                "tenant_id": i.tenant_id,
+                "subscription_id": i.subscription_id,
+                "billing_period_start": i.period.start.isoformat(),
+                "billing_period_end": i.period.end.isoformat(),
+                "currency_code": i.currency_code,
+                "status": str(i.status),
+                "invoice_number": i.invoice_number,
+                "issued_at": None if i.issued_at is None else i.issued_at.isoformat(),
+                "plan_code": i.plan_code,
+                "subtotal": i.subtotal.amount,
+                "discount_total": i.discount_total.amount,
+                "tax_total": i.tax_total.amount,
+                "total": i.total.amount,
+                "credits_applied": i.credits_applied.amount,
+                "amount_paid": i.amount_paid.amount,
+                "amount_due": i.amount_due.amount,
+                "metadata": dict(i.metadata),
+                "lines": [
+                    {
+                        "position": position,
+                        "type": str(line.type),
+                        "description": line.description,
+                        "amount": line.amount.amount,
+                        "currency_code": line.amount.currency,
+                        "quantity": _decimal_text(line.quantity),
+                        "unit_price": _decimal_text(line.unit_price),
+                        "metric_code": line.metric_code,
+                        "metadata": dict(line.metadata),
+                    }
+                    for position, line in enumerate(i.line_items)
+                ],
+            }
+            for n, i in enumerate(invoices)
+        ]
     )
 
 
-def billed_parameters(usage: BilledUsage) -> tuple[Any, ...]:
-    return (
-        usage.subscription_id,
-        usage.period_start,
-        usage.metric_code,
-        usage.period_end,
-        usage.quantity,
-        usage.amount.amount,
-        usage.amount.currency,
-        usage.plan_code,
-        usage.plan_version,
-        usage.share.numerator,
-        usage.share.denominator,
-        usage.allow_overage,
+def billed_json(rows: Sequence[BilledUsage]) -> str:
+    """The rows, the last of each key only: the upsert of one statement may touch a row once, and
+    the last write of a key is what writing them one by one leaves."""
+    last = {(b.subscription_id, b.period_start, b.metric_code): b for b in rows}
+    return json.dumps(
+        [
+            {
+                "n": n,
+                "subscription_id": b.subscription_id,
+                "period_start": b.period_start.isoformat(),
+                "metric_code": b.metric_code,
+                "period_end": b.period_end.isoformat(),
+                "quantity": str(b.quantity),
+                "amount": b.amount.amount,
+                "currency_code": b.amount.currency,
+                "plan_code": b.plan_code,
+                "plan_version": b.plan_version,
+                "share_numerator": b.share.numerator,
+                "share_denominator": b.share.denominator,
+                "allow_overage": b.allow_overage,
+            }
+            for n, b in enumerate(last.values())
+        ]
     )
+
+
+def outbox_json(messages: Sequence[OutboxMessage]) -> str:
+    return json.dumps([{"n": n, "topic": m.topic, "key": m.key, "payload": m.payload} for n, m in enumerate(messages)])
+
+
+def not_inserted(invoices: Sequence[Invoice], inserted: Sequence[tuple[Any, ...]]) -> Invoice | None:
+    """The first of ``invoices`` not among the (subscription, period start) rows INSERT_INVOICES returned."""
+    if len(inserted) == len(invoices):
+        return None
+    done = {(row[0], row[1]) for row in inserted}
+    return next(i for i in invoices if (i.subscription_id, i.period.start) not in done)
 
 
 def period_taken(invoice: Invoice) -> InvalidValue:
@@ -191,20 +254,21 @@ class Writes:
         counters = [(n, tenant) for tenant, n in numbers.items() if self.written.get(tenant) != n]
         if not (invoices or billed or outbox or counters):
             return
-        conflict = None
-        with connection.pipeline(), connection.cursor() as cursor:
-            if invoices:
-                cursor.executemany(INSERT_INVOICE, [invoice_parameters(i) for i in invoices], returning=True)
-                for invoice in invoices:
-                    if cursor.fetchone() is None and conflict is None:
-                        conflict = invoice
-                    cursor.nextset()
-            if billed:
-                cursor.executemany(UPSERT_BILLED, [billed_parameters(b) for b in billed])
-            if outbox:
-                cursor.executemany(INSERT_OUTBOX, [(m.topic, m.key, json.dumps(m.payload)) for m in outbox])
-            if counters:
-                cursor.executemany(SET_NUMBER, counters)
+        first, cursor = connection.cursor(), connection.cursor()
+        try:
+            with connection.pipeline():  # one round trip for all of it
+                if invoices:
+                    first.execute(INSERT_INVOICES, (invoices_json(invoices),))
+                if billed:
+                    cursor.execute(UPSERT_BILLED, (billed_json(billed),))
+                if outbox:
+                    cursor.execute(INSERT_OUTBOX, (outbox_json(outbox),))
+                for counter in counters:
+                    cursor.execute(SET_NUMBER, counter)
+            conflict = not_inserted(invoices, first.fetchall()) if invoices else None
+        finally:
+            first.close()
+            cursor.close()
         for invoice in invoices:
             del self.pending_invoices[(invoice.subscription_id, invoice.period.start)]
         del self.invoices[: len(invoices)], self.billed[: len(billed)], self.outbox[: len(outbox)]
