@@ -101,8 +101,8 @@ class RelayStats:
 
 
 Step = Callable[[str, Sequence[int]], None]
-"""Called with ``produced`` (before the commit), ``committed`` (before the marking) and ``marked``
-and the batch's ids; fault tests kill the relay there."""
+"""Called with ``produced`` (the batch is on the brokers in the open transaction), ``committed``
+(not marked in PostgreSQL yet) and ``marked``, and the batch's ids; fault tests kill the relay there."""
 
 
 def _ranges(ids: Sequence[int]) -> list[list[int]]:
@@ -243,9 +243,15 @@ class OutboxRelay:
             ensure_topics(settings.bootstrap_servers, 1, topics=[settings.progress_topic], config=compacted)
             self._producer = self._new_producer()
             last = self.committed_progress()
-            self.stats.recovered += self._mark(last, stop)
+            marked = self._mark(last, stop)
+            self.stats.recovered += marked
             self.stats.activations += 1
-            log.info("relay %s active; last committed batch %s", settings.transactional_id, _ranges(last))
+            log.info(
+                "relay %s active: last committed batch %s, %d of its rows marked published now",
+                settings.transactional_id,
+                _ranges(last),
+                marked,
+            )
         except BaseException:
             self.deactivate()
             raise
@@ -313,6 +319,7 @@ class OutboxRelay:
                 self._produce(producer, row.topic, row.key.encode(), row.payload, [(OUTBOX_ID_HEADER, str(row.id))])
             progress = json.dumps({"ids": _ranges(ids), "last_id": ids[-1]}).encode()
             self._produce(producer, self.settings.progress_topic, self.settings.transactional_id.encode(), progress)
+            producer.flush(self.settings.transaction_timeout_ms / 1000)  # the commit would wait for it too
             self._step("produced", ids)
             self._commit(producer)
         except KafkaException as error:

@@ -337,7 +337,7 @@ def test_catalog_changes_land_on_compacted_topics(
     with pytest.raises(RuntimeError), ledger.session() as session:  # rolled back: no message either
         session.save_subscription(replace(sub, timezone="UTC"))
         raise RuntimeError("crash")
-    relay_settings = replace(settings, create_topics=(CATALOG_PLANS, CATALOG_SUBSCRIPTIONS))
+    relay_settings = replace(settings, create_topics=(CATALOG_PLANS, CATALOG_SUBSCRIPTIONS), partitions=6)
     assert OutboxRelay(engine, relay_settings).run(threading.Event(), until_idle=True).published == 4
 
     admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
@@ -388,7 +388,6 @@ def test_billing_relay_once_publishes_what_is_pending(
     env = {**os.environ, "DATABASE_URL": pg_url, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers}
     command = [sys.executable, "-m", "billing.cli", "relay", "--once", "--batch", "7"]
     command += ["--transactional-id", settings.transactional_id, "--progress-topic", settings.progress_topic]
-    command += ["--partitions", str(PARTITIONS)]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"published": 30, "batches": 5, "recovered": 0}
