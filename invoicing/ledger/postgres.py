@@ -18,7 +18,7 @@ memory ledger (tests/contract/test_ledger.py).
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -104,6 +104,7 @@ class PostgresLedgerSession:
         self.writes = Writes() if batch is None else batch.writes
         self._mark = self.writes.mark()
         self._savepoint = False
+        self._unlocked_balances: dict[str, Counter[str]] = {}  # subscription → currency → balance
 
     # -- deferred writes -------------------------------------------------------------------------
 
@@ -217,12 +218,15 @@ class PostgresLedgerSession:
         pending = self.writes.pending_invoices.get(key)
         if pending is not None:
             return pending
-        row = self.cur.execute(FIND_INVOICE, key).fetchone()
-        if row is None:
+        found, notes, used = self.cur.execute(FIND_INVOICE, {"sub": subscription_id, "start": period_start}).fetchone()
+        balances = Counter({currency: int(amount) for currency, amount in (notes or {}).items()})
+        balances.subtract({currency: int(amount) for currency, amount in (used or {}).items()})
+        self._unlocked_balances[subscription_id] = balances
+        if found is None:
             if self.batch is not None:
                 self.batch.absent.add(key)
             return None
-        return self._invoices(self.db.execute(select(t.invoices).where(t.invoices.c.id == row[0])).all())[0]
+        return self._invoices(self.db.execute(select(t.invoices).where(t.invoices.c.id == found)).all())[0]
 
     def next_invoice_sequence(self, tenant_id: str) -> int:
         if self.batch is None:
@@ -277,9 +281,14 @@ class PostgresLedgerSession:
         transaction ends (reentrant), and a statement after it, so it sees what was committed
         before. A balance of zero needs no lock: nothing can be spent from it, and a credit note
         committed just after the read is as if it came after this finalization (adding a note
-        never takes the lock)."""
+        never takes the lock). The unlocked read is the one ``find_invoice`` made in this session
+        when there was one (no credit was added or used here since), else one of its own."""
         parameters = {"sub": subscription_id, "cur": currency}
-        balance = int(self.cur.execute(BALANCE, parameters).fetchone()[0])
+        unlocked = self._unlocked_balances.get(subscription_id)  # read by find_invoice in this session
+        if unlocked is not None:
+            balance = unlocked[currency]
+        else:
+            balance = int(self.cur.execute(BALANCE, parameters).fetchone()[0])
         if balance > 0:
             self.cur.execute(LOCK_CREDIT, (CREDIT_LOCK, subscription_id))
             balance = int(self.cur.execute(BALANCE, parameters).fetchone()[0])
@@ -287,6 +296,7 @@ class PostgresLedgerSession:
 
     def add_credit_note(self, note: CreditNote) -> None:
         self._open_savepoint()
+        self._unlocked_balances.pop(note.subscription_id, None)
         self.db.execute(
             t.credit_notes.insert().values(
                 subscription_id=note.subscription_id,
@@ -303,6 +313,7 @@ class PostgresLedgerSession:
         if self.credit_balance(subscription_id, amount.currency).amount < amount.amount:
             raise InvalidValue("credits_applied", f"subscription {subscription_id} has less credit than {amount}")
         self._open_savepoint()
+        self._unlocked_balances.pop(subscription_id, None)
         self.db.execute(
             t.credit_usage.insert().values(
                 subscription_id=subscription_id,

@@ -27,7 +27,17 @@ from rating.errors import InvalidValue
 
 CREDIT_LOCK = 0x0C4ED  # first key of the two-key advisory lock on a subscription's credit balance
 
-FIND_INVOICE = "SELECT id FROM invoices WHERE subscription_id = %s AND billing_period_start = %s"
+# The period's invoice and, in the same round trip, the subscription's credit balances as of now,
+# unlocked (see PostgresLedgerSession.credit_balance for when that is enough)
+FIND_INVOICE = """
+SELECT (SELECT id FROM invoices WHERE subscription_id = %(sub)s AND billing_period_start = %(start)s),
+       (SELECT json_object_agg(currency_code, total) FROM (
+            SELECT currency_code, sum(amount) AS total FROM credit_notes
+            WHERE subscription_id = %(sub)s AND type = 'BALANCE' GROUP BY currency_code) AS notes),
+       (SELECT json_object_agg(currency_code, total) FROM (
+            SELECT currency_code, sum(amount) AS total FROM credit_usage
+            WHERE subscription_id = %(sub)s GROUP BY currency_code) AS used)
+"""
 INVOICE_EXISTS = "SELECT 1 FROM invoices WHERE subscription_id = %s AND billing_period_start = %s"
 NEXT_NUMBER = (
     "INSERT INTO invoice_sequences (tenant_id, last_number) VALUES (%s, 1) "
