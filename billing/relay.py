@@ -26,7 +26,7 @@ def add_relay_command(commands: Any) -> None:
     )
     relay.add_argument("--progress-topic", default=None, help="compacted topic of committed progress (outbox.progress)")
     relay.add_argument("--partitions", type=int, default=6, help="partitions of the outbox topics it creates")
-    relay.add_argument("--batch", type=int, default=500, help="rows per Kafka transaction")
+    relay.add_argument("--batch", type=int, default=1000, help="rows per Kafka transaction")
     relay.add_argument("--poll-interval", type=float, default=0.2, help="seconds between polls when idle")
     relay.add_argument("--once", action="store_true", help="publish what is pending, print a summary and exit")
     relay.add_argument("--log-level", default="info")
@@ -37,7 +37,7 @@ def run_relay(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
 
     from invoicing.ledger.postgres import embedded_database_url, migrate
-    from streams.kafka.relay import DEFAULT_TRANSACTIONAL_ID, OutboxRelay, RelaySettings
+    from streams.kafka.relay import DEFAULT_TRANSACTIONAL_ID, OutboxRelay, ProgressTopicShared, RelaySettings
     from streams.kafka.topics import OUTBOX_PROGRESS
 
     logging_setup(args.log_level)
@@ -63,6 +63,9 @@ def run_relay(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         stats = OutboxRelay(engine, settings).run(stop, until_idle=args.once)
+    except ProgressTopicShared as error:
+        print(f"error: {error}; give each --transactional-id its own --progress-topic", file=sys.stderr)
+        return 2
     finally:
         engine.dispose()
     if args.once:

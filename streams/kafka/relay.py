@@ -72,7 +72,7 @@ class RelaySettings:
     bootstrap_servers: str
     transactional_id: str = DEFAULT_TRANSACTIONAL_ID
     progress_topic: str = OUTBOX_PROGRESS
-    batch_size: int = 500
+    batch_size: int = 1000
     poll_interval_s: float = 0.2
     partitions: int = 6
     """Partitions of the outbox topics the relay creates when they are missing."""
