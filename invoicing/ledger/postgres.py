@@ -104,7 +104,9 @@ class PostgresLedgerSession:
         self.writes = Writes() if batch is None else batch.writes
         self._mark = self.writes.mark()
         self._savepoint = False
-        self._unlocked_balances: dict[str, Counter[str]] = {}  # subscription → currency → balance
+        # subscription → currency → balance, read without the lock (see credit_balance); a batch's
+        # sessions share what the batch read
+        self._unlocked_balances: dict[str, Counter[str]] = {} if batch is None else batch.balances
 
     # -- deferred writes -------------------------------------------------------------------------
 
@@ -218,6 +220,8 @@ class PostgresLedgerSession:
         pending = self.writes.pending_invoices.get(key)
         if pending is not None:
             return pending
+        if self.batch is not None and key in self.batch.absent:
+            return None  # read ahead by the batch (or found absent before in it)
         found, notes, used = self.cur.execute(FIND_INVOICE, {"sub": subscription_id, "start": period_start}).fetchone()
         balances = Counter({currency: int(amount) for currency, amount in (notes or {}).items()})
         balances.subtract({currency: int(amount) for currency, amount in (used or {}).items()})
@@ -284,7 +288,7 @@ class PostgresLedgerSession:
         never takes the lock). The unlocked read is the one ``find_invoice`` made in this session
         when there was one (no credit was added or used here since), else one of its own."""
         parameters = {"sub": subscription_id, "cur": currency}
-        unlocked = self._unlocked_balances.get(subscription_id)  # read by find_invoice in this session
+        unlocked = self._unlocked_balances.get(subscription_id)  # read by find_invoice or the batch
         if unlocked is not None:
             balance = unlocked[currency]
         else:
@@ -516,7 +520,7 @@ class PostgresLedger:
         session._end(ok=True)
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, periods: Sequence[tuple[str, datetime]] = ()) -> Iterator[None]:
         """One transaction for every session this thread opens inside the block, committed once
         at its end: many finalizations per commit instead of one.
 
@@ -530,13 +534,20 @@ class PostgresLedger:
         written with the batch's rows, so a rollback of the batch returns every number it took.
         Nothing is committed before the block ends without an error; the caller acknowledges the
         batch's work (offsets, replies) only after that. The counter and credit locks are held
-        until then. Batches do not nest; other threads' sessions stay outside."""
+        until then. Batches do not nest; other threads' sessions stay outside.
+
+        ``periods`` (subscription, period start) are those the caller is about to finalize: the
+        batch reads which have no invoice yet and their subscriptions' credit balances in one
+        round trip, and ``find_invoice`` and ``credit_balance`` answer from that (a period
+        invoiced by another transaction meanwhile is still caught when the batch writes)."""
         if getattr(self._local, "batch", None) is not None:
             raise RuntimeError("ledger batches do not nest")
         with self.engine.begin() as connection:
             batch = Batch(connection)
             self._local.batch = batch
             try:
+                if periods:
+                    batch.read_ahead(_driver(connection), periods)
                 yield
                 if batch.failed is not None:
                     raise RuntimeError("the ledger batch failed and rolls back") from batch.failed

@@ -5,6 +5,8 @@ the whole run in one ``PostgresLedger.batch``; and a batch keeps each session's 
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -18,11 +20,12 @@ from billing.simulate import Simulation, load_scenario
 from invoicing.engine.compose import compose_invoice, finalize
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
+from invoicing.engine.subscriptions import ClosedPeriod
 from invoicing.ledger import tables
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import BilledUsage, OutboxMessage
-from invoicing.service import INVOICE_FINALIZED
+from invoicing.service import INVOICE_FINALIZED, InvoiceService
 from rating.errors import InvalidValue
 from rating.money import Money
 from rating.periods import Period
@@ -52,19 +55,43 @@ def stored(ledger: Any, tenant: str) -> list[Invoice]:
         return list(s.list_invoices(tenant))
 
 
-@pytest.mark.parametrize("batched", [False, True], ids=["per-invoice", "one-batch"])
+class BatchPerInstant:
+    """Finalizes the periods closing at one instant in one ledger batch that reads them ahead, as
+    bench/billing_run.py does."""
+
+    def __init__(self, service: InvoiceService, ledger: PostgresLedger) -> None:
+        self.service, self.ledger = service, ledger
+        self.batch = ExitStack()
+        self.left = 0
+
+    def prefetch(self, closing: Collection[ClosedPeriod]) -> None:
+        self.service.prefetch(closing)
+        self.left = len(closing)
+        self.batch.enter_context(self.ledger.batch([(c.subscription.id, c.period.start) for c in closing]))
+
+    def close_period(self, closed: ClosedPeriod, finalized_at: datetime, late: Collection[datetime] = ()) -> Invoice:
+        try:
+            return self.service.close_period(closed, finalized_at, late)
+        finally:
+            self.left -= 1
+            if self.left == 0:
+                self.batch.close()
+
+
+@pytest.mark.parametrize("mode", ["per-invoice", "one-batch", "batch-per-instant"])
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
-def test_golden_scenarios_leave_the_same_invoices_in_postgresql(
-    case: Path, batched: bool, ledger: PostgresLedger
-) -> None:
+def test_golden_scenarios_leave_the_same_invoices_in_postgresql(case: Path, mode: str, ledger: PostgresLedger) -> None:
     scenario = load_scenario(case)
     memory = MemoryLedger()
     expected = Simulation(scenario, MemoryUsageStore(), memory).run().invoices
-    if batched:
+    simulation = Simulation(scenario, MemoryUsageStore(), ledger)
+    if mode == "one-batch":
         with ledger.batch():
-            got = Simulation(scenario, MemoryUsageStore(), ledger).run().invoices
+            got = simulation.run().invoices
     else:
-        got = Simulation(scenario, MemoryUsageStore(), ledger).run().invoices
+        if mode == "batch-per-instant":
+            simulation.finalizer = BatchPerInstant(simulation.service, ledger)
+        got = simulation.run().invoices
     assert got == expected
     assert stored(ledger, scenario.tenant_id) == stored(memory, scenario.tenant_id)
     assert events(ledger) == [m for m in memory.state.outbox if m.topic == INVOICE_FINALIZED]
@@ -199,3 +226,28 @@ def test_reads_in_a_batch_see_the_batch_s_own_rows(ledger: PostgresLedger) -> No
             finalize_in(s, "s1", 1)
             assert [b.quantity for b in s.billed_usage("s1")] == [Decimal(0), Decimal(1)]
     assert numbers(ledger) == ["INV-2026-000001", "INV-2026-000002"]
+
+
+def test_a_batch_reads_its_periods_ahead_and_still_catches_a_period_invoiced_meanwhile(
+    ledger: PostgresLedger,
+) -> None:
+    with ledger.session() as s:
+        s.add_invoice(invoice("s1", 0, s.next_invoice_sequence("t1")))
+        s.add_credit_note(CreditNote("s2", CreditType.BALANCE, Money(70, "USD"), T0))
+    periods = [(f"s{n}", T0) for n in (1, 2, 3)]
+    with ledger.batch(periods), ledger.session() as s:
+        found = s.find_invoice("s1", T0)
+        assert found is not None and found.invoice_number == "INV-2026-000001"
+        assert s.find_invoice("s2", T0) is None and s.find_invoice("s3", T0) is None
+        assert s.credit_balance("s2", "USD") == Money(70, "USD")  # positive: read again under the lock
+        assert s.credit_balance("s3", "USD") == Money(0, "USD")
+        s.use_credit("s2", Money(30, "USD"), "INV-2026-000002")
+        assert s.credit_balance("s2", "USD") == Money(40, "USD")
+    with pytest.raises(InvalidValue), ledger.batch(periods), ledger.session() as s:
+        assert s.find_invoice("s3", T0) is None
+        with PostgresLedger(ledger.engine).session() as other:
+            other.add_invoice(invoice("s3", 0, 9))
+        s.add_invoice(invoice("s3", 0, s.next_invoice_sequence("t1")))
+    assert [i.subscription_id for i in stored(ledger, "t1")] == ["s1", "s3"]
+    with ledger.session() as s:
+        assert s.credit_balance("s2", "USD") == Money(40, "USD")
