@@ -38,6 +38,7 @@ SCHEMA_IDS: Final[Mapping[str, int]] = {
     "window_total.v1": 401,
     "window_total.v2": 402,
     "usage_record.v1": 501,
+    "rating_result.v1": 601,
 }
 SCHEMA_NAMES: Final[Mapping[int, str]] = {schema_id: name for name, schema_id in SCHEMA_IDS.items()}
 

@@ -89,6 +89,45 @@ SAMPLES["usage_record.v1"] = {
     "unique_value": "u1",
 }
 
+SAMPLES["rating_result.v1"] = {
+    "subscription_id": "sub_1",
+    "plan_code": "pro",
+    "plan_version": 2,
+    "period_start": datetime(2026, 1, 1, tzinfo=UTC),
+    "period_end": datetime(2026, 2, 1, tzinfo=UTC),
+    "proration_numerator": 17,
+    "proration_denominator": 31,
+    "rated_at": T0,
+    "items": [
+        {"metric_code": "api_calls", "quantity": "1500.5", "amount": {"amount_minor": 8, "currency_code": "USD"}}
+    ],
+    "is_trial": False,
+    "reason": "period_end",
+    "subscription": {
+        "id": "sub_1",
+        "tenant_id": "t1",
+        "plan_code": "pro",
+        "start_at": datetime(2025, 12, 1, tzinfo=UTC),
+        "timezone": "Asia/Jakarta",
+        "region_code": "ID",
+        "allow_overage_billing": True,
+        "trial_days": 0,
+        "trial_balance": None,
+        "has_payment_method": True,
+        "coupon_code": None,
+    },
+    "plan_snapshot": '{"code":"pro"}',
+    "terms": {
+        "tenant_id": "t1",
+        "metrics": [{"code": "api_calls", "type": "COUNTER", "aggregation": "SUM", "unit": "", "field": None}],
+        "tax_rules": [
+            {"region_code": "ID", "name": "PPN", "rate_percent": "11", "is_default": False, "is_active": True}
+        ],
+        "coupons": [],
+    },
+    "late_usage": [],
+}
+
 
 def test_every_schema_file_is_registered_once() -> None:
     on_disk = {
