@@ -33,6 +33,8 @@ USAGE_WINDOWS: Final = "usage.windows"
 """Absolute, versioned window totals (``WindowTotal``) for the ClickHouse sink."""
 RATING_RESULTS: Final = "rating.results"
 """``RatingResult`` of the rating agent (design section 1)."""
+RATING_DLQ: Final = "rating.dlq"
+"""``rating.results`` messages the invoice worker cannot invoice, in the ``DeadLetter`` envelope."""
 INVOICE_FINALIZED: Final = "invoice.finalized"
 """Finalized invoices, published from the ledger's outbox (the same name as
 ``invoicing.service.INVOICE_FINALIZED``)."""
@@ -43,6 +45,7 @@ PIPELINE_TOPICS: Final[tuple[str, ...]] = (
     USAGE_ACCEPTED,
     USAGE_WINDOWS,
     RATING_RESULTS,
+    RATING_DLQ,
     INVOICE_FINALIZED,
 )
 

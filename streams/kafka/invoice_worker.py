@@ -1,0 +1,386 @@
+"""``billing invoicer``: final RatingResults from ``rating.results`` into finalized invoices.
+
+Each message is a closed period (``rating_messages.FinalRating``); the worker finalizes it with the
+unchanged ``InvoiceService.close_period``, whose usage reader answers from the message itself, so
+an invoice is what ``billing simulate`` computes for the same inputs. Exactly one invoice per
+(subscription, period), and one ``invoice.finalized`` outbox row with it, because:
+
+1. ``close_period`` finds an existing invoice of the period and returns it (a redelivery writes
+   nothing), and a unique constraint backs that up;
+2. the invoice, its billed usage and its outbox row commit in one PostgreSQL transaction (one per
+   Kafka batch when the ledger offers ``batch``), and a Kafka offset is committed only after it;
+3. PostgreSQL unreachable: the batch rolls back and is retried with backoff, never skipped and
+   never acknowledged;
+4. a message that cannot be invoiced (undecodable, inconsistent, referring to usage or terms it
+   does not carry) is dead-lettered to ``rating.dlq`` with its reason, then acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from invoicing.engine.model import Invoice
+from invoicing.ports import Ledger, LedgerSession, UsageRequest
+from invoicing.service import BillingTerms, InvoiceService
+from rating.catalog import Metric
+from rating.errors import BillingError, UnknownReference
+from rating.periods import epoch_ms
+from schemas import avro_codec
+from streams.kafka.messages import DEAD_LETTER
+from streams.kafka.rating_messages import FinalRating, read_rating_result
+from streams.kafka.topics import RATING_DLQ, RATING_RESULTS
+
+log = logging.getLogger("billing.invoicer")
+
+OUTCOMES = ("finalized", "redelivered", "dead_lettered")
+
+
+class MessageUsage:
+    """The UsageReader of one message: the closed period's quantities and the late periods'.
+    A request the message cannot answer is an error naming it, never a zero."""
+
+    def __init__(self, rating: FinalRating) -> None:
+        sub = rating.closed.subscription.id
+        period = rating.closed.period
+        self.subscription_id = sub
+        self.known: dict[tuple[str, str, datetime, datetime], Decimal] = {
+            (sub, item.metric_code, period.start, period.end): item.quantity for item in rating.result.items
+        }
+        for late in rating.late_usage:
+            self.known[(sub, late.metric_code, late.period.start, late.period.end)] = late.quantity
+
+    def quantities(self, requests: Sequence[UsageRequest]) -> list[Decimal]:
+        keys = [(r.subscription_id, r.metric_code, r.start, r.end) for r in requests]
+        missing = [k for k in keys if k not in self.known]
+        if missing:
+            named = ", ".join(f"{m} of {s} [{a.isoformat()}, {b.isoformat()})" for s, m, a, b in missing)
+            raise UnknownReference("late_usage", f"the message carries no usage for {named}")
+        return [self.known[k] for k in keys]
+
+
+class _Metrics(dict[str, Metric]):
+    """The message's metrics; one the ledger asks for that it lacks is named, not a KeyError."""
+
+    def __missing__(self, code: str) -> Metric:
+        raise UnknownReference("terms.metrics", f"the message defines no metric {code!r} (billed before, late now)")
+
+
+def finalize_rating(ledger: Ledger, rating: FinalRating) -> Invoice:
+    """The invoice of ``rating``'s period, finalized through the unchanged InvoiceService (or the
+    one finalized already)."""
+    return _finalize_rating(ledger, rating)[0]
+
+
+class _Session:
+    """A session that notes whether the period's invoice existed (a redelivery)."""
+
+    def __init__(self, inner: LedgerSession, found: list[bool]) -> None:
+        self._inner = inner
+        self._found = found
+
+    def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None:
+        invoice = self._inner.find_invoice(subscription_id, period_start)
+        self._found.append(invoice is not None)
+        return invoice
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _Watched:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.found: list[bool] = []
+
+    @contextmanager
+    def session(self) -> Iterator[LedgerSession]:
+        with self.ledger.session() as inner:
+            yield cast(LedgerSession, _Session(inner, self.found))
+
+
+def _finalize_rating(ledger: Ledger, rating: FinalRating) -> tuple[Invoice, bool]:
+    """The invoice, and whether it existed already."""
+    terms = BillingTerms(
+        rating.terms.tenant_id, _Metrics(rating.terms.metrics), rating.terms.tax_rules, rating.terms.coupons
+    )
+    watched = _Watched(ledger)
+    service = InvoiceService(watched, MessageUsage(rating), terms)
+    invoice = service.close_period(rating.closed, rating.finalized_at, rating.late_periods)
+    return invoice, any(watched.found)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) means PostgreSQL is unreachable or the connection was
+    lost, so the same work is to be retried rather than blamed on the message."""
+    from psycopg import InterfaceError as PgInterfaceError
+    from psycopg import OperationalError as PgOperationalError
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OperationalError | InterfaceError | DisconnectionError):
+            return True
+        if isinstance(current, PgOperationalError | PgInterfaceError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class InvoicerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "billing_invoicer_messages",
+            "rating.results messages by outcome: finalized (a new invoice), redelivered (its invoice "
+            "existed), dead_lettered",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "billing_invoicer_ledger_retries",
+            "Batches retried because PostgreSQL was unreachable",
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "billing_invoicer_batch_seconds",
+            "One batch: decode, finalize in PostgreSQL, commit, dead-letter, commit offsets",
+            registry=self.registry,
+        )
+        self.ledger_up = Gauge(
+            "billing_invoicer_ledger_up", "1 while the last ledger transaction succeeded", registry=self.registry
+        )
+        for outcome in OUTCOMES:
+            self.messages.labels(outcome=outcome)
+
+
+@dataclass(frozen=True)
+class InvoiceWorkerSettings:
+    bootstrap_servers: str
+    group_id: str = "billing-invoicer"
+    topic: str = RATING_RESULTS
+    dead_letter_topic: str | None = None
+    """Default: ``topic`` with ``rating.results`` replaced by ``rating.dlq`` (a prefix is kept)."""
+    batch_max: int = 500
+    batch_wait_s: float = 0.5
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 5.0
+    metrics_port: int | None = None
+    consumer_config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Letter:
+    message: Message
+    reason: str
+    detail: str
+    field: str | None = None
+
+
+class InvoiceWorker:
+    def __init__(
+        self,
+        settings: InvoiceWorkerSettings,
+        ledger: Ledger,
+        metrics: InvoicerMetrics | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.metrics = metrics or InvoicerMetrics()
+        self.sleep = sleep
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": settings.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10_000,
+                # PostgreSQL may be down for a while; a retrying worker keeps its partitions
+                "max.poll.interval.ms": 900_000,
+                **settings.consumer_config,
+            }
+        )
+        self.producer = Producer(
+            {"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True, "acks": "all"}
+        )
+        self.topic = settings.topic
+        self.dead_letter_topic = settings.dead_letter_topic or (
+            settings.topic.removesuffix(RATING_RESULTS) + RATING_DLQ
+            if settings.topic.endswith(RATING_RESULTS)
+            else settings.topic + ".dlq"
+        )
+        self.consumer.subscribe([settings.topic])
+
+    # -- one batch ---------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Consume one batch and see it through; returns the number of messages handled."""
+        batch = [m for m in self.consumer.consume(self.settings.batch_max, self.settings.batch_wait_s) if _ok(m)]
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        ratings: list[tuple[Message, FinalRating]] = []
+        letters: list[_Letter] = []
+        for message in batch:
+            value = message.value()
+            try:
+                if value is None:
+                    raise avro_codec.WireFormatError("message has no value (a tombstone?)")
+                ratings.append((message, read_rating_result(value)))
+            except avro_codec.WireFormatError as error:
+                letters.append(_Letter(message, "undecodable", str(error)))
+            except BillingError as error:
+                letters.append(_Letter(message, "invalid_rating_result", error.message, error.field))
+        outcomes, rejected = self._finalize_with_retry(ratings)
+        letters += rejected
+        self._dead_letter(letters)
+        self._commit(batch)
+        for outcome, count in outcomes.items():
+            self.metrics.messages.labels(outcome=outcome).inc(count)
+        self.metrics.messages.labels(outcome="dead_lettered").inc(len(letters))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return len(batch)
+
+    def _finalize_with_retry(self, ratings: list[tuple[Message, FinalRating]]) -> tuple[dict[str, int], list[_Letter]]:
+        delay = self.settings.retry_initial_s
+        batched = True
+        while True:
+            try:
+                result = self._finalize(ratings, batched)
+            except Exception as error:
+                if batched and not is_outage(error):
+                    # a statement failed inside the shared transaction: redo the batch one
+                    # transaction per message, so the message to blame is found and dead-lettered
+                    log.warning('"ledger batch failed, redoing it message by message: %s"', _short(error))
+                    batched = False
+                    continue
+                if not is_outage(error):
+                    raise
+                self.metrics.ledger_up.set(0)
+                self.metrics.retries.inc()
+                log.warning(
+                    '"ledger unavailable, retrying %d messages in %.1fs: %s"', len(ratings), delay, _short(error)
+                )
+                self.sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+                continue
+            self.metrics.ledger_up.set(1)
+            return result
+
+    def _finalize(
+        self, ratings: list[tuple[Message, FinalRating]], batched: bool
+    ) -> tuple[dict[str, int], list[_Letter]]:
+        """Finalize every rating in one ledger transaction when the ledger batches (else one each).
+        A message the service refuses is given back by its session and dead-lettered; an outage
+        raises, and nothing of the batch is committed."""
+        outcomes = dict.fromkeys(("finalized", "redelivered"), 0)
+        letters: list[_Letter] = []
+        seen: set[tuple[str, datetime]] = set()
+        periods = [(r.closed.subscription.id, r.closed.period.start) for _, r in ratings]
+        batch = getattr(self.ledger, "batch", None) if batched else None
+        with batch(periods) if batch is not None else nullcontext():
+            for message, rating in ratings:
+                key = (rating.closed.subscription.id, rating.closed.period.start)
+                if key in seen:  # the same period twice in one batch: the first one invoices it
+                    outcomes["redelivered"] += 1
+                    continue
+                seen.add(key)
+                try:
+                    _, existed = _finalize_rating(self.ledger, rating)
+                except BillingError as error:
+                    letters.append(_Letter(message, "not_invoiceable", error.message, error.field))
+                    continue
+                except Exception as error:
+                    if batch is not None or is_outage(error):
+                        raise
+                    # alone in its transaction and refused by PostgreSQL itself (a value too long,
+                    # a constraint): the message's fault, not the ledger's availability
+                    letters.append(_Letter(message, "ledger_rejected", _short(error)))
+                    continue
+                outcomes["redelivered" if existed else "finalized"] += 1
+        return outcomes, letters
+
+    def _dead_letter(self, letters: list[_Letter]) -> None:
+        if not letters:
+            return
+        failed_at = epoch_ms(datetime.now(UTC))  # noqa: TID251 - when the worker rejected it
+        for letter in letters:
+            message = letter.message
+            log.warning(
+                '"dead-lettered %s[%s]@%s: %s: %s"',
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                letter.reason,
+                letter.detail[:300],
+            )
+            value = avro_codec.encode(
+                DEAD_LETTER,
+                {
+                    "reason": letter.reason,
+                    "detail": letter.detail,
+                    "original": message.value() or b"",
+                    "source_topic": message.topic() or self.topic,
+                    "source_partition": message.partition() or 0,
+                    "source_offset": message.offset() or 0,
+                    "failed_at": failed_at,
+                    "field": letter.field,
+                    "original_key": message.key(),
+                },
+            )
+            self.producer.produce(self.dead_letter_topic, value, key=message.key())
+        if self.producer.flush(30) > 0:
+            raise KafkaException(
+                KafkaError(KafkaError._MSG_TIMED_OUT, f"dead letters not delivered to {self.dead_letter_topic}")
+            )
+
+    def _commit(self, batch: list[Message]) -> None:
+        ends: dict[tuple[str, int], int] = {}
+        for message in batch:
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            ends[(topic, partition)] = max(ends.get((topic, partition), 0), offset + 1)
+        offsets = [TopicPartition(topic, partition, end) for (topic, partition), end in ends.items()]
+        if offsets:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    # -- loop --------------------------------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        try:
+            while not should_stop():
+                self.run_once()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.producer.flush(10)
+
+
+def _ok(message: Message) -> bool:
+    error = message.error()
+    if error is None:
+        return True
+    if error.code() == KafkaError._PARTITION_EOF:
+        return False
+    raise KafkaException(error)
+
+
+def _short(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
