@@ -405,3 +405,30 @@ def test_a_relay_refuses_a_progress_topic_of_another_relay(engine: Engine, topic
     with pytest.raises(ProgressTopicShared, match=settings.transactional_id):
         OutboxRelay(engine, other).run(threading.Event(), until_idle=True)
     assert unpublished(engine) == 1
+
+
+def test_the_memory_ledger_announces_catalog_changes_like_postgresql(engine: Engine) -> None:
+    from invoicing.ledger.memory import MemoryLedger
+
+    def changes(ledger: Any) -> None:
+        plan = Plan("pro", "USD", Decimal("49.00"))
+        sub = Subscription("s1", "t1", "pro", datetime(2026, 1, 1, tzinfo=UTC), trial_balance=Decimal("2.50"))
+        with ledger.session() as session:
+            session.save_plan("t1", plan)
+            session.save_plan("t1", plan)
+            session.save_subscription(sub)
+        with ledger.session() as session:
+            session.save_subscription(sub)
+            session.save_plan("t1", replace(plan, version=2, name="Pro"))
+            session.save_subscription(replace(sub, region_code="ID"), status=SubscriptionStatus.PAST_DUE)
+
+    memory = MemoryLedger()
+    changes(memory)
+    changes(PostgresLedger(engine))
+    in_postgres = [OutboxMessage(*row) for row in committed_rows(engine).values()]
+    assert [m.topic for m in in_postgres] == [CATALOG_PLANS, CATALOG_SUBSCRIPTIONS] * 2
+    assert memory.state.outbox == in_postgres
+    with memory.session() as session:
+        record = session.get_subscription("s1")
+    assert record is not None
+    assert (record.revision, record.plan_version, record.status) == (2, 2, SubscriptionStatus.PAST_DUE)
