@@ -66,6 +66,12 @@ def _sink(args: argparse.Namespace) -> int:
     return run_sink(args)
 
 
+def _invoicer(args: argparse.Namespace) -> int:
+    from billing.invoicer import run_invoicer
+
+    return run_invoicer(args)
+
+
 def _query(args: argparse.Namespace) -> int:
     from billing.query import print_result, run_query
 
@@ -162,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--latency-log", default=None, help="append event-to-queryable seconds per window to this file")
     sink.add_argument("--topic-prefix", default="", help="the worker's --topic-prefix")
     sink.set_defaults(run=_sink)
+
+    invoicer = commands.add_parser("invoicer", help="finalize invoices from rating.results into PostgreSQL")
+    invoicer.add_argument(
+        "--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    invoicer.add_argument("--data-dir", default=".data/invoicer", help="embedded PostgreSQL here unless $DATABASE_URL")
+    invoicer.add_argument("--partitions", type=int, default=6, help="partitions of rating.results if it is created")
+    invoicer.add_argument("--batch-max", type=int, default=500, help="messages per ledger transaction")
+    invoicer.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    invoicer.add_argument("--log-level", default="info")
+    invoicer.set_defaults(run=_invoicer)
 
     from billing.produce import add_produce_command
 

@@ -1,0 +1,44 @@
+"""``billing invoicer``: the invoice worker wired to Kafka and the ledger (DATABASE_URL, else the
+embedded PostgreSQL under ``--data-dir``)."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+from billing.streaming import bootstrap_servers, logging_setup
+
+
+def run_invoicer(args: Any) -> int:
+    from sqlalchemy import create_engine
+
+    from billing.stores import ledger_url
+    from invoicing.ledger.postgres import PostgresLedger, migrate
+    from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
+    from streams.kafka.metrics import serve
+    from streams.kafka.topics import RATING_DLQ, RATING_RESULTS, ensure_topics
+
+    logging_setup(args.log_level)
+    bootstrap = bootstrap_servers(args.bootstrap)
+    ensure_topics(bootstrap, args.partitions, topics=[RATING_RESULTS, RATING_DLQ])
+    url = ledger_url(Path(args.data_dir))
+    migrate(url)
+    engine = create_engine(url, pool_pre_ping=True)
+    settings = InvoiceWorkerSettings(bootstrap, batch_max=args.batch_max, metrics_port=args.metrics_port)
+    worker = InvoiceWorker(settings, PostgresLedger(engine))
+    if settings.metrics_port:
+        serve(worker.metrics.registry, settings.metrics_port)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        worker.run(lambda: stopping)
+    finally:
+        engine.dispose()
+    return 0
