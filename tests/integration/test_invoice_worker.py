@@ -1,0 +1,307 @@
+"""The invoice worker on the real broker and PostgreSQL: final RatingResults become the invoices
+InvoiceService computes directly from the same inputs, field for field; a redelivered message
+changes nothing (one invoice, one outbox row); a bad message is dead-lettered with its reason."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from sqlalchemy import create_engine, select
+
+from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.model import Invoice
+from invoicing.engine.render import invoice_to_dict
+from invoicing.engine.subscriptions import ClosedPeriod, Subscription
+from invoicing.engine.tax import TaxRule
+from invoicing.ledger import tables as t
+from invoicing.ledger.memory import MemoryLedger
+from invoicing.ledger.postgres import PostgresLedger
+from invoicing.ports import Ledger, UsageRequest
+from invoicing.service import INVOICE_FINALIZED, BillingTerms, InvoiceService
+from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
+from rating.periods import Period
+from schemas import avro_codec
+from streams.kafka import messages
+from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
+from streams.kafka.rating_messages import RATING_RESULT, FinalRating, LateUsage, final_rating, write_rating_result
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PLAN = Plan(
+    "pro",
+    "USD",
+    Decimal("49.00"),
+    meters=(
+        PlanMeter("api_calls", PricingModel.PER_UNIT, Decimal("0.0015"), Decimal("1000")),
+        PlanMeter(
+            "storage_gb", PricingModel.TIERED, tiers=(Tier(Decimal("10"), Decimal("0.5")), Tier(None, Decimal("0.25")))
+        ),
+    ),
+    version=2,
+)
+METRICS = {
+    "api_calls": Metric("api_calls"),
+    "storage_gb": Metric("storage_gb", MetricType.GAUGE, Aggregation.MAX, "GB"),
+}
+COUPONS = {"HALF": Coupon("HALF", percent_off=Decimal("50"), duration=CouponDuration.REPEATING, duration_in_periods=2)}
+TAX = (TaxRule("ID", "PPN", Decimal("11")), TaxRule("XX", "VAT", Decimal("20"), is_default=True))
+
+
+def terms(tenant: str) -> BillingTerms:
+    return BillingTerms(tenant, METRICS, TAX, COUPONS)
+
+
+def month(n: int) -> Period:
+    start = datetime(2026 + n // 12, n % 12 + 1, 1, tzinfo=UTC)
+    end = datetime(2026 + (n + 1) // 12, (n + 1) % 12 + 1, 1, tzinfo=UTC)
+    return Period(start, end)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One message's inputs, kept apart from the message so the reference never reads it."""
+
+    closed: ClosedPeriod
+    terms: BillingTerms
+    usage: dict[str, Decimal]
+    finalized_at: datetime
+    late: tuple[LateUsage, ...]
+
+    def rating(self) -> FinalRating:
+        return final_rating(self.closed, self.terms, self.usage, self.finalized_at, self.late)
+
+
+def usage_of(sub: int, period: int) -> dict[str, Decimal]:
+    return {
+        "api_calls": Decimal(900 + 37 * sub + 211 * period) + Decimal("0.5") * (sub % 3),
+        "storage_gb": Decimal(sub % 25) + Decimal("0.125") * period,
+    }
+
+
+def cases(tenants: int, subscriptions: int, periods: int, late_every: int = 3) -> list[Case]:
+    """``subscriptions`` per tenant, ``periods`` monthly periods each (the first prorated, some with a
+    coupon, some regions with their own tax, some overage not allowed), in closing order; every
+    ``late_every``-th subscription's later periods carry late usage of the previous period."""
+    out = []
+    for n in range(periods):
+        for tenant in range(tenants):
+            for s in range(subscriptions):
+                sub_id = f"t{tenant}-sub{s:05d}"
+                sub = Subscription(
+                    sub_id,
+                    f"t{tenant}",
+                    "pro",
+                    T0 + timedelta(days=s % 7),
+                    region_code=("ID", "XX", None)[s % 3],
+                    allow_overage_billing=s % 5 != 4,
+                    coupon_code="HALF" if s % 4 == 1 else None,
+                )
+                period = month(n)
+                share = Fraction(1)
+                if n == 0:
+                    period = Period(sub.start_at, month(0).end)
+                    share = Fraction(int((period.end - period.start).total_seconds()), 31 * 86400)
+                closed = ClosedPeriod(sub, PLAN, period, share, False, "period_end")
+                late: tuple[LateUsage, ...] = ()
+                if n and s % late_every == 0:
+                    before = usage_of(s, n - 1)
+                    previous = Period(sub.start_at, month(0).end) if n == 1 else month(n - 1)
+                    late = (
+                        LateUsage(previous, "api_calls", before["api_calls"] + 500 + s),
+                        LateUsage(previous, "storage_gb", before["storage_gb"]),
+                    )
+                finalized_at = period.end + timedelta(hours=1)
+                out.append(Case(closed, terms(f"t{tenant}"), usage_of(s, n), finalized_at, late))
+    return out
+
+
+class Reader:
+    def __init__(self, case: Case) -> None:
+        p = case.closed.period
+        sub = case.closed.subscription.id
+        self.known = {(sub, m, p.start, p.end): q for m, q in case.usage.items()}
+        self.known |= {(sub, u.metric_code, u.period.start, u.period.end): u.quantity for u in case.late}
+
+    def quantities(self, requests: Sequence[UsageRequest]) -> list[Decimal]:
+        return [self.known[(r.subscription_id, r.metric_code, r.start, r.end)] for r in requests]
+
+
+def reference(all_cases: Sequence[Case], ledger: Ledger | None = None) -> list[Invoice]:
+    """InvoiceService called directly, in message order, on the memory ledger."""
+    ledger = ledger or MemoryLedger()
+    invoices = []
+    for case in all_cases:
+        service = InvoiceService(ledger, Reader(case), case.terms)
+        late = {u.period.start for u in case.late}
+        invoices.append(service.close_period(case.closed, case.finalized_at, late))
+    return invoices
+
+
+def produce(bootstrap: str, topic: str, values: Sequence[tuple[str, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+    for key, value in values:
+        producer.produce(topic, value, key=key)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
+def dead_letters(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[dict[str, Any]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    letters: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(letters) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None and message.value() is not None:
+                letters.append(messages.read_dead_letter(message.value()))  # type: ignore[arg-type]
+    finally:
+        consumer.close()
+    return letters
+
+
+def invoices_in(url: str) -> list[Invoice]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tenants = sorted(row[0] for row in connection.execute(select(t.invoices.c.tenant_id).distinct()))
+        with PostgresLedger(engine).session() as session:
+            return [i for tenant in tenants for i in session.list_invoices(tenant)]
+    finally:
+        engine.dispose()
+
+
+def outbox_rows(url: str) -> list[tuple[str, str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(t.outbox.c.key, t.outbox.c.payload["invoice_number"].astext).where(
+                    t.outbox.c.topic == INVOICE_FINALIZED
+                )
+            ).all()
+        return [(row[0], row[1]) for row in rows]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def worker_for(kafka_broker: Any, pg_url: str) -> Iterator[Any]:
+    made: list[InvoiceWorker] = []
+    engine = create_engine(pg_url)
+
+    def make(topic: str, dlq: str, group: str = "billing-invoicer") -> InvoiceWorker:
+        settings = InvoiceWorkerSettings(
+            kafka_broker.bootstrap, group_id=f"{group}-{topic}", topic=topic, dead_letter_topic=dlq, batch_wait_s=0.2
+        )
+        worker = InvoiceWorker(settings, PostgresLedger(engine))
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        with contextlib.suppress(RuntimeError):  # closed already
+            worker.close()
+    engine.dispose()
+
+
+def drain(worker: InvoiceWorker, until: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "the worker did not finish in time"
+        worker.run_once()
+    for _ in range(3):  # anything left would show up now
+        worker.run_once()
+
+
+def test_messages_become_the_invoices_of_a_direct_call_and_redelivery_changes_nothing(
+    kafka_broker: Any, pg_url: str, worker_for: Any
+) -> None:
+    all_cases = cases(tenants=2, subscriptions=6, periods=3)
+    expected = [invoice_to_dict(i) for i in reference(all_cases)]
+    assert any(line["type"] == "ADJUSTMENT" for e in expected for line in e["line_items"])
+    assert any(line["type"] == "DISCOUNT" for e in expected for line in e["line_items"])
+    topic, dlq = kafka_broker.new_topic("rating.results"), kafka_broker.new_topic("rating.dlq")
+    values = [(c.closed.subscription.id, write_rating_result(c.rating())) for c in all_cases]
+    produce(kafka_broker.bootstrap, topic, values + values[:5])  # the first five delivered twice
+    worker = worker_for(topic, dlq)
+    drain(worker, lambda: len(invoices_in(pg_url)) >= len(expected))
+
+    found = sorted((invoice_to_dict(i) for i in invoices_in(pg_url)), key=lambda d: d["invoice_number"])
+    assert found == sorted(expected, key=lambda d: d["invoice_number"])
+    assert sorted(outbox_rows(pg_url)) == sorted((e["subscription_id"], e["invoice_number"]) for e in expected)
+    assert worker.metrics.messages.labels(outcome="finalized")._value.get() == len(expected)
+    assert worker.metrics.messages.labels(outcome="redelivered")._value.get() == 5
+
+    # every message again, to a worker of a new group: nothing changes
+    again = worker_for(topic, dlq, group="replay")
+    drain(again, lambda: again.metrics.messages.labels(outcome="redelivered")._value.get() >= len(values) + 5)
+    assert sorted((invoice_to_dict(i) for i in invoices_in(pg_url)), key=lambda d: d["invoice_number"]) == found
+    assert len(outbox_rows(pg_url)) == len(expected)
+    assert again.metrics.messages.labels(outcome="finalized")._value.get() == 0
+
+
+def test_bad_messages_are_dead_lettered_with_their_reason_and_the_rest_invoiced(
+    kafka_broker: Any, pg_url: str, worker_for: Any
+) -> None:
+    good = cases(tenants=1, subscriptions=3, periods=1)
+    lying = avro_codec.decode(RATING_RESULT, write_rating_result(good[0].rating()))
+    lying["items"][0]["amount"]["amount_minor"] += 1
+    unknown = Case(
+        good[1].closed,
+        good[1].terms,
+        good[1].usage,
+        good[1].finalized_at,
+        (LateUsage(month(5), "api_calls", Decimal(1)),),
+    )
+    topic, dlq = kafka_broker.new_topic("rating.results"), kafka_broker.new_topic("rating.dlq")
+    produce(
+        kafka_broker.bootstrap,
+        topic,
+        [
+            ("x", b"\x00\x00\x00\x00\x01garbage"),
+            ("sub", avro_codec.encode(RATING_RESULT, lying)),
+            *[(c.closed.subscription.id, write_rating_result(c.rating())) for c in good],
+            (unknown.closed.subscription.id, write_rating_result(unknown.rating())),
+        ],
+    )
+    worker = worker_for(topic, dlq)
+    drain(worker, lambda: worker.metrics.messages.labels(outcome="dead_lettered")._value.get() >= 2)
+    letters = dead_letters(kafka_broker.bootstrap, dlq, 2)
+    assert [(d["reason"], d["field"]) for d in letters] == [
+        ("undecodable", None),
+        ("invalid_rating_result", "items[0].amount"),
+    ]
+    assert letters[0]["original"] == b"\x00\x00\x00\x00\x01garbage" and letters[0]["source_topic"] == topic
+    assert letters[1]["original_key"] == b"sub" and letters[1]["source_offset"] == 1
+    # a late period the ledger never billed has no billed rows: no adjustment, no error
+    found = {i.subscription_id: invoice_to_dict(i) for i in invoices_in(pg_url)}
+    assert found == {i.subscription_id: invoice_to_dict(i) for i in reference(good)}
+
+
+def test_usage_the_ledger_asks_for_and_the_message_lacks_is_named_in_a_dead_letter(
+    kafka_broker: Any, pg_url: str, worker_for: Any
+) -> None:
+    first, second = cases(tenants=1, subscriptions=1, periods=2)
+    assert second.late
+    missing = Case(second.closed, second.terms, second.usage, second.finalized_at, second.late[:1])
+    topic, dlq = kafka_broker.new_topic("rating.results"), kafka_broker.new_topic("rating.dlq")
+    key = first.closed.subscription.id
+    produce(kafka_broker.bootstrap, topic, [(key, write_rating_result(c.rating())) for c in (first, missing)])
+    worker = worker_for(topic, dlq)
+    drain(worker, lambda: worker.metrics.messages.labels(outcome="dead_lettered")._value.get() >= 1)
+    [letter] = dead_letters(kafka_broker.bootstrap, dlq, 1)
+    assert letter["reason"] == "not_invoiceable" and letter["field"] == "late_usage"
+    assert "storage_gb of t0-sub00000" in letter["detail"]
+    assert [i.period.start for i in invoices_in(pg_url)] == [first.closed.period.start]
+    assert len(outbox_rows(pg_url)) == 1
