@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoicer.add_argument("--batch-max", type=int, default=500, help="messages per ledger transaction")
     invoicer.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     invoicer.add_argument("--log-level", default="info")
+    invoicer.add_argument("--topic-prefix", default="", help="prefix of its topic names and consumer group")
     invoicer.set_defaults(run=_invoicer)
 
     from billing.produce import add_produce_command

@@ -21,11 +21,18 @@ def run_invoicer(args: Any) -> int:
 
     logging_setup(args.log_level)
     bootstrap = bootstrap_servers(args.bootstrap)
-    ensure_topics(bootstrap, args.partitions, topics=[RATING_RESULTS, RATING_DLQ])
+    prefix = args.topic_prefix
+    ensure_topics(bootstrap, args.partitions, topics=[prefix + RATING_RESULTS, prefix + RATING_DLQ])
     url = ledger_url(Path(args.data_dir))
     migrate(url)
     engine = create_engine(url, pool_pre_ping=True)
-    settings = InvoiceWorkerSettings(bootstrap, batch_max=args.batch_max, metrics_port=args.metrics_port)
+    settings = InvoiceWorkerSettings(
+        bootstrap,
+        group_id=prefix + "billing-invoicer",
+        topic=prefix + RATING_RESULTS,
+        batch_max=args.batch_max,
+        metrics_port=args.metrics_port,
+    )
     worker = InvoiceWorker(settings, PostgresLedger(engine))
     if settings.metrics_port:
         serve(worker.metrics.registry, settings.metrics_port)
