@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ from invoicing.ports import UsageRequest
 from invoicing.service import BillingTerms, InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
 from rating.periods import epoch_ms
+from streams.clickhouse.store import EXACT
+from streams.operators.intervals import assemble, plan_read
 
 PERIOD_START = datetime(2026, 1, 1, tzinfo=UTC)  # the billed period: January 2026
 OPEN_START = datetime(2026, 2, 1, tzinfo=UTC)  # the latency subscription's open period: February 2026
@@ -320,6 +322,7 @@ def latency(stores: Stores, events: int, reads: int, seed: int) -> None:
         f"{len(ms)} reads: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms (aim: p99 < 50 ms); "
         f"quantity {quantity} = SQL sum of the raw events"
     )
+    split_read(stores, subscription_id, epoch_ms(OPEN_START), last_ms + 1)
 
 
 def run_billing(stores: Stores, tag: str, args: argparse.Namespace) -> None:
@@ -353,6 +356,37 @@ def run_billing(stores: Stores, tag: str, args: argparse.Namespace) -> None:
         f"COPY of the same rows ({len(invoices):,} invoices + {line_count:,} line items) into the same "
         f"PostgreSQL: {copy_s:.2f} s = {copy_rate:,.0f} invoices/s; billing run / COPY = {rate / copy_rate:.3f}"
     )
+
+
+def split_read(stores: Stores, subscription_id: str, start_ms: int, end_ms: int, repeat: int = 30) -> None:
+    """The parts of one read, each timed alone: the two queries ``totals`` makes (through the
+    store's own methods) and the merge in Python, beside a trivial query for the client's floor."""
+    store = stores.usage
+    plan = plan_read(start_ms, end_ms)
+    bucket_span = [(0, subscription_id, METRICS[0].code, *plan.buckets)]
+    edge_span = [(1, subscription_id, METRICS[0].code, *plan.right)]
+    buckets = store._bucket_totals(bucket_span)
+    edges = store._edge_points(edge_span)
+
+    def merge() -> None:
+        with localcontext(EXACT):
+            assemble((), [buckets[0]], edges.get(1, ()))
+
+    def p50(action: Any) -> float:
+        seconds = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            action()
+            seconds.append(time.perf_counter() - started)
+        return statistics.median(seconds) * 1000
+
+    parts = {
+        "bucket query": lambda: store._bucket_totals(bucket_span),
+        "edge query": lambda: store._edge_points(edge_span),
+        "merge in Python": merge,
+        "SELECT 1 (client floor)": lambda: store.client.query("SELECT 1"),
+    }
+    print("  read split, p50 of " + str(repeat) + ": " + ", ".join(f"{k} {p50(v):.1f} ms" for k, v in parts.items()))
 
 
 # -- main -------------------------------------------------------------------------------------------
