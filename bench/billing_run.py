@@ -209,7 +209,7 @@ LINE_COLUMNS = (
 def copy_tables(stores: Stores) -> Iterator[Any]:
     """Tables shaped like invoices and invoice_line_items (same columns, keys and indexes), dropped after."""
     raw = stores.engine.raw_connection()
-    connection = raw.driver_connection
+    connection: Any = raw.driver_connection  # psycopg
     try:
         with connection.cursor() as cursor:
             cursor.execute("CREATE TABLE bench_copy_invoices (LIKE invoices INCLUDING ALL)")
