@@ -88,7 +88,7 @@ def usage_of(sub: int, period: int) -> dict[str, Decimal]:
     }
 
 
-def cases(tenants: int, subscriptions: int, periods: int, late_every: int = 3) -> list[Case]:
+def cases(tenants: int, subscriptions: int, periods: int, late_every: int = 3, prefix: str = "") -> list[Case]:
     """``subscriptions`` per tenant, ``periods`` monthly periods each (the first prorated, some with a
     coupon, some regions with their own tax, some overage not allowed), in closing order; every
     ``late_every``-th subscription's later periods carry late usage of the previous period."""
@@ -96,10 +96,10 @@ def cases(tenants: int, subscriptions: int, periods: int, late_every: int = 3) -
     for n in range(periods):
         for tenant in range(tenants):
             for s in range(subscriptions):
-                sub_id = f"t{tenant}-sub{s:05d}"
+                sub_id = f"{prefix}t{tenant}-sub{s:05d}"
                 sub = Subscription(
                     sub_id,
-                    f"t{tenant}",
+                    f"{prefix}t{tenant}",
                     "pro",
                     T0 + timedelta(days=s % 7),
                     region_code=("ID", "XX", None)[s % 3],
@@ -121,7 +121,7 @@ def cases(tenants: int, subscriptions: int, periods: int, late_every: int = 3) -
                         LateUsage(previous, "storage_gb", before["storage_gb"]),
                     )
                 finalized_at = period.end + timedelta(hours=1)
-                out.append(Case(closed, terms(f"t{tenant}"), usage_of(s, n), finalized_at, late))
+                out.append(Case(closed, terms(f"{prefix}t{tenant}"), usage_of(s, n), finalized_at, late))
     return out
 
 
