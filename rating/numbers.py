@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from fractions import Fraction
 
@@ -14,19 +15,25 @@ QUANTUM = Decimal(1).scaleb(-SCALE)
 LIMIT = Decimal(10) ** 26
 """Magnitudes from here on do not fit ``Decimal128(12)``."""
 _EXACT = Context(prec=60)
+"""Wide enough for any value below ``LIMIT`` at 12 places (38 digits); values are bounded before use."""
 _SAFE_INT = 2**53
+_PLAIN = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+"""A plain decimal string: ASCII digits, an optional point and exponent; no ``_`` grouping, no NaN/Infinity."""
 
 
 def decimal_from_double(value: float, field: str = "value") -> Decimal:
     """Read a double as the shortest decimal that round-trips it, rounded half-even to 12 places."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidValue(field, f"expected a number, got {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, int):
+        return _bounded(Decimal(value), field)  # an int is exact as it is (``int.is_integer`` is 3.12+)
+    if not math.isfinite(value):
         raise InvalidValue(field, f"must be finite, got {value}")
     if value.is_integer() and -_SAFE_INT < value < _SAFE_INT:
         return Decimal(int(value))  # whole numbers (most counters) are exact as they are
-    exact = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-    return _bounded(exact.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT).normalize(_EXACT), field)
+    # Bound before rounding: quantizing 1e300 to 12 places would need 313 digits.
+    shortest = _bounded(Decimal(repr(value)), field)
+    return _bounded(shortest.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT).normalize(_EXACT), field)
 
 
 def parse_decimal(text: object, field: str, *, allow_negative: bool = False) -> Decimal:
@@ -38,14 +45,18 @@ def parse_decimal(text: object, field: str, *, allow_negative: bool = False) -> 
     if isinstance(text, int):
         number = Decimal(text)
     elif isinstance(text, str):
+        if _PLAIN.fullmatch(text.strip()) is None:  # Decimal() also takes '1_000', 'NaN', non-ASCII digits
+            raise InvalidValue(field, f"not a decimal number: {text!r}")
         try:
             number = Decimal(text.strip())
-        except InvalidOperation:
+        except InvalidOperation:  # an exponent beyond what Decimal can hold
             raise InvalidValue(field, f"not a decimal number: {text!r}") from None
     else:
         raise InvalidValue(field, f"expected a decimal string, got {type(text).__name__}")
     if not number.is_finite():
         raise InvalidValue(field, f"must be finite, got {text!r}")
+    # Bound first: the exactness check below is then within the 60-digit context for any input length.
+    _bounded(number, field)
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -SCALE and number != number.quantize(QUANTUM, context=_EXACT):
         raise InvalidValue(field, f"at most {SCALE} fractional digits, got {text!r}")
@@ -55,7 +66,7 @@ def parse_decimal(text: object, field: str, *, allow_negative: bool = False) -> 
 
 
 def _bounded(number: Decimal, field: str) -> Decimal:
-    if abs(number) >= LIMIT:
+    if number.copy_abs() >= LIMIT:  # copy_abs is exact; abs() rounds to the ambient context's 28 digits
         raise InvalidValue(field, f"magnitude must be below 1e26, got {number}")
     return number
 

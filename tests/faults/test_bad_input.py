@@ -6,7 +6,6 @@ import copy
 import json
 import subprocess
 import sys
-from decimal import InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -259,23 +258,12 @@ CRASHES = [
         "plans[0].base_price",
         1e300,
         "plans[0].base_price",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG rating/numbers.py decimal_from_double: a huge YAML/JSON number raises "
-            "decimal.InvalidOperation; `billing simulate` dies with a traceback (exit 1) instead of exit 2 "
-            "naming the field",
-        ),
         id="huge-number-price",
     ),
     pytest.param(
         "plans[0].meters[0].tiers[0].unit_price",
         "1" * 50 + ".0000000000001",
         "plans[0].meters[0].tiers[0].unit_price",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG rating/numbers.py parse_decimal: the 12-place check quantizes in a 60-digit context and raises "
-            "decimal.InvalidOperation for a long value; `billing simulate` exits 1 with a traceback",
-        ),
         id="long-decimal-with-13-places",
     ),
     pytest.param(
@@ -391,13 +379,6 @@ ONE_BAD = [
         UsageEvent("c6", "t1", "s", "calls", 1e300, BASE_MS, "c6", {}),
         Reason.INVALID_VALUE,
         "value",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=InvalidOperation,
-            reason="BUG: an oversized double (≥1e48) makes rating/numbers.py decimal_from_double raise "
-            "decimal.InvalidOperation out of streams/operators/validate.py validate() (which catches only "
-            "InvalidValue): the pipeline raises instead of dead-lettering, so one bad event stops a worker",
-        ),
         id="oversized-1e300",
     ),
 ]
