@@ -131,6 +131,9 @@ class Simulation:
         self.finalized: dict[str, list[Period]] = defaultdict(list)
         self.late: dict[str, set[datetime]] = defaultdict(set)
         self.trial_checks: set[str] = set()
+        self.trial_arrivals = False
+        """An event arrived for a trial with a balance since the last check: the driver must flush
+        (over Kafka, events are accepted, and ``accepted`` called, only when it flushes)."""
         self.invoices: list[Invoice] = []
         self._timeline: list[tuple[datetime, int, int, int, Any]] = []
         self._seq = 0
@@ -163,6 +166,9 @@ class Simulation:
 
     def _arrive(self, event: ScenarioEvent) -> None:
         self.arrived += 1
+        cycle = self.cycles.get(event.subscription_id)
+        if cycle is not None and cycle.is_trial and cycle.subscription.trial_balance is not None:
+            self.trial_arrivals = True
         if self.on_event is not None and self.arrived % 10_000 == 0:
             self.on_event(self.arrived)
         self.pipeline.process(
@@ -180,9 +186,11 @@ class Simulation:
 
     def _check_trials(self) -> None:
         """End a trial whose rated usage reached its balance, right after the event that reached it."""
+        if self.trial_arrivals:
+            self.pipeline.flush()
+            self.trial_arrivals = False
         if not self.trial_checks:
             return
-        self.pipeline.flush()
         for subscription_id in sorted(self.trial_checks, key=self.order.__getitem__):
             cycle = self.cycles[subscription_id]
             if not cycle.is_trial or cycle.period is None or cycle.subscription.trial_balance is None:
