@@ -68,13 +68,14 @@ def local_to_utc(local: datetime, timezone: str) -> datetime:
 
 
 def _local_to_utc(local: datetime, tz: ZoneInfo) -> datetime:
-    """A wall-clock time to UTC; a time inside a DST gap moves forward by the gap."""
-    aware = local.replace(tzinfo=tz, fold=0)
-    as_utc = aware.astimezone(UTC)
-    if as_utc.astimezone(tz).replace(tzinfo=None) != local:
-        # Nonexistent local time: the later reading of the offset puts it after the gap.
-        as_utc = local.replace(tzinfo=tz, fold=1).astimezone(UTC)
-    return as_utc
+    """A wall-clock time to UTC; a time inside a DST gap moves forward by the gap.
+
+    ``fold=0`` (PEP 495) reads a wall time with the offset in force before a transition. In a gap
+    that is the offset before the clocks jumped, so the instant lands the gap's length later on the
+    wall clock (02:30 on a New York spring-forward day is 07:30 UTC, 03:30 EDT); in an overlap it
+    is the first of the two readings. ``fold=1`` would put a gap time *before* the gap (01:30 EST).
+    """
+    return local.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
 def _add_months(local: datetime, months: int, anchor_day: int) -> datetime:

@@ -35,13 +35,6 @@ def wall(*args: int) -> datetime:
     return utc(*args).replace(tzinfo=None)
 
 
-GAP_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG rating/periods.py _local_to_utc: a local time in a DST gap is retried with fold=1, which for a gap "
-    "is the EARLIER instant (PEP 495), so 02:30 on 2026-03-08 New York becomes 01:30 EST instead of 03:30 EDT",
-)
-
-
 def boundaries(anchor: datetime, interval: BillingInterval, n: int, timezone: str = "UTC") -> list[datetime]:
     return [boundary(anchor, interval, i, timezone) for i in range(n)]
 
@@ -108,7 +101,6 @@ def test_monthly_across_dst_in_new_york_keeps_local_midnight() -> None:
     assert (april - march) == timedelta(days=31, hours=-1)
 
 
-@GAP_BUG
 def test_a_local_time_in_the_dst_gap_moves_forward() -> None:
     # 02:30 on 2026-03-08 does not exist in New York; it reads as 03:30 EDT.
     assert local_to_utc(wall(2026, 3, 8, 2, 30), "America/New_York") == utc(2026, 3, 8, 7, 30)
@@ -116,6 +108,33 @@ def test_a_local_time_in_the_dst_gap_moves_forward() -> None:
     assert local_to_utc(wall(2026, 3, 8, 1, 59), "America/New_York") < local_to_utc(
         wall(2026, 3, 8, 2, 0), "America/New_York"
     )
+
+
+@pytest.mark.parametrize(
+    ("timezone", "in_gap", "expected", "gap"),
+    [
+        ("America/New_York", wall(2026, 3, 8, 2, 0), utc(2026, 3, 8, 7, 0), timedelta(hours=1)),
+        ("America/New_York", wall(2026, 3, 8, 2, 59, 59), utc(2026, 3, 8, 7, 59, 59), timedelta(hours=1)),
+        ("Europe/London", wall(2026, 3, 29, 1, 30), utc(2026, 3, 29, 1, 30), timedelta(hours=1)),
+        ("Australia/Lord_Howe", wall(2026, 10, 4, 2, 15), utc(2026, 10, 3, 15, 45), timedelta(minutes=30)),
+        ("Pacific/Apia", wall(2011, 12, 30, 12, 0), utc(2011, 12, 30, 22, 0), timedelta(days=1)),  # a skipped day
+    ],
+)
+def test_a_time_in_any_gap_reads_the_gap_length_later_on_the_wall_clock(
+    timezone: str, in_gap: datetime, expected: datetime, gap: timedelta
+) -> None:
+    instant = local_to_utc(in_gap, timezone)
+    assert instant == expected
+    assert instant.astimezone(zone(timezone)).replace(tzinfo=None) == in_gap + gap
+
+
+def test_the_gap_minutes_land_on_the_hour_after_the_gap_never_before_it() -> None:
+    minutes = [wall(2026, 3, 8) + timedelta(minutes=m) for m in range(24 * 60)]
+    instants = [local_to_utc(m, "America/New_York") for m in minutes]
+    before, gap, after = instants[:120], instants[120:180], instants[180:]
+    assert before == sorted(before) and after == sorted(after)
+    assert gap == after[:60]  # 02:xx reads as 03:xx EDT, minute for minute
+    assert max(before) < min(gap)
 
 
 def test_local_times_outside_the_gap() -> None:
@@ -129,7 +148,6 @@ def test_an_ambiguous_local_time_takes_the_first_reading() -> None:
     assert local_to_utc(wall(2026, 11, 1, 1, 30), "America/New_York") == utc(2026, 11, 1, 5, 30)
 
 
-@GAP_BUG
 def test_an_anchor_in_the_gap_month_moves_forward_only_that_month() -> None:
     anchor = local_to_utc(wall(2026, 2, 8, 2, 30), "America/New_York")  # 02:30 EST
     march, april = boundaries(anchor, MONTH, 3, "America/New_York")[1:]

@@ -100,11 +100,6 @@ def test_accumulator_state_round_trips() -> None:
     assert (again.position, again.version) == (42, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (same root as rating/periods.py _local_to_utc): in a zone whose DST starts at midnight, local "
-    "midnight is in the gap and resolves an hour EARLY, so 23:00-24:00 on the eve falls in the next day's window",
-)
 def test_day_windows_where_dst_starts_at_midnight() -> None:
     # Havana springs forward at 00:00 on 2026-03-08 (CST −5 → CDT −4): that day starts at 01:00 CDT = 05:00 UTC.
     eve = ms(2026, 3, 8, 4, 30)  # 23:30 CST on 2026-03-07
