@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, MutableMapping
-from datetime import UTC
+from datetime import UTC, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 from rating.aggregations import Point, WindowTotals
 from rating.catalog import Aggregation, Metric
-from rating.periods import add_local_days, from_epoch_ms, local_to_utc, zone
 from rating.periods import epoch_ms as to_ms
+from rating.periods import from_epoch_ms, local_to_utc, zone
 
 BUCKET_MS = 15 * 60 * 1000
 POSITIONS_PER_OFFSET = 1 << 16
@@ -50,13 +50,13 @@ def rollup_windows(bucket_ms: int, timezone: str) -> tuple[tuple[Granularity, in
     hour = local.replace(minute=0, second=0, microsecond=0)  # keeps the fold: DST repeats stay apart
     hour_start = to_ms(hour.astimezone(UTC))
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
-    day_start = local_to_utc(midnight, timezone)
+    day_start = local_to_utc(midnight, timezone)  # 01:00 where DST starts at midnight (Havana)
     month_first = midnight.replace(day=1)
     next_month = month_first.replace(year=month_first.year + month_first.month // 12, month=month_first.month % 12 + 1)
     return (
         (Granularity.QUARTER, bucket_ms, bucket_ms + BUCKET_MS),
         (Granularity.HOUR, hour_start, hour_start + 3_600_000),
-        (Granularity.DAY, to_ms(day_start), to_ms(add_local_days(day_start, 1, timezone))),
+        (Granularity.DAY, to_ms(day_start), to_ms(local_to_utc(midnight + timedelta(days=1), timezone))),
         (Granularity.MONTH, to_ms(local_to_utc(month_first, timezone)), to_ms(local_to_utc(next_month, timezone))),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 
@@ -105,3 +106,32 @@ def test_day_windows_where_dst_starts_at_midnight() -> None:
     eve = ms(2026, 3, 8, 4, 30)  # 23:30 CST on 2026-03-07
     day = rollup_windows(eve - eve % Q, "America/Havana")[2]
     assert day == (Granularity.DAY, ms(2026, 3, 7, 5), ms(2026, 3, 8, 5))
+
+
+@pytest.mark.parametrize(
+    ("timezone", "first", "last"),
+    [
+        ("America/Havana", ms(2026, 3, 6), ms(2026, 3, 11)),  # DST starts at midnight
+        ("America/Havana", ms(2026, 10, 30), ms(2026, 11, 3)),  # and ends at 01:00
+        ("America/New_York", ms(2026, 3, 7), ms(2026, 3, 10)),
+        ("America/New_York", ms(2026, 10, 31), ms(2026, 11, 3)),
+        ("Asia/Kathmandu", ms(2026, 1, 30), ms(2026, 2, 2)),
+        ("Pacific/Apia", ms(2011, 12, 28), ms(2012, 1, 2)),  # 2011-12-30 did not happen there
+    ],
+)
+def test_day_and_month_windows_tile_time_across_dst(timezone: str, first: int, last: int) -> None:
+    for granularity in (Granularity.DAY, Granularity.MONTH):
+        windows = {
+            next((start, end) for g, start, end in rollup_windows(b, timezone) if g is granularity)
+            for b in range(first, last, Q)
+        }
+        for b in range(first, last, Q):
+            assert len([(s, e) for s, e in windows if s <= b < e]) == 1  # in exactly one window
+        ordered = sorted(windows)
+        assert all(end == start for (_, end), (start, _) in pairwise(ordered)), ordered
+
+
+def test_the_day_dst_starts_at_midnight_is_23_hours_long() -> None:
+    at = ms(2026, 3, 8, 12)
+    day = rollup_windows(at - at % Q, "America/Havana")[2]
+    assert day == (Granularity.DAY, ms(2026, 3, 8, 5), ms(2026, 3, 9, 4))  # 01:00 CDT to 00:00 CDT
