@@ -32,6 +32,7 @@ from invoicing.engine.subscriptions import (
 )
 from invoicing.ports import Ledger
 from invoicing.service import BillingTerms, InvoiceService
+from rating.errors import BillingError
 from rating.money import Money, to_minor
 from rating.periods import ONE_MS, Period, epoch_ms, from_epoch_ms
 from rating.rate import RatingResult
@@ -265,7 +266,7 @@ class Simulation:
     def _drain(self, until: datetime) -> None:
         """Process the timeline up to ``until``, in instant order."""
         while self._timeline and self._timeline[0][0] <= until:
-            when, kind, _, _, payload = heapq.heappop(self._timeline)
+            when, kind, rank, _, payload = heapq.heappop(self._timeline)
             if when > self.clock.now():
                 self._check_trials()
                 self.clock.advance_to(when)
@@ -283,7 +284,10 @@ class Simulation:
                 for closed in closing:
                     self._finalize(closed)
             else:
-                self._act(payload)
+                try:
+                    self._act(payload)
+                except BillingError as error:  # e.g. outside the open period: name the action
+                    raise error.at(f"actions[{rank}]") from None
 
     def run(self) -> SimulationResult:
         for subscription in self.scenario.subscriptions:

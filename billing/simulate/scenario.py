@@ -377,7 +377,7 @@ def _event(raw: object, path: str, index: int, tenant_id: str) -> ScenarioEvent:
 ACTIONS = ("change_plan", "credit_note", "cancel")
 
 
-def _action(raw: object, path: str, plans: Mapping[str, Plan], subscriptions: set[str]) -> Action:
+def _action(raw: object, path: str, plans: Mapping[str, Plan], subscriptions: Mapping[str, Subscription]) -> Action:
     f = _Fields(raw, path)
     kind = f.get("type", text, required=True)
     if kind not in ACTIONS:
@@ -388,9 +388,13 @@ def _action(raw: object, path: str, plans: Mapping[str, Plan], subscriptions: se
     plan_code = f.get("plan_code", text, required=kind == "change_plan")
     if plan_code is not None and plan_code not in plans:
         raise UnknownReference(f.name("plan_code"), f"no plan {plan_code!r}")
+    at = f.get("at", instant, required=True)
+    start_at = subscriptions[subscription_id].start_at
+    if kind != "credit_note" and at < start_at:  # a plan change or cancel needs an open period
+        raise InvalidValue(f.name("at"), f"{at.isoformat()} is before subscription {subscription_id!r} starts")
     return f.checked(
         Action(
-            at=f.get("at", instant, required=True),
+            at=at,
             type=kind,
             subscription_id=subscription_id,
             plan_code=plan_code,
@@ -426,7 +430,7 @@ def parse_scenario(raw: object) -> Scenario:
         "subscriptions",
     )
     events = tuple(_event(i, p, n, tenant_id) for n, (i, p) in enumerate(f.items("events")))
-    actions = tuple(_action(i, p, plans, set(subscriptions)) for i, p in f.items("actions"))
+    actions = tuple(_action(i, p, plans, subscriptions) for i, p in f.items("actions"))
     scenario = Scenario(
         tenant_id=tenant_id,
         metrics=tuple(metrics.values()),

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from billing.simulate import parse_scenario, result_to_dict, simulate_in_memory
+from billing.simulate.scenario import Action
 from rating.catalog import Aggregation, Metric, MetricType
+from rating.errors import BillingError
 from schemas import avro_codec
 from streams.clickhouse.store import ClickHouseDeadLetters, ClickHouseUsageStore
 from streams.inprocess import InProcessPipeline
@@ -270,23 +274,32 @@ CRASHES = [
         "actions[0]",
         {"at": "2025-12-01T00:00:00Z", "type": "change_plan", "subscription_id": "s1", "plan_code": "pro"},
         "actions[0].at",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG billing/simulate/runner.py _act: an action outside the subscription's open period (here "
-            "before start_at) fails at run time with InvalidValue('at') from invoicing/engine/subscriptions.py "
-            "_inside, so stderr says 'error: at: …' without the path actions[0].at",
-        ),
         id="action-before-the-subscription-starts",
+    ),
+    pytest.param(
+        "actions[1]",
+        {"at": "2025-12-31T23:59:59Z", "type": "cancel", "subscription_id": "s1"},
+        "actions[1].at",
+        id="cancel-before-the-subscription-starts",
     ),
 ]
 
 
 @pytest.mark.parametrize(("path", "value", "named"), CRASHES)
 def test_values_that_must_not_crash_exit_2_naming_the_field(tmp_path: Path, path: str, value: Any, named: str) -> None:
-    done = simulate(set_path(BASE, path, value), tmp_path)
+    done = simulate(with_change(path, value), tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert done.stderr.startswith(f"error: {named}: "), done.stderr
+
+
+def test_an_action_the_engine_refuses_at_run_time_is_named_by_its_index() -> None:
+    # past the loader's check (a Scenario built in code): the runner names the action, not a bare 'at'
+    early = Action(at=datetime(2025, 12, 1, tzinfo=UTC), type="change_plan", subscription_id="s1", plan_code="pro")
+    scenario = dataclasses.replace(parse_scenario(BASE), actions=(*parse_scenario(BASE).actions, early))
+    with pytest.raises(BillingError) as caught:
+        simulate_in_memory(scenario)
+    assert caught.value.field == "actions[1].at"
 
 
 @pytest.mark.parametrize("text", ["", "[1, 2", "just a string", "- a\n- b"])
