@@ -1,9 +1,28 @@
 """Benchmark: usage from produce to queryable in ClickHouse through the real broker, the Faust
-worker and the sink, one event per message and batched; each printed with the ratio to a raw
-confluent-kafka consumer reading the same topic in the same run; then event-to-queryable latency
-p50/p99 at half the batched peak rate.
+worker (``billing worker``) and the sink (``billing sink``, embedded chDB).
 
-    python bench/kafka_pipeline.py [--events 100000] [--batch 100] [--partitions 4]
+One broker for the whole run; each measurement runs its own worker and sink on topics of its own
+(``--topic-prefix``, ``--app-id``), so runs never see each other's data:
+
+1. one event per message, as fast as the pipeline goes;
+2. batched messages (``--batch`` events of one subscription per message), as fast as it goes;
+3. batched messages paced at half the rate measured in 2: event-to-queryable latency p50/p99.
+
+Each throughput is printed with the ratio to a raw confluent-kafka consumer reading the same
+topic (the same messages, not decoded) in the same run: the floor any Kafka consumer pays here.
+
+"Produce to queryable": the clock starts when the first message is handed to the producer and
+stops when the sink has committed (after writing to chDB) every output the worker made of the
+last message. The worker commits every ``--commit-interval`` seconds, so the bench watches the
+sink's commits continuously and, once the worker's commit shows it has flushed everything, takes
+the first moment the sink had covered those outputs. Messages are encoded before the clock starts
+(the producing client's CPU is not the pipeline's); the producer is confluent-kafka with the
+SDK's settings (``streams.kafka.producer.TUNING``: idempotent, ``acks=all``, lz4).
+
+Latency is the sink's: for every window row it writes, the seconds from the Kafka timestamp of
+the source message that last changed it (carried by the worker) to the sink's commit.
+
+    python bench/kafka_pipeline.py [--events 15000] [--single-events 5000] [--batch 100]
 """
 
 from __future__ import annotations
@@ -11,24 +30,35 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import statistics
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
+from schemas import avro_codec
 from streams.generate import generate
-from streams.kafka.producer import UsageProducer, ensure_topics
-from streams.kafka.worker import USAGE_ACCEPTED, USAGE_EVENTS, USAGE_WINDOWS
+from streams.kafka import messages
+from streams.kafka.producer import TUNING
+from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
+from streams.operators.records import UsageEvent
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE_MS = 1_767_225_600_000
+BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SUBSCRIPTIONS = [f"sub_{n:05d}" for n in range(1000)]
 METRICS = ["api_calls", "storage_gb", "active_users"]
+SINK_GROUP = "billing-sink"  # the sink's consumer group (not configurable on its command line)
+WAIT_S = 180.0
+"""A run that has not caught up after this many seconds past its last message fails."""
 
 spec = importlib.util.spec_from_file_location("ops_kafka", ROOT / "ops" / "kafka.py")
 assert spec is not None and spec.loader is not None
@@ -58,157 +88,388 @@ def catalog(path: Path) -> Path:
     return path
 
 
-def offsets(bootstrap: str, topic: str, partitions: int, group: str | None = None) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or "bench-probe"})
-    try:
-        if group is None:
-            return sum(
-                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)
-            )
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return sum(max(0, tp.offset) for tp in tps)
-    finally:
-        consumer.close()
+def encode(events: Sequence[UsageEvent], batch: int) -> list[tuple[bytes, bytes, int]]:
+    """(key, value, events in it) per message, grouped as ``UsageProducer`` groups them: one event
+    per message, or ``batch`` events of one subscription (the rest at the end)."""
+    if batch == 1:
+        return [
+            (e.subscription_id.encode(), avro_codec.encode(messages.USAGE_EVENT, messages.usage_event_avro(e)), 1)
+            for e in events
+        ]
+    out: list[tuple[bytes, bytes, int]] = []
+    pending: dict[str, list[UsageEvent]] = {}
+
+    def emit(group: list[UsageEvent]) -> None:
+        value = avro_codec.encode(messages.USAGE_EVENT_BATCH, {"events": [messages.usage_event_avro(e) for e in group]})
+        out.append((group[0].subscription_id.encode(), value, len(group)))
+
+    for event in events:
+        group = pending.setdefault(event.subscription_id, [])
+        group.append(event)
+        if len(group) == batch:
+            emit(pending.pop(event.subscription_id))
+    for group in pending.values():
+        emit(group)
+    return out
 
 
-def caught_up(bootstrap: str, partitions: int) -> bool:
-    if offsets(bootstrap, USAGE_EVENTS, partitions, "billing-usage") < offsets(bootstrap, USAGE_EVENTS, partitions):
-        return False
-    for topic in (USAGE_ACCEPTED, USAGE_WINDOWS):
-        if offsets(bootstrap, topic, partitions, "billing-sink") < offsets(bootstrap, topic, partitions):
-            return False
-    return True
+class Offsets:
+    """End offsets of topics and committed offsets of groups, through long-lived probe consumers
+    (they never subscribe, so they never join the groups they read)."""
+
+    def __init__(self, bootstrap: str, partitions: int) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.consumers: dict[str, Consumer] = {}
+
+    def _consumer(self, group: str) -> Consumer:
+        if group not in self.consumers:
+            self.consumers[group] = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        return self.consumers[group]
+
+    def ends(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        probe = self._consumer("bench-probe")
+        return {
+            (t, p): probe.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1]
+            for t in topics
+            for p in range(self.partitions)
+        }
+
+    def committed(self, group: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        wanted = [TopicPartition(t, p) for t in topics for p in range(self.partitions)]
+        for attempt in range(50):
+            try:
+                tps = self._consumer(group).committed(wanted, timeout=10)
+                return {(tp.topic, tp.partition): max(0, tp.offset) for tp in tps}
+            except KafkaException as error:  # a new group's coordinator is still loading: retriable
+                if not error.args[0].retriable() and error.args[0].code() != KafkaError.NOT_COORDINATOR:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        raise RuntimeError(f"no committed offsets of {group} from the broker")
+
+    def close(self) -> None:
+        for consumer in self.consumers.values():
+            consumer.close()
 
 
-def raw_consume(bootstrap: str, partitions: int, events_per_message: int) -> float:
-    """Baseline: a plain consumer reading (not decoding) the whole topic; events/s."""
-    total = offsets(bootstrap, USAGE_EVENTS, partitions)
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"raw-{time.monotonic_ns()}", "enable.auto.commit": False}
-    )
-    consumer.assign([TopicPartition(USAGE_EVENTS, p, 0) for p in range(partitions)])
-    started = time.perf_counter()
-    seen = 0
-    while seen < total:
-        seen += sum(1 for m in consumer.consume(10_000, timeout=1.0) if m.error() is None)
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return total * events_per_message / elapsed
+def covers(committed: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]) -> bool:
+    return all(committed.get(tp, 0) >= end for tp, end in ends.items())
 
 
-def run_mode(events: int, batch: int, partitions: int, rate: float | None = None) -> dict[str, float]:
-    """A fresh broker, worker and sink; produce ``events``; time until all are queryable."""
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
-        work = Path(tmp)
-        broker = ops_kafka.KafkaBroker(work / "kafka").start()
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "PYTHONPATH": str(ROOT)}
+@dataclass
+class Result:
+    events: int
+    messages: int
+    produce_s: float
+    elapsed_s: float
+    baseline_events_per_s: float
+    latencies: list[float]
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.elapsed_s
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+class Pipeline:
+    """``billing worker`` and ``billing sink`` on the topics of one prefix."""
+
+    def __init__(self, bootstrap: str, partitions: int, work: Path, name: str, commit_interval: float) -> None:
+        self.bootstrap, self.partitions, self.work, self.name = bootstrap, partitions, work, name
+        self.prefix = f"{name}."
+        self.app_id = f"bench-{name}"
+        self.topics = {t: self.prefix + t for t in (USAGE_EVENTS, USAGE_DLQ, USAGE_ACCEPTED, USAGE_WINDOWS)}
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        ensure_topics(admin, partitions, topics=list(self.topics.values()))
+        # Faust creates its changelog topics itself, but a worker's first batch on a brand-new
+        # cluster can race that creation (PartitionsMismatch: "... has 0 partitions"), which
+        # crashes the agent; an operator creates them up front, and so does the bench.
+        changelogs = [
+            NewTopic(f"{self.app_id}-{table}-changelog", partitions, 1, config={"cleanup.policy": "compact"})
+            for table in ("dedup", "windows")
+        ]
+        for future in admin.create_topics(changelogs, operation_timeout=30).values():
+            future.result()
+        self.latency_log = work / f"{name}-latency.txt"
+        python = [sys.executable, "-m", "billing.cli"]
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONPATH": str(ROOT)}
         env.pop("CLICKHOUSE_URL", None)
-        ensure_topics(broker.bootstrap, partitions)
-        latency_log = work / "latency.txt"
-        cmd = [sys.executable, "-m", "billing.cli"]
-        worker = subprocess.Popen(
+        common = ["--topic-prefix", self.prefix, "--log-level", "warning"]
+        self.worker_log = work / f"{name}-worker.log"
+        self.sink_log = work / f"{name}-sink.log"
+        self.worker = subprocess.Popen(
             [
-                *cmd,
+                *python,
                 "worker",
                 "--catalog",
-                str(catalog(work / "catalog.yaml")),
+                str(catalog(work / f"{name}-catalog.yaml")),
                 "--partitions",
                 str(partitions),
                 "--store",
                 "rocksdb",
                 "--data-dir",
-                str(work / "worker"),
+                str(work / f"{name}-worker"),
                 "--retention-days",
                 "3650",
+                "--app-id",
+                self.app_id,
+                "--commit-interval",
+                str(commit_interval),
+                *common,
             ],
             env=env,
+            cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=open(work / "worker.log", "wb"),  # noqa: SIM115
+            stderr=open(self.worker_log, "wb"),  # noqa: SIM115 - owned by the child
         )
-        sink = subprocess.Popen(
+        self.sink = subprocess.Popen(
             [
-                *cmd,
+                *python,
                 "sink",
                 "--data-dir",
-                str(work / "sink"),
+                str(work / f"{name}-sink"),
                 "--latency-log",
-                str(latency_log),
-                "--log-level",
-                "warning",
+                str(self.latency_log),
+                *common,
             ],
             env=env,
+            cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=open(work / "sink.log", "wb"),  # noqa: SIM115
+            stderr=open(self.sink_log, "wb"),  # noqa: SIM115
         )
-        try:
-            # warm up: one event through the whole path, so start-up is not measured
-            producer = UsageProducer(broker.bootstrap, batch_size=1)
-            producer.send_all(generate(1, SUBSCRIPTIONS, METRICS, start_ms=BASE_MS, seed=99))
-            producer.flush()
-            while (
-                not caught_up(broker.bootstrap, partitions) or offsets(broker.bootstrap, USAGE_WINDOWS, partitions) == 0
-            ):
-                time.sleep(0.5)
-            latency_log.unlink(missing_ok=True)
-            producer = UsageProducer(broker.bootstrap, batch_size=batch)
-            started = time.perf_counter()
-            for n, event in enumerate(generate(events, SUBSCRIPTIONS, METRICS, start_ms=BASE_MS, seed=1)):
-                producer.send(event)
-                if rate is not None and n % 500 == 0:
-                    ahead = n / rate - (time.perf_counter() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
-            producer.flush()
-            produced = time.perf_counter() - started
-            while not caught_up(broker.bootstrap, partitions):
-                time.sleep(0.2)
-            elapsed = time.perf_counter() - started
-            baseline = raw_consume(broker.bootstrap, partitions, batch)
-            samples = sorted(float(x) for x in latency_log.read_text().split()) if latency_log.exists() else [0.0]
-        finally:
-            for process in (worker, sink):
-                process.terminate()
-            for process in (worker, sink):
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            broker.stop(timeout=5)
-    return {
-        "events_per_s": events / elapsed,
-        "produce_s": produced,
-        "elapsed_s": elapsed,
-        "baseline_events_per_s": baseline,
-        "p50": statistics.median(samples),
-        "p99": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-    }
+        self.offsets = Offsets(bootstrap, partitions)
+
+    def processes(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        return [("worker", self.worker), ("sink", self.sink)]
+
+    def check(self) -> None:
+        """Fail loudly, with the logs, if the worker or the sink is gone or the agent crashed."""
+        crashed = "Crashed reason=" in self.worker_log.read_text(errors="replace")
+        for label, process, log in (("worker", self.worker, self.worker_log), ("sink", self.sink, self.sink_log)):
+            if process.poll() is not None or (label == "worker" and crashed):
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+                raise RuntimeError(f"{self.name}: the {label} failed (exit {process.poll()}):\n{tail}")
+
+    def wait_done(self, deadline: float) -> float:
+        """Wait until everything produced so far is queryable; returns the perf_counter time at
+        which the sink had committed all of it (to the probe interval, 20 ms)."""
+        source = [self.topics[USAGE_EVENTS]]
+        outputs = [self.topics[USAGE_ACCEPTED], self.topics[USAGE_WINDOWS]]
+        source_ends = self.offsets.ends(source)
+        history: list[tuple[float, dict[tuple[str, int], int]]] = []
+        output_ends: dict[tuple[str, int], int] | None = None
+        while True:
+            now = time.perf_counter()
+            history.append((now, self.offsets.committed(SINK_GROUP, outputs)))
+            if output_ends is None and covers(self.offsets.committed(self.app_id, source), source_ends):
+                # the worker flushes its outputs before it commits: these ends are final
+                output_ends = self.offsets.ends(outputs)
+            if output_ends is not None:
+                for at, committed in history:
+                    if covers(committed, output_ends):
+                        return at
+                history = history[-1:]
+            if now > deadline:
+                raise RuntimeError(f"{self.name}: not caught up after {WAIT_S:.0f} s")
+            if len(history) % 25 == 0:
+                self.check()
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.offsets.close()
+        for process in (self.worker, self.sink):
+            process.terminate()
+        for process in (self.worker, self.sink):
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def latencies(self) -> list[float]:
+        return [float(x) for x in self.latency_log.read_text().split()] if self.latency_log.exists() else []
+
+
+def profile(process: subprocess.Popen[bytes], out: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling ``process`` (native frames too) into ``out``.txt (collapsed stacks), or
+    nothing when profiling is off. py-spy is a developer tool, not a dependency: pip install it."""
+    if out is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw", "--native"]
+    return subprocess.Popen(
+        [*command, "--output", f"{out}.txt"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def produce(
+    bootstrap: str, topic: str, batch: list[tuple[bytes, bytes, int]], rate: float | None = None
+) -> tuple[float, float]:
+    """Produce ``batch`` (paced at ``rate`` events/s if given); returns (start, end) perf_counter
+    times: from the first message handed over to the last one acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, **TUNING})
+    failed: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            failed.append(error)
+
+    started = time.perf_counter()
+    sent = 0
+    for n, (key, value, count) in enumerate(batch):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        sent += count
+        if n % 64 == 0:
+            producer.poll(0)
+            if rate is not None:
+                ahead = sent / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    if producer.flush(60) or failed:
+        raise RuntimeError(f"produce failed: {failed[:3]}")
+    return started, time.perf_counter()
+
+
+def raw_consume(bootstrap: str, start: dict[tuple[str, int], int], events: int, total_messages: int) -> float:
+    """Baseline: a plain confluent-kafka consumer reading (not decoding) the measured messages,
+    from the ``start`` offsets on; events/s."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"raw-{time.monotonic_ns()}", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, offset) for (topic, p), offset in start.items()])
+    started = time.perf_counter()
+    seen = 0
+    while seen < total_messages:
+        # never ask for more than is left: consume() would wait out its timeout for the rest
+        wanted = min(10_000, total_messages - seen)
+        seen += sum(1 for m in consumer.consume(wanted, timeout=1.0) if m.error() is None)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return events / elapsed
+
+
+def run(
+    bootstrap: str,
+    work: Path,
+    name: str,
+    events: int,
+    batch: int,
+    partitions: int,
+    commit_interval: float,
+    rate: float | None = None,
+    profile_dir: Path | None = None,
+) -> Result:
+    workload = list(generate(events, SUBSCRIPTIONS, METRICS, start_ms=BASE_MS, seed=1))
+    encoded = encode(workload, batch)
+    warmup = encode(list(generate(200, SUBSCRIPTIONS, METRICS, start_ms=BASE_MS, seed=99)), 1)
+    pipeline = Pipeline(bootstrap, partitions, work, name, commit_interval)
+    topic = pipeline.topics[USAGE_EVENTS]
+    try:
+        # warm up: start-up, partition assignment and the first table writes are not measured
+        produce(bootstrap, topic, warmup)
+        pipeline.wait_done(time.perf_counter() + WAIT_S)
+        start = pipeline.offsets.ends([topic])
+        time.sleep(1.0)  # let the warm-up's last commits settle before the latency log is reset
+        pipeline.latency_log.unlink(missing_ok=True)
+        profilers = [
+            profile(process, profile_dir / f"{name}-{label}" if profile_dir else None)
+            for label, process in pipeline.processes()
+        ]
+        started, produced = produce(bootstrap, topic, encoded, rate)
+        done = pipeline.wait_done(produced + WAIT_S)
+        for profiler in profilers:
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(60)
+        latencies = pipeline.latencies()
+    finally:
+        pipeline.stop()
+    baseline = raw_consume(bootstrap, start, events, len(encoded))
+    return Result(events, len(encoded), produced - started, done - started, baseline, latencies)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--single-events", type=int, default=30_000, help="events for the one-per-message run")
-    parser.add_argument("--batch", type=int, default=100)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=15_000, help="events of the batched run")
+    parser.add_argument("--single-events", type=int, default=5_000, help="events of the one-per-message run")
+    parser.add_argument("--batch", type=int, default=100, help="events per message in the batched runs")
     parser.add_argument("--partitions", type=int, default=4)
-    args = parser.parse_args()
-    for label, events, batch in (
-        ("one event per message", args.single_events, 1),
-        (f"batched ({args.batch}/message)", args.events, args.batch),
-    ):
-        result = run_mode(events, batch, args.partitions)
-        ratio = result["events_per_s"] / result["baseline_events_per_s"]
-        print(
-            f"{label}: {result['events_per_s']:,.0f} events/s produce→queryable ({events:,} events, "
-            f"{result['elapsed_s']:.1f} s); raw consumer on the same topic {result['baseline_events_per_s']:,.0f} "
-            f"events/s; ratio {ratio:.3f}"
-        )
-    batched = result
-    half = batched["events_per_s"] / 2
-    paced = run_mode(max(args.events // 2, int(half * 20)), args.batch, args.partitions, rate=half)
-    print(
-        f"latency at half the batched peak ({half:,.0f} events/s): event→queryable p50 {paced['p50']:.3f} s, "
-        f"p99 {paced['p99']:.3f} s"
+    parser.add_argument("--latency-s", type=float, default=20.0, help="length of the paced run")
+    parser.add_argument("--commit-interval", type=float, default=1.0, help="the worker's --commit-interval")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the worker and the sink of each run into this directory (collapsed stacks)"
     )
+    parser.add_argument(
+        "--only", choices=("single", "batched"), help="only this throughput run (no latency run); for profiling"
+    )
+    args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
+        work = Path(tmp)
+        broker = ops_kafka.KafkaBroker(work / "kafka").start()
+        try:
+            results: list[Result] = []
+            for name, label, events, batch in (
+                ("single", "one event per message", args.single_events, 1),
+                ("batched", f"batched ({args.batch} events/message)", args.events, args.batch),
+            ):
+                if args.only not in (None, name):
+                    continue
+                result = run(
+                    broker.bootstrap,
+                    work,
+                    name,
+                    events,
+                    batch,
+                    args.partitions,
+                    args.commit_interval,
+                    profile_dir=args.profile,
+                )
+                results.append(result)
+                print(
+                    f"{label}: {result.events_per_s:,.0f} events/s produce→queryable "
+                    f"({events:,} events in {result.messages:,} messages, {result.elapsed_s:.2f} s; "
+                    f"producing took {result.produce_s:.2f} s); raw consumer on the same topic "
+                    f"{result.baseline_events_per_s:,.0f} events/s; ratio "
+                    f"{result.events_per_s / result.baseline_events_per_s:.2g}",
+                    flush=True,
+                )
+            if args.only:
+                return
+            half = results[-1].events_per_s / 2
+            paced = run(
+                broker.bootstrap,
+                work,
+                "paced",
+                int(half * args.latency_s),
+                args.batch,
+                args.partitions,
+                args.commit_interval,
+                rate=half,
+                profile_dir=args.profile,
+            )
+            print(
+                f"latency at half the batched peak ({half:,.0f} events/s offered, "
+                f"{paced.events_per_s:,.0f} events/s reached over {paced.events:,} events): "
+                f"event→queryable p50 {paced.percentile(0.5):.3f} s, p99 {paced.percentile(0.99):.3f} s, "
+                f"max {max(paced.latencies, default=float('nan')):.3f} s ({len(paced.latencies):,} window rows)",
+                flush=True,
+            )
+        finally:
+            broker.stop(timeout=10)
 
 
 if __name__ == "__main__":
