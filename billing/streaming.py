@@ -29,7 +29,8 @@ def bootstrap_servers(given: str | None) -> str:
 def catalog_of(scenario: Scenario) -> Catalog:
     metrics = {metric.code: metric for metric in scenario.metrics}
     subscriptions = {
-        sub.id: SubscriptionRef(sub.id, scenario.tenant_id, sub.timezone) for sub in scenario.subscriptions
+        sub.id: SubscriptionRef(sub.id, scenario.tenant_id, sub.timezone, epoch_ms(sub.start_at))
+        for sub in scenario.subscriptions
     }
     return Catalog(metrics.get, subscriptions.get)
 

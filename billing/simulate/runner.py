@@ -109,7 +109,9 @@ class Simulation:
         self.clock = TestClock(min((s.start_at for s in scenario.subscriptions), default=scenario.run_until))
         metrics = {m.code: m for m in scenario.metrics}
         self.order = {s.id: n for n, s in enumerate(scenario.subscriptions)}
-        self.refs = {s.id: SubscriptionRef(s.id, s.tenant_id, s.timezone) for s in scenario.subscriptions}
+        self.refs = {
+            s.id: SubscriptionRef(s.id, s.tenant_id, s.timezone, epoch_ms(s.start_at)) for s in scenario.subscriptions
+        }
         self.dead_letters = MemoryDeadLetters()
         self.catalog = Catalog(metrics.get, self.refs.get)
         self.pipeline: UsageDriver = (

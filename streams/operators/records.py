@@ -70,6 +70,8 @@ class Reason(StrEnum):
     """On Kafka: older than the dedup retention, so a duplicate could no longer be recognised."""
     WRONG_PARTITION = "wrong_partition"
     """On Kafka: the event's subscription belongs to another partition, where its state is."""
+    OUTSIDE_SUBSCRIPTION = "outside_subscription"
+    """Recorded before its subscription started: no period of it can ever bill the event."""
 
 
 @dataclass(frozen=True, slots=True)

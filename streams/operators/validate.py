@@ -13,11 +13,13 @@ from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionRef:
-    """What the pipeline must know of a subscription: its tenant and its calendar timezone."""
+    """What the pipeline must know of a subscription: its tenant, its calendar timezone and, when
+    known, when it starts (epoch ms; an event recorded before then is dead-lettered, not stored)."""
 
     id: str
     tenant_id: str
     timezone: str = "UTC"
+    start_ms: int | None = None
 
 
 DEFAULT_FUTURE_SKEW_MS = 5 * 60 * 1000
@@ -57,6 +59,13 @@ def validate(
     if event.recorded_at_ms > now_ms + max_future_skew_ms:
         return reject(
             Reason.FUTURE_TIMESTAMP, f"recorded_at is {event.recorded_at_ms - now_ms} ms ahead", "recorded_at"
+        )
+    if subscription.start_ms is not None and event.recorded_at_ms < subscription.start_ms:
+        # before retention: this reason depends on the event alone, not on when it is processed
+        return reject(
+            Reason.OUTSIDE_SUBSCRIPTION,
+            f"recorded_at is {subscription.start_ms - event.recorded_at_ms} ms before the subscription starts",
+            "recorded_at",
         )
     if oldest_ms is not None and event.recorded_at_ms < oldest_ms:
         return reject(

@@ -476,13 +476,7 @@ SCENARIO_BAD_EVENTS = [
         scenario_event(recorded_at="2025-12-31T23:59:59Z"),
         "outside_subscription",
         "recorded_at",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG (gap against design section 3, 'nothing is silently lost'): an event recorded before its "
-            "subscription's start_at passes validation (SubscriptionRef carries no start), is stored, and is never "
-            "invoiced nor dead-lettered; simulate shows it nowhere",
-        ),
-        id="before-subscription-start",
+        id="before-subscription-start",  # used to be stored and never invoiced: silently lost
     ),
 ]
 

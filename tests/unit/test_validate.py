@@ -82,3 +82,20 @@ def test_validate_never_raises_on_an_oversized_value(value: float) -> None:
     checked = validate(event(metric_code="temp", value=value), METRICS.get, SUBS.get, BASE)
     assert isinstance(checked, Rejection)
     assert (checked.reason, checked.field) == (Reason.INVALID_VALUE, "value")
+
+
+def test_an_event_before_the_subscription_starts_is_rejected_not_stored() -> None:
+    subs = {"s": SubscriptionRef("s", "t1", "UTC", start_ms=BASE)}
+    before = validate(event(recorded_at_ms=BASE - 1), METRICS.get, subs.get, BASE)
+    assert isinstance(before, Rejection)
+    assert (before.reason, before.field) == (Reason.OUTSIDE_SUBSCRIPTION, "recorded_at")
+    assert before.reason == "outside_subscription"
+    assert isinstance(validate(event(recorded_at_ms=BASE), METRICS.get, subs.get, BASE), UsageRecord)  # half-open
+    # the reason is the event's own, whatever the pipeline's dedup horizon
+    old = validate(event(recorded_at_ms=BASE - 1), METRICS.get, subs.get, BASE, oldest_ms=BASE)
+    assert isinstance(old, Rejection) and old.reason is Reason.OUTSIDE_SUBSCRIPTION
+
+
+def test_a_subscription_without_a_known_start_accepts_any_past_event() -> None:
+    checked = validate(event(recorded_at_ms=0), METRICS.get, SUBS.get, BASE)
+    assert isinstance(checked, UsageRecord)
