@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
 from fractions import Fraction
 
 from rating.errors import InvalidValue
@@ -17,6 +17,12 @@ LIMIT = Decimal(10) ** 26
 _EXACT = Context(prec=60)
 """Wide enough for any value below ``LIMIT`` at 12 places (38 digits); values are bounded before use."""
 _SAFE_INT = 2**53
+WIDE = Context(prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow, Inexact])
+"""The context for adding quantities and multiplying them by milliseconds (windows, time-weighted
+integrals). Values are below 1e26 with at most 12 fractional digits (38 digits); a sum of any
+realistic number of them or a value × ms product needs under 70, so nothing rounds, where the
+thread's default 28-digit context silently would. Inexact traps: a rounding would be an error,
+never a wrong total."""
 _PLAIN = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 """A plain decimal string: ASCII digits, an optional point and exponent; no ``_`` grouping, no NaN/Infinity."""
 

@@ -3,14 +3,17 @@
 A window (a 15-minute bucket, an hour, a day, a month, or the edge of an arbitrary interval) is
 summarised as ``WindowTotals``. Totals of adjacent windows merge into the totals of their union,
 so any half-open interval is answered exactly from stored buckets plus the raw events at its edges.
+All arithmetic runs in ``rating.numbers.WIDE`` (100 digits), never the thread's 28-digit context.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import NamedTuple
+
+from rating.numbers import WIDE
 
 
 class Point(NamedTuple):
@@ -47,12 +50,14 @@ def totals_of(points: Iterable[Point]) -> WindowTotals:
     ordered = sorted(points)
     if not ordered:
         return EMPTY
-    integral = Decimal(0)
-    for here, after in itertools.pairwise(ordered):
-        integral += here.value * (after.at_ms - here.at_ms)
+    with localcontext(WIDE):
+        integral = Decimal(0)
+        for here, after in itertools.pairwise(ordered):
+            integral += here.value * (after.at_ms - here.at_ms)
+        total = sum((p.value for p in ordered), Decimal(0))
     return WindowTotals(
         event_count=len(ordered),
-        total=sum((p.value for p in ordered), Decimal(0)),
+        total=total,
         maximum=max(p.value for p in ordered),
         latest=ordered[-1],
         first=ordered[0],
@@ -68,16 +73,19 @@ def merge(earlier: WindowTotals, later: WindowTotals) -> WindowTotals:
         return later
     if later.first is None:
         return earlier
-    bridge = earlier.last.value * (later.first.at_ms - earlier.last.at_ms)
+    with localcontext(WIDE):
+        bridge = earlier.last.value * (later.first.at_ms - earlier.last.at_ms)
+        total = earlier.total + later.total
+        integral = earlier.tw_integral + bridge + later.tw_integral
     maximum = max(v for v in (earlier.maximum, later.maximum) if v is not None)
     return WindowTotals(
         event_count=earlier.event_count + later.event_count,
-        total=earlier.total + later.total,
+        total=total,
         maximum=maximum,
         latest=later.latest,
         first=earlier.first,
         last=later.last,
-        tw_integral=earlier.tw_integral + bridge + later.tw_integral,
+        tw_integral=integral,
         uniques=earlier.uniques | later.uniques,
     )
 

@@ -8,17 +8,20 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 from rating.aggregations import Point, WindowTotals
 from rating.catalog import Aggregation, Metric
+from rating.numbers import WIDE
 from rating.periods import epoch_ms as to_ms
 from rating.periods import from_epoch_ms, local_to_utc, zone
 
 BUCKET_MS = 15 * 60 * 1000
+_add = WIDE.add
+"""Addition in the wide context without entering it: ``observe`` runs four times per event."""
 POSITIONS_PER_OFFSET = 1 << 16
 """Events one Kafka message (a batch) may carry: position = offset × this + index in the batch."""
 
@@ -82,7 +85,7 @@ class WindowAccumulator:
     def observe(self, point: Point) -> None:
         self.count += 1
         value = point.value
-        self.total += value
+        self.total = _add(self.total, value)  # in WIDE: the thread's 28 digits would round a large sum
         if self.maximum is None or value > self.maximum:
             self.maximum = value
         latest = self.latest
@@ -103,8 +106,9 @@ class WindowAccumulator:
     def totals(self) -> WindowTotals:
         integral = Decimal(0)
         if self.points:
-            for here, after in zip(self.points, self.points[1:], strict=False):
-                integral += here.value * (after.at_ms - here.at_ms)
+            with localcontext(WIDE):
+                for here, after in zip(self.points, self.points[1:], strict=False):
+                    integral += here.value * (after.at_ms - here.at_ms)
         return WindowTotals(
             event_count=self.count,
             total=self.total,

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from rating.aggregations import Point, totals_of
+from rating.aggregations import Point, merge, totals_of
 from rating.catalog import Aggregation, Metric, MetricType
 from rating.periods import epoch_ms
 from streams.operators.validate import SubscriptionRef
@@ -135,3 +135,19 @@ def test_the_day_dst_starts_at_midnight_is_23_hours_long() -> None:
     at = ms(2026, 3, 8, 12)
     day = rollup_windows(at - at % Q, "America/Havana")[2]
     assert day == (Granularity.DAY, ms(2026, 3, 8, 5), ms(2026, 3, 9, 4))  # 01:00 CDT to 00:00 CDT
+
+
+def test_accumulator_and_totals_never_round_in_the_default_context() -> None:
+    # values of 35 digits (written out: ``big + n`` would already round in the default context)
+    points = [
+        Point(BASE + n * 60_000, f"k{n}", Decimal(f"{98765432109876543210987 + n}.654321098765")) for n in range(10)
+    ]
+    acc = WindowAccumulator(keep_points=True)
+    for p in points:
+        acc.observe(p)
+    # by hand: Σ (big + n) for n < 10, and Σ (big + n) × 60,000 ms for n < 9 (the last value has no successor)
+    assert acc.total == totals_of(points).total == Decimal("987654321098765432109921.54321098765")
+    integral = Decimal("53333333339333333333935493333.3933331")
+    assert acc.totals().tw_integral == totals_of(points).tw_integral == integral
+    halves = merge(totals_of(points[:4]), totals_of(points[4:]))
+    assert (halves.total, halves.tw_integral) == (acc.total, integral)
