@@ -20,7 +20,11 @@ the first moment the sink had covered those outputs. Messages are encoded before
 SDK's settings (``streams.kafka.producer.TUNING``: idempotent, ``acks=all``, lz4).
 
 Latency is the sink's: for every window row it writes, the seconds from the Kafka timestamp of
-the source message that last changed it (carried by the worker) to the sink's commit.
+the source message that last changed it in its worker batch (carried by the worker) to the
+sink's commit; an older message of the same worker batch waits a little longer than that.
+
+``--profile DIR`` samples the worker and the sink with py-spy (a developer tool: pip install
+py-spy) into collapsed stacks, ``--only single|batched`` runs one throughput measurement.
 
     python bench/kafka_pipeline.py [--events 15000] [--single-events 5000] [--batch 100]
 """
