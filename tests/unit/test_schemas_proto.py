@@ -4,8 +4,8 @@ it lists; money is Money, decimals are strings, and the generated code matches t
 from __future__ import annotations
 
 import filecmp
-import os
 import importlib
+import os
 import pickle
 import shutil
 import subprocess
