@@ -228,6 +228,11 @@ class Processes:
     def alive(self, name: str) -> bool:
         return name in self.procs and self.procs[name].poll() is None
 
+    def kill_all(self) -> None:
+        """Whatever still runs when the test ends, passed or failed: no worker outlives it."""
+        for name in list(self.procs):
+            self.kill(name)
+
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
@@ -296,7 +301,7 @@ def fresh_topics(admin: AdminClient, names: tuple[str, ...]) -> None:
                 time.sleep(0.5)
 
 
-def test_exact_usage_under_sigkills_and_a_rebalance(kafka_broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_exact_usage_under_sigkills_and_a_rebalance(kafka_broker, tmp_path: Path, request) -> None:  # type: ignore[no-untyped-def]
     bootstrap = kafka_broker.bootstrap
     pipeline = (USAGE_EVENTS, USAGE_DLQ, USAGE_ACCEPTED, USAGE_WINDOWS)
     fresh_topics(AdminClient({"bootstrap.servers": bootstrap}), pipeline)
@@ -304,6 +309,7 @@ def test_exact_usage_under_sigkills_and_a_rebalance(kafka_broker, tmp_path: Path
     work = workload(seed=11, now_ms=now_ms)
     catalog = catalog_file(tmp_path / "catalog.yaml")
     procs = Processes(tmp_path, bootstrap, catalog)
+    request.addfinalizer(procs.kill_all)
     procs.start("worker")
     procs.start("sink")
 
