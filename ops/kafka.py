@@ -72,7 +72,7 @@ logger.started.level = INFO
 
 def cache_dir() -> Path:
     default = Path.home() / ".cache" / "smallbiznis-billing" / f"kafka-{VERSION}"
-    return Path(os.environ.get("KAFKA_CACHE_DIR", default))
+    return Path(os.environ.get("KAFKA_CACHE_DIR") or default)  # set but empty: the default too
 
 
 def _pom_digest() -> str:
