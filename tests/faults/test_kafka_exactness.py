@@ -359,7 +359,10 @@ def test_exact_usage_under_sigkills_and_a_rebalance(kafka_broker, tmp_path: Path
     producing.join()
     assert len(delivered) == len(work.messages)
 
-    deadline = time.monotonic() + 600
+    # The worker drains about 100 messages/s of this mix on two shared cores (docs/streaming.md,
+    # Performance): catching up after the faults takes 5 to 10 minutes. The deadline only guards
+    # against a stuck pipeline; exactness is what the assertions below check.
+    deadline = time.monotonic() + 1800
     while not caught_up(bootstrap):
         assert procs.alive("worker") and procs.alive("sink"), "a process died on its own; see logs in " + str(tmp_path)
         assert time.monotonic() < deadline, "pipeline did not catch up"
