@@ -234,6 +234,30 @@ class Processes:
             self.kill(name)
 
 
+READ_SINK_STORE = """
+import json, sys
+from streams.clickhouse.client import open_client
+client = open_client(None, sys.argv[1])
+rows = client.query(
+    "SELECT subscription_id, metric_code, granularity, toUnixTimestamp64Milli(window_start), event_count, "
+    "toString(total), toString(maximum), toString(latest_value), toString(tw_integral), uniques "
+    "FROM billing.usage_windows FINAL"
+).result_rows
+raw = client.query("SELECT count() FROM billing.usage_events FINAL").result_rows[0][0]
+json.dump({"rows": [list(r) for r in rows], "raw": raw}, sys.stdout)
+"""
+
+
+def read_sink_store(path: Path) -> tuple[list[list[Any]], int]:
+    """The sink's windows and distinct-event count, read in a process of its own: chDB serves one
+    data path per process, and this test process may already hold the session's."""
+    done = subprocess.run(
+        [sys.executable, "-c", READ_SINK_STORE, str(path)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    found = json.loads(done.stdout)
+    return found["rows"], int(found["raw"])
+
+
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
     try:
@@ -373,13 +397,7 @@ def test_exact_usage_under_sigkills_and_a_rebalance(kafka_broker, tmp_path: Path
     # Windows in ClickHouse equal the oracle's, at every granularity.
     timezones = {f"s{n}": TIMEZONES[n % len(TIMEZONES)] for n in range(SUBSCRIPTIONS)}
     expected, distinct = expected_windows(work.produced, METRICS, timezones, now_ms)
-    from streams.clickhouse.client import open_client
-
-    client = open_client(None, str(tmp_path / "sink" / "chdb"))
-    rows = client.query(
-        "SELECT subscription_id, metric_code, granularity, toUnixTimestamp64Milli(window_start), event_count, total, "
-        "maximum, latest_value, tw_integral, uniques FROM billing.usage_windows FINAL"
-    ).result_rows
+    rows, raw_count = read_sink_store(tmp_path / "sink" / "chdb")
     actual = {}
     for sub, metric, gran, start, count, total, maximum, latest, integral, uniques in rows:
         actual[(sub, metric, gran, int(start))] = (
@@ -409,7 +427,6 @@ def test_exact_usage_under_sigkills_and_a_rebalance(kafka_broker, tmp_path: Path
         if got != fields:
             wrong.append((key, got, fields))
     assert not wrong, wrong[:5]
-    raw_count = client.query("SELECT count() FROM billing.usage_events FINAL").result_rows[0][0]
     assert raw_count == len(distinct)
 
     # Every invalid event (and every conflict) is dead-lettered with its reason; nothing else is.
