@@ -3,11 +3,10 @@ embedded PostgreSQL under ``--data-dir``)."""
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any
 
-from billing.streaming import bootstrap_servers, logging_setup
+from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
 
 
 def run_invoicer(args: Any) -> int:
@@ -36,16 +35,9 @@ def run_invoicer(args: Any) -> int:
     worker = InvoiceWorker(settings, PostgresLedger(engine))
     if settings.metrics_port:
         serve(worker.metrics.registry, settings.metrics_port)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    should_stop = stop_on_signals()
     try:
-        worker.run(lambda: stopping)
+        worker.run(should_stop)
     finally:
         engine.dispose()
     return 0

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,20 @@ def catalog_of(scenario: Scenario) -> Catalog:
         for sub in scenario.subscriptions
     }
     return Catalog(metrics.get, subscriptions.get)
+
+
+def stop_on_signals() -> Callable[[], bool]:
+    """SIGTERM and SIGINT ask a consuming loop to stop after its current batch (whose offsets it
+    commits), instead of dying in the middle of it."""
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return lambda: stopping
 
 
 def logging_setup(level: str) -> None:
@@ -93,14 +108,7 @@ def run_sink(args: Any) -> int:
     sink = UsageSink(settings, store)
     if settings.metrics_port:
         serve(sink.metrics.registry, settings.metrics_port)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    should_stop = stop_on_signals()
     logging.getLogger("billing.sink").info("sink started: %s", settings)
-    sink.run(lambda: stopping)
+    sink.run(should_stop)
     return 0
