@@ -1,12 +1,19 @@
-"""Plan snapshots as JSON: decimals as strings so they stay exact, enums by value. The snapshot
-stored with a plan version is what prices every invoice of that version."""
+"""Plan snapshots and tenant terms as JSON: decimals as strings so they stay exact, enums by value.
+The snapshot stored with a plan version is what prices every invoice of that version; the terms
+(metrics, tax rules, coupons) travel the same way on ``catalog.terms`` and inside every
+``rating.results`` message."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-from rating.catalog import Plan, PlanMeter, PricingModel, Tier, TierMode
+from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.tax import TaxRule
+from invoicing.service import BillingTerms
+from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
+from rating.errors import BillingError, InvalidValue
+from rating.numbers import parse_decimal
 from rating.periods import BillingInterval
 
 
@@ -72,3 +79,86 @@ def plan_from_json(raw: dict[str, Any]) -> Plan:
         raw["version"],
         dict(raw["metadata"]),
     )
+
+
+def terms_to_json(terms: BillingTerms) -> dict[str, Any]:
+    """A tenant's terms: every metric, tax rule and coupon, in a stable order."""
+    return {
+        "tenant_id": terms.tenant_id,
+        "metrics": [
+            {"code": m.code, "type": str(m.type), "aggregation": str(m.aggregation), "unit": m.unit, "field": m.field}
+            for m in terms.metrics.values()
+        ],
+        "tax_rules": [
+            {
+                "region_code": r.region_code,
+                "name": r.name,
+                "rate_percent": str(r.rate_percent),
+                "is_default": r.is_default,
+                "is_active": r.is_active,
+            }
+            for r in terms.tax_rules
+        ],
+        "coupons": [
+            {
+                "code": c.code,
+                "percent_off": _text(c.percent_off),
+                "amount_off": _text(c.amount_off),
+                "duration": str(c.duration),
+                "duration_in_periods": c.duration_in_periods,
+            }
+            for c in (terms.coupons or {}).values()
+        ],
+    }
+
+
+def bounded_decimal(text: str, name: str) -> Decimal:
+    """Exact, finite, below 1e26 and at most 12 fractional digits, like every quantity and price:
+    an exponent like 1e999999999 from a message would otherwise stall whoever rates with it."""
+    try:
+        return parse_decimal(text, name, allow_negative=True)
+    except ArithmeticError:  # abs() of an exponent beyond the context's range overflows
+        raise InvalidValue(name, f"magnitude must be below 1e26, got {text[:40]!r}") from None
+
+
+def _optional_bounded(text: str | None, name: str) -> Decimal | None:
+    return None if text is None else bounded_decimal(text, name)
+
+
+def terms_from_json(raw: dict[str, Any], at: str = "terms") -> BillingTerms:
+    """The terms of :func:`terms_to_json`, checked: a bad value is an error naming its field under ``at``."""
+    metrics: dict[str, Metric] = {}
+    for n, m in enumerate(raw["metrics"]):
+        try:
+            metric = Metric(m["code"], MetricType(m["type"]), Aggregation(m["aggregation"]), m["unit"], m["field"])
+        except BillingError as error:
+            raise error.at(f"{at}.metrics[{n}]") from None
+        except ValueError as error:
+            raise InvalidValue(f"{at}.metrics[{n}]", str(error)) from None
+        if metric.code in metrics:
+            raise InvalidValue(f"{at}.metrics[{n}].code", f"{metric.code!r} is defined twice")
+        metrics[metric.code] = metric
+    rules = []
+    for n, r in enumerate(raw["tax_rules"]):
+        try:
+            rate = bounded_decimal(r["rate_percent"], "rate_percent")
+            rules.append(TaxRule(r["region_code"], r["name"], rate, r["is_default"], r["is_active"]))
+        except BillingError as error:
+            raise error.at(f"{at}.tax_rules[{n}]") from None
+    coupons: dict[str, Coupon] = {}
+    for n, c in enumerate(raw["coupons"]):
+        name = f"{at}.coupons[{n}]"
+        try:
+            coupon = Coupon(
+                c["code"],
+                _optional_bounded(c["percent_off"], "percent_off"),
+                _optional_bounded(c["amount_off"], "amount_off"),
+                CouponDuration(c["duration"]),
+                c["duration_in_periods"],
+            )
+        except BillingError as error:
+            raise error.at(name) from None
+        except ValueError as error:
+            raise InvalidValue(name, str(error)) from None
+        coupons[coupon.code] = coupon
+    return BillingTerms(raw["tenant_id"], metrics, tuple(rules), coupons)

@@ -23,15 +23,12 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
-from invoicing.engine.tax import TaxRule
-from invoicing.ledger.snapshots import plan_from_json, plan_to_json
+from invoicing.ledger.snapshots import bounded_decimal, plan_from_json, plan_to_json, terms_from_json, terms_to_json
 from invoicing.service import BillingTerms
-from rating.catalog import Aggregation, Metric, MetricType, Plan
+from rating.catalog import Plan
 from rating.errors import BillingError, InvalidValue
 from rating.money import Money
-from rating.numbers import parse_decimal
 from rating.periods import Period
 from rating.rate import RatingResult, rate_period
 from schemas import avro_codec
@@ -166,39 +163,7 @@ def rating_result_avro(rating: FinalRating) -> dict[str, Any]:
             "coupon_code": sub.coupon_code,
         },
         "plan_snapshot": json.dumps(plan_to_json(closed.plan), separators=(",", ":")),
-        "terms": {
-            "tenant_id": terms.tenant_id,
-            "metrics": [
-                {
-                    "code": m.code,
-                    "type": str(m.type),
-                    "aggregation": str(m.aggregation),
-                    "unit": m.unit,
-                    "field": m.field,
-                }
-                for m in terms.metrics.values()
-            ],
-            "tax_rules": [
-                {
-                    "region_code": r.region_code,
-                    "name": r.name,
-                    "rate_percent": str(r.rate_percent),
-                    "is_default": r.is_default,
-                    "is_active": r.is_active,
-                }
-                for r in terms.tax_rules
-            ],
-            "coupons": [
-                {
-                    "code": c.code,
-                    "percent_off": _text(c.percent_off),
-                    "amount_off": _text(c.amount_off),
-                    "duration": str(c.duration),
-                    "duration_in_periods": c.duration_in_periods,
-                }
-                for c in (terms.coupons or {}).values()
-            ],
-        },
+        "terms": terms_to_json(terms),
         "late_usage": [
             {
                 "period_start": _instant(u.period.start, f"late_usage[{n}].period_start"),
@@ -219,21 +184,12 @@ def write_rating_result(rating: FinalRating) -> bytes:
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def _decimal(text: str, name: str) -> Decimal:
-    """Exact, finite, below 1e26 and at most 12 fractional digits, like every quantity and price:
-    an exponent like 1e999999999 would otherwise stall the rating of the message."""
-    try:
-        return parse_decimal(text, name, allow_negative=True)
-    except ArithmeticError:  # abs() of an exponent beyond the context's range overflows
-        raise InvalidValue(name, f"magnitude must be below 1e26, got {text[:40]!r}") from None
-
-
 def _optional_decimal(text: str | None, name: str) -> Decimal | None:
-    return None if text is None else _decimal(text, name)
+    return None if text is None else bounded_decimal(text, name)
 
 
 def _bounded_plan(plan: Plan) -> Plan:
-    _decimal(str(plan.base_price), "base_price")
+    bounded_decimal(str(plan.base_price), "base_price")
     for n, m in enumerate(plan.meters):
         numbers: dict[str, Decimal | None] = {"unit_price": m.unit_price, "included_units": m.included_units}
         numbers |= {"overage_unit_price": m.overage_unit_price, "package_size": m.package_size}
@@ -242,7 +198,7 @@ def _bounded_plan(plan: Plan) -> Plan:
             numbers[f"tiers[{t}].flat_fee"] = tier.flat_fee
         for name, number in numbers.items():
             if number is not None:
-                _decimal(str(number), f"meters[{n}].{name}")
+                bounded_decimal(str(number), f"meters[{n}].{name}")
     return plan
 
 
@@ -272,45 +228,6 @@ def _subscription(raw: dict[str, Any]) -> Subscription:
         )
     except BillingError as error:
         raise error.at("subscription") from None
-
-
-def _terms(raw: dict[str, Any]) -> BillingTerms:
-    metrics: dict[str, Metric] = {}
-    for n, m in enumerate(raw["metrics"]):
-        try:
-            metric = Metric(m["code"], MetricType(m["type"]), Aggregation(m["aggregation"]), m["unit"], m["field"])
-        except BillingError as error:
-            raise error.at(f"terms.metrics[{n}]") from None
-        except ValueError as error:
-            raise InvalidValue(f"terms.metrics[{n}]", str(error)) from None
-        if metric.code in metrics:
-            raise InvalidValue(f"terms.metrics[{n}].code", f"{metric.code!r} is defined twice")
-        metrics[metric.code] = metric
-    rules = []
-    for n, r in enumerate(raw["tax_rules"]):
-        name = f"terms.tax_rules[{n}]"
-        try:
-            rate = _decimal(r["rate_percent"], "rate_percent")
-            rules.append(TaxRule(r["region_code"], r["name"], rate, r["is_default"], r["is_active"]))
-        except BillingError as error:
-            raise error.at(name) from None
-    coupons: dict[str, Coupon] = {}
-    for n, c in enumerate(raw["coupons"]):
-        name = f"terms.coupons[{n}]"
-        try:
-            coupon = Coupon(
-                c["code"],
-                _optional_decimal(c["percent_off"], "percent_off"),
-                _optional_decimal(c["amount_off"], "amount_off"),
-                CouponDuration(c["duration"]),
-                c["duration_in_periods"],
-            )
-        except BillingError as error:
-            raise error.at(name) from None
-        except ValueError as error:
-            raise InvalidValue(name, str(error)) from None
-        coupons[coupon.code] = coupon
-    return BillingTerms(raw["tenant_id"], metrics, tuple(rules), coupons)
 
 
 def _period(start: datetime, end: datetime, name: str) -> Period:
@@ -345,7 +262,7 @@ def _final_rating(raw: dict[str, Any]) -> FinalRating:
             "plan_snapshot",
             f"is {plan.code} v{plan.version}, the result's is {raw['plan_code']} v{raw['plan_version']}",
         )
-    terms = _terms(raw["terms"])
+    terms = terms_from_json(raw["terms"])
     if terms.tenant_id != subscription.tenant_id:
         raise InvalidValue(
             "terms.tenant_id", f"{terms.tenant_id!r} is not the subscription's {subscription.tenant_id!r}"
@@ -359,7 +276,7 @@ def _final_rating(raw: dict[str, Any]) -> FinalRating:
         raise InvalidValue("proration_numerator", f"share {share} is not between 0 and 1")
     usage: dict[str, Decimal] = {}
     for n, item in enumerate(raw["items"]):
-        usage[item["metric_code"]] = _decimal(item["quantity"], f"items[{n}].quantity")
+        usage[item["metric_code"]] = bounded_decimal(item["quantity"], f"items[{n}].quantity")
     closed = ClosedPeriod(subscription, plan, period, share, raw["is_trial"], raw["reason"])
     result = rate_period(
         subscription.id,
@@ -382,7 +299,7 @@ def _final_rating(raw: dict[str, Any]) -> FinalRating:
         if late_period.start == period.start:
             raise InvalidValue(name, "a late period is an earlier, finalized one, not the closing period")
         seen.add(key)
-        late.append(LateUsage(late_period, u["metric_code"], _decimal(u["quantity"], f"{name}.quantity")))
+        late.append(LateUsage(late_period, u["metric_code"], bounded_decimal(u["quantity"], f"{name}.quantity")))
     return FinalRating(closed, result, terms, tuple(late))
 
 
