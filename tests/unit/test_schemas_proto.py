@@ -40,7 +40,7 @@ SERVICES: dict[str, tuple[str, set[str]]] = {
             "ListBillingPeriods",
         },
     ),
-    "rating": ("RatingService", {"RateSubscription"}),
+    "rating": ("RatingService", {"RateSubscription", "GetCurrentRating"}),
     "invoice": (
         "InvoiceService",
         {"GetInvoice", "ListInvoices", "GenerateInvoiceForSubscription", "GetInvoicePdf"},

@@ -70,3 +70,17 @@ class RateSubscriptionResponse(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     result: RatingResult
     def __init__(self, result: _Optional[_Union[RatingResult, _Mapping]] = ...) -> None: ...
+
+class GetCurrentRatingRequest(_message.Message):
+    __slots__ = ("subscription_id",)
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    def __init__(self, subscription_id: _Optional[str] = ...) -> None: ...
+
+class GetCurrentRatingResponse(_message.Message):
+    __slots__ = ("result", "as_of")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    result: RatingResult
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, result: _Optional[_Union[RatingResult, _Mapping]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -39,6 +39,11 @@ class RatingServiceStub:
                 request_serializer=smallbiznis_dot_rating_dot_v1_dot_rating__pb2.RateSubscriptionRequest.SerializeToString,
                 response_deserializer=smallbiznis_dot_rating_dot_v1_dot_rating__pb2.RateSubscriptionResponse.FromString,
                 _registered_method=True)
+        self.GetCurrentRating = channel.unary_unary(
+                '/smallbiznis.rating.v1.RatingService/GetCurrentRating',
+                request_serializer=smallbiznis_dot_rating_dot_v1_dot_rating__pb2.GetCurrentRatingRequest.SerializeToString,
+                response_deserializer=smallbiznis_dot_rating_dot_v1_dot_rating__pb2.GetCurrentRatingResponse.FromString,
+                _registered_method=True)
 
 
 class RatingServiceServicer:
@@ -50,6 +55,16 @@ class RatingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCurrentRating(self, request, context):
+        """The running RatingResult of the subscription's open period, as the rating agent last computed
+        it (usage so far, priced; base fee and included units in full). Answered from memory, no
+        store read. NOT_FOUND when the subscription has no open period the agent rated;
+        INVALID_ARGUMENT when subscription_id is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RatingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +72,11 @@ def add_RatingServiceServicer_to_server(servicer, server):
                     servicer.RateSubscription,
                     request_deserializer=smallbiznis_dot_rating_dot_v1_dot_rating__pb2.RateSubscriptionRequest.FromString,
                     response_serializer=smallbiznis_dot_rating_dot_v1_dot_rating__pb2.RateSubscriptionResponse.SerializeToString,
+            ),
+            'GetCurrentRating': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurrentRating,
+                    request_deserializer=smallbiznis_dot_rating_dot_v1_dot_rating__pb2.GetCurrentRatingRequest.FromString,
+                    response_serializer=smallbiznis_dot_rating_dot_v1_dot_rating__pb2.GetCurrentRatingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +106,33 @@ class RatingService:
             '/smallbiznis.rating.v1.RatingService/RateSubscription',
             smallbiznis_dot_rating_dot_v1_dot_rating__pb2.RateSubscriptionRequest.SerializeToString,
             smallbiznis_dot_rating_dot_v1_dot_rating__pb2.RateSubscriptionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurrentRating(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smallbiznis.rating.v1.RatingService/GetCurrentRating',
+            smallbiznis_dot_rating_dot_v1_dot_rating__pb2.GetCurrentRatingRequest.SerializeToString,
+            smallbiznis_dot_rating_dot_v1_dot_rating__pb2.GetCurrentRatingResponse.FromString,
             options,
             channel_credentials,
             insecure,
