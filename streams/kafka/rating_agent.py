@@ -10,7 +10,8 @@ at most one invoice per (subscription, period).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
@@ -33,18 +34,27 @@ class RatingAgent:
         bootstrap_servers: str,
         usage: UsageReader,
         ledger: Ledger,
-        terms: BillingTerms,
+        terms: BillingTerms | Callable[[str], BillingTerms],
         topic: str = RATING_RESULTS,
     ) -> None:
         self.usage = usage
         self.ledger = ledger
-        self.terms = terms
+        self.terms_of: Callable[[str], BillingTerms] = terms if callable(terms) else (lambda _tenant: terms)
+        """A tenant's current terms (the rater's catalog, or the one tenant of a scenario)."""
         self.topic = topic
-        self.pricing = InvoiceService(ledger, usage, terms)  # its usage reads and rating, nothing else
+        self._pricing: dict[str, InvoiceService] = {}
         self.producer = Producer({"bootstrap.servers": bootstrap_servers, **TUNING, "linger.ms": 0})
         self.published = 0
         self.current: dict[str, RatingResult] = {}
         """The running RatingResult of each subscription's open period: usage so far, priced."""
+
+    def pricing(self, tenant_id: str) -> InvoiceService:
+        """The invoice service of the tenant's current terms: its usage reads and rating, nothing else."""
+        terms = self.terms_of(tenant_id)
+        service = self._pricing.get(tenant_id)
+        if service is None or service.terms is not terms:
+            service = self._pricing[tenant_id] = InvoiceService(self.ledger, self.usage, terms)
+        return service
 
     def refresh(self, cycles: Iterable[BillingCycle], at: datetime) -> None:
         """Re-rate the open periods of ``cycles`` after their usage changed (one read for all):
@@ -54,21 +64,33 @@ class RatingAgent:
             for c in cycles
             if c.period is not None
         ]
-        self.pricing.prefetch(periods)
+        self.prefetch(periods)
         for p in periods:
-            self.current[p.subscription.id] = self.pricing.rate(p.subscription, p.plan, p.period, p.share, at)
+            pricing = self.pricing(p.subscription.tenant_id)
+            self.current[p.subscription.id] = pricing.rate(p.subscription, p.plan, p.period, p.share, at)
 
     def prefetch(self, closing: Collection[ClosedPeriod]) -> None:
-        """Read the usage of many closing periods in one call to the store."""
-        self.pricing.prefetch(closing)
+        """Read the usage of many closing periods in one call to the store per tenant."""
+        by_tenant: dict[str, list[ClosedPeriod]] = defaultdict(list)
+        for closed in closing:
+            by_tenant[closed.subscription.tenant_id].append(closed)
+        for tenant_id, periods in by_tenant.items():
+            self.pricing(tenant_id).prefetch(periods)
 
-    def _late_usage(self, subscription_id: str, late_periods: Collection[datetime]) -> list[LateUsage]:
-        """Current usage of each metric the late periods billed (as the ledger recorded them)."""
-        if not late_periods:
+    def _late_usage(
+        self, tenant_id: str, subscription_id: str, late_periods: Collection[datetime] | None
+    ) -> list[LateUsage]:
+        """Current usage of each metric the late periods billed (as the ledger recorded them).
+        ``None`` means every finalized period: those whose usage did not change are left out."""
+        if late_periods is not None and not late_periods:
             return []
         with self.ledger.session() as session:
-            billed = [b for b in session.billed_usage(subscription_id) if b.period_start in late_periods]
-        metrics = self.terms.metrics
+            billed = [
+                b
+                for b in session.billed_usage(subscription_id)
+                if late_periods is None or b.period_start in late_periods
+            ]
+        metrics = self.terms_of(tenant_id).metrics
         requests = [
             UsageRequest(
                 subscription_id, b.metric_code, metrics[b.metric_code].aggregation, b.period_start, b.period_end
@@ -76,16 +98,22 @@ class RatingAgent:
             for b in billed
         ]
         quantities = self.usage.quantities(requests)
-        return [LateUsage(Period(r.start, r.end), r.metric_code, q) for r, q in zip(requests, quantities, strict=True)]
+        return [
+            LateUsage(Period(r.start, r.end), r.metric_code, q)
+            for r, q, b in zip(requests, quantities, billed, strict=True)
+            if late_periods is not None or q != b.quantity
+        ]
 
     def rate(
-        self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] = ()
+        self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] | None = ()
     ) -> FinalRating:
-        """The final RatingResult of ``closed`` as of ``finalized_at``."""
-        result = self.pricing.rate(closed.subscription, closed.plan, closed.period, closed.share, finalized_at)
+        """The final RatingResult of ``closed`` as of ``finalized_at``; ``late_periods=None``
+        looks for late usage in every period the ledger billed (the rater keeps no memory of it)."""
+        sub = closed.subscription
+        result = self.pricing(sub.tenant_id).rate(sub, closed.plan, closed.period, closed.share, finalized_at)
         usage = {item.metric_code: item.quantity for item in result.items}
-        late = self._late_usage(closed.subscription.id, late_periods)
-        return final_rating(closed, self.terms, usage, finalized_at, late)
+        late = self._late_usage(sub.tenant_id, sub.id, late_periods)
+        return final_rating(closed, self.terms_of(sub.tenant_id), usage, finalized_at, late)
 
     def publish(self, rating: FinalRating) -> None:
         """Send and wait until the broker has it (acks=all): a period is handed over only then."""

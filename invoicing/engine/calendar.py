@@ -1,0 +1,142 @@
+"""The billing calendar on any clock: which periods have closed, and which are due for invoicing.
+
+A period closes at its end (or early, on a plan change or cancellation) and falls due for its
+invoice a grace period later, so that usage recorded at its last instant still reaches it. The
+calendar is pure: the rater (streams/kafka/rater.py) feeds it subscriptions, changes and the wall
+clock, and hands each due period to the rating agent. Its state is derived from two facts the
+rater keeps durably — the changes it applied, each at its instant, and the end of the last period
+it handed over per subscription — so a restarted rater replays them and gets the same periods.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from invoicing.engine.subscriptions import (
+    BillingCycle,
+    ClosedPeriod,
+    Subscription,
+    cancel,
+    change_plan,
+    close_due,
+    open_cycle,
+)
+from rating.catalog import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a subscription became at ``at``: revision ``revision`` of its catalog record, on
+    ``plan``; ``canceled`` ends it there. The first change of a subscription opens it."""
+
+    at: datetime
+    revision: int
+    subscription: Subscription
+    plan: Plan
+    canceled: bool = False
+
+
+class Calendar:
+    """Billing cycles of many subscriptions; :meth:`due` returns the periods whose invoice is due."""
+
+    def __init__(self, grace_period: timedelta = timedelta(0)) -> None:
+        self.grace_period = grace_period
+        self.cycles: dict[str, BillingCycle] = {}
+        self.history: dict[str, list[Change]] = {}
+        self.handed_over: dict[str, datetime] = {}
+        """Per subscription, the end of the last period handed over: nothing ending at or before
+        it is due again."""
+        self._closed: list[tuple[datetime, str, int, ClosedPeriod]] = []
+        self._ends: list[tuple[datetime, str]] = []
+        self._seq = 0
+
+    # -- changes ---------------------------------------------------------------------------------
+    def apply(self, change: Change) -> None:
+        """Open the subscription (its first change) or change it at ``change.at``: periods that
+        ended before are closed first; a plan change or cancellation closes the open period there."""
+        sub = change.subscription.id
+        history = self.history.setdefault(sub, [])
+        if history and change.revision <= history[-1].revision:
+            return  # seen already: the catalog redelivers, a replay repeats
+        first = not history
+        history.append(change)
+        if first:
+            if not change.canceled:  # one created canceled never bills
+                self._replace(open_cycle(change.subscription, change.plan))
+            return
+        if sub not in self.cycles:
+            return
+        self.close_until(change.at, only=sub)
+        cycle = self.cycles[sub]
+        if cycle.period is None or not cycle.period.contains(change.at):
+            return  # ended already (canceled, trial expired)
+        if change.canceled:
+            closed, after = cancel(cycle, change.at, at_period_end=False)
+        elif (change.plan.code, change.plan.version) != (cycle.plan.code, cycle.plan.version):
+            closed, after = change_plan(cycle, change.plan, change.at)
+        else:  # another field changed (e.g. region or coupon): the next invoice reads it
+            closed, after = None, replace(cycle, subscription=change.subscription)
+        self._replace(after)
+        if closed is not None:
+            self._close(closed)
+
+    def replay(self, history: Mapping[str, list[Change]], handed_over: Mapping[str, datetime]) -> None:
+        """Rebuild from what the rater recorded (after a restart): the same changes at the same
+        instants give the same periods; those handed over already are not due again."""
+        self.handed_over.update(handed_over)
+        for changes in history.values():
+            for change in changes:
+                self.apply(change)
+
+    # -- the clock ---------------------------------------------------------------------------------
+    def close_until(self, now: datetime, only: str | None = None) -> None:
+        """Close every open period that ended at or before ``now`` (of one subscription if ``only``)."""
+        if only is not None:
+            cycle = self.cycles[only]
+            while cycle.period is not None and cycle.period.end <= now:
+                closed, cycle = close_due(cycle)
+                self._close(closed)
+                self._replace(cycle)
+            return
+        while self._ends and self._ends[0][0] <= now:
+            end, sub = heapq.heappop(self._ends)
+            cycle = self.cycles[sub]
+            if cycle.period is None or cycle.period.end != end:
+                continue  # superseded by a change
+            closed, after = close_due(cycle)
+            self._close(closed)
+            self._replace(after)
+
+    def due(self, now: datetime) -> list[ClosedPeriod]:
+        """Periods whose invoice is due by ``now`` (ended at least the grace period ago), in the
+        order they fell due; each is returned once, until :meth:`handed` or a restart."""
+        self.close_until(now)
+        due = []
+        while self._closed and self._closed[0][0] <= now:
+            due.append(heapq.heappop(self._closed)[3])
+        return due
+
+    def handed(self, closed: ClosedPeriod) -> None:
+        """``closed`` reached the rating agent's topic: a restart must not hand it over again."""
+        sub = closed.subscription.id
+        if closed.period.end > self.handed_over.get(sub, closed.period.start):
+            self.handed_over[sub] = closed.period.end
+
+    def open_cycles(self) -> list[BillingCycle]:
+        return [c for c in self.cycles.values() if c.period is not None]
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _replace(self, cycle: BillingCycle) -> None:
+        self.cycles[cycle.subscription.id] = cycle
+        if cycle.period is not None:
+            heapq.heappush(self._ends, (cycle.period.end, cycle.subscription.id))
+
+    def _close(self, closed: ClosedPeriod) -> None:
+        sub = closed.subscription.id
+        if closed.period.end <= self.handed_over.get(sub, closed.period.start):
+            return  # handed over before a restart
+        self._seq += 1
+        heapq.heappush(self._closed, (closed.period.end + self.grace_period, sub, self._seq, closed))
