@@ -8,12 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from invoicing.engine.credit import CreditNote
 from invoicing.engine.model import Invoice
 from rating.catalog import Aggregation, Plan
 from rating.money import Money
+
+if TYPE_CHECKING:  # both import this module
+    from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+    from invoicing.ledger.catalog import SubscriptionRecord, TermsRecord
+    from invoicing.service import BillingTerms
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,20 @@ class LedgerSession(Protocol):
 
     def save_plan(self, tenant_id: str, plan: Plan) -> None: ...
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None: ...
+    def save_terms(self, terms: BillingTerms) -> TermsRecord:
+        """Create or change the tenant's terms and announce them on ``catalog.terms`` in this
+        transaction; saving what is stored already changes and announces nothing."""
+        ...
+
+    def get_terms(self, tenant_id: str) -> TermsRecord | None: ...
+    def save_subscription(
+        self, subscription: Subscription, plan_version: int | None = None, status: SubscriptionStatus = ...
+    ) -> SubscriptionRecord:
+        """Create or change a subscription on a saved plan version (the newest when None) and
+        announce it on ``catalog.subscriptions``; saving what is stored already announces nothing."""
+        ...
+
+    def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None: ...
     def add_outbox(self, message: OutboxMessage) -> None: ...
 
 

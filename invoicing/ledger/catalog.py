@@ -10,6 +10,9 @@ compacted topic, where the newest record per key is the current state:
   is the snapshot of invoicing/ledger/snapshots.py with ``tenant_id`` in front.
 * ``catalog.subscriptions``, key ``subscription_id`` (unique across tenants, like the invoices'
   one-per-period constraint assumes). The value is :func:`subscription_to_json`.
+* ``catalog.terms``, key ``tenant_id``: the tenant's metrics, tax rules and coupons, one record with
+  all of them. The value is :func:`terms_record_to_json`: ``terms_to_json`` of
+  invoicing/ledger/snapshots.py with a ``revision`` that grows with every change.
 
 A save that changes nothing writes no message, so re-running a seed or a finalization that
 re-saves its plan adds nothing to the topics.
@@ -23,10 +26,14 @@ from decimal import Decimal
 from typing import Any, Final
 
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+from invoicing.ledger.snapshots import terms_from_json, terms_to_json
+from invoicing.service import BillingTerms
+from rating.errors import InvalidValue
 from rating.periods import BillingInterval
 
 CATALOG_PLANS: Final = "catalog.plans"
 CATALOG_SUBSCRIPTIONS: Final = "catalog.subscriptions"
+CATALOG_TERMS: Final = "catalog.terms"
 
 
 def plan_key(tenant_id: str, code: str, version: int) -> str:
@@ -99,3 +106,28 @@ def subscription_from_json(raw: dict[str, Any]) -> SubscriptionRecord:
         SubscriptionStatus(raw["status"]),
         raw["revision"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TermsRecord:
+    """A tenant's terms as the catalog holds them, and a revision that grows with every change."""
+
+    terms: BillingTerms
+    revision: int = 1
+
+    @property
+    def tenant_id(self) -> str:
+        return self.terms.tenant_id
+
+
+def terms_record_to_json(record: TermsRecord) -> dict[str, Any]:
+    """The ``catalog.terms`` value: ``{**terms_to_json(terms), "revision": n}``."""
+    return {**terms_to_json(record.terms), "revision": record.revision}
+
+
+def terms_record_from_json(raw: dict[str, Any], at: str = "terms") -> TermsRecord:
+    """The record of a ``catalog.terms`` value, checked: a bad value is an error naming its field."""
+    revision = raw.get("revision")
+    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
+        raise InvalidValue(f"{at}.revision", f"expected a whole number from 1, got {revision!r}")
+    return TermsRecord(terms_from_json(raw, at), revision)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import Invoice, LineType
@@ -15,12 +16,15 @@ from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.ledger.catalog import (
     CATALOG_PLANS,
     CATALOG_SUBSCRIPTIONS,
+    CATALOG_TERMS,
     SubscriptionRecord,
+    TermsRecord,
     plan_key,
     subscription_to_json,
 )
-from invoicing.ledger.snapshots import plan_to_json
+from invoicing.ledger.snapshots import plan_to_json, terms_from_json, terms_to_json
 from invoicing.ports import BilledUsage, OutboxMessage
+from invoicing.service import BillingTerms
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money
@@ -37,6 +41,8 @@ class _State:
     plans: dict[tuple[str, str, int], Plan] = field(default_factory=dict)
     outbox: list[OutboxMessage] = field(default_factory=list)
     subscriptions: dict[str, SubscriptionRecord] = field(default_factory=dict)
+    # tenant → (its terms as stored, never mutated, and their revision)
+    terms: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)
 
     def copy(self) -> _State:
         """A working copy for one transaction; values are frozen, so copying containers is enough."""
@@ -52,6 +58,7 @@ class _State:
             dict(self.plans),
             list(self.outbox),
             dict(self.subscriptions),
+            dict(self.terms),
         )
 
 
@@ -152,6 +159,21 @@ class MemoryLedgerSession:
         self.state.subscriptions[subscription.id] = record
         self.add_outbox(OutboxMessage(CATALOG_SUBSCRIPTIONS, subscription.id, subscription_to_json(record)))
         return record
+
+    def get_terms(self, tenant_id: str) -> TermsRecord | None:
+        stored = self.state.terms.get(tenant_id)
+        return None if stored is None else TermsRecord(terms_from_json(stored[0]), stored[1])
+
+    def save_terms(self, terms: BillingTerms) -> TermsRecord:
+        value = terms_to_json(terms)
+        saved = terms_from_json(value)
+        stored = self.state.terms.get(terms.tenant_id)
+        if stored is not None and stored[0] == value:
+            return TermsRecord(terms_from_json(stored[0]), stored[1])
+        revision = 1 if stored is None else stored[1] + 1
+        self.state.terms[terms.tenant_id] = (value, revision)
+        self.add_outbox(OutboxMessage(CATALOG_TERMS, terms.tenant_id, {**value, "revision": revision}))
+        return TermsRecord(saved, revision)
 
     def add_outbox(self, message: OutboxMessage) -> None:
         self.state.outbox.append(message)

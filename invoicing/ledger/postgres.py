@@ -38,7 +38,9 @@ from invoicing.ledger import tables as t
 from invoicing.ledger.catalog import (
     CATALOG_PLANS,
     CATALOG_SUBSCRIPTIONS,
+    CATALOG_TERMS,
     SubscriptionRecord,
+    TermsRecord,
     plan_key,
     subscription_to_json,
 )
@@ -59,8 +61,9 @@ from invoicing.ledger.postgres_writes import (
     invoices_json,
     period_taken,
 )
-from invoicing.ledger.snapshots import plan_from_json, plan_to_json
+from invoicing.ledger.snapshots import plan_from_json, plan_to_json, terms_from_json, terms_to_json
 from invoicing.ports import BilledUsage, OutboxMessage
+from invoicing.service import BillingTerms
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money
@@ -486,6 +489,50 @@ class PostgresLedgerSession:
         record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision)
         self.add_outbox(OutboxMessage(CATALOG_SUBSCRIPTIONS, subscription.id, subscription_to_json(record)))
         return record
+
+    # -- terms ----------------------------------------------------------------------------------
+
+    def get_terms(self, tenant_id: str) -> TermsRecord | None:
+        query = select(t.tenant_terms.c.terms, t.tenant_terms.c.revision)
+        row = self.db.execute(query.where(t.tenant_terms.c.tenant_id == tenant_id)).first()
+        return None if row is None else TermsRecord(terms_from_json(row.terms), int(row.revision))
+
+    def save_terms(self, terms: BillingTerms) -> TermsRecord:
+        """Create or change the tenant's terms and announce them on ``catalog.terms`` in this
+        transaction; saving what is stored already (the same ``terms_to_json``) changes and
+        announces nothing. Concurrent changes of one tenant's terms take turns (a row lock), so
+        their revisions and messages follow commit order. Terms that would not read back
+        (``terms_from_json``) are refused, naming the field."""
+        self._open_savepoint()
+        value = terms_to_json(terms)
+        saved = terms_from_json(value)  # what every reader of the row or the topic gets
+        table = t.tenant_terms
+        for _ in range(2):  # a concurrent creation for the same tenant: the second pass finds its row
+            query = select(table.c.terms, table.c.revision).where(table.c.tenant_id == terms.tenant_id)
+            current = self.db.execute(query.with_for_update()).first()
+            if current is not None:
+                if current.terms == value:  # JSONB: lists keep their order, objects compare by key
+                    return TermsRecord(terms_from_json(current.terms), int(current.revision))
+                revision = int(current.revision) + 1
+                self.db.execute(
+                    table.update()
+                    .where(table.c.tenant_id == terms.tenant_id)
+                    .values(terms=value, revision=revision, updated_at=func.now())
+                )
+                break
+            revision = 1
+            inserted = self.db.execute(
+                insert(table)
+                .values(tenant_id=terms.tenant_id, terms=value, revision=revision)
+                .on_conflict_do_nothing(index_elements=["tenant_id"])
+                .returning(table.c.tenant_id)
+            ).first()
+            if inserted is not None:
+                break
+        else:  # pragma: no cover - the row existed on the second pass
+            raise AssertionError(f"terms of tenant {terms.tenant_id} neither found nor inserted")
+        self.add_outbox(OutboxMessage(CATALOG_TERMS, terms.tenant_id, {**value, "revision": revision}))
+        return TermsRecord(saved, revision)
 
     # -- outbox ---------------------------------------------------------------------------------
 

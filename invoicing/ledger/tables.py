@@ -1,7 +1,7 @@
 """The ledger's PostgreSQL tables (SQLAlchemy Core), named after the seed's models. Money is
 BIGINT minor units beside a CHAR(3) currency code; prices and quantities are NUMERIC (exact, scale
 kept); instants are TIMESTAMPTZ; never float. Metadata and plan snapshots are JSON, not JSONB,
-so their keys keep their order; the outbox payload is JSONB. Migrations (invoicing/ledger/migrations)
+so their keys keep their order; the outbox payload and tenant terms are JSONB. Migrations (invoicing/ledger/migrations)
 create exactly these; tests/integration/test_postgres_ledger.py checks that they agree."""
 
 from __future__ import annotations
@@ -65,6 +65,18 @@ subscriptions = Table(
     ),
 )
 Index("subscriptions_by_tenant", subscriptions.c.tenant_id)
+
+# A tenant's terms (metrics, tax rules, coupons) as ``terms_to_json`` (invoicing/ledger/snapshots.py):
+# JSONB, since only the order of its lists matters; each change bumps ``revision`` and is announced
+# on the outbox in the same transaction (invoicing/ledger/catalog.py).
+tenant_terms = Table(
+    "tenant_terms",
+    metadata,
+    Column("tenant_id", String, primary_key=True),
+    Column("terms", JSONB, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
 
 invoices = Table(
     "invoices",

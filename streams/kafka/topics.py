@@ -7,8 +7,8 @@ compaction keeps only the newest record per key and would silently drop usage. R
 creates compacted itself.
 
 The catalog topics are the opposite: each record is the whole current state of its key (a plan
-version, a subscription), so they are compacted (``cleanup.policy=compact``) and keep the newest
-state of every key forever. So is the outbox relay's progress topic (docs/outbox.md).
+version, a subscription, a tenant's terms), so they are compacted (``cleanup.policy=compact``) and
+keep the newest state of every key forever. So is the outbox relay's progress topic (docs/outbox.md).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from invoicing.ledger.catalog import CATALOG_PLANS as CATALOG_PLANS
 from invoicing.ledger.catalog import CATALOG_SUBSCRIPTIONS as CATALOG_SUBSCRIPTIONS
+from invoicing.ledger.catalog import CATALOG_TERMS as CATALOG_TERMS
 
 USAGE_EVENTS: Final = "usage.events"
 """Raw usage from producers: one ``UsageEvent`` or a ``UsageEventBatch`` per message."""
@@ -53,9 +54,9 @@ OUTBOX_PROGRESS: Final = "outbox.progress"
 """The outbox relay's committed progress, one record per relay in the relay's Kafka transactions
 (streams/kafka/relay.py); one partition."""
 
-CATALOG_TOPICS: Final[tuple[str, ...]] = (CATALOG_PLANS, CATALOG_SUBSCRIPTIONS)
-"""Plan versions (key ``tenant_id/plan_code/version``) and subscriptions (key ``subscription_id``),
-published from the ledger's outbox (invoicing/ledger/catalog.py)."""
+CATALOG_TOPICS: Final[tuple[str, ...]] = (CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS)
+"""Plan versions (key ``tenant_id/plan_code/version``), subscriptions (key ``subscription_id``) and
+tenants' terms (key ``tenant_id``), published from the ledger's outbox (invoicing/ledger/catalog.py)."""
 OUTBOX_TOPICS: Final[tuple[str, ...]] = (INVOICE_FINALIZED, *CATALOG_TOPICS)
 """The topics the ledger's outbox writes to."""
 COMPACTED_TOPICS: Final[tuple[str, ...]] = (*CATALOG_TOPICS, OUTBOX_PROGRESS)

@@ -24,10 +24,13 @@ from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
 from invoicing.engine.tax import TaxRule
 from invoicing.ledger import tables
+from invoicing.ledger.catalog import TermsRecord, terms_record_from_json
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
+from invoicing.ledger.snapshots import terms_to_json
 from invoicing.ports import BilledUsage, Ledger, OutboxMessage
-from rating.catalog import Plan, PlanMeter, PricingModel, Tier, TierMode
+from invoicing.service import BillingTerms
+from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.errors import InvalidValue
 from rating.money import Money
 from rating.periods import BillingInterval, Period
@@ -328,3 +331,62 @@ def test_invoices_are_listed_in_the_order_they_were_added(ledger: Ledger) -> Non
         assert s.list_invoices("t1", "s2") == [added[0], added[2]]
         assert s.list_invoices("t2") == [added[3]]
         assert s.list_invoices("t2", "s1") == [] and s.list_invoices("t3") == []
+
+
+def terms(tenant: str = "t1", rate: str = "11") -> BillingTerms:
+    metrics = {
+        "api_calls": Metric("api_calls", MetricType.COUNTER, Aggregation.SUM, "calls"),
+        "seats": Metric("seats", MetricType.GAUGE, Aggregation.MAX, "seats", "seats"),
+    }
+    rules = (TaxRule("ID", "PPN", Decimal(rate), True), TaxRule("US", "Sales", Decimal("0.000000000001"), False, False))
+    coupons = {
+        "W10": Coupon("W10", percent_off=Decimal("10.50")),
+        "OFF5": Coupon("OFF5", amount_off=Decimal("5.00"), duration=CouponDuration.REPEATING, duration_in_periods=3),
+    }
+    return BillingTerms(tenant, metrics, rules, coupons)
+
+
+def test_terms_are_announced_when_created_or_changed_and_never_when_saved_again(ledger: Ledger) -> None:
+    first, changed = terms(), terms(rate="12")
+    with ledger.session() as s:
+        assert s.get_terms("t1") is None
+        created = s.save_terms(first)
+        assert s.save_terms(first) == created  # the same terms again in one transaction: nothing more
+        s.save_terms(terms("t2"))
+    assert (created.terms, created.revision) == (first, 1)
+    with ledger.session() as s:
+        assert s.save_terms(replace(first, tax_rules=list(first.tax_rules))) == created  # a list is the same rules
+        assert s.get_terms("t1") == created
+    with pytest.raises(RuntimeError), ledger.session() as s:  # a rolled-back change: no revision, no message
+        s.save_terms(changed)
+        raise RuntimeError("crash")
+    with ledger.session() as s:
+        assert s.save_terms(changed).revision == 2
+        assert s.save_terms(first).revision == 3  # back again is a change too
+    with ledger.session() as s:
+        stored = s.get_terms("t1")
+    assert stored is not None and (stored.terms, stored.revision) == (first, 3)
+    assert exactly(stored.terms.tax_rules[1]) == exactly(first.tax_rules[1])
+    assert [(m.topic, m.key, m.payload["revision"]) for m in outbox(ledger)] == [
+        ("catalog.terms", "t1", 1),
+        ("catalog.terms", "t2", 1),
+        ("catalog.terms", "t1", 2),
+        ("catalog.terms", "t1", 3),
+    ]
+    assert [m.payload for m in outbox(ledger)] == [
+        {**terms_to_json(first), "revision": 1},
+        {**terms_to_json(terms("t2")), "revision": 1},
+        {**terms_to_json(changed), "revision": 2},
+        {**terms_to_json(first), "revision": 3},
+    ]
+    assert terms_record_from_json(outbox(ledger)[3].payload) == TermsRecord(first, 3)
+
+
+def test_terms_that_would_not_read_back_are_refused_naming_the_field(ledger: Ledger) -> None:
+    bad = replace(terms(), coupons={"W10": Coupon("W10", amount_off=Decimal("1E+30"))})
+    with pytest.raises(InvalidValue) as error, ledger.session() as s:
+        s.save_terms(bad)
+    assert error.value.field == "terms.coupons[0].amount_off"
+    with ledger.session() as s:
+        assert s.get_terms("t1") is None
+    assert outbox(ledger) == []
