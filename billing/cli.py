@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_produce_command(commands)
 
+    from billing.catalog_cli import add_catalog_command
+
+    add_catalog_command(commands)
+
     from billing.relay import add_relay_command
 
     add_relay_command(commands)
