@@ -33,6 +33,27 @@ class TestClock:
         self._now = instant
 
 
+class FileClock:
+    """A clock another process sets: the instant written in a file (RFC 3339), re-read on every
+    call. The wall-clock rater runs on it in tests and rehearsals (``billing rater --clock-file``);
+    it never goes back, whatever the file says."""
+
+    def __init__(self, path: str) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+        self._last: datetime | None = None
+
+    def now(self) -> datetime:
+        instant = datetime.fromisoformat(self.path.read_text(encoding="utf-8").strip())
+        if instant.tzinfo is None:
+            raise ValueError(f"{self.path}: the instant must carry a timezone, got {instant.isoformat()}")
+        if self._last is not None and instant < self._last:
+            return self._last
+        self._last = instant
+        return instant
+
+
 def monotonic() -> float:
     """Seconds for measuring durations (benchmarks, progress), never for billing."""
     return time.monotonic()

@@ -25,6 +25,7 @@ def add_relay_command(commands: Any) -> None:
         help="fixed per relay deployment: a restart fences the old instance (default billing-outbox-relay)",
     )
     relay.add_argument("--progress-topic", default=None, help="compacted topic of committed progress (outbox.progress)")
+    relay.add_argument("--topic-prefix", default="", help="prefix of the outbox topics (and default id/progress topic)")
     relay.add_argument("--partitions", type=int, default=6, help="partitions of the outbox topics it creates")
     relay.add_argument("--batch", type=int, default=1000, help="rows per Kafka transaction")
     relay.add_argument("--poll-interval", type=float, default=0.2, help="seconds between polls when idle")
@@ -48,8 +49,9 @@ def run_relay(args: argparse.Namespace) -> int:
     engine = create_engine(url, pool_pre_ping=True)
     settings = RelaySettings(
         bootstrap_servers(args.bootstrap),
-        transactional_id=args.transactional_id or DEFAULT_TRANSACTIONAL_ID,
-        progress_topic=args.progress_topic or OUTBOX_PROGRESS,
+        transactional_id=args.transactional_id or args.topic_prefix + DEFAULT_TRANSACTIONAL_ID,
+        progress_topic=args.progress_topic or args.topic_prefix + OUTBOX_PROGRESS,
+        topic_prefix=args.topic_prefix,
         batch_size=args.batch,
         poll_interval_s=args.poll_interval,
         partitions=args.partitions,

@@ -81,6 +81,9 @@ class RelaySettings:
     """How long the broker keeps a dead relay's transaction open (read_committed consumers of the
     topics wait that long at most); a restarted relay aborts it at once."""
     producer_config: dict[str, Any] = field(default_factory=dict)
+    topic_prefix: str = ""
+    """Put before every outbox row's topic (and the topics created): a pipeline of its own on a
+    shared cluster, like the workers' ``--topic-prefix``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +241,8 @@ class OutboxRelay:
         self._take_lock(stop)
         try:
             settings = self.settings
-            ensure_topics(settings.bootstrap_servers, settings.partitions, topics=settings.create_topics)
+            topics = [settings.topic_prefix + t for t in settings.create_topics]
+            ensure_topics(settings.bootstrap_servers, settings.partitions, topics=topics)
             compacted = {"cleanup.policy": "compact"}
             ensure_topics(settings.bootstrap_servers, 1, topics=[settings.progress_topic], config=compacted)
             self._producer = self._new_producer()
@@ -316,7 +320,8 @@ class OutboxRelay:
         producer.begin_transaction()
         try:
             for row in rows:
-                self._produce(producer, row.topic, row.key.encode(), row.payload, [(OUTBOX_ID_HEADER, str(row.id))])
+                topic = self.settings.topic_prefix + row.topic
+                self._produce(producer, topic, row.key.encode(), row.payload, [(OUTBOX_ID_HEADER, str(row.id))])
             progress = json.dumps({"ids": _ranges(ids), "last_id": ids[-1]}).encode()
             self._produce(producer, self.settings.progress_topic, self.settings.transactional_id.encode(), progress)
             producer.flush(self.settings.transaction_timeout_ms / 1000)  # the commit would wait for it too

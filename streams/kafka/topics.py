@@ -68,6 +68,12 @@ TOPIC_CONFIG: Final[Mapping[str, Mapping[str, str]]] = {
 """Per-topic configuration at creation; dead letters are kept as long as usage (the defaults)."""
 
 
+def topic_config(name: str) -> Mapping[str, str]:
+    """The configuration of a pipeline topic, also under a prefix (``sim-1.catalog.plans``)."""
+    bases = [base for base in TOPIC_CONFIG if name.endswith(base)]
+    return TOPIC_CONFIG[max(bases, key=len)] if bases else {}
+
+
 def ensure_topics(
     admin: AdminClient | str,
     partitions: int,
@@ -90,7 +96,7 @@ def ensure_topics(
     client = AdminClient({"bootstrap.servers": admin}) if isinstance(admin, str) else admin
     existing = client.list_topics(timeout=timeout).topics
     wanted = [
-        NewTopic(name, partitions, replication, config=dict(TOPIC_CONFIG.get(name, {}) if config is None else config))
+        NewTopic(name, partitions, replication, config=dict(topic_config(name) if config is None else config))
         for name in topics
         if name not in existing
     ]
