@@ -201,7 +201,7 @@ def test_readers_never_see_a_result_other_than_one_published(serve: Any) -> None
 
 
 def test_a_rating_agent_over_chdb_is_served_as_it_re_rates(
-    serve: Any, kafka_broker: Any, chdb_client: Any, clickhouse_db: str
+    serve: Any, kafka_broker: Any, chdb_client: Any, clickhouse_db: str, request: pytest.FixtureRequest
 ) -> None:
     """The wiring of the rater process: events through the operators into chDB, the agent
     re-rates the open period from the store, the server answers with ``agent.current.get``."""
@@ -229,6 +229,7 @@ def test_a_rating_agent_over_chdb_is_served_as_it_re_rates(
     write(0, "api_calls", [1.5, 2.25, 0.1, 1000])
     write(0, "storage_gb", [12.5])
     agent = RatingAgent(kafka_broker.bootstrap, StoreUsageReader(store), MemoryLedger(), terms)
+    request.addfinalizer(agent.producer.close)  # publishes nothing here; no retries after the broker stops
     now = datetime(2026, 1, 5, tzinfo=UTC)
     agent.refresh([cycle], now)
     cycles = {"sub_live": cycle}
@@ -258,18 +259,18 @@ def test_a_rating_agent_over_chdb_is_served_as_it_re_rates(
     assert second.as_of.ToDatetime(tzinfo=UTC) == later
 
     # RateSubscription: any [start, end) of the subscription, read from the same store.
-    request = rating_pb2.RateSubscriptionRequest(subscription_id="sub_live")
-    request.period_start.FromDatetime(JAN.start)
-    request.period_end.FromDatetime(JAN.start + timedelta(hours=2))  # the first two api_calls events
-    window = stub.RateSubscription(request, timeout=10).result
+    rate_request = rating_pb2.RateSubscriptionRequest(subscription_id="sub_live")
+    rate_request.period_start.FromDatetime(JAN.start)
+    rate_request.period_end.FromDatetime(JAN.start + timedelta(hours=2))  # the first two api_calls events
+    window = stub.RateSubscription(rate_request, timeout=10).result
     assert [(i.metric_code, i.quantity) for i in window.items] == [("api_calls", "3.75"), ("storage_gb", "12.5")]
     assert (window.tenant_id, window.period_end.ToDatetime(tzinfo=UTC)) == ("t1", JAN.start + timedelta(hours=2))
-    request.subscription_id = "sub_other"
+    rate_request.subscription_id = "sub_other"
     with pytest.raises(grpc.RpcError) as unknown:
-        stub.RateSubscription(request, timeout=10)
+        stub.RateSubscription(rate_request, timeout=10)
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND and "sub_other" in unknown.value.details()
     backwards = rating_pb2.RateSubscriptionRequest(
-        subscription_id="sub_live", period_start=request.period_end, period_end=request.period_start
+        subscription_id="sub_live", period_start=rate_request.period_end, period_end=rate_request.period_start
     )
     with pytest.raises(grpc.RpcError) as invalid:
         stub.RateSubscription(backwards, timeout=10)
