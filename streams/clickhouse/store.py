@@ -30,7 +30,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from rating.aggregations import Point, WindowTotals
+from rating.aggregations import EMPTY, Point, WindowTotals
 from streams.clickhouse.client import SESSION_SETTINGS, database_name
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import Reason, Rejection, UsageRecord
@@ -221,10 +221,11 @@ class ClickHouseUsageStore:
         )
 
     @staticmethod
-    def _spans(spans: list[Span], time_column: str) -> tuple[str, str, dict[str, Any]]:
+    def _spans(spans: list[Span], time_column: str, prefix: str = "") -> tuple[str, str, dict[str, Any]]:
         """The spans as a subquery ``q(i, sub, metric, lo, hi)``, a WHERE clause on the primary key
         that bounds what the join with them reads, and the parameters both bind. Bound arrays, not
-        SQL literals: thousands of spans would exceed ``max_query_size`` (256 KiB) as literals."""
+        SQL literals: thousands of spans would exceed ``max_query_size`` (256 KiB) as literals.
+        ``prefix`` names the parameters apart when one query joins two sets of spans."""
         table = (
             "(SELECT s.1 AS i, s.2 AS sub, s.3 AS metric, s.4 AS lo, s.5 AS hi FROM (SELECT arrayJoin(arrayZip("
             "{i:Array(UInt32)}, {sub:Array(String)}, {metric:Array(String)}, {lo:Array(Int64)}, {hi:Array(Int64)}"
@@ -247,6 +248,11 @@ class ClickHouseUsageStore:
             "lo_all": min(los),
             "hi_all": max(his),
         }
+        if prefix:
+            for name in parameters:
+                table = table.replace(f"{{{name}:", f"{{{prefix}{name}:")
+                where = where.replace(f"{{{name}:", f"{{{prefix}{name}:")
+            parameters = {prefix + name: value for name, value in parameters.items()}
         return table, where, parameters
 
     def totals(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
@@ -270,6 +276,55 @@ class ClickHouseUsageStore:
                 assemble(edges.get(i * 2, ()), [buckets[i]] if i in buckets else (), edges.get(i * 2 + 1, ()))
                 for i in range(len(queries))
             ]
+
+    def summed(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
+        """The event count, total and maximum of each ``[a, b)``, and nothing else: what SUM, COUNT
+        and MAX need (``rating.aggregations``), in one query that adds up, inside ClickHouse, the
+        whole buckets and the raw distinct events of the ragged edges (in Decimal256, exact), so
+        no window, point or event travels to Python. The other fields are left empty: a caller
+        asks this only for those three aggregations (``billing.usage_reader``). Equal, value and
+        exponent, to what ``totals`` gives for those fields (tests/integration/test_clickhouse_summed.py)."""
+        plans = [plan_read(q.start_ms, q.end_ms) for q in queries]
+        buckets: list[Span] = []
+        edges: list[Span] = []
+        for i, (q, p) in enumerate(zip(queries, plans, strict=True)):
+            if p.buckets[0] < p.buckets[1]:
+                buckets.append((i, q.subscription_id, q.metric_code, *p.buckets))
+            edges += [(i, q.subscription_id, q.metric_code, *span) for span in (p.left, p.right) if span[0] < span[1]]
+        parts, parameters = [], {}
+        if buckets:
+            table, where, bound = self._spans(buckets, "window_start", "b_")
+            parameters.update(bound)
+            parts.append(
+                f"""
+                SELECT q.i AS i, w.event_count AS c, toDecimal256(w.total, 12) AS t, w.maximum AS m
+                FROM {table} AS q
+                INNER JOIN ({self._newest_windows(f"granularity = '15m' AND {where}")}) AS w
+                    ON w.subscription_id = q.sub AND w.metric_code = q.metric
+                WHERE w.event_count > 0
+                  AND toUnixTimestamp64Milli(w.window_start) >= q.lo AND toUnixTimestamp64Milli(w.window_start) < q.hi
+                """
+            )
+        if edges:
+            table, where, bound = self._spans(edges, "recorded_at", "e_")
+            parameters.update(bound)
+            parts.append(
+                f"""
+                SELECT q.i AS i, toUInt64(1) AS c, toDecimal256(e.value, 12) AS t, toNullable(e.value) AS m
+                FROM {table} AS q
+                INNER JOIN ({self._distinct_events(where)}) AS e
+                    ON e.subscription_id = q.sub AND e.metric_code = q.metric
+                WHERE toUnixTimestamp64Milli(e.recorded_at) >= q.lo AND toUnixTimestamp64Milli(e.recorded_at) < q.hi
+                """
+            )
+        out = [EMPTY] * len(queries)
+        if not parts:
+            return out
+        sql = f"SELECT i, sum(c), sum(t), max(m) FROM ({' UNION ALL '.join(parts)}) GROUP BY i"
+        for i, count, total, maximum in self.client.query(sql, parameters=parameters).result_rows:
+            if count:
+                out[int(i)] = WindowTotals(int(count), total, maximum)
+        return out
 
     def _bucket_totals(self, spans: list[Span]) -> dict[int, WindowTotals]:
         """Each span's whole buckets merged into one WindowTotals, in ClickHouse."""
