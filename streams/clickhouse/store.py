@@ -94,6 +94,8 @@ WINDOWS_OF_ONE_SERIES = (
 
 Span = tuple[int, str, str, int, int]
 """(index, subscription_id, metric_code, start_ms, end_ms) of one part of a query to read."""
+FEW_SPANS = 8
+"""Up to this many spans, ``summed`` selects each on its own instead of joining a spans table."""
 
 
 def token(kind: str, identities: Sequence[Sequence[Any]]) -> str:
@@ -292,6 +294,9 @@ class ClickHouseUsageStore:
                 buckets.append((i, q.subscription_id, q.metric_code, *p.buckets))
             edges += [(i, q.subscription_id, q.metric_code, *span) for span in (p.left, p.right) if span[0] < span[1]]
         parts, parameters = [], {}
+        if len(buckets) + len(edges) <= FEW_SPANS:  # a current-usage read: no spans table to join
+            self._summed_each(buckets, edges, parts, parameters)
+            buckets = edges = []
         if buckets:
             table, where, bound = self._spans(buckets, "window_start", "b_")
             parameters.update(bound)
@@ -325,6 +330,33 @@ class ClickHouseUsageStore:
             if count:
                 out[int(i)] = WindowTotals(int(count), total, maximum)
         return out
+
+    def _summed_each(
+        self, buckets: list[Span], edges: list[Span], parts: list[str], parameters: dict[str, Any]
+    ) -> None:
+        """``summed``'s parts for a few spans: one SELECT per span, its bounds in the WHERE clause on
+        the primary key (what a join with a spans table costs is most of a single read's time)."""
+        for kind, spans in (("b", buckets), ("e", edges)):
+            for n, (i, sub, metric, lo, hi) in enumerate(spans):
+                name = f"{kind}{n}_"
+                parameters.update({f"{name}sub": sub, f"{name}metric": metric, f"{name}lo": lo, f"{name}hi": hi})
+                column = "window_start" if kind == "b" else "recorded_at"
+                where = (
+                    f"subscription_id = {{{name}sub:String}} AND metric_code = {{{name}metric:String}} "
+                    f"AND {column} >= fromUnixTimestamp64Milli({{{name}lo:Int64}}, 'UTC') "
+                    f"AND {column} < fromUnixTimestamp64Milli({{{name}hi:Int64}}, 'UTC')"
+                )
+                if kind == "b":
+                    windows = self._newest_windows("granularity = '15m' AND " + where)
+                    parts.append(
+                        f"SELECT toUInt32({i}) AS i, event_count AS c, toDecimal256(total, 12) AS t, maximum AS m "
+                        f"FROM ({windows}) WHERE event_count > 0"
+                    )
+                else:
+                    parts.append(
+                        f"SELECT toUInt32({i}) AS i, toUInt64(1) AS c, toDecimal256(value, 12) AS t, "
+                        f"toNullable(value) AS m FROM ({self._distinct_events(where)})"
+                    )
 
     def _bucket_totals(self, spans: list[Span]) -> dict[int, WindowTotals]:
         """Each span's whole buckets merged into one WindowTotals, in ClickHouse."""

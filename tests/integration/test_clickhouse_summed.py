@@ -13,7 +13,7 @@ from billing.usage_reader import StoreUsageReader
 from invoicing.ports import UsageRequest
 from rating.aggregations import WindowTotals
 from rating.catalog import Aggregation
-from streams.clickhouse.store import ClickHouseUsageStore
+from streams.clickhouse.store import FEW_SPANS, ClickHouseUsageStore
 from streams.operators.intervals import UsageQuery
 from tests.contract.test_usage_store import BASE_MS, METRICS, direct, fill, random_events
 
@@ -52,6 +52,13 @@ def test_summed_equals_the_fields_of_totals(chdb_client: Any, clickhouse_db: str
         assert tuple(map(str, fields)) == tuple(map(str, (want.event_count, want.total, want.maximum))), query
         truth = direct(records, query.subscription_id, query.metric_code, query.start_ms, query.end_ms)
         assert (got.event_count, got.total, got.maximum) == (truth.event_count, truth.total, truth.maximum), query
+    # a few queries at a time take the other SQL (one SELECT per span, no spans table)
+    for first in range(0, 60, 2):
+        few = queries[first : first + 2]
+        assert len(few) * 3 <= FEW_SPANS  # each is at most a bucket span and two edges
+        for got, want in zip(store.summed(few), totals[first : first + 2], strict=True):
+            fields = (got.event_count, got.total, got.maximum)
+            assert tuple(map(str, fields)) == tuple(map(str, (want.event_count, want.total, want.maximum)))
 
 
 def test_reader_quantities_unchanged_through_summed(chdb_client: Any, clickhouse_db: str) -> None:
