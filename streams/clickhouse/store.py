@@ -293,7 +293,8 @@ class ClickHouseUsageStore:
             if p.buckets[0] < p.buckets[1]:
                 buckets.append((i, q.subscription_id, q.metric_code, *p.buckets))
             edges += [(i, q.subscription_id, q.metric_code, *span) for span in (p.left, p.right) if span[0] < span[1]]
-        parts, parameters = [], {}
+        parts: list[str] = []
+        parameters: dict[str, Any] = {}
         if len(buckets) + len(edges) <= FEW_SPANS:  # a current-usage read: no spans table to join
             self._summed_each(buckets, edges, parts, parameters)
             buckets = edges = []
