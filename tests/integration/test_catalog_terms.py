@@ -38,6 +38,7 @@ from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ledger.snapshots import plan_from_json, terms_from_json, terms_to_json
 from invoicing.ports import OutboxMessage
 from invoicing.service import BillingTerms
+from rating.errors import BillingError
 from streams.kafka.relay import OutboxRelay, RelaySettings
 from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, CATALOG_TOPICS, OUTBOX_PROGRESS
 from tests.integration.test_outbox_relay import Published, assert_exactly_once, committed_rows, published
@@ -339,3 +340,27 @@ def test_the_memory_ledger_queues_what_postgresql_queues(engine: Engine, tmp_pat
     with memory.session() as session:
         record = session.get_terms(edited.tenant_id)
     assert record is not None and (record.terms, record.revision) == (terms_of(edited), 2)
+
+
+RULE = {"region_code": "ID", "name": "PPN", "rate_percent": "11", "is_default": True, "is_active": True}
+COUPON = {"code": "W", "percent_off": None, "amount_off": "5", "duration": "once", "duration_in_periods": None}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"revision": 0}, "at.revision"),
+        ({"revision": True}, "at.revision"),
+        ({"revision": "2"}, "at.revision"),
+        ({"tax_rules": [{**RULE, "rate_percent": "101"}]}, "at.tax_rules[0].rate_percent"),
+        ({"coupons": [{**COUPON, "amount_off": "1e999999999"}]}, "at.coupons[0].amount_off"),
+    ],
+)
+def test_a_bad_catalog_terms_value_is_an_error_naming_its_field(change: dict[str, Any], field: str) -> None:
+    """What a worker reading ``catalog.terms`` gets from a value it cannot use (no database needed)."""
+    good = {**terms_to_json(BillingTerms("t1", {}, (TaxRule("ID", "PPN", Decimal(11)),))), "revision": 1}
+    good["coupons"] = [COUPON]
+    assert terms_record_from_json(good, at="at").revision == 1
+    with pytest.raises(BillingError) as error:
+        terms_record_from_json({**good, **change}, at="at")
+    assert error.value.field == field
