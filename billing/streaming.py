@@ -1,7 +1,9 @@
 """``billing worker`` and ``billing sink``: the Kafka drivers wired to a catalog, a clock and stores.
 
-Until the catalog arrives as compacted topics, the worker reads metrics and subscriptions from a
-scenario file (design section 5; its plans, events and actions are ignored).
+The worker holds the catalog from the compacted ``catalog.terms`` and ``catalog.subscriptions``
+topics the ledger's outbox relay writes (streams/kafka/catalog_tables.py). ``--catalog FILE``
+replaces them with a scenario file's metrics and subscriptions (design section 5; its plans,
+events and actions are ignored): offline runs, tests and ``billing simulate --via kafka``.
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ def logging_setup(level: str) -> None:
 def run_worker(args: Any) -> int:
     import faust
 
+    from invoicing.ledger.catalog import CATALOG_SUBSCRIPTIONS, CATALOG_TERMS
+    from streams.kafka.catalog_tables import CatalogTables
     from streams.kafka.metrics import serve
     from streams.kafka.worker import WorkerSettings, create_app
 
-    scenario = load_scenario(Path(args.catalog))
     settings = WorkerSettings(
         bootstrap_servers=bootstrap_servers(args.bootstrap),
         partitions=args.partitions,
@@ -78,9 +81,29 @@ def run_worker(args: Any) -> int:
         app_id=args.app_id,
         commit_interval_s=args.commit_interval,
         topic_prefix=args.topic_prefix,
+        catalog_refresh_s=getattr(args, "catalog_refresh", None) or 1.0,
     )
     clock = SystemClock()
-    app, worker = create_app(settings, catalog_of(scenario), lambda: epoch_ms(clock.now()))
+    tables = None
+    if args.catalog:
+        catalog = catalog_of(load_scenario(Path(args.catalog)))
+    else:
+        tables = CatalogTables(
+            settings.bootstrap_servers,
+            settings.topic(CATALOG_SUBSCRIPTIONS),
+            settings.topic(CATALOG_TERMS),
+            create_partitions=settings.partitions,
+        )
+        tables.catch_up()  # the whole catalog before the first event
+        catalog = tables.catalog()
+        logging.getLogger("billing.worker").warning(
+            "catalog from %s and %s: %d subscriptions, %d tenants' metrics",
+            tables.subscriptions_topic,
+            tables.terms_topic,
+            len(tables.subscriptions),
+            len(tables.metrics),
+        )
+    app, worker = create_app(settings, catalog, lambda: epoch_ms(clock.now()), tables)
     if settings.metrics_port:
         serve(worker.metrics.registry, settings.metrics_port)
     runner = faust.Worker(app, loglevel=args.log_level, quiet=True)

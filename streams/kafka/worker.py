@@ -12,6 +12,12 @@ Exactness comes from this design, not from Faust's exactly-once mode (design sec
 * outputs are absolute, versioned window totals and raw records keyed by identity, so the sink
   may write any of them twice.
 
+The catalog (metrics per tenant, subscriptions) comes from the compacted ``catalog.terms`` and
+``catalog.subscriptions`` topics (streams/kafka/catalog_tables.py), or from a scenario file
+offline. An event whose subscription or metric is unknown is dead-lettered only after the catalog
+has caught up with those topics' end offsets taken after the event was read (once per batch), so
+a lagging catalog never rejects an event whose subscription was committed before it.
+
 State lives in two Faust tables (``dedup``, ``windows``) whose changelog partition is the source
 partition, written once per batch. Faust picks a table's partition (and a RocksDB store its
 column family) from the *current event*, so every table access below runs with the current event
@@ -37,6 +43,7 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from streams.kafka import messages
+from streams.kafka.catalog_tables import CatalogTables
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.partitioning import partition_of
 from streams.kafka.topics import USAGE_ACCEPTED as USAGE_ACCEPTED  # re-exported: older imports name the worker
@@ -74,6 +81,9 @@ class WorkerSettings:
     group_instance_id: str | None = None
     topic_prefix: str = ""
     """Prepended to every topic name (``usage.events`` …): separate pipelines on one cluster."""
+    catalog_refresh_s: float = 1.0
+    """How often new catalog records are applied while the worker runs (with catalog topics);
+    exactness does not rest on it: an unknown subscription or metric triggers a catch-up first."""
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
@@ -159,6 +169,8 @@ class UsageWorker:
     catalog: Catalog
     now_ms: Callable[[], int]
     metrics: WorkerMetrics
+    catalog_tables: CatalogTables | None = None
+    """The catalog topics behind ``catalog`` (None: a fixed catalog from a scenario file)."""
     dedup_cache: dict[str, Any] = field(default_factory=dict)
     window_cache: dict[WindowKey, WindowAccumulator] = field(default_factory=dict)
     processed: dict[int, int] = field(default_factory=dict)
@@ -187,10 +199,28 @@ class UsageWorker:
         self.window_table = self.app.Table("windows", partitions=s.partitions, key_type=str, value_type=None)
 
     def forget_cache(self) -> None:
-        """After a rebalance another worker may have written our former partitions."""
-        self.dedup_cache.clear()
-        self.window_cache.clear()
-        self.last_event.clear()
+        """After a rebalance another worker may have written our former partitions. New mappings,
+        not cleared ones: a batch in flight (waiting on a send or a catalog catch-up when the
+        revocation arrives) keeps its own consistent view to the end."""
+        self.dedup_cache = {}
+        self.window_cache = {}
+        self.last_event = {}
+
+    def unknown_to_catalog(self, rejection: Rejection | None) -> bool:
+        """Whether ``rejection`` may only mean the catalog tables have not caught up yet."""
+        return (
+            self.catalog_tables is not None
+            and rejection is not None
+            and rejection.reason in (Reason.UNKNOWN_SUBSCRIPTION, Reason.UNKNOWN_METRIC)
+        )
+
+    async def catch_up_catalog(self) -> None:
+        assert self.catalog_tables is not None
+        started = time.perf_counter()
+        applied = await self.catalog_tables.catch_up_async()
+        log.info(
+            "catalog caught up before rejecting an unknown: %d records in %.3fs", applied, time.perf_counter() - started
+        )
 
     def check_contiguous(self, events: Sequence[Event]) -> None:
         """Restart from the last commit if a message went missing in flight.
@@ -241,6 +271,7 @@ class UsageWorker:
         changed: dict[WindowKey, tuple[int, int, str, float]] = {}
         letters: list[tuple[DeadLetter, bytes | None]] = []
         counts: Counter[str] = Counter()
+        caught_up = False  # a catch-up after this batch was fetched covers all of its events
         for event in events:
             message = event.message
             partition, offset = message.partition, message.offset
@@ -266,6 +297,7 @@ class UsageWorker:
                         letters.append((self._letter(item, message, index if batch else None), message.key))
                         counts["invalid"] += 1
                         continue
+                    position = offset * POSITIONS_PER_OFFSET + index
                     outcome = process_event(
                         item,
                         self.catalog,
@@ -273,9 +305,22 @@ class UsageWorker:
                         windows,
                         now,
                         partition=partition,
-                        position=offset * POSITIONS_PER_OFFSET + index,
+                        position=position,
                         oldest_ms=horizon,
                     )
+                    if not caught_up and self.unknown_to_catalog(outcome.rejection):
+                        await self.catch_up_catalog()  # validation rejected before any state changed
+                        caught_up = True
+                        outcome = process_event(
+                            item,
+                            self.catalog,
+                            dedup,
+                            windows,
+                            now,
+                            partition=partition,
+                            position=position,
+                            oldest_ms=horizon,
+                        )
                     if outcome.rejection is not None:
                         letters.append(
                             (self._letter(outcome.rejection, message, index if batch else None), message.key)
@@ -372,8 +417,14 @@ class UsageWorker:
                 )
 
 
-def create_app(settings: WorkerSettings, catalog: Catalog, now_ms: Callable[[], int]) -> tuple[faust.App, UsageWorker]:
-    """The Faust app with its one agent (concurrency 1: faust issue 606) and its tables."""
+def create_app(
+    settings: WorkerSettings,
+    catalog: Catalog,
+    now_ms: Callable[[], int],
+    catalog_tables: CatalogTables | None = None,
+) -> tuple[faust.App, UsageWorker]:
+    """The Faust app with its one agent (concurrency 1: faust issue 606) and its tables; with
+    ``catalog_tables`` (already caught up), a timer applies new catalog records as they come."""
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -392,7 +443,7 @@ def create_app(settings: WorkerSettings, catalog: Catalog, now_ms: Callable[[], 
         web_enabled=False,
         table_standby_replicas=0,
     )
-    worker = UsageWorker(app, settings, catalog, now_ms, WorkerMetrics())
+    worker = UsageWorker(app, settings, catalog, now_ms, WorkerMetrics(), catalog_tables)
 
     @app.agent(worker.source, concurrency=1)
     async def usage(stream: Any) -> None:
@@ -403,6 +454,16 @@ def create_app(settings: WorkerSettings, catalog: Catalog, now_ms: Callable[[], 
         worker.report_lag()
 
     app.timer(interval=5.0)(lag)
+
+    if catalog_tables is not None:
+        tables = catalog_tables
+
+        async def refresh_catalog() -> None:
+            applied = tables.refresh()
+            if applied:
+                log.info("catalog: %d new records", applied)
+
+        app.timer(interval=settings.catalog_refresh_s)(refresh_catalog)
 
     def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:  # faust's signal protocol
         worker.forget_cache()

@@ -28,10 +28,33 @@ class Outcome(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Catalog:
-    """Lookups the operators need: metrics by code, subscriptions by id."""
+    """Lookups the operators need: metrics by code, subscriptions by id.
+
+    ``metric_for`` (tenant id, code), when given, replaces ``metric_of`` for a catalog of many
+    tenants (the Kafka worker's): an event's metric is looked up under the tenant of its
+    subscription, so a metric of another tenant never matches."""
 
     metric_of: Callable[[str], Metric | None]
     subscription_of: Callable[[str], SubscriptionRef | None]
+    metric_for: Callable[[str, str], Metric | None] | None = None
+
+
+def _no_tenant_yet(code: str) -> Metric | None:
+    """With the subscription unknown there is no tenant to look the metric up in: the metric step
+    lets the event through and validate rejects it as unknown_subscription right after."""
+    return Metric(code) if code else None
+
+
+def metric_lookup(catalog: Catalog, event: UsageEvent) -> Callable[[str], Metric | None]:
+    """The metric lookup for ``event``: by code alone, or under the tenant of its subscription."""
+    metric_for = catalog.metric_for
+    if metric_for is None:
+        return catalog.metric_of
+    subscription = catalog.subscription_of(event.subscription_id)
+    if subscription is None:
+        return _no_tenant_yet
+    tenant_id = subscription.tenant_id
+    return lambda code: metric_for(tenant_id, code)
 
 
 def process_event(
@@ -52,7 +75,8 @@ def process_event(
     REPLAY: it goes through the windows again, which count it only where their persisted state
     missed it, so the driver re-emits their absolute totals and a crash loses or doubles nothing.
     ``oldest_ms`` is the dedup horizon of a driver whose dedup state has a bounded retention."""
-    checked = validate(event, catalog.metric_of, catalog.subscription_of, now_ms, max_future_skew_ms, oldest_ms)
+    metric_of = metric_lookup(catalog, event)
+    checked = validate(event, metric_of, catalog.subscription_of, now_ms, max_future_skew_ms, oldest_ms)
     if isinstance(checked, Rejection):
         return Outcome(None, rejection=checked)
     key = dedup_key(checked.subscription_id, checked.idempotency_key)
@@ -71,7 +95,7 @@ def process_event(
         return Outcome(verdict, checked)
     if verdict is Verdict.ACCEPTED:
         dedup_state[key] = DedupEntry(fingerprint, partition, position)
-    metric = catalog.metric_of(checked.metric_code)
+    metric = metric_of(checked.metric_code)
     subscription = catalog.subscription_of(checked.subscription_id)
     assert metric is not None and subscription is not None  # validated above
     changed = tuple(
