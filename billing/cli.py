@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--commit-interval", type=float, default=1.0, help="seconds between offset commits (outputs flushed first)"
     )
     worker.add_argument("--instance-id", default=None, help="static group membership id (faster restarts)")
+    worker.add_argument(
+        "--catalog-refresh",
+        type=float,
+        default=1.0,
+        help="without --catalog: seconds between reads of new catalog.terms/catalog.subscriptions records "
+        "(an unknown subscription or metric makes the worker catch up first either way)",
+    )
     worker.add_argument("--log-level", default="warning")
     worker.set_defaults(run=_worker)
 
