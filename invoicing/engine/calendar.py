@@ -49,6 +49,9 @@ class Calendar:
         self.handed_over: dict[str, datetime] = {}
         """Per subscription, the end of the last period handed over: nothing ending at or before
         it is due again."""
+        self.moved: set[str] = set()
+        """Subscriptions whose open period changed (closed, opened, ended) since the caller last
+        cleared this: their running result must be re-rated or dropped."""
         self._closed: list[tuple[datetime, str, int, ClosedPeriod]] = []
         self._ends: list[tuple[datetime, str]] = []
         self._seq = 0
@@ -131,6 +134,7 @@ class Calendar:
     # -- internals ---------------------------------------------------------------------------------
     def _replace(self, cycle: BillingCycle) -> None:
         self.cycles[cycle.subscription.id] = cycle
+        self.moved.add(cycle.subscription.id)
         if cycle.period is not None:
             heapq.heappush(self._ends, (cycle.period.end, cycle.subscription.id))
 

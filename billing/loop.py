@@ -1,0 +1,122 @@
+"""``billing worker`` (``--role all``): the whole billing loop on one machine, one process per role.
+
+usage (Faust: usage.events → dedup → windows), rater (sink into the usage store, the calendar on
+the clock, final RatingResults; it owns embedded chDB), invoicer (rating.results → PostgreSQL) and
+relay (the ledger's outbox → invoice.finalized and the catalog topics). Each role is the same
+command one would run on its own (``billing worker --role usage``, ``billing rater``, ``billing
+invoicer``, ``billing relay``), so a deployment can split them across machines without changing
+anything. A role that exits is restarted (after a pause that grows to 30 s); SIGTERM or SIGINT
+stops every role gracefully (each commits what it finished) and then the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("billing.worker")
+
+ROLES = ("usage", "rater", "invoicer", "relay")
+
+
+def role_commands(args: Any) -> dict[str, list[str]]:
+    """The command line of each role, sharing the loop's cluster, prefix and data directory."""
+    data = Path(args.data_dir)
+    common = ["--log-level", "info"]
+    if args.bootstrap:
+        common += ["--bootstrap", args.bootstrap]
+    prefix = ["--topic-prefix", args.topic_prefix]
+    cli = [sys.executable, "-m", "billing.cli"]
+    rater = [*cli, "rater", *common, *prefix, "--data-dir", str(data / "usage"), "--ledger-dir", str(data / "ledger")]
+    rater += ["--usage-group", args.app_id, "--grace-period", args.grace_period, "--partitions", str(args.partitions)]
+    if args.grpc_port is not None:
+        rater += ["--grpc-port", str(args.grpc_port)]
+    if args.clock_file:
+        rater += ["--clock-file", args.clock_file]
+    usage = [*cli, "worker", "--role", "usage", *prefix, "--data-dir", str(data / "worker"), "--app-id", args.app_id]
+    usage += ["--partitions", str(args.partitions), "--store", args.store, "--retention-days", str(args.retention_days)]
+    if args.bootstrap:
+        usage += ["--bootstrap", args.bootstrap]
+    invoicer = [*cli, "invoicer", *common, *prefix, "--data-dir", str(data / "ledger")]
+    invoicer += ["--partitions", str(args.partitions)]
+    relay = [*cli, "relay", *common, *prefix, "--data-dir", str(data / "ledger"), "--partitions", str(args.partitions)]
+    every = {"usage": usage, "rater": rater, "invoicer": invoicer, "relay": relay}
+    return {role: every[role] for role in args.roles.split(",")}
+
+
+@dataclass
+class Role:
+    name: str
+    command: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as output:
+            self.process = subprocess.Popen(
+                self.command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy()
+            )
+        self.started_at = time.monotonic()
+        log.info("%s started (pid %s), log %s", self.name, self.process.pid, self.log_path)
+
+
+def run_loop(args: Any) -> int:
+    from billing.streaming import logging_setup
+
+    logging_setup(args.log_level)
+    unknown = set(args.roles.split(",")) - set(ROLES)
+    if unknown:
+        print(f"error: --roles: unknown role(s) {sorted(unknown)}; choose from {', '.join(ROLES)}", file=sys.stderr)
+        return 2
+    logs = Path(args.data_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    roles = [Role(name, command, logs / f"{name}.log") for name, command in role_commands(args).items()]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for role in roles:
+        role.start()
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for role in roles:
+                assert role.process is not None
+                status = role.process.poll()
+                if status is None or stopping:
+                    continue
+                pause = min(30.0, 2.0**role.restarts)
+                if time.monotonic() - role.started_at > 60:
+                    role.restarts = 0  # it had been running well: a fresh failure
+                    pause = 1.0
+                log.warning("%s exited with status %s; restarting in %.0f s", role.name, status, pause)
+                time.sleep(pause)
+                role.restarts += 1
+                role.start()
+    finally:
+        for role in roles:
+            if role.process is not None and role.process.poll() is None:
+                role.process.terminate()
+        for role in roles:
+            if role.process is None:
+                continue
+            try:
+                role.process.wait(30)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in 30 s; killing it", role.name)
+                role.process.kill()
+                role.process.wait()
+    return 0

@@ -1,0 +1,485 @@
+"""``billing rater``: the billing calendar on the wall clock, over the catalog topics.
+
+The rater is the process that owns the usage store's writer (the sink; with embedded chDB one
+process owns the directory), so it sees every write as it happens:
+
+1. It follows the compacted catalog topics (``catalog.terms``, ``catalog.plans``,
+   ``catalog.subscriptions``, published from the ledger by ``billing relay``) from their start.
+   A subscription opens its billing cycle on its first record; a later revision on another plan
+   version changes the plan there and then (prorated), one whose status is canceled ends it.
+2. The sink writes usage; the rating agent re-rates the open periods of the subscriptions written
+   (the running RatingResult, served over gRPC when ``--grpc-port`` is given).
+3. On the clock, every period that ended at least ``--grace-period`` ago is due. Before handing
+   due periods over, the rater waits until the usage worker has committed everything produced so
+   far and the sink has written it (so a period is rated with all usage that arrived before it
+   fell due); then the rating agent publishes each final RatingResult on ``rating.results``, with
+   the current usage of any earlier period of that subscription whose usage changed since its
+   invoice (late usage, billed as an ADJUSTMENT by the invoice worker). ``finalized_at`` is the
+   instant the period fell due, not the moment the rater got to it, so anyone can recompute it.
+4. What it decided is recorded on the compacted ``billing.calendar`` topic, key subscription: the
+   changes it applied, each at its instant, and the end of the last period it handed over. A
+   restarted rater replays that record into the same calendar; a period handed over twice (a crash
+   between publishing and recording) is finalized once by the invoice worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from billing.clock import Clock
+from invoicing.engine.calendar import Calendar, Change
+from invoicing.engine.subscriptions import ClosedPeriod, SubscriptionStatus
+from invoicing.ledger.catalog import (
+    CATALOG_PLANS,
+    CATALOG_SUBSCRIPTIONS,
+    CATALOG_TERMS,
+    SubscriptionRecord,
+    subscription_from_json,
+    subscription_to_json,
+)
+from invoicing.ledger.snapshots import plan_from_json, terms_from_json
+from invoicing.ports import Ledger, UsageReader
+from invoicing.service import BillingTerms
+from rating.catalog import Plan
+from rating.errors import BillingError, UnknownReference
+from streams.kafka.producer import TUNING
+from streams.kafka.rating_agent import RatingAgent
+from streams.kafka.sink import SinkSettings, UsageSink
+from streams.kafka.topics import RATING_RESULTS, USAGE_ACCEPTED, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
+from streams.operators.records import UsageRecord
+from streams.ports import UsageStore, WindowRow
+
+log = logging.getLogger("billing.rater")
+
+BILLING_CALENDAR = "billing.calendar"
+"""The rater's record of its calendar (compacted, key ``subscription_id``)."""
+
+
+@dataclass(frozen=True)
+class RaterSettings:
+    bootstrap_servers: str
+    topic_prefix: str = ""
+    usage_group: str = "billing-usage"
+    """The usage worker's consumer group (its ``--app-id``): a period falls due only after it has
+    committed everything produced to ``usage.events`` before."""
+    sink_group: str = "billing-sink"
+    grace_period: timedelta = timedelta(0)
+    partitions: int = 6
+    tick_s: float = 0.5
+    wait_s: float = 120.0
+    """How long a close waits for the usage worker and the sink before trying again later."""
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class CatalogFollower:
+    """The catalog topics read from their start into dictionaries, then followed."""
+
+    def __init__(self, settings: RaterSettings) -> None:
+        self.topics = {settings.topic(t): t for t in (CATALOG_TERMS, CATALOG_PLANS, CATALOG_SUBSCRIPTIONS)}
+        ensure_topics(settings.bootstrap_servers, settings.partitions, topics=list(self.topics))
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": f"{settings.topic_prefix}billing-rater-catalog",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
+        assignment = []
+        for topic in self.topics:
+            metadata = self.consumer.list_topics(topic, timeout=30).topics[topic]
+            assignment += [TopicPartition(topic, p, 0) for p in metadata.partitions]
+        self.consumer.assign(assignment)
+        self.assignment = assignment
+        self.terms: dict[str, BillingTerms] = {}
+        self.plans: dict[tuple[str, str, int], Plan] = {}
+        self.subscriptions: dict[str, SubscriptionRecord] = {}
+
+    def poll(self, timeout: float = 0.0) -> list[SubscriptionRecord]:
+        """Read what is there; returns the subscription records that arrived."""
+        arrived = []
+        for message in self.consumer.consume(1000, timeout=timeout):
+            error = message.error()
+            if error is not None:
+                raise KafkaException(error)
+            value, topic = message.value(), self.topics[message.topic() or ""]
+            if value is None:
+                continue  # a tombstone: the catalog never deletes, so nothing to undo
+            try:
+                raw = json.loads(value)
+                if topic == CATALOG_TERMS:
+                    self.terms[raw["tenant_id"]] = terms_from_json(raw)
+                elif topic == CATALOG_PLANS:
+                    plan = plan_from_json(raw)
+                    self.plans[(raw["tenant_id"], plan.code, plan.version)] = plan
+                else:
+                    record = subscription_from_json(raw)
+                    self.subscriptions[record.id] = record
+                    arrived.append(record)
+            except (BillingError, KeyError, TypeError, ValueError) as error:
+                log.error("catalog record %s@%s skipped: %s", message.topic(), message.offset(), error)
+        return arrived
+
+    def catch_up(self) -> list[SubscriptionRecord]:
+        """Read to the end of every catalog partition as of now."""
+        ends = {
+            (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in self.assignment
+        }
+        arrived: list[SubscriptionRecord] = []
+        while True:
+            positions = self.consumer.position(self.assignment)
+            if all(
+                ends[(tp.topic, tp.partition)] == 0 or tp.offset >= ends[(tp.topic, tp.partition)] for tp in positions
+            ):
+                return arrived
+            arrived += self.poll(timeout=0.5)
+
+    def plan_of(self, record: SubscriptionRecord) -> Plan | None:
+        sub = record.subscription
+        return self.plans.get((sub.tenant_id, sub.plan_code, record.plan_version))
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class CalendarLog:
+    """The ``billing.calendar`` topic: per subscription, the changes applied and what was handed over."""
+
+    def __init__(self, settings: RaterSettings) -> None:
+        self.topic = settings.topic(BILLING_CALENDAR)
+        ensure_topics(
+            settings.bootstrap_servers,
+            1,
+            topics=[self.topic],
+            config={"cleanup.policy": "compact"},
+        )
+        self.settings = settings
+        self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, **TUNING, "linger.ms": 5})
+
+    def read(self, follower: CatalogFollower) -> tuple[dict[str, list[Change]], dict[str, datetime]]:
+        """Everything recorded, decoded against the catalog (plans by version)."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.bootstrap_servers,
+                "group.id": f"{self.settings.topic_prefix}billing-rater-calendar",
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            end = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=30)[1]
+            consumer.assign([TopicPartition(self.topic, 0, 0)])
+            raw: dict[str, dict[str, Any]] = {}
+            read = 0
+            while read < end:
+                for message in consumer.consume(1000, timeout=1.0):
+                    error, key, value = message.error(), message.key(), message.value()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise KafkaException(error)
+                    read = (message.offset() or 0) + 1
+                    if value is not None and key is not None:
+                        raw[key.decode()] = json.loads(value)
+        finally:
+            consumer.close()
+        history: dict[str, list[Change]] = {}
+        handed: dict[str, datetime] = {}
+        for sub, entry_of in raw.items():
+            changes = []
+            for entry in entry_of["changes"]:
+                record = subscription_from_json(entry["record"])
+                plan = follower.plan_of(record)
+                if plan is None:
+                    raise UnknownReference(
+                        "plan_code", f"{sub}: plan version {record.plan_version} is not in the catalog"
+                    )
+                changes.append(
+                    Change(
+                        datetime.fromisoformat(entry["at"]),
+                        record.revision,
+                        record.subscription,
+                        plan,
+                        entry["canceled"],
+                    )
+                )
+            history[sub] = changes
+            if entry_of["handed_over"] is not None:
+                handed[sub] = datetime.fromisoformat(entry_of["handed_over"])
+        return history, handed
+
+    def record(self, calendar: Calendar, subscription_ids: Iterable[str]) -> None:
+        """Write the subscriptions' current calendar record and wait until the broker has it."""
+        for sub in subscription_ids:
+            history = calendar.history.get(sub, [])
+            handed = calendar.handed_over.get(sub)
+            value = {
+                "changes": [
+                    {
+                        "at": _instant(c.at),
+                        "canceled": c.canceled,
+                        "record": subscription_to_json(
+                            SubscriptionRecord(
+                                c.subscription,
+                                c.plan.version,
+                                c.plan.billing_interval,
+                                SubscriptionStatus.CANCELED if c.canceled else SubscriptionStatus.ACTIVE,
+                                c.revision,
+                            )
+                        ),
+                    }
+                    for c in history
+                ],
+                "handed_over": None if handed is None else _instant(handed),
+            }
+            self.producer.produce(self.topic, key=sub.encode(), value=json.dumps(value, separators=(",", ":")))
+        if self.producer.flush(30):
+            raise RuntimeError("the calendar record was not delivered to Kafka")
+
+
+class Rater:
+    """The wall-clock loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: RaterSettings,
+        store: UsageStore,
+        usage: UsageReader,
+        ledger: Ledger,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.calendar = Calendar(settings.grace_period)
+        self.catalog = CatalogFollower(settings)
+        self.log = CalendarLog(settings)
+        self.agent = RatingAgent(
+            settings.bootstrap_servers, usage, ledger, self._terms, topic=settings.topic(RATING_RESULTS)
+        )
+        ensure_topics(settings.bootstrap_servers, settings.partitions, topics=[settings.topic(RATING_RESULTS)])
+        self.touched: set[str] = set()
+        self.sink = UsageSink(
+            SinkSettings(
+                settings.bootstrap_servers,
+                group_id=f"{settings.topic_prefix}{settings.sink_group}",
+                batch_wait_s=0.05,
+                topic_prefix=settings.topic_prefix,
+            ),
+            store,
+            on_written=self._written,
+        )
+        self.offsets = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.usage_group})
+        self.waiting: list[ClosedPeriod] = []
+        """Due periods not handed over yet (the usage pipeline was behind, or terms are missing)."""
+        self.handed = 0
+
+    def _terms(self, tenant_id: str) -> BillingTerms:
+        terms = self.catalog.terms.get(tenant_id)
+        if terms is None:
+            raise UnknownReference("tenant_id", f"no terms of tenant {tenant_id} in catalog.terms yet")
+        return terms
+
+    def _written(self, records: list[UsageRecord], _windows: list[WindowRow]) -> None:
+        self.touched.update(r.subscription_id for r in records)
+
+    # -- catalog → calendar ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Catch up with the catalog, replay the recorded calendar, open what is new."""
+        self.catalog.catch_up()
+        history, handed = self.log.read(self.catalog)
+        self.calendar.replay(history, handed)
+        self._apply(self.catalog.subscriptions.values())
+        log.info(
+            "rater started: %d subscriptions, %d periods handed over before", len(self.calendar.cycles), len(handed)
+        )
+
+    def _apply(self, records: Iterable[SubscriptionRecord]) -> None:
+        now = self.clock.now()
+        changed = []
+        for record in records:
+            history = self.calendar.history.get(record.id)
+            if history and history[-1].revision >= record.revision:
+                continue
+            plan = self.catalog.plan_of(record)
+            if plan is None:
+                log.warning("subscription %s waits for plan version %s", record.id, record.plan_version)
+                continue
+            at = record.subscription.start_at if not history else max(now, history[-1].at)
+            canceled = record.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.TRIAL_EXPIRED)
+            self.calendar.apply(Change(at, record.revision, record.subscription, plan, canceled))
+            changed.append(record.id)
+        if changed:
+            self.log.record(self.calendar, changed)
+
+    # -- usage ---------------------------------------------------------------------------------------
+    def _ends(self, topic: str) -> list[TopicPartition]:
+        metadata = self.offsets.list_topics(topic, timeout=30).topics[topic]
+        return [
+            TopicPartition(topic, p, self.offsets.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1])
+            for p in metadata.partitions
+        ]
+
+    def usage_caught_up(self) -> bool:
+        """Wait until the usage worker committed what was produced before now and the sink wrote
+        it; False when that took longer than ``wait_s`` (the close is retried later)."""
+        deadline = time.monotonic() + self.settings.wait_s
+        ends = self._ends(self.settings.topic(USAGE_EVENTS))
+        while True:
+            committed = self.offsets.committed([TopicPartition(e.topic, e.partition) for e in ends], timeout=30)
+            if all(c.offset >= e.offset or e.offset == 0 for c, e in zip(committed, ends, strict=True)):
+                break
+            if time.monotonic() > deadline:
+                return False
+            self.sink.run_once()
+        outputs = [tp for t in (USAGE_ACCEPTED, USAGE_WINDOWS) for tp in self._ends(self.settings.topic(t))]
+        while True:
+            self.sink.run_once()
+            positions = {(tp.topic, tp.partition): tp.offset for tp in self.sink.consumer.position(outputs)}
+            if all(positions[(e.topic, e.partition)] >= e.offset for e in outputs if e.offset > 0):
+                return True
+            if time.monotonic() > deadline:
+                return False
+
+    def refresh_running(self) -> None:
+        """Re-rate the open periods of subscriptions with new usage or a new period; drop the
+        running result of one whose subscription ended (a closed period is never served as current)."""
+        self.touched |= self.calendar.moved
+        self.calendar.moved.clear()
+        if not self.touched:
+            return
+        cycles = []
+        for sub in sorted(self.touched):
+            cycle = self.calendar.cycles.get(sub)
+            if cycle is None or cycle.period is None:
+                self.agent.current.pop(sub, None)
+            else:
+                cycles.append(cycle)
+        self.touched.clear()
+        try:
+            self.agent.refresh(cycles, self.clock.now())
+        except BillingError as error:
+            log.warning("running results not refreshed: %s", error)
+
+    # -- the clock -----------------------------------------------------------------------------------
+    def close_due(self) -> int:
+        """Hand every due period over to the invoice worker; returns how many were."""
+        now = self.clock.now()
+        self.waiting += self.calendar.due(now)
+        if not self.waiting:
+            return 0
+        if not self.usage_caught_up():
+            log.warning("%d periods due, but the usage pipeline is behind; retrying", len(self.waiting))
+            return 0
+        ready: list[ClosedPeriod] = []
+        later: list[ClosedPeriod] = []
+        for closed in self.waiting:
+            (ready if closed.subscription.tenant_id in self.catalog.terms else later).append(closed)
+        self.agent.prefetch(ready)
+        for closed in ready:
+            due_at = closed.period.end + self.settings.grace_period
+            self.agent.publish(self.agent.rate(closed, due_at, late_periods=None))
+            self.calendar.handed(closed)
+        self.log.record(self.calendar, sorted({c.subscription.id for c in ready}))
+        self.waiting = later
+        self.handed += len(ready)
+        return len(ready)
+
+    def run_once(self) -> None:
+        self._apply(self.catalog.poll())
+        self.sink.run_once()
+        self.close_due()
+        self.refresh_running()
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.start()
+        try:
+            while not should_stop():
+                self.run_once()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.sink.close()
+        self.catalog.close()
+        self.offsets.close()
+
+
+def add_rater_command(commands: Any) -> None:
+    rater = commands.add_parser(
+        "rater", help="the billing calendar on the wall clock: catalog topics + usage → rating.results"
+    )
+    rater.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
+    rater.add_argument(
+        "--data-dir", default=".data/sink", help="the usage store (embedded chDB) unless $CLICKHOUSE_URL"
+    )
+    rater.add_argument("--ledger-dir", default=".data/ledger", help="embedded PostgreSQL unless $DATABASE_URL")
+    rater.add_argument("--topic-prefix", default="", help="prefix of every topic name (separate pipelines)")
+    rater.add_argument("--usage-group", default="billing-usage", help="the usage worker's --app-id")
+    rater.add_argument("--grace-period", default="0s", help="how long after its end a period is invoiced (e.g. 1h)")
+    rater.add_argument("--partitions", type=int, default=6, help="partitions of the topics it creates")
+    rater.add_argument("--grpc-port", type=int, default=None, help="serve RatingService (running results) here")
+    rater.add_argument("--clock-file", default=None, help="read 'now' from this file (tests, rehearsals)")
+    rater.add_argument("--log-level", default="info")
+    rater.set_defaults(run=run_rater)
+
+
+def run_rater(args: Any) -> int:
+    from pathlib import Path
+
+    from sqlalchemy import create_engine
+
+    from billing.clock import FileClock, SystemClock
+    from billing.simulate.scenario import duration
+    from billing.stores import ledger_url, open_usage_store
+    from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
+    from billing.usage_reader import StoreUsageReader
+    from invoicing.ledger.postgres import PostgresLedger, migrate
+
+    logging_setup(args.log_level)
+    settings = RaterSettings(
+        bootstrap_servers(args.bootstrap),
+        topic_prefix=args.topic_prefix,
+        usage_group=args.usage_group,
+        grace_period=duration(args.grace_period, "--grace-period"),
+        partitions=args.partitions,
+    )
+    url = ledger_url(Path(args.ledger_dir))
+    migrate(url)
+    engine = create_engine(url, pool_pre_ping=True)
+    store = open_usage_store(Path(args.data_dir))
+    clock: Clock = FileClock(args.clock_file) if args.clock_file else SystemClock()
+    rater = Rater(settings, store, StoreUsageReader(store), PostgresLedger(engine), clock)
+    server = None
+    if args.grpc_port is not None:
+        from streams.kafka.rating_service import RatingServer
+
+        cycles = rater.calendar.cycles
+
+        # RateSubscription (any period, read from the store) stays UNIMPLEMENTED here: the store's
+        # client belongs to the loop's thread; GetCurrentRating reads only the agent's results.
+        server = RatingServer(
+            rater.agent.current.get, tenant_of=lambda s: cycles[s].subscription.tenant_id if s in cycles else ""
+        )
+        port = server.start(args.grpc_port)
+        log.info("RatingService on port %d", port)
+    should_stop = stop_on_signals()
+    try:
+        rater.run(should_stop)
+    finally:
+        if server is not None:
+            server.stop()
+        engine.dispose()
+    return 0

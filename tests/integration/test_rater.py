@@ -1,0 +1,158 @@
+"""The wall-clock rater on the real broker, chDB and PostgreSQL: the catalog goes from the ledger
+through ``billing relay`` to the catalog topics, usage through a real ``billing worker`` and the
+rater's sink, periods close on a clock the test sets (``FileClock``), and the invoice worker
+finalizes them. The invoices equal ``billing simulate``'s for the same scenario, and a rater
+restarted midway hands nothing over twice and still bills late usage."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from sqlalchemy import create_engine
+
+from billing.catalog_cli import apply_catalog
+from billing.clock import FileClock
+from billing.rater import Rater, RaterSettings
+from billing.simulate import Simulation, load_scenario
+from billing.simulate.kafka import KafkaRun, usage_worker
+from billing.usage_reader import StoreUsageReader
+from invoicing.engine.render import invoice_to_dict
+from invoicing.ledger.memory import MemoryLedger
+from invoicing.ledger.postgres import PostgresLedger
+from rating.periods import epoch_ms
+from schemas import avro_codec
+from streams.clickhouse.store import ClickHouseUsageStore
+from streams.kafka import messages
+from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
+from streams.kafka.relay import OutboxRelay, RelaySettings
+from streams.kafka.topics import PIPELINE_TOPICS, RATING_RESULTS, USAGE_EVENTS, ensure_topics
+from streams.memory import MemoryUsageStore
+from streams.operators.records import UsageEvent
+
+pytestmark = pytest.mark.integration
+
+CASES = Path(__file__).parents[1] / "scenarios" / "cases"
+
+
+def _results_published(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{uuid.uuid4().hex}"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in metadata.partitions)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("name", ["22_late_usage_adjustment", "17_coupons", "18_tax_exclusive_by_region"])
+def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
+    name: str, kafka_broker: Any, chdb_client: Any, clickhouse_db: str, pg_url: str, tmp_path: Path
+) -> None:
+    case = CASES / f"{name}.yaml"
+    scenario = load_scenario(case)
+    expected = Simulation(scenario, MemoryUsageStore(), MemoryLedger()).run().invoices
+    bootstrap = kafka_broker.bootstrap
+    run = KafkaRun(bootstrap, f"rater-{uuid.uuid4().hex[:10]}.", partitions=2)
+    ensure_topics(bootstrap, 2, topics=[run.topic(t) for t in PIPELINE_TOPICS])
+    engine = create_engine(pg_url)
+    ledger = PostgresLedger(engine)
+    apply_catalog(ledger, scenario)
+    relay = OutboxRelay(
+        engine,
+        RelaySettings(
+            bootstrap,
+            transactional_id=run.prefix + "relay",
+            progress_topic=run.prefix + "outbox.progress",
+            topic_prefix=run.prefix,
+            partitions=2,
+        ),
+    )
+    relay.run(threading.Event(), until_idle=True)
+    store = ClickHouseUsageStore(chdb_client, clickhouse_db)
+    clock_file = tmp_path / "now"
+    clock_file.write_text(min(s.start_at for s in scenario.subscriptions).isoformat())
+    settings = RaterSettings(
+        bootstrap, topic_prefix=run.prefix, usage_group=run.app_id, partitions=2, grace_period=scenario.grace_period
+    )
+
+    def rater() -> Rater:
+        started = Rater(settings, store, StoreUsageReader(store), ledger, FileClock(str(clock_file)))
+        started.start()
+        return started
+
+    invoices = InvoiceWorker(
+        InvoiceWorkerSettings(bootstrap, group_id=run.prefix + "invoicer", topic=run.topic(RATING_RESULTS)), ledger
+    )
+    producer = Producer({"bootstrap.servers": bootstrap})
+    instants = sorted(
+        {e.arrives_at for e in scenario.events} | {i.issued_at for i in expected if i.issued_at} | {scenario.run_until}
+    )
+    restart_at = instants[len(instants) // 2]
+    try:
+        with usage_worker(run, case, tmp_path / "worker.log"):
+            current = rater()
+            for instant in instants:
+                if instant == restart_at:  # a restart: the calendar comes back from billing.calendar
+                    current.close()
+                    current = rater()
+                for event in scenario.events:
+                    if event.arrives_at == instant:
+                        usage = UsageEvent(
+                            event.id,
+                            event.tenant_id,
+                            event.subscription_id,
+                            event.metric_code,
+                            event.value,
+                            epoch_ms(event.recorded_at),
+                            event.idempotency_key,
+                            event.metadata,
+                        )
+                        value = avro_codec.encode(messages.USAGE_EVENT, messages.usage_event_avro(usage))
+                        producer.produce(run.topic(USAGE_EVENTS), key=event.subscription_id.encode(), value=value)
+                assert producer.flush(30) == 0
+                clock_file.write_text(instant.isoformat())
+                current.run_once()
+                assert current.waiting == [], "every due period is handed over once the usage is in"
+                due = [i for i in expected if i.issued_at is not None and i.issued_at <= instant]
+                deadline = time.monotonic() + 60
+                while len(_finalized(ledger, scenario.tenant_id)) < len(due):
+                    assert time.monotonic() < deadline, "the invoice worker did not finalize what was handed over"
+                    invoices.run_once()
+            published = _results_published(bootstrap, run.topic(RATING_RESULTS))
+            again = rater()  # a restart at the end: nothing is due again
+            again.run_once()
+            assert again.handed == 0
+            # the running results are those of the open periods, never of a closed one
+            running = {sub: result.period for sub, result in again.agent.current.items()}
+            assert running == {c.subscription.id: c.period for c in again.calendar.open_cycles()}
+            assert _results_published(bootstrap, run.topic(RATING_RESULTS)) == published
+            again.close()
+    finally:
+        invoices.close()
+        engine.dispose()
+
+    # Invoices of one instant are numbered in the order the invoice worker receives them (its
+    # partitions run in parallel), simulate numbers them in subscription order: the same numbers,
+    # gapless, and otherwise the same invoices.
+    got = _unnumbered(_finalized(ledger, scenario.tenant_id))
+    assert got == _unnumbered(expected)
+    assert sorted(i.invoice_number for i in _finalized(ledger, scenario.tenant_id)) == sorted(
+        i.invoice_number for i in expected
+    )
+
+
+def _unnumbered(invoices: list[Any]) -> list[dict[str, Any]]:
+    rendered = [invoice_to_dict(i) for i in invoices]
+    for invoice in rendered:
+        invoice.pop("invoice_number")
+    return sorted(rendered, key=lambda i: (i["subscription_id"], i["billing_period_start"]))
+
+
+def _finalized(ledger: PostgresLedger, tenant_id: str) -> list[Any]:
+    with ledger.session() as session:
+        return sorted(session.list_invoices(tenant_id), key=lambda i: i.invoice_number or "")
