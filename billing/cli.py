@@ -55,8 +55,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    role = args.role or ("usage" if args.catalog else "all")
+    if role == "all":
+        from billing.loop import run_loop
+
+        args.data_dir = args.data_dir or ".data"
+        return run_loop(args)
     from billing.streaming import run_worker
 
+    args.data_dir = args.data_dir or ".data/worker"
     return run_worker(args)
 
 
@@ -140,12 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(run=_demo)
 
-    worker = commands.add_parser("worker", help="the Faust usage worker: usage.events → dedup → windows → topics")
-    worker.add_argument("--catalog", required=True, help="scenario file whose metrics and subscriptions to use")
+    worker = commands.add_parser(
+        "worker", help="the billing loop: usage worker, rater, invoicer and relay (--role usage: the Faust worker only)"
+    )
+    worker.add_argument(
+        "--role",
+        choices=("all", "usage"),
+        default=None,
+        help="all: every role of --roles as a process each; usage: the Faust usage worker (default: usage "
+        "with --catalog, else all)",
+    )
+    worker.add_argument("--roles", default="usage,rater,invoicer,relay", help="with --role all: which roles to run")
+    worker.add_argument("--grace-period", default="0s", help="with --role all: the rater's --grace-period")
+    worker.add_argument("--grpc-port", type=int, default=None, help="with --role all: the rater's RatingService port")
+    worker.add_argument("--clock-file", default=None, help="with --role all: the rater reads 'now' from this file")
+    worker.add_argument("--catalog", default=None, help="scenario file whose metrics and subscriptions to use")
     worker.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
     worker.add_argument("--partitions", type=int, default=6, help="partitions of usage.events")
     worker.add_argument("--store", choices=("memory", "rocksdb"), default="rocksdb", help="local state store")
-    worker.add_argument("--data-dir", default=".data/worker", help="where RocksDB state lives")
+    worker.add_argument(
+        "--data-dir", default=None, help="RocksDB state (.data/worker); with --role all, every role's data (.data)"
+    )
     worker.add_argument("--batch-max", type=int, default=2000, help="messages per processing batch")
     worker.add_argument(
         "--retention-days", type=int, default=40, help="dedup memory; older events are dead-lettered (event time)"
@@ -199,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     from billing.relay import add_relay_command
 
     add_relay_command(commands)
+
+    from billing.rater import add_rater_command
+
+    add_rater_command(commands)
 
     why = commands.add_parser("explain", help="why is usage X: counts by stage for a subscription and window")
     why.add_argument("subscription")
