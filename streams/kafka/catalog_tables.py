@@ -62,7 +62,7 @@ log = logging.getLogger("billing.worker.catalog")
 
 class CatalogLagging(Exception):
     """The catalog topics could not be read up to their end in time: deciding "unknown" now could
-    dead-letter an event whose subscription exists, so the worker stops instead."""
+    dead-letter an event whose subscription exists, so the worker restarts instead."""
 
 
 @dataclass

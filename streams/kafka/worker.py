@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from confluent_kafka import Consumer, TopicPartition
@@ -43,7 +43,7 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from streams.kafka import messages
-from streams.kafka.catalog_tables import CatalogTables
+from streams.kafka.catalog_tables import CatalogLagging, CatalogTables
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.partitioning import partition_of
 from streams.kafka.topics import USAGE_ACCEPTED as USAGE_ACCEPTED  # re-exported: older imports name the worker
@@ -217,7 +217,13 @@ class UsageWorker:
     async def catch_up_catalog(self) -> None:
         assert self.catalog_tables is not None
         started = time.perf_counter()
-        applied = await self.catalog_tables.catch_up_async()
+        try:
+            applied = await self.catalog_tables.catch_up_async()
+        except CatalogLagging as error:
+            # Deciding now could dead-letter a known subscription; a crashed Faust agent would hang
+            # the worker instead of stopping it. Restart: nothing of this batch is acknowledged.
+            log.error("%s; restarting from the last commit", error)
+            self.restart()
         log.info(
             "catalog caught up before rejecting an unknown: %d records in %.3fs", applied, time.perf_counter() - started
         )
@@ -253,7 +259,7 @@ class UsageWorker:
         finally:
             consumer.close()
 
-    def restart(self) -> None:
+    def restart(self) -> NoReturn:
         """Replace this process with a fresh worker (same pid and arguments); an abrupt exit, like a
         crash, which the design makes harmless."""
         logging.shutdown()
