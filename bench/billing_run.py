@@ -2,22 +2,30 @@
 and the latency of a current-usage read for a subscription with 10M events in its open period.
 
 The billing run is the product path: ``InvoiceService`` (rating, composition, numbering, outbox)
-over ``PostgresLedger`` and ``ClickHouseUsageStore`` wired by ``billing.stores.open_stores`` as
-``billing demo`` and ``simulate --stores embedded`` wire them, with ``prefetch`` reading the
-usage of each batch of closing periods in one store call, as the simulation runner does for the
-periods closing at one instant. It prints invoices/s beside a bulk ``COPY`` of the same rows
-(invoices and their line items) into the same PostgreSQL in the same run, the floor any writer
-of those rows pays.
+over ``PostgresLedger``, its usage read from ``ClickHouseUsageStore`` through ``StoreUsageReader``,
+stores wired by ``billing.stores.open_stores``. Subscriptions are dealt over ``--tenants`` tenants
+and finalized in chunks of ``--batch`` periods of one tenant, each chunk in one ledger batch.
+With ``--workers`` N > 1, N finalizer processes each own whole tenants (invoice numbers are
+gapless per tenant, and a ledger batch holds its tenant's counter row until it commits, so a
+tenant is finalized by one process at a time); this process owns the embedded ClickHouse (chDB
+serves one process), reads each chunk's usage in one ``quantities`` call and sends it with the
+chunk, as the rating agent sends a RatingResult to the invoice worker; the finalizer's
+``prefetch`` and ``close_period`` then answer from it. With ``--workers 1`` everything runs here,
+``prefetch`` reading from the store. Afterwards the run is checked in PostgreSQL: one invoice per
+subscription, each tenant's numbers exactly 1…n, one ``invoice.finalized`` outbox row per invoice.
+It prints invoices/s beside a bulk ``COPY`` of the same rows (the invoices and line items the run
+stored, read back) into the same PostgreSQL in the same run, the floor any writer of them pays.
 
 Usage is loaded with SQL straight into the store's tables, in the store's schema (``INSERT …
 SELECT … FROM numbers()``): for the billing run, ``--windows`` 15-minute windows per subscription
 and meter (each the totals of two events); for the latency read, ``--events`` raw events of one
 subscription and their 15-minute windows computed from them in ClickHouse. The read is
-``StoreUsageReader.quantities`` → ``ClickHouseUsageStore.totals``: the exact ``[a, b)`` read a
-current-usage RPC makes, checked against a plain SQL sum of the raw events.
+``StoreUsageReader.quantities`` (→ ``ClickHouseUsageStore.summed`` for this SUM meter): the exact
+``[a, b)`` read a current-usage RPC makes, checked against a plain SQL sum of the raw events.
 
-Usage: python bench/billing_run.py [--subscriptions 100000] [--windows 8] [--batch 1000]
-       [--events 10000000] [--reads 200] [--per-invoice-transactions] [--profile FILE]
+Usage: python bench/billing_run.py [--subscriptions 100000] [--tenants 4] [--workers 2] [--windows 8]
+       [--batch 1000] [--events 10000000] [--reads 200] [--per-invoice-transactions] [--profile FILE]
+--profile profiles this process only (with --workers > 1: the usage reads and the dispatch).
 DATABASE_URL / CLICKHOUSE_URL use servers instead of the embedded ones (fresh ids per run).
 """
 
@@ -25,32 +33,37 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
+import itertools
+import multiprocessing
 import os
+import queue as stdlib_queue
 import random
 import secrets
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine
+
 from billing.stores import Stores, open_stores
 from billing.usage_reader import StoreUsageReader
-from invoicing.engine.model import Invoice
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription, close_due, open_cycle
 from invoicing.engine.tax import TaxRule
 from invoicing.ledger.embedded import stop_embedded_database
+from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import UsageRequest
 from invoicing.service import BillingTerms, InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
 from rating.periods import epoch_ms
 from streams.clickhouse.store import EXACT
-from streams.operators.intervals import assemble, plan_read
+from streams.operators.intervals import UsageQuery, assemble, plan_read
 
 PERIOD_START = datetime(2026, 1, 1, tzinfo=UTC)  # the billed period: January 2026
 OPEN_START = datetime(2026, 2, 1, tzinfo=UTC)  # the latency subscription's open period: February 2026
@@ -87,7 +100,12 @@ def _ms_literal(instant: datetime) -> str:
 # -- usage ------------------------------------------------------------------------------------------
 
 
-def load_billing_usage(stores: Stores, tag: str, subscriptions: int, windows: int) -> int:
+def tenant_of(tag: str, n: int, tenants: int) -> str:
+    """Subscription ``n``'s tenant: the subscriptions are dealt round-robin over ``tenants`` tenants."""
+    return f"{tag}_t{n % tenants}"
+
+
+def load_billing_usage(stores: Stores, tag: str, subscriptions: int, windows: int, tenants: int = 1) -> int:
     """``windows`` 15-minute windows per subscription and meter spread over January, each the totals
     of two events (a first one 1 s into the window, a latest one 601 s in), written as version 2."""
     db = stores.usage.db
@@ -97,7 +115,8 @@ def load_billing_usage(stores: Stores, tag: str, subscriptions: int, windows: in
     stores.usage.client.command(
         f"""
         INSERT INTO {db}.usage_windows
-        SELECT '{tag}', concat('{tag}_', leftPad(toString(s), 6, '0')), {names}[m + 1], '15m', ws,
+        SELECT concat('{tag}_t', toString(s % {tenants})), concat('{tag}_', leftPad(toString(s), 6, '0')),
+               {names}[m + 1], '15m', ws,
                ws + toIntervalMinute(15), 2, 2, a + b, greatest(a, b),
                ws + toIntervalSecond(601), concat('l', toString(number)), b, NULL,
                ws + toIntervalSecond(1), concat('f', toString(number)), a, NULL,
@@ -157,40 +176,242 @@ def load_latency_usage(stores: Stores, subscription_id: str, events: int) -> tup
 # -- billing run ------------------------------------------------------------------------------------
 
 
-def closing_periods(tag: str, subscriptions: int) -> list[ClosedPeriod]:
+def closing_periods(tag: str, subscriptions: int, tenants: int = 1) -> list[ClosedPeriod]:
     closed = []
     for n in range(subscriptions):
-        subscription = Subscription(f"{tag}_{n:06d}", tag, PLAN.code, PERIOD_START, region_code=REGIONS[n % 3])
+        tenant = tenant_of(tag, n, tenants)
+        subscription = Subscription(f"{tag}_{n:06d}", tenant, PLAN.code, PERIOD_START, region_code=REGIONS[n % 3])
         closed.append(close_due(open_cycle(subscription, PLAN))[0])
     return closed
 
 
-def billing_run(
-    stores: Stores, service: InvoiceService, closing: list[ClosedPeriod], batch: int, per_invoice: bool
-) -> tuple[list[Invoice], float, float]:
-    """Finalize every period; returns the invoices, the seconds of the run and of its usage reads."""
-    at = closing[0].period.end + timedelta(hours=1)
-    invoices: list[Invoice] = []
+def terms_of(tenant_id: str) -> BillingTerms:
+    return BillingTerms(tenant_id, {m.code: m for m in METRICS}, TAX_RULES)
+
+
+def tenant_chunks(closing: list[ClosedPeriod], batch: int) -> list[list[ClosedPeriod]]:
+    """Chunks of at most ``batch`` periods, each of one tenant (one counter row per ledger batch)."""
+    by_tenant: dict[str, list[ClosedPeriod]] = {}
+    for closed in closing:
+        by_tenant.setdefault(closed.subscription.tenant_id, []).append(closed)
+    chunks = []
+    for periods in by_tenant.values():
+        chunks += [periods[first : first + batch] for first in range(0, len(periods), batch)]
+    return chunks
+
+
+def billing_run(stores: Stores, chunks: list[list[ClosedPeriod]], per_invoice: bool) -> tuple[int, float, float]:
+    """Finalize every period in this process: each chunk's usage read by ``prefetch`` from the
+    store, then finalized in one ledger batch. Returns the invoices made, the seconds of the run
+    and of its usage reads."""
+    reader = StoreUsageReader(stores.usage)
+    services: dict[str, InvoiceService] = {}
+    made = 0
     reading = 0.0
     started = time.perf_counter()
-    for first in range(0, len(closing), batch):
-        chunk = closing[first : first + batch]
+    for chunk in chunks:
+        tenant = chunk[0].subscription.tenant_id
+        service = services.get(tenant) or services.setdefault(
+            tenant, InvoiceService(stores.ledger, reader, terms_of(tenant))
+        )
+        at = chunk[0].period.end + timedelta(hours=1)
         read_started = time.perf_counter()
         service.prefetch(chunk)
         reading += time.perf_counter() - read_started
-        with _transaction(stores, chunk, per_invoice):
-            invoices.extend(service.close_period(closed, at) for closed in chunk)
-    return invoices, time.perf_counter() - started, reading
+        with _transaction(stores.ledger, chunk, per_invoice):
+            made += sum(1 for closed in chunk if service.close_period(closed, at) is not None)
+    return made, time.perf_counter() - started, reading
 
 
-def _transaction(stores: Stores, chunk: list[ClosedPeriod], per_invoice: bool) -> AbstractContextManager[Any]:
+def _transaction(ledger: Any, chunk: list[ClosedPeriod], per_invoice: bool) -> AbstractContextManager[Any]:
     """The ledger's batch for the chunk (one commit for many invoices, their periods and credit
     balances read ahead in one round trip), when it has one."""
-    batch = getattr(stores.ledger, "batch", None)
+    batch = getattr(ledger, "batch", None)
     if per_invoice or batch is None:
         return nullcontext()
     periods = [(closed.subscription.id, closed.period.start) for closed in chunk]
     return batch(periods)  # type: ignore[no-any-return]
+
+
+class ShippedUsage:
+    """A finalizer process's UsageReader: the quantities the coordinator read from ClickHouse for
+    the chunk it sent (as the invoice worker's reader answers from the RatingResult it consumed).
+    A request it was not sent is an error, never a zero."""
+
+    def __init__(self) -> None:
+        self.known: dict[UsageRequest, Decimal] = {}
+
+    def quantities(self, requests: Sequence[UsageRequest]) -> list[Decimal]:
+        return [self.known.pop(r) for r in requests]
+
+
+def usage_requests(chunk: list[ClosedPeriod]) -> list[UsageRequest]:
+    """What ``InvoiceService.prefetch`` asks for the chunk (PLAN meters METRICS, in that order)."""
+    return [
+        UsageRequest(c.subscription.id, m.code, m.aggregation, c.period.start, c.period.end)
+        for c in chunk
+        for m in METRICS
+    ]
+
+
+def finalizer(
+    database_url: str, closing: tuple[str, int, int, int], per_invoice: bool, inbox: Any, outbox: Any
+) -> None:
+    """A finalizer process: its own PostgreSQL engine and ``InvoiceService`` per tenant. It makes
+    the run's chunks of closing periods the way the coordinator does (``closing``: tag,
+    subscriptions, tenants, batch) before the clock starts; for each chunk number it receives with
+    the chunk's usage, ``prefetch`` and ``close_period`` in one ledger batch, as the in-process run does."""
+    try:
+        tag, subscriptions, tenants, batch = closing
+        chunks = tenant_chunks(closing_periods(tag, subscriptions, tenants), batch)
+        engine = create_engine(database_url)
+        ledger = PostgresLedger(engine)
+        with engine.connect():
+            pass  # connected before the clock starts
+        reader = ShippedUsage()
+        services: dict[str, InvoiceService] = {}
+        outbox.put(("ready", 0))
+        made, waited = 0, 0.0
+        cpu = time.process_time()
+        while True:
+            wait_started = time.perf_counter()
+            item = inbox.get()
+            waited += time.perf_counter() - wait_started
+            if item is None:
+                break
+            number, quantities = item
+            chunk = chunks[number]
+            tenant = chunk[0].subscription.tenant_id
+            service = services.get(tenant) or services.setdefault(
+                tenant, InvoiceService(ledger, reader, terms_of(tenant))
+            )
+            at = chunk[0].period.end + timedelta(hours=1)
+            reader.known.update(zip(usage_requests(chunk), quantities, strict=True))
+            service.prefetch(chunk)
+            with _transaction(ledger, chunk, per_invoice):
+                made += sum(1 for closed in chunk if service.close_period(closed, at) is not None)
+        outbox.put(("done", (made, waited, time.process_time() - cpu)))
+        engine.dispose()
+    except BaseException:
+        outbox.put(("error", traceback.format_exc()))
+        raise
+
+
+def parallel_run(
+    stores: Stores, closing: tuple[str, int, int, int], workers: int, per_invoice: bool
+) -> tuple[int, float, float]:
+    """Finalize in ``workers`` processes, each owning whole tenants (tenant i → process i mod
+    workers), so no two processes ever wait on one tenant's counter row. This process owns the
+    embedded ClickHouse (chDB serves one process): it reads each chunk's usage with one
+    ``StoreUsageReader.quantities`` call and sends the chunk with it, while the processes
+    finalize earlier chunks; a chunk travels as its number and its quantities in request order.
+    Returns the invoices made, the seconds of the run and of its reads."""
+    tag, subscriptions, tenants, batch = closing
+    chunks = tenant_chunks(closing_periods(tag, subscriptions, tenants), batch)
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    inboxes = [context.Queue(maxsize=2) for _ in range(workers)]
+    processes = [
+        context.Process(target=finalizer, args=(stores.database_url, closing, per_invoice, inbox, results), daemon=True)
+        for inbox in inboxes
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for _ in processes:
+            _expect(results, "ready", processes)
+        names = sorted({chunk[0].subscription.tenant_id for chunk in chunks})
+        owner = {tenant: n % workers for n, tenant in enumerate(names)}
+        reader = StoreUsageReader(stores.usage)
+        reading = 0.0
+        started, cpu = time.perf_counter(), time.process_time()
+        for number in _interleaved(chunks, owner, workers):
+            chunk = chunks[number]
+            read_started = time.perf_counter()
+            quantities = reader.quantities(usage_requests(chunk))
+            reading += time.perf_counter() - read_started
+            _put(inboxes[owner[chunk[0].subscription.tenant_id]], (number, quantities), processes)
+        for inbox in inboxes:
+            _put(inbox, None, processes)
+        done = [_expect(results, "done", processes) for _ in processes]
+        seconds = time.perf_counter() - started
+        made = sum(n for n, _, _ in done)
+        print(
+            f"  finalizers: waited for usage {', '.join(f'{w:.1f}' for _, w, _ in done)} s, "
+            f"CPU {', '.join(f'{c:.1f}' for _, _, c in done)} s; this process: reads {reading:.1f} s, "
+            f"CPU {time.process_time() - cpu:.1f} s (usage reads in chDB, sending)"
+        )
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    return made, seconds, reading
+
+
+def _interleaved(chunks: list[list[ClosedPeriod]], owner: dict[str, int], workers: int) -> Iterator[int]:
+    """The chunks' numbers in turns of the processes that own them, so every process has work early."""
+    queues: list[list[int]] = [[] for _ in range(workers)]
+    for number, chunk in enumerate(chunks):
+        queues[owner[chunk[0].subscription.tenant_id]].append(number)
+    for turn in itertools.zip_longest(*queues):
+        yield from (chunk for chunk in turn if chunk is not None)
+
+
+def _put(queue: Any, item: Any, processes: list[Any]) -> None:
+    while True:
+        try:
+            queue.put(item, timeout=1)
+            return
+        except stdlib_queue.Full:
+            if any(p.exitcode not in (None, 0) for p in processes):  # 0: finished, its result is queued
+                raise RuntimeError("a finalizer process died") from None
+
+
+def _expect(results: Any, kind: str, processes: list[Any]) -> Any:
+    while True:
+        try:
+            got, value = results.get(timeout=1)
+        except stdlib_queue.Empty:
+            if any(p.exitcode not in (None, 0) for p in processes):  # 0: finished, its result is queued
+                raise RuntimeError("a finalizer process died") from None
+            continue
+        if got == "error":
+            raise RuntimeError(f"a finalizer process failed:\n{value}")
+        assert got == kind, (got, value)
+        return value
+
+
+# -- verification -----------------------------------------------------------------------------------
+
+CHECK = """
+SELECT i.tenant_id, count(*), count(DISTINCT i.subscription_id), count(DISTINCT i.invoice_number),
+       min(split_part(i.invoice_number, '-', 3)::int), max(split_part(i.invoice_number, '-', 3)::int),
+       (SELECT last_number FROM invoice_sequences s WHERE s.tenant_id = i.tenant_id),
+       (SELECT count(*) FROM outbox o WHERE o.topic = 'invoice.finalized' AND o.key LIKE %(prefix)s
+            AND (o.payload ->> 'tenant_id') = i.tenant_id)
+FROM invoices i WHERE i.tenant_id LIKE %(prefix)s GROUP BY i.tenant_id ORDER BY 1
+"""
+
+
+def verify(stores: Stores, tag: str, closing: list[ClosedPeriod]) -> int:
+    """From PostgreSQL, not from what the run returned: one invoice per subscription, numbers of
+    each tenant exactly 1…n (gapless, no duplicate) with the tenant's counter at n, and one
+    ``invoice.finalized`` outbox row per invoice. Returns the number of invoices."""
+    expected: dict[str, int] = {}
+    for closed in closing:
+        expected[closed.subscription.tenant_id] = expected.get(closed.subscription.tenant_id, 0) + 1
+    with stores.engine.connect() as connection:
+        pg: Any = connection.connection.driver_connection
+        rows = pg.execute(CHECK, {"prefix": f"{tag}\\_%"}).fetchall()
+    found = {
+        tenant: (count, subs, numbers, low, high, counter, events)
+        for tenant, count, subs, numbers, low, high, counter, events in rows
+    }
+    assert set(found) == set(expected), (sorted(found), sorted(expected))
+    for tenant, n in expected.items():
+        assert found[tenant] == (n, n, n, 1, n, n, n), (tenant, n, found[tenant])
+    return sum(expected.values())
 
 
 # -- COPY baseline ----------------------------------------------------------------------------------
@@ -224,53 +445,23 @@ def copy_tables(stores: Stores) -> Iterator[Any]:
         raw.close()
 
 
-def copy_rows(invoices: list[Invoice]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rows ``PostgresLedgerSession.add_invoice`` writes for ``invoices``."""
-    heads, lines = [], []
-    for n, i in enumerate(invoices, 1):
-        heads.append(
-            (
-                n,
-                i.tenant_id,
-                i.subscription_id,
-                i.period.start,
-                i.period.end,
-                i.currency_code,
-                str(i.status),
-                i.invoice_number,
-                i.issued_at,
-                i.plan_code,
-                i.subtotal.amount,
-                i.discount_total.amount,
-                i.tax_total.amount,
-                i.total.amount,
-                i.credits_applied.amount,
-                i.amount_paid.amount,
-                i.amount_due.amount,
-                json.dumps(dict(i.metadata)),
-            )
-        )
-        for position, line in enumerate(i.line_items):
-            lines.append(
-                (
-                    n,
-                    position,
-                    str(line.type),
-                    line.description,
-                    line.amount.amount,
-                    line.amount.currency,
-                    line.quantity,
-                    line.unit_price,
-                    line.metric_code,
-                    json.dumps(dict(line.metadata)),
-                )
-            )
-    return heads, lines
-
-
-def copy_baseline(stores: Stores, invoices: list[Invoice]) -> tuple[float, int]:
-    """Seconds to COPY the invoices' rows (built beforehand) and commit; and the line item count."""
-    heads, lines = copy_rows(invoices)
+def copy_baseline(stores: Stores, tag: str) -> tuple[float, int, int]:
+    """Seconds to COPY the rows the run stored (its invoices and their line items, read back
+    beforehand) into tables like theirs, and commit; and the invoice and line item counts."""
+    with stores.engine.connect() as connection:
+        pg: Any = connection.connection.driver_connection
+        prefix = {"prefix": f"{tag}\\_%"}
+        heads = pg.execute(
+            f"SELECT {INVOICE_COLUMNS.replace('metadata', 'metadata::text')} FROM invoices "
+            "WHERE tenant_id LIKE %(prefix)s",
+            prefix,
+        ).fetchall()
+        columns = ", ".join(f"l.{c.strip()}" for c in LINE_COLUMNS.split(",")).replace("metadata", "metadata::text")
+        lines = pg.execute(
+            f"SELECT {columns} FROM invoice_line_items l JOIN invoices i ON i.id = l.invoice_id "
+            "WHERE i.tenant_id LIKE %(prefix)s",
+            prefix,
+        ).fetchall()
     with copy_tables(stores) as connection:
         started = time.perf_counter()
         with connection.cursor() as cursor:
@@ -281,7 +472,7 @@ def copy_baseline(stores: Stores, invoices: list[Invoice]) -> tuple[float, int]:
                 for row in lines:
                     copy.write_row(row)
         connection.commit()
-        return time.perf_counter() - started, len(lines)
+        return time.perf_counter() - started, len(heads), len(lines)
 
 
 # -- current-usage latency --------------------------------------------------------------------------
@@ -327,42 +518,52 @@ def latency(stores: Stores, events: int, reads: int, seed: int) -> None:
 
 def run_billing(stores: Stores, tag: str, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    rows = load_billing_usage(stores, tag, args.subscriptions, args.windows)
-    closing = closing_periods(tag, args.subscriptions)
+    rows = load_billing_usage(stores, tag, args.subscriptions, args.windows, args.tenants)
+    closing = closing_periods(tag, args.subscriptions, args.tenants)
+    chunks = tenant_chunks(closing, args.batch)
     print(
-        f"setup: {rows:,} usage windows ({args.subscriptions:,} subscriptions × {len(METRICS)} meters × "
-        f"{args.windows}) and {len(closing):,} closing periods in {time.perf_counter() - started:.1f} s"
+        f"setup: {rows:,} usage windows ({args.subscriptions:,} subscriptions of {args.tenants} tenants × "
+        f"{len(METRICS)} meters × {args.windows}) and {len(closing):,} closing periods in "
+        f"{time.perf_counter() - started:.1f} s"
     )
-    terms = BillingTerms(tag, {m.code: m for m in METRICS}, TAX_RULES)
-    service = InvoiceService(stores.ledger, StoreUsageReader(stores.usage), terms)
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         profiler.enable()
-    invoices, seconds, reading = billing_run(stores, service, closing, args.batch, args.per_invoice_transactions)
+    if args.workers > 1:
+        spec = (tag, args.subscriptions, args.tenants, args.batch)
+        made, seconds, reading = parallel_run(stores, spec, args.workers, args.per_invoice_transactions)
+    else:
+        made, seconds, reading = billing_run(stores, chunks, args.per_invoice_transactions)
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
-    assert len({i.invoice_number for i in invoices}) == len(invoices) == len(closing)
-    rate = len(invoices) / seconds
+    invoices = verify(stores, tag, closing)
+    assert made == invoices == len(closing), (made, invoices, len(closing))
+    rate = invoices / seconds
     batched = not args.per_invoice_transactions and hasattr(stores.ledger, "batch")
     mode = "ledger batches" if batched else "one transaction per invoice"
+    where = f"{args.workers} finalizer processes" if args.workers > 1 else "one process"
     print(
-        f"billing run: {len(invoices):,} invoices in {seconds:.1f} s = {rate:,.0f} invoices/s "
-        f"(batches of {args.batch}, {mode}; usage reads {reading:.1f} s of it) (aim: 2,000 invoices/s)"
+        f"billing run: {invoices:,} invoices in {seconds:.1f} s = {rate:,.0f} invoices/s "
+        f"({where}, batches of {args.batch}, {mode}; usage reads {reading:.1f} s of it) (aim: 2,000 invoices/s); "
+        f"verified in PostgreSQL: one invoice per subscription, numbers 1…n of each tenant without gap or "
+        f"duplicate, one invoice.finalized outbox row each"
     )
-    copy_s, line_count = copy_baseline(stores, invoices)
-    copy_rate = len(invoices) / copy_s
+    copy_s, heads, line_count = copy_baseline(stores, tag)
+    copy_rate = heads / copy_s
     print(
-        f"COPY of the same rows ({len(invoices):,} invoices + {line_count:,} line items) into the same "
+        f"COPY of the same rows ({heads:,} invoices + {line_count:,} line items) into the same "
         f"PostgreSQL: {copy_s:.2f} s = {copy_rate:,.0f} invoices/s; billing run / COPY = {rate / copy_rate:.3f}"
     )
 
 
 def split_read(stores: Stores, subscription_id: str, start_ms: int, end_ms: int, repeat: int = 30) -> None:
-    """The parts of one read, each timed alone: the two queries ``totals`` makes (through the
-    store's own methods) and the merge in Python, beside a trivial query for the client's floor."""
+    """The parts of one read, each timed alone: the one query ``summed`` makes (what a SUM meter's
+    read is), and for comparison the two queries ``totals`` makes for the other aggregations (through
+    the store's own methods) and its merge in Python, beside a trivial query for the client's floor."""
     store = stores.usage
     plan = plan_read(start_ms, end_ms)
+    query = [UsageQuery(subscription_id, METRICS[0].code, start_ms, end_ms)]
     bucket_span = [(0, subscription_id, METRICS[0].code, *plan.buckets)]
     edge_span = [(1, subscription_id, METRICS[0].code, *plan.right)]
     buckets = store._bucket_totals(bucket_span)
@@ -381,9 +582,10 @@ def split_read(stores: Stores, subscription_id: str, start_ms: int, end_ms: int,
         return statistics.median(seconds) * 1000
 
     parts = {
-        "bucket query": lambda: store._bucket_totals(bucket_span),
-        "edge query": lambda: store._edge_points(edge_span),
-        "merge in Python": merge,
+        "summed (the SUM read, one query)": lambda: store.summed(query),
+        "totals' bucket query": lambda: store._bucket_totals(bucket_span),
+        "totals' edge query": lambda: store._edge_points(edge_span),
+        "totals' merge in Python": merge,
         "SELECT 1 (client floor)": lambda: store.client.query("SELECT 1"),
     }
     print("  read split, p50 of " + str(repeat) + ": " + ", ".join(f"{k} {p50(v):.1f} ms" for k, v in parts.items()))
@@ -399,6 +601,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="periods per prefetch (and per ledger batch)")
     parser.add_argument("--events", type=int, default=10_000_000, help="events of the latency subscription")
     parser.add_argument("--reads", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2, help="finalizer processes (1: all in this process)")
+    parser.add_argument("--tenants", type=int, default=4, help="tenants the subscriptions are dealt over")
     parser.add_argument("--per-invoice-transactions", action="store_true", help="one commit per invoice")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-billing", action="store_true")
