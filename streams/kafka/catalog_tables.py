@@ -30,8 +30,13 @@ Tried against the real broker with faust-streaming 0.15.3:
   recovery exposes the offset of the last event it buffered, not the consumer position.
 
 A plain consumer gives all three: librdkafka reads ``read_committed`` (never a record of an aborted
-relay transaction), its position moves past commit markers, and the end offset it reports is the
-last stable offset, so "position ≥ end" means every committed record has been applied.
+relay transaction) and its position moves past commit markers and aborted records. The catch-up
+target is each partition's high watermark (read uncommitted), not the last stable offset: a
+producer's ``commit_transaction`` returns once the coordinator has decided, before the commit
+markers reach the partitions, so a subscription committed just before its first event may not be
+below the last stable offset yet. Waiting for the position to pass the high watermark waits for
+every transaction that wrote before that moment to be resolved (the relay's take milliseconds;
+one left open by a killed relay is aborted by the broker after its transaction timeout, 15 s).
 
 Records: a ``catalog.subscriptions`` value is :func:`subscription_to_json`, a ``catalog.terms``
 value is ``{**terms_to_json(terms), "revision": n}``; a record with a lower revision than the one
@@ -105,6 +110,11 @@ class CatalogTables:
                 "auto.offset.reset": "earliest",
             }
         )
+        # end offsets including records of open transactions (see the module's docstring)
+        self._watermarks = Consumer(
+            {"bootstrap.servers": self.bootstrap_servers, "group.id": "billing-catalog-reader"}
+            | {"isolation.level": "read_uncommitted"}
+        )
         self._partitions: list[TopicPartition] = []
         for topic in topics:
             metadata = self._consumer.list_topics(topic, timeout=30).topics[topic]
@@ -133,7 +143,7 @@ class CatalogTables:
         return self._drain(time.monotonic() + max_s, wait_s=0.0)
 
     def catch_up(self) -> int:
-        """Read both topics up to their end offsets (last stable offsets) as of this call; blocks.
+        """Read both topics up to their end offsets (high watermarks) as of this call; blocks.
         Used at start, before the worker consumes usage."""
         self.catch_ups += 1
         targets = self._end_offsets()
@@ -159,6 +169,7 @@ class CatalogTables:
 
     def close(self) -> None:
         self._consumer.close()
+        self._watermarks.close()
 
     def _check(self, deadline: float, targets: Mapping[tuple[str, int], int]) -> None:
         if time.monotonic() > deadline:
@@ -168,7 +179,7 @@ class CatalogTables:
     def _end_offsets(self) -> dict[tuple[str, int], int]:
         ends: dict[tuple[str, int], int] = {}
         for tp in self._partitions:
-            low, high = self._consumer.get_watermark_offsets(
+            low, high = self._watermarks.get_watermark_offsets(
                 TopicPartition(tp.topic, tp.partition), timeout=10, cached=False
             )
             if high > low:
