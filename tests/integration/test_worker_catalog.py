@@ -1,0 +1,204 @@
+"""``billing worker`` without ``--catalog`` holds the catalog from the compacted topics the ledger's
+outbox relay writes (``catalog.terms``, ``catalog.subscriptions``), on the real broker.
+
+Catalog records are produced the way the relay does (Kafka transactions, values from
+``subscription_to_json`` and ``terms_to_json``), under a topic prefix of the test's own. The
+worker runs with a catalog refresh of an hour, so a record published after it started can only
+be seen through the catch-up that comes before any "unknown" rejection."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from invoicing.engine.subscriptions import Subscription
+from invoicing.ledger.catalog import (
+    CATALOG_SUBSCRIPTIONS,
+    CATALOG_TERMS,
+    SubscriptionRecord,
+    TermsRecord,
+    subscription_to_json,
+    terms_record_to_json,
+)
+from invoicing.service import BillingTerms
+from rating.catalog import Metric
+from rating.periods import BillingInterval
+from streams.kafka import messages
+from streams.kafka.producer import UsageProducer
+from streams.kafka.topics import PIPELINE_TOPICS, USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
+from streams.operators.records import UsageEvent
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 2
+START = datetime(2026, 1, 1, tzinfo=UTC)
+NOW_MS = int(time.time() * 1000)
+WAIT_S = 90.0
+
+
+class Pipeline:
+    """A worker's topics under a prefix of their own, with the catalog and usage producers."""
+
+    def __init__(self, bootstrap: str, tmp_path: Path) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = f"wcat-{uuid.uuid4().hex[:10]}."
+        self.app_id = f"{self.prefix}usage"
+        self.tmp_path = tmp_path
+        ensure_topics(bootstrap, PARTITIONS, topics=[self.prefix + t for t in PIPELINE_TOPICS])
+        ensure_topics(
+            bootstrap,
+            3,
+            topics=[self.prefix + CATALOG_SUBSCRIPTIONS, self.prefix + CATALOG_TERMS],
+            config={"cleanup.policy": "compact"},
+        )
+        # Faust makes its changelogs itself, but a first batch on a brand-new cluster can race them.
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        changelogs = [
+            NewTopic(f"{self.app_id}-{table}-changelog", PARTITIONS, 1, config={"cleanup.policy": "compact"})
+            for table in ("dedup", "windows")
+        ]
+        for future in admin.create_topics(changelogs, operation_timeout=30).values():
+            future.result()
+        self.relay = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{self.prefix}relay"})
+        self.relay.init_transactions(30)
+        self.usage = UsageProducer(bootstrap, self.prefix + USAGE_EVENTS)
+        self.sequence = 0
+
+    def publish(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        """One catalog record in its own committed transaction, like the outbox relay's."""
+        self.relay.begin_transaction()
+        self.relay.produce(self.prefix + topic, key=key.encode(), value=json.dumps(value).encode())
+        self.relay.commit_transaction(30)
+
+    def subscription(self, subscription_id: str, tenant_id: str) -> None:
+        sub = Subscription(subscription_id, tenant_id, "pro", START, timezone="Asia/Jakarta")
+        record = SubscriptionRecord(sub, 1, BillingInterval.MONTH)
+        self.publish(CATALOG_SUBSCRIPTIONS, subscription_id, subscription_to_json(record))
+
+    def terms(self, tenant_id: str, *codes: str, revision: int = 1) -> None:
+        terms = BillingTerms(tenant_id, {code: Metric(code) for code in codes})
+        self.publish(CATALOG_TERMS, tenant_id, terms_record_to_json(TermsRecord(terms, revision)))
+
+    def event(self, subscription_id: str, metric_code: str, tenant_id: str = "") -> str:
+        """Send one usage event now; returns its idempotency key."""
+        self.sequence += 1
+        key = f"{subscription_id}-{self.sequence}"
+        self.usage.send(UsageEvent(key, tenant_id, subscription_id, metric_code, 3.0, NOW_MS - 60_000, key))
+        self.usage.flush(30)
+        return key
+
+    @contextmanager
+    def worker(self, name: str) -> Iterator[Path]:
+        """``billing worker --role usage`` without ``--catalog``; yields its log file."""
+        log = self.tmp_path / f"{name}.log"
+        command = [
+            *(sys.executable, "-m", "billing.cli", "worker", "--role", "usage"),
+            *("--bootstrap", self.bootstrap, "--partitions", str(PARTITIONS), "--store", "memory"),
+            *("--data-dir", str(self.tmp_path / name), "--app-id", self.app_id, "--topic-prefix", self.prefix),
+            *("--commit-interval", "0.1", "--catalog-refresh", "3600", "--log-level", "info"),
+        ]
+        with open(log, "wb") as output:
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy())
+            try:
+                yield log
+                assert process.poll() is None, f"the worker exited with {process.returncode}: {log.read_text()[-3000:]}"
+            finally:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+class Outputs:
+    """Everything the worker wrote to one of its output topics, read as it arrives."""
+
+    def __init__(self, pipeline: Pipeline, topic: str) -> None:
+        config = {"bootstrap.servers": pipeline.bootstrap, "group.id": f"{pipeline.prefix}reader"}
+        self.consumer = Consumer({**config, "enable.auto.commit": False})
+        self.consumer.assign([TopicPartition(pipeline.prefix + topic, p, 0) for p in range(PARTITIONS)])
+        self.values: list[bytes] = []
+
+    def wait_for(self, count: int, what: str) -> list[bytes]:
+        deadline = time.monotonic() + WAIT_S
+        while len(self.values) < count:
+            assert time.monotonic() < deadline, f"{what}: {len(self.values)} of {count} after {WAIT_S}s"
+            message = self.consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                raise AssertionError(error)
+            if error is None:
+                self.values.append(message.value())
+        return self.values
+
+
+def accepted_keys(outputs: Outputs, count: int) -> list[str]:
+    return [messages.read_record(v).idempotency_key for v in outputs.wait_for(count, "usage.accepted")]
+
+
+def dead_letters(outputs: Outputs, count: int) -> list[tuple[str, str]]:
+    letters = [messages.read_dead_letter(v) for v in outputs.wait_for(count, "usage.dlq")]
+    return [(subscription_of(letter["original"]), letter["reason"]) for letter in letters]
+
+
+def subscription_of(original: bytes) -> str:
+    [event] = messages.read_usage(original)
+    return event.subscription_id or ""
+
+
+def test_the_worker_validates_against_the_catalog_topics(kafka_broker: Any, tmp_path: Path) -> None:
+    pipeline = Pipeline(kafka_broker.bootstrap, tmp_path)
+    pipeline.terms("t1", "api_calls")
+    pipeline.terms("t2", "storage")
+    pipeline.terms("t2", "storage", "seats", revision=2)  # compaction's newest: t2 has both
+    pipeline.subscription("sub_a", "t1")
+    pipeline.subscription("sub_b", "t2")
+    accepted = Outputs(pipeline, USAGE_ACCEPTED)
+    windows = Outputs(pipeline, USAGE_WINDOWS)
+    letters = Outputs(pipeline, USAGE_DLQ)
+
+    with pipeline.worker("first") as log:
+        first = pipeline.event("sub_a", "api_calls", "t1")
+        seats = pipeline.event("sub_b", "seats")  # no tenant on the event: the subscription's
+        pipeline.event("sub_nobody", "api_calls", "t1")
+        pipeline.event("sub_b", "api_calls", "t2")  # t1's metric is unknown to t2's subscription
+        assert sorted(accepted_keys(accepted, 2)) == sorted([first, seats])
+        assert sorted(dead_letters(letters, 2)) == [("sub_b", "unknown_metric"), ("sub_nobody", "unknown_subscription")]
+        assert "catalog from" in log.read_text() and "2 subscriptions, 2 tenants' metrics" in log.read_text()
+
+        # Published after the worker started, right before its first event; the periodic refresh
+        # is an hour away, so only the catch-up before rejecting can accept it.
+        pipeline.subscription("sub_late", "t1")
+        late = pipeline.event("sub_late", "api_calls")
+        assert accepted_keys(accepted, 3)[2] == late
+        counted = {"sub_a", "sub_b", "sub_late"}
+        while {messages.read_window(v).key.subscription_id for v in windows.values} != counted:
+            windows.wait_for(len(windows.values) + 1, f"usage.windows of {sorted(counted)}")
+        assert "catalog caught up before rejecting an unknown" in log.read_text()
+
+    # A restart rebuilds the tables from the topics alone.
+    pipeline.terms("t1", "api_calls", "gb_hours", revision=2)
+    with pipeline.worker("second") as log:
+        again = pipeline.event("sub_late", "gb_hours")
+        assert accepted_keys(accepted, 4)[3] == again
+        assert "3 subscriptions, 2 tenants' metrics" in log.read_text()
+        pipeline.event("sub_late", "seats")  # t2's metric, t1's subscription
+        assert dead_letters(letters, 3)[2] == ("sub_late", "unknown_metric")
