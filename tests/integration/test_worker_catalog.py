@@ -103,14 +103,14 @@ class Pipeline:
         return key
 
     @contextmanager
-    def worker(self, name: str) -> Iterator[Path]:
+    def worker(self, name: str, refresh_s: float = 3600) -> Iterator[Path]:
         """``billing worker --role usage`` without ``--catalog``; yields its log file."""
         log = self.tmp_path / f"{name}.log"
         command = [
             *(sys.executable, "-m", "billing.cli", "worker", "--role", "usage"),
             *("--bootstrap", self.bootstrap, "--partitions", str(PARTITIONS), "--store", "memory"),
             *("--data-dir", str(self.tmp_path / name), "--app-id", self.app_id, "--topic-prefix", self.prefix),
-            *("--commit-interval", "0.1", "--catalog-refresh", "3600", "--log-level", "info"),
+            *("--commit-interval", "0.1", "--catalog-refresh", str(refresh_s), "--log-level", "info"),
         ]
         with open(log, "wb") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy())
@@ -194,11 +194,22 @@ def test_the_worker_validates_against_the_catalog_topics(kafka_broker: Any, tmp_
             windows.wait_for(len(windows.values) + 1, f"usage.windows of {sorted(counted)}")
         assert "catalog caught up before rejecting an unknown" in log.read_text()
 
-    # A restart rebuilds the tables from the topics alone.
+    # A restart rebuilds the tables from the topics alone; this time new records are read as they come.
     pipeline.terms("t1", "api_calls", "gb_hours", revision=2)
-    with pipeline.worker("second") as log:
+    with pipeline.worker("second", refresh_s=0.2) as log:
         again = pipeline.event("sub_late", "gb_hours")
         assert accepted_keys(accepted, 4)[3] == again
         assert "3 subscriptions, 2 tenants' metrics" in log.read_text()
+        assert "caught up before rejecting" not in log.read_text()  # known from the start
+
+        pipeline.terms("t2", "storage", "seats", "gpu", revision=3)
+        deadline = time.monotonic() + WAIT_S
+        while "catalog: 1 new records" not in log.read_text():
+            assert time.monotonic() < deadline, "the refresh did not apply the new terms"
+            time.sleep(0.1)
+        gpu = pipeline.event("sub_b", "gpu")
+        assert accepted_keys(accepted, 5)[4] == gpu
+        assert "caught up before rejecting" not in log.read_text()  # the refresh had it
+
         pipeline.event("sub_late", "seats")  # t2's metric, t1's subscription
         assert dead_letters(letters, 3)[2] == ("sub_late", "unknown_metric")
