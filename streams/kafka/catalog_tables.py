@@ -42,6 +42,8 @@ Records: a ``catalog.subscriptions`` value is :func:`subscription_to_json`, a ``
 value is ``{**terms_to_json(terms), "revision": n}``; a record with a lower revision than the one
 held is ignored, a tombstone (null value) removes the key, and a value that does not decode is
 logged and skipped (the key keeps its previous state: one bad record must not stop usage).
+The partitions of both topics are listed once, at start: partitions added to a catalog topic later
+are read after the worker's next restart.
 """
 
 from __future__ import annotations
