@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,9 +40,11 @@ from invoicing.service import BillingTerms
 from rating.catalog import Metric
 from rating.periods import BillingInterval
 from streams.kafka import messages
+from streams.kafka.catalog_tables import CatalogTables
 from streams.kafka.producer import UsageProducer
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
 from streams.operators.records import UsageEvent
+from streams.operators.validate import SubscriptionRef
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +216,58 @@ def test_the_worker_validates_against_the_catalog_topics(kafka_broker: Any, tmp_
 
         pipeline.event("sub_late", "seats")  # t2's metric, t1's subscription
         assert dead_letters(letters, 3)[2] == ("sub_late", "unknown_metric")
+
+
+def test_catalog_tables_keep_the_newest_state_and_wait_for_open_transactions(kafka_broker: Any, tmp_path: Path) -> None:
+    pipeline = Pipeline(kafka_broker.bootstrap, tmp_path)
+    subscriptions, terms = pipeline.prefix + CATALOG_SUBSCRIPTIONS, pipeline.prefix + CATALOG_TERMS
+    newer = SubscriptionRecord(
+        Subscription("sub_a", "t1", "pro", START, "Europe/Paris"), 1, BillingInterval.MONTH, revision=2
+    )
+    older = SubscriptionRecord(Subscription("sub_a", "t1", "pro", START, "UTC"), 1, BillingInterval.MONTH, revision=1)
+    pipeline.publish(CATALOG_SUBSCRIPTIONS, "sub_a", subscription_to_json(newer))
+    pipeline.publish(CATALOG_SUBSCRIPTIONS, "sub_a", subscription_to_json(older))  # a lower revision: ignored
+    pipeline.subscription("sub_gone", "t1")
+    pipeline.relay.begin_transaction()
+    pipeline.relay.produce(subscriptions, key=b"sub_gone", value=None)  # a tombstone
+    pipeline.relay.produce(terms, key=b"t1", value=b"{not json")  # skipped: nothing held for t1
+    pipeline.relay.commit_transaction(30)
+    pipeline.terms("t2", "seats")
+    pipeline.relay.begin_transaction()
+    pipeline.relay.produce(terms, key=b"t2", value=b'{"tenant_id": "t2", "revision": 2}')  # skipped: t2 keeps seats
+    pipeline.relay.commit_transaction(30)
+
+    tables = CatalogTables(kafka_broker.bootstrap, subscriptions, terms)
+    try:
+        tables.catch_up()
+        assert tables.subscriptions == {
+            "sub_a": SubscriptionRef("sub_a", "t1", "Europe/Paris", int(START.timestamp() * 1000))
+        }
+        assert tables.metrics == {"t2": {"seats": Metric("seats")}}
+        catalog = tables.catalog()
+        assert catalog.metric_for is not None and catalog.metric_for("t2", "seats") == Metric("seats")
+        assert catalog.metric_for("t1", "seats") is None and catalog.metric_of("seats") is None
+
+        # A transaction written before the catch-up and committed during it is waited for.
+        pipeline.relay.begin_transaction()
+        pipeline.relay.produce(
+            subscriptions,
+            key=b"sub_new",
+            value=json.dumps(
+                subscription_to_json(
+                    SubscriptionRecord(Subscription("sub_new", "t2", "pro", START), 1, BillingInterval.MONTH)
+                )
+            ).encode(),
+        )
+        pipeline.relay.flush(30)
+        timer = threading.Timer(1.0, pipeline.relay.commit_transaction, (30,))
+        timer.start()
+        started = time.monotonic()
+        tables.catch_up()
+        timer.join()
+        assert time.monotonic() - started >= 0.9
+        assert tables.subscription_of("sub_new") == SubscriptionRef(
+            "sub_new", "t2", "UTC", int(START.timestamp() * 1000)
+        )
+    finally:
+        tables.close()
