@@ -109,6 +109,7 @@ class InvoiceService:
             coupon = self._coupon(session, subscription, closed.is_trial)
             balance = session.credit_balance(subscription.id, plan.currency_code)
             allowance = self._trial_allowance(closed, charges, plan.currency_code)
+            metadata = {"closed_by": closed.reason, "rated_at": rfc3339(finalized_at)}
             draft = compose_invoice(
                 tenant_id=subscription.tenant_id,
                 subscription_id=subscription.id,
@@ -120,15 +121,13 @@ class InvoiceService:
                 tax_rules=rules_for(subscription.region_code, self.terms.tax_rules),
                 tax_inclusive=plan.tax_inclusive,
                 credit_available=balance + allowance,
+                metadata=metadata,
             )
             trial_used = Money(min(allowance.amount, draft.credits_applied.amount), plan.currency_code)
             balance_used = draft.credits_applied - trial_used
-            metadata = {"closed_by": closed.reason, "rated_at": rfc3339(finalized_at)}
-            if closed.is_trial:
+            if closed.is_trial:  # the draft's own dict (a local value until finalize): no copy of it
                 metadata["trial_credit"] = str(trial_used.amount)
-            invoice = finalize(
-                replace(draft, metadata=metadata), session.next_invoice_sequence(subscription.tenant_id), finalized_at
-            )
+            invoice = finalize(draft, session.next_invoice_sequence(subscription.tenant_id), finalized_at)
             assert invoice.invoice_number is not None
             session.add_invoice(invoice)
             if balance_used.amount:

@@ -33,9 +33,11 @@ def compose_invoice(
     tax_inclusive: bool,
     credit_available: Money,
     amount_paid: Money | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Invoice:
     """A DRAFT invoice. ``charges`` are RECURRING, USAGE and ADJUSTMENT lines; ``tax_rules`` already
-    chosen for the subscription's region; ``credit_available`` is what credits may cover."""
+    chosen for the subscription's region; ``credit_available`` is what credits may cover;
+    ``metadata`` the invoice's own (empty when None)."""
     for index, line in enumerate(charges):
         if line.type not in SUBTOTAL_TYPES:
             raise InvalidValue(f"charges[{index}].type", f"{line.type} is not a charge")
@@ -69,6 +71,7 @@ def compose_invoice(
         amount_paid=paid,
         amount_due=amount_due,
         plan_code=plan_code,
+        metadata={} if metadata is None else metadata,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from invoicing.engine.model import Invoice, InvoiceLineItem
@@ -11,7 +12,13 @@ from rating.numbers import format_decimal
 
 def rfc3339(instant: datetime) -> str:
     """UTC with a ``Z``; milliseconds only when there are some."""
-    utc = instant.astimezone(UTC)
+    return _utc_text(instant.astimezone(UTC))
+
+
+@lru_cache(maxsize=4096)
+def _utc_text(utc: datetime) -> str:
+    """Cached on the UTC instant (a billing run renders the same few instants for every invoice).
+    Not on the given datetime: two of one zone either side of a fold compare equal."""
     text = utc.strftime("%Y-%m-%dT%H:%M:%S")
     if utc.microsecond:
         text += f".{utc.microsecond // 1000:03d}"
