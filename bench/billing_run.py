@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sqlalchemy import create_engine
 
@@ -200,10 +201,10 @@ def tenant_chunks(closing: list[ClosedPeriod], batch: int) -> list[list[ClosedPe
     return chunks
 
 
-def billing_run(stores: Stores, chunks: list[list[ClosedPeriod]], per_invoice: bool) -> tuple[int, float, float]:
+def billing_run(stores: Stores, chunks: list[list[ClosedPeriod]], per_invoice: bool) -> tuple[int, float, float, float]:
     """Finalize every period in this process: each chunk's usage read by ``prefetch`` from the
     store, then finalized in one ledger batch. Returns the invoices made, the seconds of the run
-    and of its usage reads."""
+    and of its usage reads (and 0.0: no finalizer process)."""
     reader = StoreUsageReader(stores.usage)
     services: dict[str, InvoiceService] = {}
     made = 0
@@ -220,7 +221,7 @@ def billing_run(stores: Stores, chunks: list[list[ClosedPeriod]], per_invoice: b
         reading += time.perf_counter() - read_started
         with _transaction(stores.ledger, chunk, per_invoice):
             made += sum(1 for closed in chunk if service.close_period(closed, at) is not None)
-    return made, time.perf_counter() - started, reading
+    return made, time.perf_counter() - started, reading, 0.0
 
 
 def _transaction(ledger: Any, chunk: list[ClosedPeriod], per_invoice: bool) -> AbstractContextManager[Any]:
@@ -299,13 +300,14 @@ def finalizer(
 
 def parallel_run(
     stores: Stores, closing: tuple[str, int, int, int], workers: int, per_invoice: bool
-) -> tuple[int, float, float]:
+) -> tuple[int, float, float, float]:
     """Finalize in ``workers`` processes, each owning whole tenants (tenant i → process i mod
     workers), so no two processes ever wait on one tenant's counter row. This process owns the
     embedded ClickHouse (chDB serves one process): it reads each chunk's usage with one
     ``StoreUsageReader.quantities`` call and sends the chunk with it, while the processes
     finalize earlier chunks; a chunk travels as its number and its quantities in request order.
-    Returns the invoices made, the seconds of the run and of its reads."""
+    Returns the invoices made, the seconds of the run and of its reads, and the CPU seconds the
+    finalizers spent from their first chunk on (their start-up is not part of the run)."""
     tag, subscriptions, tenants, batch = closing
     chunks = tenant_chunks(closing_periods(tag, subscriptions, tenants), batch)
     context = multiprocessing.get_context("spawn")
@@ -346,7 +348,7 @@ def parallel_run(
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
-    return made, seconds, reading
+    return made, seconds, reading, sum(c for _, _, c in done)
 
 
 def _interleaved(chunks: list[list[ClosedPeriod]], owner: dict[str, int], workers: int) -> Iterator[int]:
@@ -380,6 +382,47 @@ def _expect(results: Any, kind: str, processes: list[Any]) -> Any:
             raise RuntimeError(f"a finalizer process failed:\n{value}")
         assert got == kind, (got, value)
         return value
+
+
+def postgres_cpu(database_url: str) -> float | None:
+    """CPU seconds used so far by the embedded PostgreSQL serving ``database_url`` (its postmaster,
+    the backends alive now, and those that ended, through the postmaster's children's time), from
+    /proc; None for a server elsewhere or without /proc."""
+    socket_dir = unquote(database_url.partition("host=")[2].partition("&")[0])
+    if not socket_dir or not Path("/proc").is_dir():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    postmaster = None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        stats[int(entry.name)] = fields
+        if command.split(b"\x00")[0].endswith(b"/postgres") and socket_dir.encode() in command:
+            postmaster = int(entry.name)
+    if postmaster is None:
+        return None
+    total = sum(int(v) for v in stats[postmaster][11:15])  # utime, stime, cutime, cstime
+    total += sum(int(f[11]) + int(f[12]) for f in stats.values() if int(f[1]) == postmaster)
+    return total / tick
+
+
+def cpu_line(invoices: int, here: float, finalizers: float, database: float | None) -> str:
+    per = [("this process", here), ("finalizer processes", finalizers)]
+    if database is not None:
+        per.append(("PostgreSQL", database))
+    total = sum(seconds for _, seconds in per)
+    parts = ", ".join(f"{name} {seconds / invoices * 1000:.2f}" for name, seconds in per if seconds)
+    cpus = os.cpu_count() or 1
+    return (
+        f"  CPU per invoice: {parts} = {total / invoices * 1000:.2f} ms; on {cpus} CPUs with nothing else "
+        f"running that allows about {cpus * invoices / total:,.0f} invoices/s"
+    )
 
 
 # -- verification -----------------------------------------------------------------------------------
@@ -529,11 +572,17 @@ def run_billing(stores: Stores, tag: str, args: argparse.Namespace) -> None:
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         profiler.enable()
+    cpu_here = time.process_time()
+    cpu_database = postgres_cpu(stores.database_url)
     if args.workers > 1:
         spec = (tag, args.subscriptions, args.tenants, args.batch)
-        made, seconds, reading = parallel_run(stores, spec, args.workers, args.per_invoice_transactions)
+        made, seconds, reading, cpu_finalizers = parallel_run(stores, spec, args.workers, args.per_invoice_transactions)
     else:
-        made, seconds, reading = billing_run(stores, chunks, args.per_invoice_transactions)
+        made, seconds, reading, cpu_finalizers = billing_run(stores, chunks, args.per_invoice_transactions)
+    cpu_here = time.process_time() - cpu_here
+    database_after = postgres_cpu(stores.database_url)
+    if cpu_database is not None and database_after is not None:
+        cpu_database = database_after - cpu_database
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -549,6 +598,7 @@ def run_billing(stores: Stores, tag: str, args: argparse.Namespace) -> None:
         f"verified in PostgreSQL: one invoice per subscription, numbers 1…n of each tenant without gap or "
         f"duplicate, one invoice.finalized outbox row each"
     )
+    print(cpu_line(invoices, cpu_here, cpu_finalizers, cpu_database))
     copy_s, heads, line_count = copy_baseline(stores, tag)
     copy_rate = heads / copy_s
     print(
