@@ -77,6 +77,13 @@ def run_loop(args: Any) -> int:
     if unknown:
         print(f"error: --roles: unknown role(s) {sorted(unknown)}; choose from {', '.join(ROLES)}", file=sys.stderr)
         return 2
+    from billing.streaming import bootstrap_servers
+    from streams.kafka.topics import OUTBOX_TOPICS, PIPELINE_TOPICS, ensure_topics
+
+    # every topic of the loop before any role starts: Faust's agents and the sink's subscription
+    # fail on a topic that does not exist yet, and the catalog topics must be created compacted
+    topics = [args.topic_prefix + t for t in dict.fromkeys((*PIPELINE_TOPICS, *OUTBOX_TOPICS))]
+    ensure_topics(bootstrap_servers(args.bootstrap), args.partitions, topics=topics)
     logs = Path(args.data_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     roles = [Role(name, command, logs / f"{name}.log") for name, command in role_commands(args).items()]

@@ -269,7 +269,8 @@ class Rater:
         self.agent = RatingAgent(
             settings.bootstrap_servers, usage, ledger, self._terms, topic=settings.topic(RATING_RESULTS)
         )
-        ensure_topics(settings.bootstrap_servers, settings.partitions, topics=[settings.topic(RATING_RESULTS)])
+        wanted = [settings.topic(t) for t in (RATING_RESULTS, USAGE_EVENTS, USAGE_ACCEPTED, USAGE_WINDOWS)]
+        ensure_topics(settings.bootstrap_servers, settings.partitions, topics=wanted)
         self.touched: set[str] = set()
         self.sink = UsageSink(
             SinkSettings(

@@ -1,0 +1,167 @@
+"""``billing worker`` runs the whole loop as the README shows, as a user runs it: ``billing catalog
+apply`` puts a catalog into PostgreSQL, ``billing worker`` (one process per role: usage worker,
+rater, invoicer, relay) turns produced usage into finalized invoices on a clock the test sets, the
+running result of the open period is served over gRPC, and SIGTERM stops it all. The invoices
+equal ``billing simulate``'s for the same scenario."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from confluent_kafka import Producer
+from sqlalchemy import create_engine
+
+from billing.simulate import Simulation, load_scenario
+from invoicing.engine.render import invoice_to_dict
+from invoicing.ledger.memory import MemoryLedger
+from invoicing.ledger.postgres import PostgresLedger
+from rating.periods import epoch_ms
+from schemas import avro_codec
+from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
+from streams.kafka import messages
+from streams.kafka.topics import PIPELINE_TOPICS, USAGE_EVENTS, ensure_topics
+from streams.memory import MemoryUsageStore
+from streams.operators.records import UsageEvent
+
+pytestmark = pytest.mark.integration
+
+CASE = Path(__file__).parents[1] / "scenarios" / "cases" / "22_late_usage_adjustment.yaml"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "billing.cli", *args], env=env, capture_output=True, text=True)
+
+
+def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_path: Path) -> None:
+    scenario = load_scenario(CASE)
+    expected = Simulation(scenario, MemoryUsageStore(), MemoryLedger()).run().invoices
+    prefix = f"loop-{uuid.uuid4().hex[:10]}."
+    env = {**os.environ, "DATABASE_URL": pg_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap}
+    env.pop("CLICKHOUSE_URL", None)
+
+    # as an operator would: the topics exist before producers write (a broker that creates them
+    # on first use makes one partition, and the worker dead-letters events on the wrong one)
+    ensure_topics(kafka_broker.bootstrap, 2, topics=[prefix + t for t in PIPELINE_TOPICS])
+    applied = _cli("catalog", "apply", str(CASE), env=env)
+    assert applied.returncode == 0, applied.stderr
+
+    clock = tmp_path / "now"
+    clock.write_text(min(s.start_at for s in scenario.subscriptions).isoformat())
+    port = _free_port()
+    data = tmp_path / "loop"
+    command = [
+        *(sys.executable, "-m", "billing.cli", "worker", "--topic-prefix", prefix, "--data-dir", str(data)),
+        *("--partitions", "2", "--store", "memory", "--retention-days", "36500"),
+        *("--clock-file", str(clock), "--grpc-port", str(port), "--log-level", "info"),
+    ]
+    supervisor_log = tmp_path / "worker.log"
+    loop = subprocess.Popen(command, env=env, stdout=supervisor_log.open("wb"), stderr=subprocess.STDOUT)
+    engine = create_engine(pg_url)
+    ledger = PostgresLedger(engine)
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    try:
+        instants = sorted({e.arrives_at for e in scenario.events} | {i.issued_at for i in expected if i.issued_at})
+        for instant in instants:
+            for event in (e for e in scenario.events if e.arrives_at == instant):
+                usage = UsageEvent(
+                    event.id,
+                    event.tenant_id,
+                    event.subscription_id,
+                    event.metric_code,
+                    event.value,
+                    epoch_ms(event.recorded_at),
+                    event.idempotency_key,
+                    event.metadata,
+                )
+                value = avro_codec.encode(messages.USAGE_EVENT, messages.usage_event_avro(usage))
+                producer.produce(prefix + USAGE_EVENTS, key=event.subscription_id.encode(), value=value)
+            assert producer.flush(30) == 0
+            clock.write_text(instant.isoformat())
+            due = [i for i in expected if i.issued_at is not None and i.issued_at <= instant]
+            deadline = time.monotonic() + 180
+            while len(_invoices(ledger, scenario.tenant_id)) < len(due):
+                assert loop.poll() is None, supervisor_log.read_text()
+                assert time.monotonic() < deadline, f"{len(due)} invoices due by {instant}\n{_logs(data)}"
+                time.sleep(0.2)
+            if instant == max(e.arrives_at for e in scenario.events):
+                # the February event is in: the open period's running result, served over gRPC
+                try:
+                    _wait_for_running_usage(port, "s", "6", data)
+                except AssertionError as error:
+                    raise AssertionError(f"{error}\n{_topic_dump(kafka_broker.bootstrap, prefix)}") from None
+
+        assert [invoice_to_dict(i) for i in _invoices(ledger, scenario.tenant_id)] == [
+            invoice_to_dict(i) for i in expected
+        ]
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        try:
+            status = loop.wait(90)
+        except subprocess.TimeoutExpired:
+            loop.kill()
+            raise
+        engine.dispose()
+    assert status == 0, supervisor_log.read_text()
+
+
+def _wait_for_running_usage(port: int, subscription_id: str, quantity: str, data: Path) -> None:
+    deadline = time.monotonic() + 120
+    _debug = ""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = rating_pb2_grpc.RatingServiceStub(channel)  # type: ignore[no-untyped-call]
+        while True:
+            try:
+                reply = stub.GetCurrentRating(rating_pb2.GetCurrentRatingRequest(subscription_id=subscription_id))
+                _debug = str(reply)
+                if [item.quantity for item in reply.result.items] == [quantity]:
+                    return
+            except grpc.RpcError as error:
+                if error.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                    raise
+                _debug = str(error)
+            assert time.monotonic() < deadline, f"no running result of {quantity}: {_debug}\n{_logs(data)}"
+            time.sleep(0.2)
+
+
+def _topic_dump(bootstrap: str, prefix: str) -> str:
+    from confluent_kafka import Consumer, TopicPartition
+
+    out = []
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dump-{uuid.uuid4().hex}"})
+    for name in ("usage.events", "usage.dlq", "usage.accepted", "usage.windows", "rating.results"):
+        topic = prefix + name
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts]
+        out.append(f"{topic}: {ends}")
+    dlq = prefix + "usage.dlq"
+    consumer.assign([TopicPartition(dlq, p, 0) for p in consumer.list_topics(dlq, timeout=10).topics[dlq].partitions])
+    for message in consumer.consume(100, timeout=3):
+        if message.value():
+            out.append(str(messages.read_dead_letter(message.value())["reason"]))
+    consumer.close()
+    return "\n".join(out)
+
+
+def _invoices(ledger: PostgresLedger, tenant_id: str) -> list[Any]:
+    with ledger.session() as session:
+        return sorted(session.list_invoices(tenant_id), key=lambda i: i.invoice_number or "")
+
+
+def _logs(data: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((data / "logs").glob("*.log")))
