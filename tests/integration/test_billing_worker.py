@@ -152,8 +152,9 @@ def _topic_dump(bootstrap: str, prefix: str) -> str:
     dlq = prefix + "usage.dlq"
     consumer.assign([TopicPartition(dlq, p, 0) for p in consumer.list_topics(dlq, timeout=10).topics[dlq].partitions])
     for message in consumer.consume(100, timeout=3):
-        if message.value():
-            out.append(str(messages.read_dead_letter(message.value())["reason"]))
+        value = message.value()
+        if value:
+            out.append(str(messages.read_dead_letter(value)["reason"]))
     consumer.close()
     return "\n".join(out)
 
