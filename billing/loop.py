@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -70,7 +69,7 @@ class Role:
 
 
 def run_loop(args: Any) -> int:
-    from billing.streaming import logging_setup
+    from billing.streaming import logging_setup, stop_on_signals
 
     logging_setup(args.log_level)
     unknown = set(args.roles.split(",")) - set(ROLES)
@@ -87,23 +86,22 @@ def run_loop(args: Any) -> int:
     logs = Path(args.data_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     roles = [Role(name, command, logs / f"{name}.log") for name, command in role_commands(args).items()]
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_on_signals()
+    relay = next((role for role in roles if role.name == "relay"), None)
+    if relay is not None:
+        # publish what the ledger holds before the usage worker reads events: a subscription
+        # applied just before the loop starts must be in the catalog topics, not unknown
+        with open(relay.log_path, "ab") as output:
+            subprocess.run([*relay.command, "--once"], stdout=output, stderr=subprocess.STDOUT, check=True)
     for role in roles:
         role.start()
     try:
-        while not stopping:
+        while not stopping():
             time.sleep(0.5)
             for role in roles:
                 assert role.process is not None
                 status = role.process.poll()
-                if status is None or stopping:
+                if status is None or stopping():
                     continue
                 pause = min(30.0, 2.0**role.restarts)
                 if time.monotonic() - role.started_at > 60:

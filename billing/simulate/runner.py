@@ -174,18 +174,7 @@ class Simulation:
             self.trial_arrivals = True
         if self.on_event is not None and self.arrived % 10_000 == 0:
             self.on_event(self.arrived)
-        self.pipeline.process(
-            UsageEvent(
-                event.id,
-                event.tenant_id,
-                event.subscription_id,
-                event.metric_code,
-                event.value,
-                epoch_ms(event.recorded_at),
-                event.idempotency_key,
-                event.metadata,
-            )
-        )
+        self.pipeline.process(event.usage_event())
 
     def _check_trials(self) -> None:
         """End a trial whose rated usage reached its balance, right after the event that reached it."""

@@ -22,7 +22,8 @@ from invoicing.engine.tax import TaxRule
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.errors import BillingError, InvalidValue, UnknownReference
 from rating.numbers import decimal_from_double, parse_decimal
-from rating.periods import BillingInterval, zone
+from rating.periods import BillingInterval, epoch_ms, zone
+from streams.operators.records import UsageEvent
 
 T = TypeVar("T")
 
@@ -38,6 +39,19 @@ class ScenarioEvent:
     idempotency_key: str
     metadata: Mapping[str, str]
     tenant_id: str
+
+    def usage_event(self) -> UsageEvent:
+        """The event as a producer sends it (the pipeline's input)."""
+        return UsageEvent(
+            self.id,
+            self.tenant_id,
+            self.subscription_id,
+            self.metric_code,
+            self.value,
+            epoch_ms(self.recorded_at),
+            self.idempotency_key,
+            self.metadata,
+        )
 
 
 @dataclass(frozen=True, slots=True)

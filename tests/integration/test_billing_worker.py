@@ -25,13 +25,11 @@ from billing.simulate import Simulation, load_scenario
 from invoicing.engine.render import invoice_to_dict
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
-from rating.periods import epoch_ms
 from schemas import avro_codec
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from streams.kafka import messages
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
-from streams.operators.records import UsageEvent
 
 pytestmark = pytest.mark.integration
 
@@ -79,16 +77,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
         instants = sorted({e.arrives_at for e in scenario.events} | {i.issued_at for i in expected if i.issued_at})
         for instant in instants:
             for event in (e for e in scenario.events if e.arrives_at == instant):
-                usage = UsageEvent(
-                    event.id,
-                    event.tenant_id,
-                    event.subscription_id,
-                    event.metric_code,
-                    event.value,
-                    epoch_ms(event.recorded_at),
-                    event.idempotency_key,
-                    event.metadata,
-                )
+                usage = event.usage_event()
                 value = avro_codec.encode(messages.USAGE_EVENT, messages.usage_event_avro(usage))
                 producer.produce(prefix + USAGE_EVENTS, key=event.subscription_id.encode(), value=value)
             assert producer.flush(30) == 0
