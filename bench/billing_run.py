@@ -201,10 +201,12 @@ def tenant_chunks(closing: list[ClosedPeriod], batch: int) -> list[list[ClosedPe
     return chunks
 
 
-def billing_run(stores: Stores, chunks: list[list[ClosedPeriod]], per_invoice: bool) -> tuple[int, float, float, float]:
+def billing_run(
+    stores: Stores, chunks: list[list[ClosedPeriod]], per_invoice: bool
+) -> tuple[int, float, float, list[float]]:
     """Finalize every period in this process: each chunk's usage read by ``prefetch`` from the
     store, then finalized in one ledger batch. Returns the invoices made, the seconds of the run
-    and of its usage reads (and 0.0: no finalizer process)."""
+    and of its usage reads (and no finalizer's CPU: there is none)."""
     reader = StoreUsageReader(stores.usage)
     services: dict[str, InvoiceService] = {}
     made = 0
@@ -221,7 +223,7 @@ def billing_run(stores: Stores, chunks: list[list[ClosedPeriod]], per_invoice: b
         reading += time.perf_counter() - read_started
         with _transaction(stores.ledger, chunk, per_invoice):
             made += sum(1 for closed in chunk if service.close_period(closed, at) is not None)
-    return made, time.perf_counter() - started, reading, 0.0
+    return made, time.perf_counter() - started, reading, []
 
 
 def _transaction(ledger: Any, chunk: list[ClosedPeriod], per_invoice: bool) -> AbstractContextManager[Any]:
@@ -300,14 +302,14 @@ def finalizer(
 
 def parallel_run(
     stores: Stores, closing: tuple[str, int, int, int], workers: int, per_invoice: bool
-) -> tuple[int, float, float, float]:
+) -> tuple[int, float, float, list[float]]:
     """Finalize in ``workers`` processes, each owning whole tenants (tenant i → process i mod
     workers), so no two processes ever wait on one tenant's counter row. This process owns the
     embedded ClickHouse (chDB serves one process): it reads each chunk's usage with one
     ``StoreUsageReader.quantities`` call and sends the chunk with it, while the processes
     finalize earlier chunks; a chunk travels as its number and its quantities in request order.
-    Returns the invoices made, the seconds of the run and of its reads, and the CPU seconds the
-    finalizers spent from their first chunk on (their start-up is not part of the run)."""
+    Returns the invoices made, the seconds of the run and of its reads, and the CPU seconds each
+    finalizer spent from its first chunk on (its start-up is not part of the run)."""
     tag, subscriptions, tenants, batch = closing
     chunks = tenant_chunks(closing_periods(tag, subscriptions, tenants), batch)
     context = multiprocessing.get_context("spawn")
@@ -348,7 +350,7 @@ def parallel_run(
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
-    return made, seconds, reading, sum(c for _, _, c in done)
+    return made, seconds, reading, [c for _, _, c in done]
 
 
 def _interleaved(chunks: list[list[ClosedPeriod]], owner: dict[str, int], workers: int) -> Iterator[int]:
@@ -412,11 +414,11 @@ def postgres_cpu(database_url: str) -> float | None:
     return total / tick
 
 
-def cpu_line(invoices: int, here: float, finalizers: float, workers: int, database: float | None) -> str:
+def cpu_line(invoices: int, here: float, finalizers: list[float], database: float | None) -> str:
     """CPU per invoice, and the rate it allows with nothing else running: all of it shared out
     over the CPUs, but no process faster than the one CPU it can use (Python runs one thread at a
     time; chDB's query threads are counted in this process's time)."""
-    per = [("this process", here), ("finalizer processes", finalizers)]
+    per = [("this process", here), ("finalizer processes", sum(finalizers))]
     if database is not None:
         per.append(("PostgreSQL", database))
     total = sum(seconds for _, seconds in per)
@@ -424,7 +426,7 @@ def cpu_line(invoices: int, here: float, finalizers: float, workers: int, databa
     cpus = os.cpu_count() or 1
     bounds = [cpus * invoices / total, invoices / here]
     if finalizers:
-        bounds.append(workers * invoices / finalizers)
+        bounds.append(invoices / max(finalizers))  # the busiest finalizer (one tenant: only one works)
     return (
         f"  CPU per invoice: {parts} = {total / invoices * 1000:.2f} ms; with nothing else running on "
         f"{cpus} CPUs that allows about {min(bounds):,.0f} invoices/s"
@@ -604,7 +606,7 @@ def run_billing(stores: Stores, tag: str, args: argparse.Namespace) -> None:
         f"verified in PostgreSQL: one invoice per subscription, numbers 1…n of each tenant without gap or "
         f"duplicate, one invoice.finalized outbox row each"
     )
-    print(cpu_line(invoices, cpu_here, cpu_finalizers, args.workers, cpu_database))
+    print(cpu_line(invoices, cpu_here, cpu_finalizers, cpu_database))
     copy_s, heads, line_count = copy_baseline(stores, tag)
     copy_rate = heads / copy_s
     print(
