@@ -347,16 +347,21 @@ class ClickHouseUsageStore:
                     f"AND {column} >= fromUnixTimestamp64Milli({{{name}lo:Int64}}, 'UTC') "
                     f"AND {column} < fromUnixTimestamp64Milli({{{name}hi:Int64}}, 'UTC')"
                 )
+                # straight FROM the table FINAL, not through a ``SELECT *`` subquery (a third slower);
+                # FINAL as in _newest_windows and _distinct_events. The WHERE names key columns only
+                # (a condition on another column could be applied before FINAL picks the newest
+                # version): a window without events adds nothing, as when it is filtered out.
                 if kind == "b":
-                    windows = self._newest_windows("granularity = '15m' AND " + where)
                     parts.append(
-                        f"SELECT toUInt32({i}) AS i, event_count AS c, toDecimal256(total, 12) AS t, maximum AS m "
-                        f"FROM ({windows}) WHERE event_count > 0"
+                        f"SELECT toUInt32({i}) AS i, event_count AS c, "
+                        f"if(event_count > 0, toDecimal256(total, 12), toDecimal256(0, 12)) AS t, "
+                        f"if(event_count > 0, maximum, NULL) AS m "
+                        f"FROM {self.db}.usage_windows FINAL WHERE granularity = '15m' AND {where}"
                     )
                 else:
                     parts.append(
                         f"SELECT toUInt32({i}) AS i, toUInt64(1) AS c, toDecimal256(value, 12) AS t, "
-                        f"toNullable(value) AS m FROM ({self._distinct_events(where)})"
+                        f"toNullable(value) AS m FROM {self.db}.usage_events FINAL WHERE {where}"
                     )
 
     def _bucket_totals(self, spans: list[Span]) -> dict[int, WindowTotals]:
