@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -44,8 +45,21 @@ class FileClock:
         self.path = Path(path)
         self._last: datetime | None = None
 
+    @staticmethod
+    def set(path: str | os.PathLike[str], instant: datetime) -> None:
+        """Move the clock of ``path``: written aside and renamed, so a reader never sees half a file."""
+        from pathlib import Path
+
+        target = Path(path)
+        aside = target.with_name(f".{target.name}.{os.getpid()}")
+        aside.write_text(instant.isoformat(), encoding="utf-8")
+        aside.replace(target)
+
     def now(self) -> datetime:
-        instant = datetime.fromisoformat(self.path.read_text(encoding="utf-8").strip())
+        text = self.path.read_text(encoding="utf-8").strip()
+        if not text and self._last is not None:
+            return self._last  # someone rewrote it in place, not through set(): it is mid-write
+        instant = datetime.fromisoformat(text)
         if instant.tzinfo is None:
             raise ValueError(f"{self.path}: the instant must carry a timezone, got {instant.isoformat()}")
         if self._last is not None and instant < self._last:

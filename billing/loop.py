@@ -104,8 +104,8 @@ def run_loop(args: Any) -> int:
                 if status is None or stopping():
                     continue
                 pause = min(30.0, 2.0**role.restarts)
-                if time.monotonic() - role.started_at > 60:
-                    role.restarts = 0  # it had been running well: a fresh failure
+                if time.monotonic() - role.started_at > 10:
+                    role.restarts = 0  # it had been running: a fresh failure, not a crash loop
                     pause = 1.0
                 log.warning("%s exited with status %s; restarting in %.0f s", role.name, status, pause)
                 time.sleep(pause)

@@ -348,8 +348,10 @@ class Rater:
         outputs = [tp for t in (USAGE_ACCEPTED, USAGE_WINDOWS) for tp in self._ends(self.settings.topic(t))]
         while True:
             self.sink.run_once()
-            positions = {(tp.topic, tp.partition): tp.offset for tp in self.sink.consumer.position(outputs)}
-            if all(positions[(e.topic, e.partition)] >= e.offset for e in outputs if e.offset > 0):
+            # the sink commits after each write: its committed offsets say what is in the store (a
+            # restarted sink has no position on a partition until it fetches something new there)
+            committed = self.sink.consumer.committed([TopicPartition(e.topic, e.partition) for e in outputs], 30)
+            if all(c.offset >= e.offset or e.offset == 0 for c, e in zip(committed, outputs, strict=True)):
                 return True
             if time.monotonic() > deadline:
                 return False

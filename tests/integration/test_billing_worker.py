@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import create_engine
 
+from billing.clock import FileClock
 from billing.simulate import Simulation, load_scenario
 from invoicing.engine.render import invoice_to_dict
 from invoicing.ledger.memory import MemoryLedger
@@ -28,6 +29,7 @@ from invoicing.ledger.postgres import PostgresLedger
 from schemas import avro_codec
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from streams.kafka import messages
+from streams.kafka.producer import TUNING
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
 
@@ -60,7 +62,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
     assert applied.returncode == 0, applied.stderr
 
     clock = tmp_path / "now"
-    clock.write_text(min(s.start_at for s in scenario.subscriptions).isoformat())
+    FileClock.set(clock, min(s.start_at for s in scenario.subscriptions))
     port = _free_port()
     data = tmp_path / "loop"
     command = [
@@ -72,7 +74,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
     loop = subprocess.Popen(command, env=env, stdout=supervisor_log.open("wb"), stderr=subprocess.STDOUT)
     engine = create_engine(pg_url)
     ledger = PostgresLedger(engine)
-    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, **TUNING})  # murmur2, as the worker checks
     try:
         instants = sorted({e.arrives_at for e in scenario.events} | {i.issued_at for i in expected if i.issued_at})
         for instant in instants:
@@ -81,7 +83,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
                 value = avro_codec.encode(messages.USAGE_EVENT, messages.usage_event_avro(usage))
                 producer.produce(prefix + USAGE_EVENTS, key=event.subscription_id.encode(), value=value)
             assert producer.flush(30) == 0
-            clock.write_text(instant.isoformat())
+            FileClock.set(clock, instant)
             due = [i for i in expected if i.issued_at is not None and i.issued_at <= instant]
             deadline = time.monotonic() + 180
             while len(_invoices(ledger, scenario.tenant_id)) < len(due):

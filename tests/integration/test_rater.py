@@ -29,6 +29,7 @@ from schemas import avro_codec
 from streams.clickhouse.store import ClickHouseUsageStore
 from streams.kafka import messages
 from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
+from streams.kafka.producer import TUNING
 from streams.kafka.relay import OutboxRelay, RelaySettings
 from streams.kafka.topics import PIPELINE_TOPICS, RATING_RESULTS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
@@ -73,7 +74,7 @@ def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
     relay.run(threading.Event(), until_idle=True)
     store = ClickHouseUsageStore(chdb_client, clickhouse_db)
     clock_file = tmp_path / "now"
-    clock_file.write_text(min(s.start_at for s in scenario.subscriptions).isoformat())
+    FileClock.set(clock_file, min(s.start_at for s in scenario.subscriptions))
     settings = RaterSettings(
         bootstrap, topic_prefix=run.prefix, usage_group=run.app_id, partitions=2, grace_period=scenario.grace_period
     )
@@ -86,7 +87,7 @@ def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
     invoices = InvoiceWorker(
         InvoiceWorkerSettings(bootstrap, group_id=run.prefix + "invoicer", topic=run.topic(RATING_RESULTS)), ledger
     )
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer({"bootstrap.servers": bootstrap, **TUNING})  # murmur2, as the worker checks
     instants = sorted(
         {e.arrives_at for e in scenario.events} | {i.issued_at for i in expected if i.issued_at} | {scenario.run_until}
     )
@@ -104,7 +105,7 @@ def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
                         value = avro_codec.encode(messages.USAGE_EVENT, messages.usage_event_avro(usage))
                         producer.produce(run.topic(USAGE_EVENTS), key=event.subscription_id.encode(), value=value)
                 assert producer.flush(30) == 0
-                clock_file.write_text(instant.isoformat())
+                FileClock.set(clock_file, instant)
                 current.run_once()
                 assert current.waiting == [], "every due period is handed over once the usage is in"
                 due = [i for i in expected if i.issued_at is not None and i.issued_at <= instant]
