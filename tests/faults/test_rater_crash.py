@@ -175,7 +175,9 @@ def test_sigkilled_rater_hands_every_period_over_once(kafka_broker: Any, pg_url:
     differ = [
         (w["subscription_id"], w["billing_period_start"], g["total"], w["total"])
         for g, w in zip(
-            [_unnumbered(i) for i in sorted(got, key=_key)], [_unnumbered(i) for i in sorted(expected, key=_key)]
+            [_unnumbered(i) for i in sorted(got, key=_key)],
+            [_unnumbered(i) for i in sorted(expected, key=_key)],
+            strict=True,
         )
         if g != w
     ]
