@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -50,6 +51,8 @@ from invoicing.ports import Ledger, UsageReader
 from invoicing.service import BillingTerms
 from rating.catalog import Plan
 from rating.errors import BillingError, UnknownReference
+from rating.money import to_minor
+from rating.periods import ONE_MS, Period, from_epoch_ms
 from streams.kafka.producer import TUNING
 from streams.kafka.rating_agent import RatingAgent
 from streams.kafka.sink import SinkSettings, UsageSink
@@ -214,6 +217,7 @@ class CalendarLog:
                         record.subscription,
                         plan,
                         entry["canceled"],
+                        entry.get("trial_ended", False),
                     )
                 )
             history[sub] = changes
@@ -231,6 +235,7 @@ class CalendarLog:
                     {
                         "at": _instant(c.at),
                         "canceled": c.canceled,
+                        "trial_ended": c.trial_ended,
                         "record": subscription_to_json(
                             SubscriptionRecord(
                                 c.subscription,
@@ -272,6 +277,9 @@ class Rater:
         wanted = [settings.topic(t) for t in (RATING_RESULTS, USAGE_EVENTS, USAGE_ACCEPTED, USAGE_WINDOWS)]
         ensure_topics(settings.bootstrap_servers, settings.partitions, topics=wanted)
         self.touched: set[str] = set()
+        self.trial_usage: dict[str, int] = {}
+        """Per trialing subscription with a balance: the latest usage instant (ms) in its trial
+        since the balance was last checked."""
         self.sink = UsageSink(
             SinkSettings(
                 settings.bootstrap_servers,
@@ -295,6 +303,37 @@ class Rater:
 
     def _written(self, records: list[UsageRecord], _windows: list[WindowRow]) -> None:
         self.touched.update(r.subscription_id for r in records)
+        for record in records:
+            cycle = self.calendar.cycles.get(record.subscription_id)
+            if cycle is None or not cycle.is_trial or cycle.subscription.trial_balance is None:
+                continue
+            if cycle.period is not None and cycle.period.contains(from_epoch_ms(record.recorded_at_ms)):
+                latest = self.trial_usage.get(record.subscription_id, record.recorded_at_ms)
+                self.trial_usage[record.subscription_id] = max(latest, record.recorded_at_ms)
+
+    def end_used_up_trials(self) -> None:
+        """End a trial whose rated usage reached its balance, right after the latest usage in it
+        (design section 4, as ``billing simulate`` does), and record that on the calendar."""
+        ended = []
+        for sub, latest in list(self.trial_usage.items()):
+            cycle = self.calendar.cycles.get(sub)
+            if cycle is None or cycle.period is None or not cycle.is_trial or cycle.subscription.trial_balance is None:
+                del self.trial_usage[sub]
+                continue
+            end = min(from_epoch_ms(latest) + ONE_MS, cycle.period.end)
+            if end >= cycle.period.end:
+                continue  # the trial ends at its end anyway
+            pricing = self.agent.pricing(cycle.subscription.tenant_id)
+            result = pricing.rate(cycle.subscription, cycle.plan, Period(cycle.period.start, end), Fraction(0), end)
+            spent = sum(item.amount.amount for item in result.items)
+            if spent < to_minor(cycle.subscription.trial_balance, cycle.plan.currency_code):
+                continue
+            revision = self.calendar.history[sub][-1].revision
+            self.calendar.apply(Change(end, revision, cycle.subscription, cycle.plan, trial_ended=True))
+            del self.trial_usage[sub]
+            ended.append(sub)
+        if ended:
+            self.log.record(self.calendar, ended)
 
     # -- catalog → calendar ------------------------------------------------------------------------
     def start(self) -> None:
@@ -403,6 +442,7 @@ class Rater:
     def run_once(self) -> None:
         self._apply(self.catalog.poll())
         self.sink.run_once()
+        self.end_used_up_trials()
         self.close_due()
         self.refresh_running()
 

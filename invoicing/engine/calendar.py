@@ -22,6 +22,7 @@ from invoicing.engine.subscriptions import (
     cancel,
     change_plan,
     close_due,
+    end_trial,
     open_cycle,
 )
 from rating.catalog import Plan
@@ -30,13 +31,16 @@ from rating.catalog import Plan
 @dataclass(frozen=True, slots=True)
 class Change:
     """What a subscription became at ``at``: revision ``revision`` of its catalog record, on
-    ``plan``; ``canceled`` ends it there. The first change of a subscription opens it."""
+    ``plan``; ``canceled`` ends it there. The first change of a subscription opens it.
+    ``trial_ended``: not a catalog revision but the rater's finding that rated usage reached the
+    trial balance; the trial closes at ``at`` (design section 4)."""
 
     at: datetime
     revision: int
     subscription: Subscription
     plan: Plan
     canceled: bool = False
+    trial_ended: bool = False
 
 
 class Calendar:
@@ -62,7 +66,7 @@ class Calendar:
         ended before are closed first; a plan change or cancellation closes the open period there."""
         sub = change.subscription.id
         history = self.history.setdefault(sub, [])
-        if history and change.revision <= history[-1].revision:
+        if history and change.revision <= history[-1].revision and not change.trial_ended:
             return  # seen already: the catalog redelivers, a replay repeats
         first = not history
         history.append(change)
@@ -76,7 +80,11 @@ class Calendar:
         cycle = self.cycles[sub]
         if cycle.period is None or not cycle.period.contains(change.at):
             return  # ended already (canceled, trial expired)
-        if change.canceled:
+        if change.trial_ended:
+            if not cycle.is_trial:
+                return
+            closed, after = end_trial(cycle, change.at)
+        elif change.canceled:
             closed, after = cancel(cycle, change.at, at_period_end=False)
         elif (change.plan.code, change.plan.version) != (cycle.plan.code, cycle.plan.version):
             closed, after = change_plan(cycle, change.plan, change.at)

@@ -48,7 +48,10 @@ def _results_published(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-@pytest.mark.parametrize("name", ["22_late_usage_adjustment", "17_coupons", "18_tax_exclusive_by_region"])
+@pytest.mark.parametrize(
+    "name",
+    ["22_late_usage_adjustment", "17_coupons", "18_tax_exclusive_by_region", "15_trial", "16_trial_balance_used_up"],
+)
 def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
     name: str, kafka_broker: Any, chdb_client: Any, clickhouse_db: str, pg_url: str, tmp_path: Path
 ) -> None:
