@@ -55,6 +55,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    # a pipeline of its own (--topic-prefix) gets its own consumer group and state topics too:
+    # sharing them would recover another pipeline's dedup state
+    args.app_id = args.app_id or args.topic_prefix + "billing-usage"
     role = args.role or ("usage" if args.catalog else "all")
     if role == "all":
         from billing.loop import run_loop
@@ -173,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--retention-days", type=int, default=40, help="dedup memory; older events are dead-lettered (event time)"
     )
     worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
-    worker.add_argument("--app-id", default="billing-usage", help="Faust app id: consumer group and table topics")
+    worker.add_argument(
+        "--app-id",
+        default=None,
+        help="Faust app id: consumer group and table topics (default: the topic prefix + billing-usage)",
+    )
     worker.add_argument("--topic-prefix", default="", help="prefix of every topic name (separate pipelines)")
     worker.add_argument(
         "--commit-interval", type=float, default=1.0, help="seconds between offset commits (outputs flushed first)"

@@ -83,6 +83,11 @@ def run_loop(args: Any) -> int:
     # fail on a topic that does not exist yet, and the catalog topics must be created compacted
     topics = [args.topic_prefix + t for t in dict.fromkeys((*PIPELINE_TOPICS, *OUTBOX_TOPICS))]
     ensure_topics(bootstrap_servers(args.bootstrap), args.partitions, topics=topics)
+    # the usage worker's state changelogs too: Faust creates them itself, but on a fresh cluster a
+    # first batch can race that creation and leave its agent dead in a live process
+    changelogs = [f"{args.app_id}-{table}-changelog" for table in ("dedup", "windows")]
+    compacted = {"cleanup.policy": "compact"}
+    ensure_topics(bootstrap_servers(args.bootstrap), args.partitions, topics=changelogs, config=compacted)
     logs = Path(args.data_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     roles = [Role(name, command, logs / f"{name}.log") for name, command in role_commands(args).items()]

@@ -470,7 +470,7 @@ def add_rater_command(commands: Any) -> None:
     )
     rater.add_argument("--ledger-dir", default=".data/ledger", help="embedded PostgreSQL unless $DATABASE_URL")
     rater.add_argument("--topic-prefix", default="", help="prefix of every topic name (separate pipelines)")
-    rater.add_argument("--usage-group", default="billing-usage", help="the usage worker's --app-id")
+    rater.add_argument("--usage-group", default=None, help="the usage worker's --app-id (prefix + billing-usage)")
     rater.add_argument("--grace-period", default="0s", help="how long after its end a period is invoiced (e.g. 1h)")
     rater.add_argument("--partitions", type=int, default=6, help="partitions of the topics it creates")
     rater.add_argument("--grpc-port", type=int, default=None, help="serve RatingService (running results) here")
@@ -495,7 +495,7 @@ def run_rater(args: Any) -> int:
     settings = RaterSettings(
         bootstrap_servers(args.bootstrap),
         topic_prefix=args.topic_prefix,
-        usage_group=args.usage_group,
+        usage_group=args.usage_group or args.topic_prefix + "billing-usage",
         grace_period=duration(args.grace_period, "--grace-period"),
         partitions=args.partitions,
     )
