@@ -301,8 +301,11 @@ class Rater:
             raise UnknownReference("tenant_id", f"no terms of tenant {tenant_id} in catalog.terms yet")
         return terms
 
-    def _written(self, records: list[UsageRecord], _windows: list[WindowRow]) -> None:
+    def _written(self, records: list[UsageRecord], windows: list[WindowRow]) -> None:
+        # windows too: an event's record and its window rows can reach the sink in different
+        # batches, and usage is read from the windows
         self.touched.update(r.subscription_id for r in records)
+        self.touched.update(w.key.subscription_id for w in windows)
         for record in records:
             cycle = self.calendar.cycles.get(record.subscription_id)
             if cycle is None or not cycle.is_trial or cycle.subscription.trial_balance is None:
