@@ -278,8 +278,9 @@ class Rater:
         ensure_topics(settings.bootstrap_servers, settings.partitions, topics=wanted)
         self.touched: set[str] = set()
         self.trial_usage: dict[str, int] = {}
-        """Per trialing subscription with a balance: the latest usage instant (ms) in its trial
-        since the balance was last checked."""
+        """Per trialing subscription with a balance: the latest usage instant (ms) in its trial."""
+        self.trial_checks: set[str] = set()
+        """Trialing subscriptions with usage written since their balance was last checked."""
         self.sink = UsageSink(
             SinkSettings(
                 settings.bootstrap_servers,
@@ -313,12 +314,15 @@ class Rater:
             if cycle.period is not None and cycle.period.contains(from_epoch_ms(record.recorded_at_ms)):
                 latest = self.trial_usage.get(record.subscription_id, record.recorded_at_ms)
                 self.trial_usage[record.subscription_id] = max(latest, record.recorded_at_ms)
+                self.trial_checks.add(record.subscription_id)
 
     def end_used_up_trials(self) -> None:
         """End a trial whose rated usage reached its balance, right after the latest usage in it
         (design section 4, as ``billing simulate`` does), and record that on the calendar."""
         ended = []
-        for sub, latest in list(self.trial_usage.items()):
+        checks, self.trial_checks = self.trial_checks, set()  # only what new usage may have changed
+        for sub in sorted(checks):
+            latest = self.trial_usage[sub]
             cycle = self.calendar.cycles.get(sub)
             if cycle is None or cycle.period is None or not cycle.is_trial or cycle.subscription.trial_balance is None:
                 del self.trial_usage[sub]
