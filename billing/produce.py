@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from billing.clock import monotonic
-from billing.simulate.scenario import ScenarioEvent, _event
+from billing.simulate.scenario import ScenarioEvent, _event, parse_json, parse_yaml
 from billing.streaming import bootstrap_servers
 from rating.errors import InvalidValue
 from rating.periods import epoch_ms
@@ -57,17 +57,19 @@ def _raw_events(path: Path) -> tuple[list[Any], str | None]:
         content = path.read_text(encoding="utf-8")
     except OSError as error:
         raise InvalidValue("file", f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidValue("file", f"{path} is not UTF-8 text (byte {error.start})") from None
     if path.suffix in (".jsonl", ".ndjson"):
         raw: list[Any] = []
         for number, line in enumerate(content.splitlines(), 1):
             if line.strip():
                 try:
-                    raw.append(json.loads(line))
+                    raw.append(parse_json(line))
                 except json.JSONDecodeError as error:
                     raise InvalidValue("file", f"{path} line {number} is not JSON: {error}") from None
         return raw, None
     try:
-        loaded: Any = json.loads(content) if path.suffix == ".json" else yaml.safe_load(content)
+        loaded: Any = parse_json(content) if path.suffix == ".json" else parse_yaml(content)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise InvalidValue(
             "file", f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"

@@ -21,8 +21,8 @@ from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 
+from rating import numbers
 from rating.errors import InvalidValue
-from rating.numbers import LIMIT, SCALE
 from rating.periods import epoch_ms
 from streams.kafka.producer import DeliveryError, UsageProducer
 from streams.kafka.topics import USAGE_EVENTS
@@ -37,18 +37,7 @@ def exact_double(value: object, field: str = "value") -> float:
         raise InvalidValue(field, f"pass a Decimal or an int, not a float ({value!r}): floats are not exact")
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise InvalidValue(field, f"pass a Decimal or an int, not {type(value).__name__}")
-    number = Decimal(value)
-    if not number.is_finite():
-        raise InvalidValue(field, f"must be finite, got {value}")
-    exponent = number.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -SCALE:
-        raise InvalidValue(field, f"at most {SCALE} fractional digits, got {value}")
-    if abs(number) >= LIMIT:
-        raise InvalidValue(field, f"magnitude must be below 1e26, got {value}")
-    double = float(number)
-    if Decimal(repr(double)) != number:
-        raise InvalidValue(field, f"{value} has no exact double; round it to at most 15 significant digits")
-    return double
+    return numbers.exact_double(value, field)
 
 
 class BillingClient:

@@ -43,37 +43,56 @@ def decimal_from_double(value: float, field: str = "value") -> Decimal:
 
 
 def parse_decimal(text: object, field: str, *, allow_negative: bool = False) -> Decimal:
-    """Parse a price or quantity given as a decimal string (or an int); at most 12 fractional digits."""
+    """Parse a price or quantity given as a decimal string (or an int or Decimal); at most 12 fractional digits."""
     if isinstance(text, bool):
         raise InvalidValue(field, "expected a decimal string, got a boolean")
     if isinstance(text, float):
         raise InvalidValue(field, f"write decimals as strings to keep them exact, got {text!r}")
     if isinstance(text, int):
         number = Decimal(text)
+    elif isinstance(text, Decimal):  # a number read from a file's text (billing/simulate/scenario.py)
+        number = text
     elif isinstance(text, str):
         if _PLAIN.fullmatch(text.strip()) is None:  # Decimal() also takes '1_000', 'NaN', non-ASCII digits
-            raise InvalidValue(field, f"not a decimal number: {text!r}")
+            raise InvalidValue(field, f"not a decimal number: {_shown(text)}")
         try:
             number = Decimal(text.strip())
         except InvalidOperation:  # an exponent beyond what Decimal can hold
-            raise InvalidValue(field, f"not a decimal number: {text!r}") from None
+            raise InvalidValue(field, f"not a decimal number: {_shown(text)}") from None
     else:
         raise InvalidValue(field, f"expected a decimal string, got {type(text).__name__}")
     if not number.is_finite():
-        raise InvalidValue(field, f"must be finite, got {text!r}")
+        raise InvalidValue(field, f"must be finite, got {_shown(text)}")
     # Bound first: the exactness check below is then within the 60-digit context for any input length.
     _bounded(number, field)
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -SCALE and number != number.quantize(QUANTUM, context=_EXACT):
-        raise InvalidValue(field, f"at most {SCALE} fractional digits, got {text!r}")
+        raise InvalidValue(field, f"at most {SCALE} fractional digits, got {_shown(text)}")
     if number < 0 and not allow_negative:
-        raise InvalidValue(field, f"must not be negative, got {text!r}")
+        raise InvalidValue(field, f"must not be negative, got {_shown(text)}")
     return _bounded(number, field)
+
+
+def _shown(text: object) -> str:
+    """The offending text for a message: a Decimal as its digits, a long text cut short."""
+    shown = str(text) if isinstance(text, Decimal | int) else repr(text)
+    return shown if len(shown) <= 60 else f"{shown[:40]}… ({len(shown):,} characters)"
+
+
+def exact_double(number: Decimal | int | str, field: str = "value") -> float:
+    """The double that carries ``number`` exactly through the wire's ``double`` (``decimal_from_double``
+    reads it back as ``number``), or InvalidValue: more than 12 fractional digits, a magnitude of
+    1e26 or more, or no double close enough (``9007199254740993``, ``12345678901234567.25``)."""
+    exact = parse_decimal(number, field, allow_negative=True)
+    double = float(exact)
+    if decimal_from_double(double, field) != exact:
+        raise InvalidValue(field, f"{exact} has no exact double; round it to at most 15 significant digits")
+    return double
 
 
 def _bounded(number: Decimal, field: str) -> Decimal:
     if number.copy_abs() >= LIMIT:  # copy_abs is exact; abs() rounds to the ambient context's 28 digits
-        raise InvalidValue(field, f"magnitude must be below 1e26, got {number}")
+        raise InvalidValue(field, f"magnitude must be below 1e26, got {_shown(number)}")
     return number
 
 

@@ -6,10 +6,11 @@ Every error names the field it found wrong, as a path: ``plans[0].meters[1].unit
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +22,7 @@ from invoicing.engine.subscriptions import Subscription
 from invoicing.engine.tax import TaxRule
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.errors import BillingError, InvalidValue, UnknownReference
-from rating.numbers import decimal_from_double, parse_decimal
+from rating.numbers import decimal_from_double, exact_double, parse_decimal
 from rating.periods import BillingInterval, epoch_ms, zone
 from streams.operators.records import UsageEvent
 
@@ -30,6 +31,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class ScenarioEvent:
+    """A usage event of a scenario file. ``value`` is the wire's double; read from a file's text it
+    carries the decimal written exactly (``decimal_from_double`` gives it back), or the file was refused."""
+
     id: str
     subscription_id: str
     metric_code: str
@@ -154,7 +158,8 @@ def whole(value: object, field: str) -> int:
 
 
 def decimal(value: object, field: str) -> Decimal:
-    """A price or quantity: a decimal string, an int, or a number written in the file (read exactly)."""
+    """A price or quantity: a decimal string, an int, or a number written in the file (read exactly
+    from its text by the loader); a float a caller put in the mapping passes the one double door."""
     if isinstance(value, float):
         number = decimal_from_double(value, field)
         if number < 0:
@@ -347,17 +352,23 @@ def _subscription(raw: object, path: str, tenant_id: str, plans: Mapping[str, Pl
     )
 
 
+_NOT_FINITE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
 def _number(value: object, field: str) -> float:
-    """An event value as the wire carries it: a double (NaN and inf pass, the pipeline rejects them)."""
+    """An event value as the wire carries it: a double. Written in the file (a number or a decimal
+    string), it is read exactly and must reach the pipeline unchanged, or it is refused naming the
+    field: more than 12 fractional digits, 1e26 or more, or no double that carries it (the wire has
+    no other form). NaN and infinities pass, for the pipeline to dead-letter (design section 3), and
+    so does a float a caller put in the mapping: it is a double already."""
     if isinstance(value, bool):
         raise InvalidValue(field, "expected a number, got a boolean")
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        return value
+    if isinstance(value, str) and _NOT_FINITE.fullmatch(value.strip()):
         return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise InvalidValue(field, f"not a number: {value!r}") from None
+    if isinstance(value, int | Decimal | str):
+        return exact_double(value, field)
     raise InvalidValue(field, f"expected a number, got {type(value).__name__}")
 
 
@@ -460,14 +471,59 @@ def parse_scenario(raw: object) -> Scenario:
     return f.checked(scenario, ignore_prefix="expected")
 
 
+class ExactLoader(yaml.SafeLoader):
+    """Safe YAML whose numbers are never doubles: a float is the Decimal of its text (``.nan`` and
+    ``.inf`` stay floats, for the pipeline to reject), an int longer than any bound stays text."""
+
+
+_WIDEST_INT = 40
+"""Digits of the longest int read as an int: more is beyond every bound (and past 4,300 digits
+Python's int() refuses the text with a ValueError instead of a YAML or JSON error)."""
+
+
+def _yaml_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+    written = str(loader.construct_scalar(node))
+    if _NOT_FINITE.fullmatch(written.replace(".", "", 1)):
+        return loader.construct_yaml_float(node)
+    try:
+        return Decimal(written.replace("_", ""))  # YAML 1.1 allows 1_000.5
+    except InvalidOperation:  # sexagesimal (1:30.5): left as text, refused where a number is expected
+        return written
+
+
+def _yaml_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+    written = str(loader.construct_scalar(node))
+    return written if len(written) > _WIDEST_INT else loader.construct_yaml_int(node)
+
+
+def _json_int(written: str) -> int | str:
+    return written if len(written) > _WIDEST_INT else int(written)
+
+
+ExactLoader.add_constructor("tag:yaml.org,2002:float", _yaml_float)
+ExactLoader.add_constructor("tag:yaml.org,2002:int", _yaml_int)
+
+
+def parse_json(content: str) -> Any:
+    """JSON with exact numbers: a number with a point or exponent is the Decimal of its text."""
+    return json.loads(content, parse_float=Decimal, parse_int=_json_int)
+
+
+def parse_yaml(content: str) -> Any:
+    """YAML (safe) with exact numbers (``ExactLoader``)."""
+    return yaml.load(content, Loader=ExactLoader)  # a SafeLoader with two number constructors
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read a YAML or JSON scenario file (JSON is YAML, but its own errors read better)."""
     try:
         content = path.read_text(encoding="utf-8")
     except OSError as error:
         raise InvalidValue("scenario", f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidValue("scenario", f"{path} is not UTF-8 text (byte {error.start})") from None
     try:
-        raw: Any = json.loads(content) if path.suffix == ".json" else yaml.safe_load(content)
+        raw: Any = parse_json(content) if path.suffix == ".json" else parse_yaml(content)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise InvalidValue("scenario", f"{path} is not valid {kind}: {error}") from None

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from rating.errors import InvalidValue
-from rating.numbers import decimal_from_double, format_decimal, fraction_to_decimal, parse_decimal
+from rating.numbers import decimal_from_double, exact_double, format_decimal, fraction_to_decimal, parse_decimal
 
 pytestmark = pytest.mark.unit
 
@@ -174,3 +174,17 @@ def test_fraction_to_decimal_rounds_half_even_at_12_places() -> None:
     assert fraction_to_decimal(Fraction(1, 2 * 10**12)) == Decimal(0)
     assert fraction_to_decimal(Fraction(3, 2 * 10**12)) == Decimal("2E-12")
     assert fraction_to_decimal(Fraction(7, 4)) == Decimal("1.75")
+
+
+@pytest.mark.parametrize("number", [Decimal("0.1"), Decimal("2.25"), 9_007_199_254_740_992, Decimal("-5"), "1.5e20"])
+def test_exact_double_carries_a_decimal_that_a_double_holds(number: Decimal | int | str) -> None:
+    assert decimal_from_double(exact_double(number)) == Decimal(number)
+
+
+@pytest.mark.parametrize(
+    "number", [9_007_199_254_740_993, Decimal("12345678901234567.25"), Decimal("1e-13"), Decimal("1e26"), "NaN"]
+)
+def test_exact_double_refuses_what_no_double_carries_naming_the_field(number: Decimal | int | str) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        exact_double(number, "events[3].value")
+    assert caught.value.field == "events[3].value"

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from billing.simulate.scenario import duration, instant, load_scenario, parse_scenario
 from rating.catalog import PricingModel, TierMode
 from rating.errors import InvalidValue, UnknownReference
+from rating.numbers import decimal_from_double
 from rating.periods import BillingInterval
 
 pytestmark = pytest.mark.unit
@@ -112,3 +116,71 @@ def test_load_reports_unreadable_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("{")
     with pytest.raises(InvalidValue, match="not valid JSON"):
         load_scenario(bad)
+
+
+EVENT = '{subscription_id: s, metric_code: calls, recorded_at: "2026-01-05T10:00:00Z", idempotency_key: k%d, value: %s}'
+
+
+def scenario_file(tmp_path: Path, *values: str, suffix: str = ".yaml") -> Path:
+    """A minimal scenario file whose events carry ``values`` written as they are in the text."""
+    if suffix == ".json":
+        events = ", ".join(
+            f'{{"subscription_id": "s", "metric_code": "calls", "recorded_at": "2026-01-05T10:00:00Z",'
+            f' "idempotency_key": "k{n}", "value": {value}}}'
+            for n, value in enumerate(values)
+        )
+        content = json.dumps(minimal()).replace('"run_until"', f'"events": [{events}], "run_until"')
+    else:
+        events = "\n".join(f"  - {EVENT % (n, value)}" for n, value in enumerate(values))
+        content = yaml.safe_dump(minimal()) + f"events:\n{events}\n"
+    path = tmp_path / f"scenario{suffix}"
+    path.write_text(content, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "9007199254740993",  # 2^53 + 1: a double rounds it to ...992
+        "12345678901234567.25",  # a double rounds it to ...568
+        '"12345678901234567.25"',
+        "0.1000000000001",  # 13 fractional digits: the pipeline would round it to 0.1
+        "123456789012345678901234567",  # 27 integer digits: beyond Decimal128(12)
+        '"1e26"',
+    ],
+)
+def test_file_event_values_are_read_from_the_text_and_refused_when_they_cannot_travel_exactly(
+    tmp_path: Path, suffix: str, literal: str
+) -> None:
+    path = scenario_file(tmp_path, "1", literal, suffix=suffix)
+    with pytest.raises(InvalidValue) as caught:
+        load_scenario(path)
+    assert caught.value.field == "events[1].value"
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_file_event_values_that_a_double_carries_exactly_arrive_as_written(tmp_path: Path, suffix: str) -> None:
+    literals = ["0.1", '"2.25"', "9007199254740992", "-5", "0.000000000015", "1.5e+20", "99999999999999990000000000"]
+    events = load_scenario(scenario_file(tmp_path, *literals, suffix=suffix)).events
+    read = [decimal_from_double(e.usage_event().value) for e in events]
+    assert read == [Decimal(text.strip('"')) for text in literals]
+
+
+def test_file_event_values_the_pipeline_rejects_still_reach_it(tmp_path: Path) -> None:
+    """NaN and infinities are dead-lettered by the pipeline (design section 3), not refused here."""
+    values = [e.value for e in load_scenario(scenario_file(tmp_path, ".nan", "-.inf", '"NaN"')).events]
+    assert math.isnan(values[0]) and values[1] == -math.inf and math.isnan(values[2])
+
+
+def test_file_prices_are_read_from_the_text(tmp_path: Path) -> None:
+    doc = minimal()
+    doc["plans"][0]["meters"][0]["included_units"] = 0  # replaced below, written as a YAML number
+    content = yaml.safe_dump(doc).replace("included_units: 0", "included_units: 12345678901234567.25")
+    path = tmp_path / "prices.yaml"
+    path.write_text(content, encoding="utf-8")
+    assert load_scenario(path).plans[0].meters[0].included_units == Decimal("12345678901234567.25")
+    path.write_text(content.replace("12345678901234567.25", "0.1000000000001"), encoding="utf-8")
+    with pytest.raises(InvalidValue) as caught:
+        load_scenario(path)  # 13 fractional digits: a double would have rounded it silently
+    assert caught.value.field == "plans[0].meters[0].included_units"
