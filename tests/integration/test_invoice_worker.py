@@ -5,8 +5,10 @@ changes nothing (one invoice, one outbox row); a bad message is dead-lettered wi
 from __future__ import annotations
 
 import contextlib
+import random
+import string
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -200,11 +202,13 @@ def worker_for(kafka_broker: Any, pg_url: str) -> Iterator[Any]:
     made: list[InvoiceWorker] = []
     engine = create_engine(pg_url)
 
-    def make(topic: str, dlq: str, group: str = "billing-invoicer") -> InvoiceWorker:
+    def make(
+        topic: str, dlq: str, group: str = "billing-invoicer", sleep: Callable[[float], None] = time.sleep
+    ) -> InvoiceWorker:
         settings = InvoiceWorkerSettings(
             kafka_broker.bootstrap, group_id=f"{group}-{topic}", topic=topic, dead_letter_topic=dlq, batch_wait_s=0.2
         )
-        worker = InvoiceWorker(settings, PostgresLedger(engine))
+        worker = InvoiceWorker(settings, PostgresLedger(engine), sleep=sleep)
         made.append(worker)
         return worker
 
@@ -305,3 +309,49 @@ def test_usage_the_ledger_asks_for_and_the_message_lacks_is_named_in_a_dead_lett
     assert "storage_gb of t0-sub00000" in letter["detail"]
     assert [i.period.start for i in invoices_in(pg_url)] == [first.closed.period.start]
     assert len(outbox_rows(pg_url)) == 1
+
+
+def no_outage(seconds: float) -> None:
+    """The worker's pause before retrying a batch: a test without an outage has none to retry."""
+    raise AssertionError("the worker retried a batch as if PostgreSQL were unreachable")
+
+
+def test_a_rating_postgresql_refuses_is_dead_lettered_and_the_next_one_invoiced(
+    kafka_broker: Any, pg_url: str, worker_for: Any
+) -> None:
+    """PostgreSQL refusing a message's rows (ProgramLimitExceeded, SQLSTATE 54000: a 3,000-character
+    metric code is too long for billed_usage's key) is the message's fault, not an outage: it is
+    dead-lettered with the reason, never retried, and the next rating is invoiced."""
+    [good] = cases(tenants=1, subscriptions=1, periods=1)
+    # random letters: an index entry is compressed first, and a repeated letter would fit
+    code = "".join(random.Random(3000).choices(string.ascii_letters + string.digits, k=3000))
+    plan = Plan("long", "USD", Decimal("10.00"), meters=(PlanMeter(code, PricingModel.PER_UNIT, Decimal("0.01")),))
+    long = Case(
+        ClosedPeriod(Subscription("t0-long", "t0", "long", T0), plan, month(0), Fraction(1), False, "period_end"),
+        BillingTerms("t0", {**METRICS, code: Metric(code)}, TAX, COUPONS),
+        {code: Decimal(7)},
+        month(0).end + timedelta(hours=1),
+        (),
+    )
+    topic, dlq = kafka_broker.new_topic("rating.results"), kafka_broker.new_topic("rating.dlq")
+    refused = write_rating_result(long.rating())
+    produce(
+        kafka_broker.bootstrap,
+        topic,
+        [("t0-long", refused), (good.closed.subscription.id, write_rating_result(good.rating()))],
+    )
+    worker = worker_for(topic, dlq, sleep=no_outage)
+    drain(
+        worker,
+        lambda: (
+            worker.metrics.messages.labels(outcome="dead_lettered")._value.get() >= 1 and len(invoices_in(pg_url)) >= 1
+        ),
+        timeout=30,
+    )
+    [letter] = dead_letters(kafka_broker.bootstrap, dlq, 1)
+    assert letter["reason"] == "ledger_rejected" and letter["original"] == refused
+    assert "54000" in letter["detail"] and "index row size" in letter["detail"], letter["detail"]
+    assert worker.metrics.retries._value.get() == 0
+    [expected] = reference([good])
+    assert [invoice_to_dict(i) for i in invoices_in(pg_url)] == [invoice_to_dict(expected)]
+    assert outbox_rows(pg_url) == [(good.closed.subscription.id, expected.invoice_number)]
