@@ -233,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rater_command(commands)
 
+    from billing.dlq import add_dlq_command
+
+    add_dlq_command(commands)
+
     why = commands.add_parser("explain", help="why is usage X: counts by stage for a subscription and window")
     why.add_argument("subscription")
     why.add_argument("metric")

@@ -12,6 +12,7 @@ from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
 def run_invoicer(args: Any) -> int:
     from sqlalchemy import create_engine
 
+    from billing.dlq import dlq_retention_ms
     from billing.stores import ledger_url
     from invoicing.ledger.postgres import PostgresLedger, migrate
     from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
@@ -21,7 +22,8 @@ def run_invoicer(args: Any) -> int:
     logging_setup(args.log_level)
     bootstrap = bootstrap_servers(args.bootstrap)
     prefix = args.topic_prefix
-    ensure_topics(bootstrap, args.partitions, topics=[prefix + RATING_RESULTS, prefix + RATING_DLQ])
+    topics = [prefix + RATING_RESULTS, prefix + RATING_DLQ]
+    ensure_topics(bootstrap, args.partitions, topics=topics, dlq_retention_ms=dlq_retention_ms())
     url = ledger_url(Path(args.data_dir))
     migrate(url)
     engine = create_engine(url, pool_pre_ping=True)

@@ -76,13 +76,16 @@ def run_loop(args: Any) -> int:
     if unknown:
         print(f"error: --roles: unknown role(s) {sorted(unknown)}; choose from {', '.join(ROLES)}", file=sys.stderr)
         return 2
+    from billing.dlq import dlq_retention_ms
     from billing.streaming import bootstrap_servers
     from streams.kafka.topics import OUTBOX_TOPICS, PIPELINE_TOPICS, ensure_topics
 
     # every topic of the loop before any role starts: Faust's agents and the sink's subscription
     # fail on a topic that does not exist yet, and the catalog topics must be created compacted
     topics = [args.topic_prefix + t for t in dict.fromkeys((*PIPELINE_TOPICS, *OUTBOX_TOPICS))]
-    ensure_topics(bootstrap_servers(args.bootstrap), args.partitions, topics=topics)
+    ensure_topics(
+        bootstrap_servers(args.bootstrap), args.partitions, topics=topics, dlq_retention_ms=dlq_retention_ms()
+    )
     # the usage worker's state changelogs too: Faust creates them itself, but on a fresh cluster a
     # first batch can race that creation and leave its agent dead in a live process
     changelogs = [f"{args.app_id}-{table}-changelog" for table in ("dedup", "windows")]
