@@ -6,7 +6,8 @@ an invoice is what ``billing simulate`` computes for the same inputs. Exactly on
 (subscription, period), and one ``invoice.finalized`` outbox row with it, because:
 
 1. ``close_period`` finds an existing invoice of the period and returns it (a redelivery writes
-   nothing), and a unique constraint backs that up;
+   nothing), and a unique constraint backs that up; the message must rate the period as that
+   invoice billed it, else it is dead-lettered as ``conflicting_final_rating``, never dropped;
 2. the invoice, its billed usage and its outbox row commit in one PostgreSQL transaction (one per
    Kafka batch when the ledger offers ``batch``), and a Kafka offset is committed only after it;
 3. PostgreSQL unreachable (``is_outage``: the connection lost or refused, the server stopping,
@@ -31,7 +32,9 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from invoicing.engine.charges import rating_differences
 from invoicing.engine.model import Invoice
+from invoicing.engine.render import rfc3339
 from invoicing.ports import Ledger, LedgerSession, UsageRequest
 from invoicing.service import BillingTerms, InvoiceService
 from rating.catalog import Metric
@@ -45,6 +48,9 @@ from streams.kafka.topics import RATING_DLQ, RATING_RESULTS
 log = logging.getLogger("billing.invoicer")
 
 OUTCOMES = ("finalized", "redelivered", "dead_lettered")
+CONFLICTING_FINAL_RATING = "conflicting_final_rating"
+"""Dead-letter reason: a final rating of an invoiced period that rates it otherwise than its invoice."""
+MAX_DETAIL = 2_000
 
 
 class MessageUsage:
@@ -201,6 +207,12 @@ class InvoicerMetrics:
             "One batch: decode, finalize in PostgreSQL, commit, dead-letter, commit offsets",
             registry=self.registry,
         )
+        self.conflicts = Counter(
+            "billing_invoicer_conflicting_final_ratings",
+            "Final ratings of an invoiced period that rate it otherwise than its invoice (dead-lettered as "
+            "conflicting_final_rating; the invoice stays as it is)",
+            registry=self.registry,
+        )
         self.ledger_up = Gauge(
             "billing_invoicer_ledger_up", "1 while the last ledger transaction succeeded", registry=self.registry
         )
@@ -288,6 +300,7 @@ class InvoiceWorker:
                 letters.append(_Letter(message, "invalid_rating_result", error.message, error.field))
         outcomes, rejected = self._finalize_with_retry(ratings)
         letters += rejected
+        self._report_conflicts(rejected)
         self._dead_letter(letters)
         self._commit(batch)
         for outcome, count in outcomes.items():
@@ -330,18 +343,14 @@ class InvoiceWorker:
         raises, and nothing of the batch is committed."""
         outcomes = dict.fromkeys(("finalized", "redelivered"), 0)
         letters: list[_Letter] = []
-        seen: set[tuple[str, datetime]] = set()
         periods = [(r.closed.subscription.id, r.closed.period.start) for _, r in ratings]
         batch = getattr(self.ledger, "batch", None) if batched else None
         with batch(periods) if batch is not None else nullcontext():
             for message, rating in ratings:
-                key = (rating.closed.subscription.id, rating.closed.period.start)
-                if key in seen:  # the same period twice in one batch: the first one invoices it
-                    outcomes["redelivered"] += 1
-                    continue
-                seen.add(key)
+                # the same period twice in one batch: the ledger finds the invoice the first one
+                # made, so the second is compared with it like any other
                 try:
-                    _, existed = _finalize_rating(self.ledger, rating)
+                    invoice, existed = _finalize_rating(self.ledger, rating)
                 except BillingError as error:
                     letters.append(_Letter(message, "not_invoiceable", error.message, error.field))
                     continue
@@ -352,8 +361,39 @@ class InvoiceWorker:
                     # a constraint): the message's fault, not the ledger's availability
                     letters.append(_Letter(message, "ledger_rejected", _short(error)))
                     continue
+                if existed and (conflict := self._conflict(message, rating, invoice)) is not None:
+                    letters.append(conflict)
+                    continue
                 outcomes["redelivered" if existed else "finalized"] += 1
         return outcomes, letters
+
+    def _conflict(self, message: Message, rating: FinalRating, invoice: Invoice) -> _Letter | None:
+        """A redelivery is acknowledged only if it rates the period as its invoice billed it;
+        another final rating of an invoiced period is dead-lettered, never dropped unseen."""
+        differences = rating_differences(invoice, rating.closed, rating.result)
+        if not differences:
+            return None
+        sub, period = rating.closed.subscription.id, rating.closed.period
+        detail = (
+            f"{sub} [{rfc3339(period.start)}, {rfc3339(period.end)}) was invoiced as {invoice.invoice_number}; "
+            + "; ".join(f"{field}: {what}" for field, what in differences)
+        )
+        return _Letter(message, CONFLICTING_FINAL_RATING, detail[:MAX_DETAIL], differences[0][0])
+
+    def _report_conflicts(self, letters: list[_Letter]) -> None:
+        """Counted and logged once the batch is through (a batch retried after an outage finds
+        its conflicts again)."""
+        for letter in letters:
+            if letter.reason == CONFLICTING_FINAL_RATING:
+                self.metrics.conflicts.inc()
+                message = letter.message
+                log.error(
+                    '"conflicting final rating %s[%s]@%s, dead-lettered: %s"',
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    letter.detail,
+                )
 
     def _dead_letter(self, letters: list[_Letter]) -> None:
         if not letters:

@@ -355,3 +355,51 @@ def test_a_rating_postgresql_refuses_is_dead_lettered_and_the_next_one_invoiced(
     [expected] = reference([good])
     assert [invoice_to_dict(i) for i in invoices_in(pg_url)] == [invoice_to_dict(expected)]
     assert outbox_rows(pg_url) == [(good.closed.subscription.id, expected.invoice_number)]
+
+
+def test_a_different_final_rating_of_an_invoiced_period_is_dead_lettered_never_taken_as_a_redelivery(
+    kafka_broker: Any, pg_url: str, worker_for: Any
+) -> None:
+    """The same final rating twice is a redelivery: one invoice, no dead letter. Another final rating
+    of the invoiced (subscription, period) leaves the invoice as it is and is dead-lettered as
+    conflicting_final_rating, counted; in the batch that invoices the period, and after it."""
+    first, other = cases(tenants=1, subscriptions=2, periods=1)
+    changed = Case(
+        first.closed, first.terms, {**first.usage, "api_calls": first.usage["api_calls"] + 1}, first.finalized_at, ()
+    )
+    key = first.closed.subscription.id
+    same, different = write_rating_result(first.rating()), write_rating_result(changed.rating())
+    topic, dlq = kafka_broker.new_topic("rating.results"), kafka_broker.new_topic("rating.dlq")
+    produce(
+        kafka_broker.bootstrap,
+        topic,
+        [
+            (key, same),
+            (key, same),
+            (key, different),
+            (other.closed.subscription.id, write_rating_result(other.rating())),
+        ],
+    )
+    worker = worker_for(topic, dlq)
+    outcome = worker.metrics.messages.labels
+    drain(worker, lambda: outcome(outcome="dead_lettered")._value.get() >= 1 and len(invoices_in(pg_url)) >= 2, 30)
+    expected = sorted((invoice_to_dict(i) for i in reference([first, other])), key=lambda d: d["invoice_number"])
+    assert sorted((invoice_to_dict(i) for i in invoices_in(pg_url)), key=lambda d: d["invoice_number"]) == expected
+
+    # once the invoice is committed: the same again is acknowledged, a different one is not
+    produce(kafka_broker.bootstrap, topic, [(key, different), (key, same)])
+    drain(worker, lambda: outcome(outcome="redelivered")._value.get() >= 2, 30)
+    letters = dead_letters(kafka_broker.bootstrap, dlq, 2)
+    assert [(d["reason"], d["original"], d["source_offset"], d["field"]) for d in letters] == [
+        ("conflicting_final_rating", different, 2, "items[0]"),
+        ("conflicting_final_rating", different, 4, "items[0]"),
+    ]
+    assert "api_calls" in letters[0]["detail"] and expected[0]["invoice_number"] in letters[0]["detail"]
+    assert sorted((invoice_to_dict(i) for i in invoices_in(pg_url)), key=lambda d: d["invoice_number"]) == expected
+    assert sorted(outbox_rows(pg_url)) == sorted((e["subscription_id"], e["invoice_number"]) for e in expected)
+    assert {name: outcome(outcome=name)._value.get() for name in ("finalized", "redelivered", "dead_lettered")} == {
+        "finalized": 2,
+        "redelivered": 2,
+        "dead_lettered": 2,
+    }
+    assert worker.metrics.conflicts._value.get() == 2
