@@ -185,7 +185,7 @@ def test_list_filters_dead_letters(pipeline: str, prefix: str, capsys: pytest.Ca
     offset = f"{every[1]['partition']}:{every[1]['offset']}"
     assert subs_reasons("--offset", offset) == [("sub_b", "unknown_metric")]
     status, out, err = dlq(capsys, bootstrap, prefix, "list", "--reason", "typo")
-    assert (status, out.strip().splitlines()[-1].strip(" ─└┘")) == (0, "") or "typo" not in out
+    assert (status, out) == (0, "")  # no empty table: the reasons there are, on stderr
     assert "reasons present: negative_value (2), unknown_metric (1), unknown_subscription (2)" in err
     [rating] = listed(capsys, bootstrap, prefix, "--topic", "rating")
     assert (rating["subscription_id"], rating["reason"], rating["source_offset"]) == ("sub_r", "undecodable", 5)
