@@ -11,7 +11,8 @@ would merge two genuinely equal events — would turn every such retry into doub
 
 Values are Decimal or int, never float, so what is recorded is what was meant; on the wire they
 travel as the contract's double (design section 3), so the SDK also refuses values a double cannot
-carry exactly, and those the pipeline would reject anyway (not finite, more than 12 decimals).
+carry exactly, and those the pipeline would reject anyway (not finite, more than 12 decimals), as
+it refuses ids, codes, keys and metadata beyond their limits (rating/limits.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from types import TracebackType
 
 from rating import numbers
 from rating.errors import InvalidValue
+from rating.limits import MAX_CODE, MAX_KEY, bounded_metadata, bounded_text
 from rating.periods import epoch_ms
 from streams.kafka.producer import DeliveryError, UsageProducer
 from streams.kafka.topics import USAGE_EVENTS
@@ -60,21 +62,26 @@ class BillingClient:
     ) -> None:
         """Queue one usage event; ``flush`` (or leaving the ``with`` block) confirms delivery.
         Raises InvalidValue naming the field for input the pipeline could not bill exactly."""
-        for name, text in (
-            ("tenant_id", tenant_id),
-            ("subscription_id", subscription_id),
-            ("metric_code", metric_code),
-            ("idempotency_key", idempotency_key),
+        for name, text, limit in (
+            ("tenant_id", tenant_id, MAX_CODE),
+            ("subscription_id", subscription_id, MAX_CODE),
+            ("metric_code", metric_code, MAX_CODE),
+            ("idempotency_key", idempotency_key, MAX_KEY),
+            ("event_id", event_id, MAX_KEY),
         ):
+            if name == "event_id" and text is None:
+                continue
             if not isinstance(text, str) or not text:
                 detail = "required: it makes retries count once" if name == "idempotency_key" else "required"
                 raise InvalidValue(name, f"{detail}; got {text!r}")
+            bounded_text(text, name, limit)
         number = exact_double(value)
         if not isinstance(recorded_at, datetime) or recorded_at.tzinfo is None:
             raise InvalidValue("recorded_at", f"must be a timezone-aware datetime, got {recorded_at!r}")
         for key, item in (metadata or {}).items():
             if not isinstance(key, str) or not isinstance(item, str):
                 raise InvalidValue(f"metadata[{key!r}]", "metadata keys and values must be strings")
+        bounded_metadata(metadata or {}, "metadata")
         self.producer.send(
             UsageEvent(
                 event_id or idempotency_key,

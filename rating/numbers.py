@@ -8,6 +8,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, Inexact, 
 from fractions import Fraction
 
 from rating.errors import InvalidValue
+from rating.limits import shown
 
 SCALE = 12
 """Fractional digits kept for quantities and prices (ClickHouse ``Decimal128(12)``)."""
@@ -54,29 +55,23 @@ def parse_decimal(text: object, field: str, *, allow_negative: bool = False) -> 
         number = text
     elif isinstance(text, str):
         if _PLAIN.fullmatch(text.strip()) is None:  # Decimal() also takes '1_000', 'NaN', non-ASCII digits
-            raise InvalidValue(field, f"not a decimal number: {_shown(text)}")
+            raise InvalidValue(field, f"not a decimal number: {shown(text)}")
         try:
             number = Decimal(text.strip())
         except InvalidOperation:  # an exponent beyond what Decimal can hold
-            raise InvalidValue(field, f"not a decimal number: {_shown(text)}") from None
+            raise InvalidValue(field, f"not a decimal number: {shown(text)}") from None
     else:
         raise InvalidValue(field, f"expected a decimal string, got {type(text).__name__}")
     if not number.is_finite():
-        raise InvalidValue(field, f"must be finite, got {_shown(text)}")
+        raise InvalidValue(field, f"must be finite, got {shown(text)}")
     # Bound first: the exactness check below is then within the 60-digit context for any input length.
     _bounded(number, field)
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -SCALE and number != number.quantize(QUANTUM, context=_EXACT):
-        raise InvalidValue(field, f"at most {SCALE} fractional digits, got {_shown(text)}")
+        raise InvalidValue(field, f"at most {SCALE} fractional digits, got {shown(text)}")
     if number < 0 and not allow_negative:
-        raise InvalidValue(field, f"must not be negative, got {_shown(text)}")
+        raise InvalidValue(field, f"must not be negative, got {shown(text)}")
     return _bounded(number, field)
-
-
-def _shown(text: object) -> str:
-    """The offending text for a message: a Decimal as its digits, a long text cut short."""
-    shown = str(text) if isinstance(text, Decimal | int) else repr(text)
-    return shown if len(shown) <= 60 else f"{shown[:40]}… ({len(shown):,} characters)"
 
 
 def exact_double(number: Decimal | int | str, field: str = "value") -> float:
@@ -92,7 +87,7 @@ def exact_double(number: Decimal | int | str, field: str = "value") -> float:
 
 def _bounded(number: Decimal, field: str) -> Decimal:
     if number.copy_abs() >= LIMIT:  # copy_abs is exact; abs() rounds to the ambient context's 28 digits
-        raise InvalidValue(field, f"magnitude must be below 1e26, got {_shown(number)}")
+        raise InvalidValue(field, f"magnitude must be below 1e26, got {shown(number)}")
     return number
 
 

@@ -58,7 +58,7 @@ def zone(name: str, field: str = "timezone") -> ZoneInfo:
     """An IANA timezone, rejected by name when unknown."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise InvalidValue(field, f"unknown IANA timezone {name!r}") from None
 
 

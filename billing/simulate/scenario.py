@@ -22,6 +22,17 @@ from invoicing.engine.subscriptions import Subscription
 from invoicing.engine.tax import TaxRule
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.errors import BillingError, InvalidValue, UnknownReference
+from rating.limits import (
+    MAX_CODE,
+    MAX_COUNT,
+    MAX_KEY,
+    MAX_METADATA_KEY,
+    MAX_TEXT,
+    bounded_metadata,
+    bounded_price,
+    bounded_text,
+    shown,
+)
 from rating.numbers import decimal_from_double, exact_double, parse_decimal
 from rating.periods import BillingInterval, epoch_ms, zone
 from streams.operators.records import UsageEvent
@@ -106,7 +117,9 @@ class _Fields:
             if key not in self.read and not (ignore_prefix and str(key).startswith(ignore_prefix))
         ]
         if unknown:
-            raise InvalidValue(self.name(str(unknown[0])), f"unknown key; known here: {', '.join(sorted(self.read))}")
+            key = str(unknown[0])
+            key = key if len(key) <= MAX_CODE else f"{key[:32]}…"
+            raise InvalidValue(self.name(key), f"unknown key; known here: {', '.join(sorted(self.read))}")
         return value
 
     def name(self, key: str) -> str:
@@ -135,25 +148,40 @@ class _Fields:
         return [(item, f"{self.name(key)}[{index}]") for index, item in enumerate(value)]
 
 
-def text(value: object, field: str) -> str:
+def text(value: object, field: str, limit: int = MAX_CODE) -> str:
+    """An id or code: 1 to 128 printable characters (rating/limits.py); a number in the file is its text."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidValue(field, f"expected text, got {type(value).__name__}")
-    if str(value) == "":
-        raise InvalidValue(field, "must not be empty")
-    return str(value)
+    return bounded_text(str(value), field, limit)
+
+
+def key_text(value: object, field: str) -> str:
+    """An idempotency key or event id: up to 256 characters."""
+    return text(value, field, MAX_KEY)
+
+
+def long_text(value: object, field: str) -> str:
+    """A name, unit or reason: up to 1024 characters."""
+    return text(value, field, MAX_TEXT)
+
+
+def metadata_key(value: object, field: str) -> str:
+    """The metadata key a UNIQUE_COUNT metric counts: up to 64 characters, as in an event."""
+    return text(value, field, MAX_METADATA_KEY)
 
 
 def flag(value: object, field: str) -> bool:
     if not isinstance(value, bool):
-        raise InvalidValue(field, f"expected true or false, got {value!r}")
+        raise InvalidValue(field, f"expected true or false, got {shown(value)}")
     return value
 
 
 def whole(value: object, field: str) -> int:
+    """A count (days, periods): 0 to 100,000."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidValue(field, f"expected a whole number, got {value!r}")
-    if value < 0:
-        raise InvalidValue(field, f"must not be negative, got {value}")
+        raise InvalidValue(field, f"expected a whole number, got {shown(value)}")
+    if not 0 <= value <= MAX_COUNT:
+        raise InvalidValue(field, f"must be between 0 and {MAX_COUNT:,}, got {shown(value)}")
     return value
 
 
@@ -168,6 +196,11 @@ def decimal(value: object, field: str) -> Decimal:
     return parse_decimal(value, field)
 
 
+def price(value: object, field: str) -> Decimal:
+    """A price or amount in major units, as ``decimal``, at most 10^12 so that invoices hold it."""
+    return bounded_price(decimal(value, field), field)
+
+
 def instant(value: object, field: str) -> datetime:
     """An RFC 3339 time with an offset (``2026-01-05T10:00:00Z``), as UTC."""
     if isinstance(value, datetime):
@@ -178,22 +211,27 @@ def instant(value: object, field: str) -> datetime:
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise InvalidValue(field, f"not an RFC 3339 time: {value!r}") from None
+            raise InvalidValue(field, f"not an RFC 3339 time: {shown(value)}") from None
     else:
         raise InvalidValue(field, f"expected an RFC 3339 time, got {type(value).__name__}")
     if parsed.tzinfo is None:
-        raise InvalidValue(field, f"needs a UTC offset or Z: {value!r}")
+        raise InvalidValue(field, f"needs a UTC offset or Z: {shown(value)}")
     return parsed.astimezone(UTC)
 
 
 def duration(value: object, field: str) -> timedelta:
-    """Seconds as a number, or text like ``90s``, ``15m``, ``2h``, ``3d``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
+    """Seconds as a number, or text like ``90s``, ``15m``, ``2h``, ``3d``; at most 100,000 days."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if isinstance(value, str) and value[-1:] in units and value[:-1].isdigit():
-        return timedelta(seconds=int(value[:-1]) * units[value[-1]])
-    raise InvalidValue(field, f"expected seconds or a duration like '2h' or '3d', got {value!r}")
+    seconds: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        seconds = value
+    elif isinstance(value, str) and value[-1:] in units and value[:-1].isdigit() and len(value) <= 20:
+        seconds = int(value[:-1]) * units[value[-1]]
+    if seconds is None:
+        raise InvalidValue(field, f"expected seconds or a duration like '2h' or '3d', got {shown(value)}")
+    if seconds > MAX_COUNT * units["d"]:
+        raise InvalidValue(field, f"at most {MAX_COUNT:,} days, got {shown(value)}")
+    return timedelta(seconds=seconds)
 
 
 def choice(enum: Callable[[str], T], aliases: Mapping[str, str] | None = None) -> Callable[[object, str], T]:
@@ -206,7 +244,7 @@ def choice(enum: Callable[[str], T], aliases: Mapping[str, str] | None = None) -
                 return enum(candidate)
             except ValueError:
                 continue
-        raise InvalidValue(field, f"unknown value {raw!r}")
+        raise InvalidValue(field, f"unknown value {shown(raw)}")
 
     return parse
 
@@ -230,8 +268,8 @@ def _metric(raw: object, path: str) -> Metric:
                 code=f.get("code", text, required=True),
                 type=f.get("type", choice(MetricType), MetricType.COUNTER),
                 aggregation=f.get("aggregation", choice(Aggregation), Aggregation.SUM),
-                unit=f.get("unit", text, ""),
-                field=f.get("field", text),
+                unit=f.get("unit", long_text, ""),
+                field=f.get("field", metadata_key),
             ),
         )
     )
@@ -242,8 +280,8 @@ def _tier(raw: object, path: str) -> Tier:
     return f.checked(
         Tier(
             up_to=f.get("up_to", decimal),
-            unit_price=f.get("unit_price", decimal, Decimal(0)),
-            flat_fee=f.get("flat_fee", decimal, Decimal(0)),
+            unit_price=f.get("unit_price", price, Decimal(0)),
+            flat_fee=f.get("flat_fee", price, Decimal(0)),
         )
     )
 
@@ -257,9 +295,9 @@ def _meter(raw: object, path: str) -> PlanMeter:
             lambda: PlanMeter(
                 metric_code=f.get("metric_code", text, required=True),
                 pricing_model=f.get("pricing_model", choice(PricingModel, {"METERED": "PER_UNIT"}), required=True),
-                unit_price=f.get("unit_price", decimal, Decimal(0)),
+                unit_price=f.get("unit_price", price, Decimal(0)),
                 included_units=f.get("included_units", decimal, Decimal(0)),
-                overage_unit_price=f.get("overage_unit_price", decimal),
+                overage_unit_price=f.get("overage_unit_price", price),
                 package_size=f.get("package_size", decimal),
                 tier_mode=f.get("tier_mode", choice(TierMode), TierMode.GRADUATED),
                 tiers=tiers,
@@ -280,11 +318,11 @@ def _plan(raw: object, path: str, metrics: Mapping[str, Metric]) -> Plan:
             lambda: Plan(
                 code=f.get("code", text, required=True),
                 currency_code=f.get("currency_code", text, required=True).upper(),
-                base_price=f.get("base_price", decimal, Decimal(0)),
+                base_price=f.get("base_price", price, Decimal(0)),
                 billing_interval=f.get("billing_interval", choice(BillingInterval), BillingInterval.MONTH),
                 tax_inclusive=f.get("tax_inclusive", flag, False),
                 meters=meters,
-                name=f.get("name", text, ""),
+                name=f.get("name", long_text, ""),
             ),
         )
     )
@@ -297,7 +335,7 @@ def _tax_rule(raw: object, path: str) -> TaxRule:
             path,
             lambda: TaxRule(
                 region_code=f.get("region_code", text, required=True),
-                name=f.get("name", text, "Tax"),
+                name=f.get("name", long_text, "Tax"),
                 rate_percent=f.get("rate_percent", decimal, required=True),
                 is_default=f.get("is_default", flag, False),
                 is_active=f.get("is_active", flag, True),
@@ -314,7 +352,7 @@ def _coupon(raw: object, path: str) -> Coupon:
             lambda: Coupon(
                 code=f.get("code", text, required=True),
                 percent_off=f.get("percent_off", decimal),
-                amount_off=f.get("amount_off", decimal),
+                amount_off=f.get("amount_off", price),
                 duration=f.get("duration", choice(CouponDuration), CouponDuration.ONCE),
                 duration_in_periods=f.get("duration_in_periods", whole) or f.get("duration_in_months", whole),
             ),
@@ -344,7 +382,7 @@ def _subscription(raw: object, path: str, tenant_id: str, plans: Mapping[str, Pl
                 region_code=f.get("region_code", text),
                 allow_overage_billing=f.get("allow_overage_billing", flag, True),
                 trial_days=f.get("trial_days", whole, 0),
-                trial_balance=f.get("trial_balance", decimal),
+                trial_balance=f.get("trial_balance", price),
                 has_payment_method=f.get("has_payment_method", flag, True),
                 coupon_code=coupon,
             ),
@@ -373,9 +411,13 @@ def _number(value: object, field: str) -> float:
 
 
 def _metadata(value: object, field: str) -> dict[str, str]:
+    """Text keys and values within the limits: 32 entries, keys of 1 to 64 characters, values of at
+    most 1024, no control characters (rating/limits.py)."""
     if not isinstance(value, Mapping):
         raise InvalidValue(field, f"expected a mapping, got {type(value).__name__}")
-    return {str(k): str(v) for k, v in value.items()}
+    metadata = {str(k): str(v) for k, v in value.items()}
+    bounded_metadata(metadata, field)
+    return metadata
 
 
 def _event(raw: object, path: str, index: int, tenant_id: str) -> ScenarioEvent:
@@ -386,13 +428,13 @@ def _event(raw: object, path: str, index: int, tenant_id: str) -> ScenarioEvent:
         raise InvalidValue(f.name("arrives_at"), "an event cannot arrive before it was recorded")
     return f.checked(
         ScenarioEvent(
-            id=f.get("id", text, f"evt_{index}"),
+            id=f.get("id", key_text, f"evt_{index}"),
             subscription_id=f.get("subscription_id", text, ""),
             metric_code=f.get("metric_code", text, ""),
             value=f.get("value", _number, required=True),
             recorded_at=recorded_at,
             arrives_at=arrives_at,
-            idempotency_key=f.get("idempotency_key", text, ""),
+            idempotency_key=f.get("idempotency_key", key_text, ""),
             metadata=f.get("metadata", _metadata, {}),
             tenant_id=f.get("tenant_id", text, tenant_id),
         )
@@ -423,10 +465,10 @@ def _action(raw: object, path: str, plans: Mapping[str, Plan], subscriptions: Ma
             type=kind,
             subscription_id=subscription_id,
             plan_code=plan_code,
-            amount=f.get("amount", decimal, required=kind == "credit_note"),
+            amount=f.get("amount", price, required=kind == "credit_note"),
             credit_type=f.get("credit_type", choice(CreditType), CreditType.BALANCE),
             at_period_end=f.get("at_period_end", flag, False),
-            reason=f.get("reason", text, ""),
+            reason=f.get("reason", long_text, ""),
         )
     )
 

@@ -63,6 +63,9 @@ class Reason(StrEnum):
     UNKNOWN_SUBSCRIPTION = "unknown_subscription"
     TENANT_MISMATCH = "tenant_mismatch"
     INVALID_VALUE = "invalid_value"
+    INVALID_TEXT = "invalid_text"
+    """An id, code, key or the metadata beyond its limits (length, entries) or with control
+    characters (rating/limits.py, docs/semantics.md)."""
     NEGATIVE_VALUE = "negative_value"
     FUTURE_TIMESTAMP = "future_timestamp"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"

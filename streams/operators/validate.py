@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from rating.catalog import Metric, MetricType
 from rating.errors import InvalidValue
+from rating.limits import MAX_CODE, MAX_KEY, metadata_problem, text_problem
 from rating.numbers import decimal_from_double
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 
@@ -42,6 +43,12 @@ def validate(
         return reject(Reason.MISSING_FIELD, "subscription_id is empty", "subscription_id")
     if not event.idempotency_key:
         return reject(Reason.MISSING_IDEMPOTENCY_KEY, "idempotency_key is empty", "idempotency_key")
+    beyond = _beyond_limits(event)
+    if beyond is not None:
+        field, detail = beyond
+        subscription_id = None if text_problem(event.subscription_id, MAX_CODE) else event.subscription_id
+        key = None if text_problem(event.idempotency_key, MAX_KEY) else event.idempotency_key
+        return Rejection(Reason.INVALID_TEXT, detail, field, subscription_id, key)
     metric = metric_of(event.metric_code)
     if metric is None:
         return reject(Reason.UNKNOWN_METRIC, f"no metric {event.metric_code!r}", "metric_code")
@@ -85,3 +92,20 @@ def validate(
         event.metadata,
         unique,
     )
+
+
+def _beyond_limits(event: UsageEvent) -> tuple[str, str] | None:
+    """The first text field beyond its limits, and why (rating/limits.py). An empty event id or
+    tenant is allowed (informational; taken from the subscription), an empty metric code is unknown."""
+    for field, text, limit in (
+        ("id", event.id, MAX_KEY),
+        ("tenant_id", event.tenant_id, MAX_CODE),
+        ("subscription_id", event.subscription_id, MAX_CODE),
+        ("metric_code", event.metric_code, MAX_CODE),
+        ("idempotency_key", event.idempotency_key, MAX_KEY),
+    ):
+        problem = text_problem(text, limit) if text else None
+        if problem is not None:
+            return field, problem
+    problem = metadata_problem(event.metadata) if event.metadata else None
+    return None if problem is None else ("metadata", problem)

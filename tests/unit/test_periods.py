@@ -209,6 +209,8 @@ def test_unknown_timezone_is_rejected_naming_the_field() -> None:
     assert caught.value.field == "subscriptions[0].timezone"
     with pytest.raises(InvalidValue):
         boundary(utc(2026, 1, 1), MONTH, 1, "Not/AZone")
+    with pytest.raises(InvalidValue):
+        zone("x" * 10_000)  # the zone file's name is too long: OSError, which used to escape
 
 
 def test_epoch_ms_round_trip() -> None:

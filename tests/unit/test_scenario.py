@@ -103,7 +103,9 @@ def test_durations(value: object, seconds: int) -> None:
     assert duration(value, "grace_period") == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("value", [-1, "-1h", "2w", "h", "1.5h", True, 1.5])
+@pytest.mark.parametrize(
+    "value", [-1, "-1h", "2w", "h", "1.5h", True, 1.5, "99999999999999999999d", 10**30, "9" * 5000 + "s"]
+)
 def test_bad_durations(value: object) -> None:
     with pytest.raises(InvalidValue):
         duration(value, "grace_period")
@@ -184,3 +186,94 @@ def test_file_prices_are_read_from_the_text(tmp_path: Path) -> None:
     with pytest.raises(InvalidValue) as caught:
         load_scenario(path)  # 13 fractional digits: a double would have rounded it silently
     assert caught.value.field == "plans[0].meters[0].included_units"
+
+
+def put(doc: dict[str, Any], path: str, value: object) -> dict[str, Any]:
+    """``doc`` with ``value`` at a dotted path such as ``plans.0.meters.0.unit_price``."""
+    *parents, last = path.split(".")
+    node: Any = doc
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[int(last) if last.isdigit() else last] = value
+    return doc
+
+
+def with_event(**changes: Any) -> dict[str, Any]:
+    event = {"subscription_id": "s", "metric_code": "calls", "value": 1, "recorded_at": "2026-01-05T10:00:00Z"}
+    return minimal(events=[{**event, "idempotency_key": "k", **changes}])
+
+
+TOO_LONG = "x" * 10_000_000  # 10 MB
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("tenant_id", "t\x00", "tenant_id"),
+        ("tenant_id", " ", "tenant_id"),
+        ("tenant_id", TOO_LONG, "tenant_id"),
+        ("metrics.0.code", "c" * 129, "metrics[0].code"),
+        ("metrics.0.unit", "u" * 1025, "metrics[0].unit"),
+        ("plans.0.code", TOO_LONG, "plans[0].code"),
+        ("plans.0.code", "p\x00", "plans[0].code"),
+        ("plans.0.name", "n\r\n", "plans[0].name"),
+        ("plans.0.base_price", "99999999999999999999999999", "plans[0].base_price"),
+        ("plans.0.base_price", "1000000000000.01", "plans[0].base_price"),
+        ("plans.0.meters.0.unit_price", "1000000000001", "plans[0].meters[0].unit_price"),
+        ("plans.0.meters.0.metric_code", "calls\x00", "plans[0].meters[0].metric_code"),
+        ("subscriptions.0.id", TOO_LONG, "subscriptions[0].id"),
+        ("subscriptions.0.id", "s\x00", "subscriptions[0].id"),
+        ("subscriptions.0.timezone", TOO_LONG, "subscriptions[0].timezone"),
+        ("subscriptions.0.trial_balance", "1e13", "subscriptions[0].trial_balance"),
+        ("subscriptions.0.trial_days", 10**40, "subscriptions[0].trial_days"),
+    ],
+)
+def test_catalog_text_and_prices_beyond_the_limits_are_refused_naming_the_field(
+    path: str, value: object, field: str
+) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        parse_scenario(put(minimal(), path, value))
+    assert caught.value.field == field
+    assert len(str(caught.value)) < 300  # the message names the field, it does not repeat 10 MB
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"idempotency_key": "k" * 257}, "events[0].idempotency_key"),
+        ({"id": "e\x00"}, "events[0].id"),
+        ({"subscription_id": TOO_LONG}, "events[0].subscription_id"),
+        ({"metadata": {f"k{n}": "v" for n in range(33)}}, "events[0].metadata"),
+        ({"metadata": {"k" * 65: "v"}}, "events[0].metadata"),
+        ({"metadata": {"k": "v" * 1025}}, "events[0].metadata"),
+        ({"metadata": {"k": "a\x00b"}}, "events[0].metadata"),
+    ],
+)
+def test_event_text_beyond_the_limits_is_refused_naming_the_field(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        parse_scenario(with_event(**changes))
+    assert caught.value.field == field
+
+
+def test_text_and_prices_at_the_limits_are_accepted() -> None:
+    doc = put(minimal(tenant_id="t" * 128), "plans.0.base_price", "1000000000000")
+    put(doc, "plans.0.meters.0.unit_price", "1000000000000")
+    doc["events"] = with_event(
+        idempotency_key="k" * 256, metadata={f"{n:064d}": "é" * 1024 for n in range(32)}, id="e" * 256
+    )["events"]
+    scenario = parse_scenario(doc)
+    assert scenario.plans[0].base_price == Decimal(10) ** 12 and len(scenario.events[0].metadata) == 32
+
+
+@pytest.mark.parametrize(("text", "field"), [("x" * 10_000_000, "plans[0].code"), ("p\x00", "plans[0].code")])
+def test_catalog_apply_refuses_a_bad_file_with_exit_2_before_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], text: str, field: str
+) -> None:
+    from billing.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")  # never reached
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(put(minimal(), "plans.0.code", text) | {"subscriptions": []}), encoding="utf-8")
+    assert main(["catalog", "apply", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {field}: ") and len(err) < 300

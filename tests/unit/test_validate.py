@@ -99,3 +99,49 @@ def test_an_event_before_the_subscription_starts_is_rejected_not_stored() -> Non
 def test_a_subscription_without_a_known_start_accepts_any_past_event() -> None:
     checked = validate(event(recorded_at_ms=0), METRICS.get, SUBS.get, BASE)
     assert isinstance(checked, UsageRecord)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"id": "e" * 257}, "id"),
+        ({"tenant_id": "t" * 129}, "tenant_id"),
+        ({"subscription_id": "s" * 129}, "subscription_id"),
+        ({"subscription_id": "s\x00"}, "subscription_id"),
+        ({"metric_code": "calls\n"}, "metric_code"),
+        ({"metric_code": "c" * 10_000_000}, "metric_code"),
+        ({"idempotency_key": "k" * 257}, "idempotency_key"),
+        ({"idempotency_key": "k\x7f"}, "idempotency_key"),
+        ({"metadata": {f"k{n}": "v" for n in range(33)}}, "metadata"),
+        ({"metadata": {"k" * 65: "v"}}, "metadata"),
+        ({"metadata": {"": "v"}}, "metadata"),
+        ({"metadata": {"user": "v" * 1025}}, "metadata"),
+        ({"metadata": {"user": "a\x00b"}}, "metadata"),
+    ],
+)
+def test_text_beyond_the_limits_is_rejected_naming_the_field(changes: dict[str, object], field: str) -> None:
+    checked = validate(event(**changes), METRICS.get, SUBS.get, BASE)
+    assert isinstance(checked, Rejection)
+    assert (checked.reason, checked.field) == (Reason.INVALID_TEXT, field)
+    assert checked.reason == "invalid_text"
+    assert len(checked.detail) < 200  # a 10 MB code is not copied into the dead letter's detail
+    # the rejection keeps an identity only when it is itself within the limits
+    assert checked.subscription_id in ("s", None) and checked.idempotency_key in ("k1", None)
+
+
+def test_text_at_the_limits_is_accepted() -> None:
+    checked = validate(
+        event(
+            id="e" * 256,
+            idempotency_key="k" * 256,
+            metric_code="users",
+            metadata={f"{n:064d}": "é" * 1024 for n in range(32)} | {"user": "u1"},
+        ),
+        {"users": Metric("users", aggregation=Aggregation.UNIQUE_COUNT, field="user")}.get,
+        SUBS.get,
+        BASE,
+    )
+    assert isinstance(checked, Rejection)  # 33 entries: one too many
+    metadata = {f"{n:064d}": "é 🙂" * 300 for n in range(31)} | {"user": "u1"}
+    checked = validate(event(id="e" * 256, idempotency_key="k" * 256, metadata=metadata), METRICS.get, SUBS.get, BASE)
+    assert isinstance(checked, UsageRecord)
