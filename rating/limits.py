@@ -33,6 +33,11 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 """C0 and C1 controls, DEL, and lone surrogates (which no UTF-8 encoder can write)."""
 
 
+def printable(*texts: str) -> bool:
+    """Whether none of ``texts`` holds a control character (one regex pass: the worker's fast path)."""
+    return _CONTROL.search("".join(texts)) is None
+
+
 def text_problem(text: str, limit: int) -> str | None:
     """Why ``text`` is not 1 to ``limit`` characters of printable text, or None when it is."""
     if len(text) > limit:

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 
 from rating.catalog import Metric, MetricType
 from rating.errors import InvalidValue
-from rating.limits import MAX_CODE, MAX_KEY, metadata_problem, text_problem
+from rating.limits import (
+    MAX_CODE,
+    MAX_KEY,
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY,
+    MAX_METADATA_VALUE,
+    metadata_problem,
+    printable,
+    text_problem,
+)
 from rating.numbers import decimal_from_double
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 
@@ -97,6 +106,8 @@ def validate(
 def _beyond_limits(event: UsageEvent) -> tuple[str, str] | None:
     """The first text field beyond its limits, and why (rating/limits.py). An empty event id or
     tenant is allowed (informational; taken from the subscription), an empty metric code is unknown."""
+    if _within_limits(event):
+        return None
     for field, text, limit in (
         ("id", event.id, MAX_KEY),
         ("tenant_id", event.tenant_id, MAX_CODE),
@@ -109,3 +120,30 @@ def _beyond_limits(event: UsageEvent) -> tuple[str, str] | None:
             return field, problem
     problem = metadata_problem(event.metadata) if event.metadata else None
     return None if problem is None else ("metadata", problem)
+
+
+def _within_limits(event: UsageEvent) -> bool:
+    """The fast path of ``_beyond_limits`` (nearly every event passes it): lengths, blanks, then one
+    regex pass over all the text. False sends the event to the exact checks, which name the field."""
+    texts = [event.id, event.tenant_id, event.subscription_id, event.metric_code, event.idempotency_key]
+    if (
+        len(event.id) > MAX_KEY
+        or len(event.tenant_id) > MAX_CODE
+        or len(event.subscription_id) > MAX_CODE
+        or len(event.metric_code) > MAX_CODE
+        or len(event.idempotency_key) > MAX_KEY
+        or len(event.metadata) > MAX_METADATA_ENTRIES
+        or event.id.isspace()
+        or event.tenant_id.isspace()
+        or event.subscription_id.isspace()
+        or event.metric_code.isspace()
+        or event.idempotency_key.isspace()
+    ):
+        return False
+    for key, value in event.metadata.items():
+        if not (isinstance(key, str) and isinstance(value, str)):
+            return False
+        if not 0 < len(key) <= MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE or key.isspace():
+            return False
+        texts += (key, value)
+    return printable(*texts)
