@@ -63,3 +63,12 @@ def test_billing_produce_exits_2_naming_the_value_without_a_traceback(tmp_path: 
     )
     assert done.returncode == 2, done.stderr
     assert "events[1].value" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_file_event_beyond_the_text_limits_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    line = '{"subscription_id": "s1", "metric_code": "calls", "recorded_at": "2026-01-01T10:00:00Z", "value": 1'
+    path.write_text(f'{line}, "idempotency_key": "k0"}}\n{line}, "idempotency_key": "k\\u0000"}}\n', encoding="utf-8")
+    with pytest.raises(InvalidValue) as caught:
+        file_events(path)
+    assert caught.value.field == "events[1].idempotency_key"
