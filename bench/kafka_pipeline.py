@@ -47,7 +47,6 @@ from pathlib import Path
 import yaml
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from schemas import avro_codec
 from streams.generate import generate
@@ -190,15 +189,6 @@ class Pipeline:
         self.topics = {t: self.prefix + t for t in (USAGE_EVENTS, USAGE_DLQ, USAGE_ACCEPTED, USAGE_WINDOWS)}
         admin = AdminClient({"bootstrap.servers": bootstrap})
         ensure_topics(admin, partitions, topics=list(self.topics.values()))
-        # Faust creates its changelog topics itself, but a worker's first batch on a brand-new
-        # cluster can race that creation (PartitionsMismatch: "... has 0 partitions"), which
-        # crashes the agent; an operator creates them up front, and so does the bench.
-        changelogs = [
-            NewTopic(f"{self.app_id}-{table}-changelog", partitions, 1, config={"cleanup.policy": "compact"})
-            for table in ("dedup", "windows")
-        ]
-        for future in admin.create_topics(changelogs, operation_timeout=30).values():
-            future.result()
         self.latency_log = work / f"{name}-latency.txt"
         python = [sys.executable, "-m", "billing.cli"]
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONPATH": str(ROOT)}

@@ -163,11 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--roles", default="usage,rater,invoicer,relay", help="with --role all: which roles to run")
     worker.add_argument("--grace-period", default="0s", help="with --role all: the rater's --grace-period")
     worker.add_argument("--grpc-port", type=int, default=None, help="with --role all: the rater's RatingService port")
-    worker.add_argument("--clock-file", default=None, help="with --role all: the rater reads 'now' from this file")
+    worker.add_argument(
+        "--clock-file", default=None, help="read 'now' from this file (tests, rehearsals); with --role all, the rater's"
+    )
+    worker.add_argument(
+        "--purge-interval",
+        type=float,
+        default=600.0,
+        help="seconds between purges of dedup state older than --retention-days",
+    )
     worker.add_argument("--catalog", default=None, help="scenario file whose metrics and subscriptions to use")
     worker.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
     worker.add_argument("--partitions", type=int, default=6, help="partitions of usage.events")
-    worker.add_argument("--store", choices=("memory", "rocksdb"), default="rocksdb", help="local state store")
+    worker.add_argument(
+        "--store",
+        choices=("memory", "rocksdb"),
+        default="rocksdb",
+        help="rocksdb: each partition's state also on local disk, so a restart reads only the tail of the "
+        "state topic; memory: restored from the state topic on every start",
+    )
     worker.add_argument(
         "--data-dir", default=None, help="RocksDB state (.data/worker); with --role all, every role's data (.data)"
     )
@@ -179,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--app-id",
         default=None,
-        help="Faust app id: consumer group and table topics (default: the topic prefix + billing-usage)",
+        help="consumer group, transactional ids and state topic <app id>-state "
+        "(default: the topic prefix + billing-usage)",
     )
     worker.add_argument("--topic-prefix", default="", help="prefix of every topic name (separate pipelines)")
     worker.add_argument(

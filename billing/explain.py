@@ -20,7 +20,7 @@ from rating.aggregations import quantity
 from streams.inprocess import InProcessPipeline
 from streams.kafka import messages
 from streams.kafka.partitioning import partition_of
-from streams.kafka.worker import USAGE_DLQ, USAGE_EVENTS
+from streams.kafka.topics import USAGE_DLQ, USAGE_EVENTS
 from streams.memory import MemoryDeadLetters, MemoryUsageStore
 from streams.operators.dedup import Verdict
 from streams.operators.intervals import UsageQuery

@@ -86,11 +86,11 @@ def run_loop(args: Any) -> int:
     ensure_topics(
         bootstrap_servers(args.bootstrap), args.partitions, topics=topics, dlq_retention_ms=dlq_retention_ms()
     )
-    # the usage worker's state changelogs too: Faust creates them itself, but on a fresh cluster a
-    # first batch can race that creation and leave its agent dead in a live process
-    changelogs = [f"{args.app_id}-{table}-changelog" for table in ("dedup", "windows")]
-    compacted = {"cleanup.policy": "compact"}
-    ensure_topics(bootstrap_servers(args.bootstrap), args.partitions, topics=changelogs, config=compacted)
+    # the usage worker's state topic too (the worker creates it as well; one place less to race)
+    from streams.kafka.usage_state import STATE_TOPIC_CONFIG, state_topic
+
+    servers = bootstrap_servers(args.bootstrap)
+    ensure_topics(servers, args.partitions, topics=[state_topic(args.app_id)], config=STATE_TOPIC_CONFIG)
     logs = Path(args.data_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     roles = [Role(name, command, logs / f"{name}.log") for name, command in role_commands(args).items()]

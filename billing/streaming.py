@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from billing.clock import SystemClock
+from billing.clock import Clock, FileClock, SystemClock
 from billing.simulate.scenario import Scenario, load_scenario
 from rating.periods import epoch_ms
 from streams.operators.process import Catalog
@@ -72,7 +72,7 @@ def run_worker(args: Any) -> int:
     settings = WorkerSettings(
         bootstrap_servers=bootstrap_servers(args.bootstrap),
         partitions=args.partitions,
-        store="rocksdb://" if args.store == "rocksdb" else "memory://",
+        store=args.store,
         data_dir=args.data_dir,
         batch_max=args.batch_max,
         dedup_retention_ms=args.retention_days * 86_400_000,
@@ -82,8 +82,20 @@ def run_worker(args: Any) -> int:
         commit_interval_s=args.commit_interval,
         topic_prefix=args.topic_prefix,
         catalog_refresh_s=getattr(args, "catalog_refresh", None) or 1.0,
+        purge_interval_s=getattr(args, "purge_interval", 600.0),
     )
-    clock = SystemClock()
+    clock: Clock = FileClock(args.clock_file) if getattr(args, "clock_file", None) else SystemClock()
+    from billing.dlq import dlq_retention_ms
+    from streams.kafka.dlq import BrokerUnavailable, admin_client
+    from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
+
+    try:
+        admin, _ = admin_client(settings.bootstrap_servers, 10.0)
+    except BrokerUnavailable as error:
+        print(f"error: {error}; start one with `python3.11 ops/kafka.py start` or set --bootstrap", file=sys.stderr)
+        return 1
+    own = [settings.topic(t) for t in (USAGE_EVENTS, USAGE_DLQ, USAGE_ACCEPTED, USAGE_WINDOWS)]
+    ensure_topics(admin, settings.partitions, topics=own, dlq_retention_ms=dlq_retention_ms())
     tables = None
     if args.catalog:
         catalog = catalog_of(load_scenario(Path(args.catalog)))

@@ -35,6 +35,7 @@ SCHEMA_IDS: Final[Mapping[str, int]] = {
     "usage_event.v2": 102,
     "usage_event_batch.v1": 201,
     "dead_letter.v1": 301,
+    "dead_letter.v2": 302,
     "window_total.v1": 401,
     "window_total.v2": 402,
     "usage_record.v1": 501,

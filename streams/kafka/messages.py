@@ -21,7 +21,11 @@ USAGE_EVENT = "usage_event.v2"
 USAGE_EVENT_BATCH = "usage_event_batch.v1"
 WINDOW_TOTAL = "window_total.v2"
 USAGE_RECORD = "usage_record.v1"
-DEAD_LETTER = "dead_letter.v1"
+DEAD_LETTER = "dead_letter.v2"
+MAX_LETTER_ORIGINAL = 262_144
+"""Bytes of rejected input a dead letter carries at most: a letter must stay far below the producer's
+message size limit (1 MB), whatever a producer sent."""
+MAX_LETTER_DETAIL = 2_000
 
 
 def _ms(value: Any) -> int:
@@ -163,22 +167,36 @@ def read_window(value: bytes) -> WindowRow:
     return WindowRow(key, raw["tenant_id"], _ms(raw["window_end"]), raw["version"], totals)
 
 
-def write_dead_letter(letter: DeadLetter, failed_at_ms: int, original_key: bytes | None) -> bytes:
+def write_dead_letter(
+    letter: DeadLetter, failed_at_ms: int, original_key: bytes | None, event_index: int | None = None
+) -> bytes:
+    """The letter's Avro value, bounded: at most ``MAX_LETTER_ORIGINAL`` bytes of the rejected input
+    (a cut original is marked ``original_truncated``, its full size in ``original_size``)."""
     rejection = letter.rejection
+    original = letter.original
     return avro_codec.encode(
         DEAD_LETTER,
         {
             "reason": str(rejection.reason),
-            "detail": rejection.detail,
-            "original": letter.original,
+            "detail": rejection.detail[:MAX_LETTER_DETAIL],
+            "original": original[:MAX_LETTER_ORIGINAL],
             "source_topic": letter.source_topic,
             "source_partition": letter.source_partition,
             "source_offset": letter.source_offset,
             "failed_at": failed_at_ms,
-            "field": rejection.field,
-            "original_key": original_key,
+            "field": None if rejection.field is None else rejection.field[:MAX_LETTER_DETAIL],
+            "original_key": None if original_key is None else original_key[:MAX_LETTER_DETAIL],
+            "original_truncated": len(original) > MAX_LETTER_ORIGINAL,
+            "original_size": len(original),
+            "event_index": event_index,
         },
     )
+
+
+def single_event(event: UsageEvent) -> bytes:
+    """``event`` alone as a ``usage.events`` message: what a dead letter carries for one event of a
+    batch, so that replaying it re-injects that event and nothing else."""
+    return avro_codec.encode(USAGE_EVENT, usage_event_avro(event))
 
 
 def read_dead_letter(value: bytes) -> dict[str, Any]:

@@ -28,7 +28,9 @@ log = logging.getLogger("billing.sink")
 @dataclass(frozen=True)
 class SinkSettings:
     bootstrap_servers: str
-    group_id: str = "billing-sink"
+    group_id: str = ""
+    """The consumer group; empty: ``topic_prefix`` + ``billing-sink``, so that two prefixed
+    pipelines on one cluster never share a sink's group."""
     batch_max: int = 20_000
     batch_wait_s: float = 0.2
     metrics_port: int | None = None
@@ -64,7 +66,7 @@ class UsageSink:
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": settings.group_id,
+                "group.id": settings.group_id or settings.topic_prefix + "billing-sink",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 10_000,

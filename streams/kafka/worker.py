@@ -1,59 +1,62 @@
 """``billing worker``: the Faust app that runs the shared operators on ``usage.events``.
 
-Exactness comes from this design, not from Faust's exactly-once mode (design section 7):
+Faust is the agent framework (consumer group, batches of events); the state and the outputs are
+ours, because what a committed offset implies must be durable before the commit, whatever Faust's
+buffers do (docs/decisions/0001-usage-worker-state-in-kafka-transactions.md). A batch is made
+durable per source partition, in these steps:
 
-* at-least-once delivery: Faust flushes the producer (state changelogs and outputs) before it
-  commits an offset, so everything a committed message caused is durable;
-* dedup entries remember (partition, position) of the message that first carried an identity, so
-  a redelivered message is a REPLAY, not a duplicate;
-* every window remembers the last source position it counted (``WindowAccumulator.position``),
-  so after a crash each window re-counts exactly the redelivered events its persisted snapshot
-  missed, whatever subset of the changelog writes survived;
-* outputs are absolute, versioned window totals and raw records keyed by identity, so the sink
-  may write any of them twice.
+1. load the partition on first sight: fence its previous owner (``init_transactions`` of the
+   partition's transactional id), then restore its state (local checkpoint, changelog tail);
+2. skip messages below the partition's progress marker (already in a committed transaction) and
+   read any gap above it straight from Kafka (messages Faust dropped or committed too early);
+3. run each message through the operators (validate → dedup → windows) against that state;
+4. in ONE Kafka transaction: the accepted records, the changed window totals, the dead letters,
+   the changed state entries and the new progress marker; commit it;
+5. only then return the batch to Faust, which acknowledges and later commits its offsets;
+6. write the local checkpoint (``--store rocksdb``), never ahead of the committed changelog.
 
-The catalog (metrics per tenant, subscriptions) comes from the compacted ``catalog.terms`` and
-``catalog.subscriptions`` topics (streams/kafka/catalog_tables.py), or from a scenario file
-offline. An event whose subscription or metric is unknown is dead-lettered only after the catalog
-has caught up with those topics' end offsets taken after the event was read (once per batch), so
-a lagging catalog never rejects an event whose subscription was committed before it.
-
-State lives in two Faust tables (``dedup``, ``windows``) whose changelog partition is the source
-partition, written once per batch. Faust picks a table's partition (and a RocksDB store its
-column family) from the *current event*, so every table access below runs with the current event
-set to a message of the right partition.
+A crash anywhere before step 4's commit leaves nothing visible (readers are read_committed) and
+the messages are read again; after it, the marker makes the redelivery a no-op.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import time
-import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, NamedTuple, NoReturn
 
 import faust
-from confluent_kafka import Consumer, TopicPartition
-from faust.streams import _current_event
 from faust.types import EventT
 
 from streams.kafka import messages
 from streams.kafka.catalog_tables import CatalogLagging, CatalogTables
 from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.partitioning import partition_of
-from streams.kafka.topics import USAGE_ACCEPTED as USAGE_ACCEPTED  # re-exported: older imports name the worker
-from streams.kafka.topics import USAGE_DLQ as USAGE_DLQ
-from streams.kafka.topics import USAGE_EVENTS as USAGE_EVENTS
-from streams.kafka.topics import USAGE_WINDOWS as USAGE_WINDOWS
-from streams.operators.dedup import DedupEntry, Verdict
+from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS
+from streams.kafka.usage_state import (
+    LocalCheckpoint,
+    Output,
+    PartitionState,
+    PartitionWriter,
+    SourceTopicChanged,
+    ensure_state_topic,
+    kill_point,
+    read_changelog,
+    read_source,
+    state_topic,
+    topic_id,
+)
+from streams.operators.dedup import Verdict, dedup_key
 from streams.operators.process import Catalog, process_event
-from streams.operators.records import Reason, Rejection, UsageRecord
-from streams.operators.windows import BUCKET_MS, POSITIONS_PER_OFFSET, WindowAccumulator, WindowKey
+from streams.operators.records import Reason, Rejection, UsageEvent
+from streams.operators.windows import BUCKET_MS, POSITIONS_PER_OFFSET, WindowKey
 from streams.ports import DeadLetter, WindowRow
 
 log = logging.getLogger("billing.worker")
@@ -65,9 +68,9 @@ class WorkerSettings:
     bootstrap_servers: str
     partitions: int
     app_id: str = "billing-usage"
-    store: str = "memory://"
-    """``rocksdb://`` in production (state survives restarts locally; the changelog rebuilds it
-    elsewhere), ``memory://`` in tests (state is rebuilt from the changelog on every start)."""
+    store: str = "memory"
+    """``rocksdb``: each partition's state is also kept on local disk under ``data_dir`` (a restart
+    reads only the changelog's tail); ``memory``: restored from the changelog on every start."""
     data_dir: str = ".data/worker"
     batch_max: int = 2000
     batch_within_s: float = 0.05
@@ -88,76 +91,47 @@ class WorkerSettings:
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
 
-
-@contextmanager
-def _as_current(event: Event) -> Iterator[None]:
-    """Make ``event`` Faust's current event: tables take their changelog partition from it."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+    @property
+    def kafka(self) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap_servers}
 
 
-def _dedup_to_json(entry: DedupEntry, recorded_at_ms: int) -> list[Any]:
-    return [entry.fingerprint, entry.partition, entry.position, recorded_at_ms]
+class SourceMessage(NamedTuple):
+    """One ``usage.events`` message, as Faust or a gap read delivered it."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
 
 
-class BatchState(MutableMapping[Any, Any]):
-    """A table as the operators' mapping: reads fall through a cache of decoded values (coherent,
-    since this worker is the only writer of its partitions); writes are remembered and flushed to
-    the table once per batch."""
-
-    def __init__(
-        self,
-        table: Any,
-        decode: Callable[[Any], Any],
-        cache: dict[Any, Any],
-        table_key: Callable[[Any], Any] = str,
-    ) -> None:
-        self.table = table
-        self.decode = decode
-        self.cache = cache
-        self.table_key = table_key
-        self.dirty: dict[Any, Event] = {}
-        self.event: Event | None = None
-
-    def __getitem__(self, key: Any) -> Any:
-        try:
-            return self.cache[key]
-        except KeyError:
-            raw = self.table.get(self.table_key(key))
-            if raw is None:
-                raise
-            value = self.cache[key] = self.decode(raw)
-            return value
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.cache[key] = value
-        self.touch(key)
-
-    def touch(self, key: Any) -> None:
-        assert self.event is not None
-        self.dirty[key] = self.event
-
-    def __delitem__(self, key: Any) -> None:
-        raise NotImplementedError("the operators never delete state")
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.cache)
-
-    def __len__(self) -> int:
-        return len(self.cache)
+def _source_message(event: Event) -> SourceMessage:
+    message = event.message
+    timestamp = message.timestamp
+    return SourceMessage(
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        None if not timestamp else int(timestamp * 1000),
+    )
 
 
-def window_table_key(key: WindowKey) -> str:
-    return f"{key.subscription_id}\x1f{key.metric_code}\x1f{key.granularity}\x1f{key.start_ms}"
+@dataclass
+class BatchOutputs:
+    """What one partition's part of a batch writes, besides its state changes."""
+
+    records: list[Output] = field(default_factory=list)
+    windows: dict[WindowKey, tuple[str, int, int | None]] = field(default_factory=dict)
+    letters: list[Output] = field(default_factory=list)
+
+
+@dataclass
+class OwnedPartition:
+    state: PartitionState
+    writer: PartitionWriter
+    checkpoint: LocalCheckpoint | None
 
 
 @dataclass
@@ -171,40 +145,289 @@ class UsageWorker:
     metrics: WorkerMetrics
     catalog_tables: CatalogTables | None = None
     """The catalog topics behind ``catalog`` (None: a fixed catalog from a scenario file)."""
-    dedup_cache: dict[str, Any] = field(default_factory=dict)
-    window_cache: dict[WindowKey, WindowAccumulator] = field(default_factory=dict)
-    processed: dict[int, int] = field(default_factory=dict)
+    owned: dict[int, OwnedPartition] = field(default_factory=dict)
     watermark: dict[int, int] = field(default_factory=dict)
-    last_event: dict[int, Event] = field(default_factory=dict)
     next_purge: float = 0.0
+    source_topic_id: str = ""
+    busy: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.source = self.app.topic(
+            s.topic(USAGE_EVENTS),
+            partitions=s.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.state_topic = state_topic(s.app_id)
 
-        def raw_topic(name: str) -> faust.TopicT:
-            return self.app.topic(
-                name,
-                partitions=s.partitions,
-                key_type=bytes,
-                value_type=bytes,
-                key_serializer="raw",
-                value_serializer="raw",
+    # -- partitions -------------------------------------------------------------------------------
+
+    def assigned(self) -> set[int]:
+        source = self.settings.topic(USAGE_EVENTS)
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == source}
+
+    def load_partition(self, partition: int) -> OwnedPartition:
+        """Step 1: fence the previous owner, then restore (runs in a thread: it blocks)."""
+        s = self.settings
+        started = time.perf_counter()
+        if not self.source_topic_id:
+            self.source_topic_id = topic_id(s.kafka, s.topic(USAGE_EVENTS))
+        writer = PartitionWriter(s.kafka, s.app_id, self.state_topic, partition)
+        state = PartitionState(partition)
+        checkpoint = None
+        start = 0
+        if s.store == "rocksdb":
+            checkpoint = LocalCheckpoint(Path(s.data_dir) / "state" / f"{self.state_topic}-{partition}")
+            start = checkpoint.load(state) + 1
+        applied = []
+        last = -1
+        for offset, record in read_changelog(s.kafka, self.state_topic, partition, start):
+            if offset < start:  # the local checkpoint is from another topic of the same name
+                break
+            state.apply(*record)
+            applied.append(record)
+            last = offset
+            if len(applied) == 1000:
+                kill_point("restoring")
+        if state.source_topic_id and state.source_topic_id != self.source_topic_id:
+            raise SourceTopicChanged(
+                f"{self.state_topic}[{partition}] holds state of {s.topic(USAGE_EVENTS)} with topic id "
+                f"{state.source_topic_id}, but that topic now has id {self.source_topic_id}: it was deleted and "
+                f"created again, so the offsets no longer match. Delete {self.state_topic} (and the --data-dir "
+                "state) to start counting afresh, or point the worker at the original topic."
             )
+        state.source_topic_id = self.source_topic_id
+        if checkpoint is not None and last >= 0:
+            checkpoint.save(applied, last)
+        log.info(
+            "usage.events[%d]: state restored (%d dedup entries, %d windows, next offset %d; "
+            "%d changelog records read from %d) in %.2fs",
+            partition,
+            len(state.dedup),
+            len(state.windows),
+            state.next_offset,
+            len(applied),
+            start,
+            time.perf_counter() - started,
+        )
+        return OwnedPartition(state, writer, checkpoint)
 
-        self.source = raw_topic(s.topic(USAGE_EVENTS))
-        self.dlq = raw_topic(s.topic(USAGE_DLQ))
-        self.accepted = raw_topic(s.topic(USAGE_ACCEPTED))
-        self.windows_out = raw_topic(s.topic(USAGE_WINDOWS))
-        self.dedup_table = self.app.Table("dedup", partitions=s.partitions, key_type=str, value_type=None)
-        self.window_table = self.app.Table("windows", partitions=s.partitions, key_type=str, value_type=None)
+    async def on_revoked(self, partitions: Iterable[int]) -> None:
+        """Hand revoked partitions over cleanly: the batch in flight commits first."""
+        async with self.busy:
+            for partition in partitions:
+                owned = self.owned.pop(partition, None)
+                if owned is not None:
+                    owned.writer.close()
+                    if owned.checkpoint is not None:
+                        owned.checkpoint.close()
 
-    def forget_cache(self) -> None:
-        """After a rebalance another worker may have written our former partitions. New mappings,
-        not cleared ones: a batch in flight (waiting on a send or a catalog catch-up when the
-        revocation arrives) keeps its own consistent view to the end."""
-        self.dedup_cache = {}
-        self.window_cache = {}
-        self.last_event = {}
+    # -- a batch ----------------------------------------------------------------------------------
+
+    async def process(self, events: Sequence[Event]) -> None:
+        async with self.busy:
+            try:
+                await self._process([_source_message(event) for event in events])
+            except SourceTopicChanged as error:
+                log.critical("%s", error)
+                logging.shutdown()
+                os._exit(2)  # restarting cannot help: an operator must decide
+            except Exception:
+                # Whatever failed, nothing of this batch is committed in Kafka: start over from the
+                # markers rather than let Faust acknowledge messages whose effects are not durable.
+                log.exception("batch failed; restarting from the last committed state")
+                self.restart()
+
+    async def _process(self, batch: list[SourceMessage]) -> None:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        by_partition: dict[int, list[SourceMessage]] = {}
+        for message in batch:
+            by_partition.setdefault(message.partition, []).append(message)
+        assigned = self.assigned()
+        new = [p for p in by_partition if p not in self.owned and p in assigned]
+        loaded = await asyncio.gather(*(loop.run_in_executor(None, self.load_partition, p) for p in new))
+        self.owned.update(zip(new, loaded, strict=True))
+        now = self.now_ms()
+        counts: Counter[str] = Counter()
+        purge = time.monotonic() >= self.next_purge
+        if purge:
+            self.next_purge = time.monotonic() + self.settings.purge_interval_s
+        commits = []
+        for partition, arrived in sorted(by_partition.items()):
+            owned = self.owned.get(partition)
+            if owned is None:
+                continue  # revoked before we saw it: its new owner reads these messages
+            state = owned.state
+            outputs = BatchOutputs()
+            start_offset = state.next_offset
+            for message in await self.in_order(state, arrived, counts):
+                await self.process_message(state, message, now, outputs, counts)
+                state.next_offset = message.offset + 1
+            if purge:
+                purged = state.purge(now - self.settings.dedup_retention_ms)
+                if purged:
+                    log.info("usage.events[%d]: purged %d state entries", partition, purged)
+            if state.next_offset == start_offset and not state.purged:
+                continue
+            commits.append((owned, self.outputs(state, outputs, now), state.changelog()))
+        await asyncio.gather(*(loop.run_in_executor(None, self.commit, *commit) for commit in commits))
+        self.metrics.observe_batch(counts, len(batch), time.perf_counter() - started)
+
+    async def in_order(
+        self, state: PartitionState, arrived: list[SourceMessage], counts: Counter[str]
+    ) -> list[SourceMessage]:
+        """Step 2: the messages from the partition's marker on, each once and none missing."""
+        out: list[SourceMessage] = []
+        expected = state.next_offset
+        for message in sorted(arrived, key=lambda m: m.offset):
+            if message.offset < expected:
+                counts["redelivered"] += 1  # its transaction committed: a no-op
+                continue
+            if message.offset > expected:
+                gap = await asyncio.get_running_loop().run_in_executor(
+                    None, self.read_gap, state.partition, expected, message.offset
+                )
+                if gap:
+                    log.warning(
+                        "usage.events[%d]: offsets %d..%d were not delivered; read %d messages from Kafka",
+                        state.partition,
+                        expected,
+                        message.offset - 1,
+                        len(gap),
+                    )
+                    counts["gap_filled"] += len(gap)
+                out.extend(gap)
+            out.append(message)
+            expected = message.offset + 1
+        return out
+
+    def read_gap(self, partition: int, start: int, end: int) -> list[SourceMessage]:
+        topic = self.settings.topic(USAGE_EVENTS)
+        return [
+            SourceMessage(partition, offset, key, value, timestamp)
+            for offset, key, value, timestamp in read_source(self.settings.kafka, topic, partition, start, end)
+        ]
+
+    async def process_message(
+        self, state: PartitionState, message: SourceMessage, now: int, out: BatchOutputs, counts: Counter[str]
+    ) -> None:
+        """Step 3 for one message (one event or a batch of them)."""
+        items = messages.read_usage(message.value)
+        batch = len(items) > 1
+        if len(items) > POSITIONS_PER_OFFSET:
+            rejection = Rejection(
+                Reason.BATCH_TOO_LARGE,
+                f"a message may carry at most {POSITIONS_PER_OFFSET} events; this one has {len(items)}",
+                "events",
+            )
+            self.reject(out, rejection, message, None, None, now)
+            counts["invalid"] += len(items)
+            return
+        horizon = now - self.settings.dedup_retention_ms
+        caught_up = False  # a catch-up after this message was fetched covers all of its events
+        for index, item in enumerate(items):
+            event_index = index if batch else None
+            if not isinstance(item, Rejection):
+                owner = partition_of(item.subscription_id, self.settings.partitions)
+                if owner != message.partition:
+                    item = Rejection(
+                        Reason.WRONG_PARTITION,
+                        f"subscription {item.subscription_id!r} is partitioned to {owner}, not {message.partition}",
+                        "subscription_id",
+                        item.subscription_id,
+                        item.idempotency_key,
+                    )
+            if isinstance(item, Rejection):
+                self.reject(out, item, message, event_index, None, now)
+                counts["invalid"] += 1
+                continue
+            position = message.offset * POSITIONS_PER_OFFSET + index
+
+            def run(event: UsageEvent = item, position: int = position) -> Any:
+                return process_event(
+                    event,
+                    self.catalog,
+                    state.dedup,
+                    state.windows,
+                    now,
+                    partition=message.partition,
+                    position=position,
+                    oldest_ms=horizon,
+                )
+
+            outcome = run()
+            if not caught_up and self.unknown_to_catalog(outcome.rejection):
+                await self.catch_up_catalog()  # validation rejected before any state changed
+                caught_up = True
+                outcome = run()
+            if outcome.rejection is not None:
+                self.reject(out, outcome.rejection, message, event_index, item, now)
+                counts["conflict" if outcome.verdict is Verdict.CONFLICT else "invalid"] += 1
+                continue
+            counts[str(outcome.verdict)] += 1
+            if outcome.verdict is Verdict.DUPLICATE:
+                continue
+            record = outcome.record
+            assert record is not None
+            state.touch_dedup(dedup_key(record.subscription_id, record.idempotency_key), record.recorded_at_ms)
+            out.records.append(
+                Output(
+                    self.settings.topic(USAGE_ACCEPTED),
+                    record.subscription_id.encode(),
+                    messages.write_record(record),
+                    message.timestamp_ms,
+                )
+            )
+            if record.recorded_at_ms < self.watermark.get(message.partition, 0) - BUCKET_MS:
+                counts["late"] += 1
+            self.watermark[message.partition] = max(self.watermark.get(message.partition, 0), record.recorded_at_ms)
+            for key, end in outcome.changed:
+                state.touch_window(key)
+                out.windows[key] = (record.tenant_id, end, message.timestamp_ms)
+
+    def reject(
+        self,
+        out: BatchOutputs,
+        rejection: Rejection,
+        message: SourceMessage,
+        event_index: int | None,
+        event: UsageEvent | None,
+        now: int,
+    ) -> None:
+        """A bounded dead letter: one event of a batch carries that event alone, never the batch."""
+        original = message.value or b""
+        if event_index is not None:
+            where = f"events[{event_index}]" + (f".{rejection.field}" if rejection.field else "")
+            rejection = Rejection(
+                rejection.reason, rejection.detail, where, rejection.subscription_id, rejection.idempotency_key
+            )
+            if event is not None:
+                original = messages.single_event(event)
+        letter = DeadLetter(rejection, original, self.settings.topic(USAGE_EVENTS), message.partition, message.offset)
+        value = messages.write_dead_letter(letter, now, message.key, event_index)
+        out.letters.append(Output(self.settings.topic(USAGE_DLQ), message.key, value))
+
+    def outputs(self, state: PartitionState, out: BatchOutputs, now: int) -> list[Output]:
+        windows_topic = self.settings.topic(USAGE_WINDOWS)
+        rows = []
+        for key, (tenant, end, produced_at) in out.windows.items():
+            acc = state.windows[key]
+            row = WindowRow(key, tenant, end, acc.version, acc.totals())
+            rows.append(Output(windows_topic, key.subscription_id.encode(), messages.write_window(row), produced_at))
+        return [*out.records, *rows, *out.letters]
+
+    def commit(self, owned: OwnedPartition, outputs: list[Output], changelog: list[Any]) -> None:
+        """Steps 4 and 6 for one partition (in a thread: it blocks)."""
+        last = owned.writer.commit(outputs, changelog)
+        kill_point("committed")
+        if owned.checkpoint is not None:
+            owned.checkpoint.save(changelog, last)
+
+    # -- catalog ----------------------------------------------------------------------------------
 
     def unknown_to_catalog(self, rejection: Rejection | None) -> bool:
         """Whether ``rejection`` may only mean the catalog tables have not caught up yet."""
@@ -228,188 +451,11 @@ class UsageWorker:
             "catalog caught up before rejecting an unknown: %d records in %.3fs", applied, time.perf_counter() - started
         )
 
-    def check_contiguous(self, events: Sequence[Event]) -> None:
-        """Restart from the last commit if a message went missing in flight.
-
-        Faust can drop messages it had fetched into a ``take`` buffer when a rebalance interrupts
-        the stream, and then go on from the next offset: found by the fault test (one message of
-        a batch skipped at a rebalance). On a partition without transactions offsets are
-        contiguous, so a jump past a message that exists means it was lost. Nothing of this batch
-        is acknowledged yet, so re-executing the worker resumes at or before the lost message."""
-        for event in events:
-            partition, offset = event.message.partition, event.message.offset
-            last = self.processed.get(partition)
-            if last is not None and offset > last + 1 and self.exists(partition, last + 1):
-                log.error(
-                    "usage.events[%d] offsets %d..%d were skipped in flight; restarting from the last commit",
-                    partition,
-                    last + 1,
-                    offset - 1,
-                )
-                self.restart()
-            self.processed[partition] = offset
-
-    def exists(self, partition: int, offset: int) -> bool:
-        """Whether ``offset`` holds a message (not a transaction marker or a compacted hole)."""
-        consumer = Consumer({"bootstrap.servers": self.settings.bootstrap_servers, "group.id": "billing-usage-probe"})
-        try:
-            consumer.assign([TopicPartition(self.settings.topic(USAGE_EVENTS), partition, offset)])
-            message = consumer.poll(10)
-            return message is not None and message.error() is None and message.offset() == offset
-        finally:
-            consumer.close()
-
     def restart(self) -> NoReturn:
         """Replace this process with a fresh worker (same pid and arguments); an abrupt exit, like a
         crash, which the design makes harmless."""
         logging.shutdown()
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
-
-    async def process(self, events: Sequence[Event]) -> None:
-        self.check_contiguous(events)
-        started = time.perf_counter()
-        now = self.now_ms()
-        horizon = now - self.settings.dedup_retention_ms
-        dedup = BatchState(self.dedup_table, lambda raw: DedupEntry(raw[0], raw[1], raw[2]), self.dedup_cache)
-        windows = BatchState(self.window_table, WindowAccumulator.from_state, self.window_cache, window_table_key)
-        recorded_at: dict[str, int] = {}
-        records: list[tuple[int, UsageRecord, float]] = []
-        changed: dict[WindowKey, tuple[int, int, str, float]] = {}
-        letters: list[tuple[DeadLetter, bytes | None]] = []
-        counts: Counter[str] = Counter()
-        caught_up = False  # a catch-up after this batch was fetched covers all of its events
-        for event in events:
-            message = event.message
-            partition, offset = message.partition, message.offset
-            dedup.event = windows.event = event
-            items = messages.read_usage(message.value)
-            produced_at = message.timestamp  # carried to the outputs: the sink measures event-to-queryable
-            batch = len(items) > 1
-            with _as_current(event):
-                for index, item in enumerate(items):
-                    if (
-                        not isinstance(item, Rejection)
-                        and partition_of(item.subscription_id, self.settings.partitions) != partition
-                    ):
-                        item = Rejection(
-                            Reason.WRONG_PARTITION,
-                            f"subscription {item.subscription_id!r} is partitioned to "
-                            f"{partition_of(item.subscription_id, self.settings.partitions)}, not {partition}",
-                            "subscription_id",
-                            item.subscription_id,
-                            item.idempotency_key,
-                        )
-                    if isinstance(item, Rejection):
-                        letters.append((self._letter(item, message, index if batch else None), message.key))
-                        counts["invalid"] += 1
-                        continue
-                    position = offset * POSITIONS_PER_OFFSET + index
-                    outcome = process_event(
-                        item,
-                        self.catalog,
-                        dedup,
-                        windows,
-                        now,
-                        partition=partition,
-                        position=position,
-                        oldest_ms=horizon,
-                    )
-                    if not caught_up and self.unknown_to_catalog(outcome.rejection):
-                        await self.catch_up_catalog()  # validation rejected before any state changed
-                        caught_up = True
-                        outcome = process_event(
-                            item,
-                            self.catalog,
-                            dedup,
-                            windows,
-                            now,
-                            partition=partition,
-                            position=position,
-                            oldest_ms=horizon,
-                        )
-                    if outcome.rejection is not None:
-                        letters.append(
-                            (self._letter(outcome.rejection, message, index if batch else None), message.key)
-                        )
-                        counts["conflict" if outcome.verdict is Verdict.CONFLICT else "invalid"] += 1
-                        continue
-                    counts[str(outcome.verdict)] += 1
-                    if outcome.verdict is Verdict.DUPLICATE:
-                        continue
-                    assert outcome.record is not None
-                    record = outcome.record
-                    recorded_at[f"{record.subscription_id}\x1f{record.idempotency_key}"] = record.recorded_at_ms
-                    records.append((partition, record, produced_at))
-                    if record.recorded_at_ms < self.watermark.get(partition, 0) - BUCKET_MS:
-                        counts["late"] += 1
-                    self.watermark[partition] = max(self.watermark.get(partition, 0), record.recorded_at_ms)
-                    tenant = record.tenant_id
-                    for key, end in outcome.changed:
-                        windows.touch(key)
-                        changed[key] = (partition, end, tenant, produced_at)
-            self.last_event[partition] = event
-        # State first, then outputs: both are flushed before Faust commits these offsets.
-        for key, event in dedup.dirty.items():
-            with _as_current(event):
-                entry = dedup.cache[key]
-                self.dedup_table[key] = _dedup_to_json(entry, recorded_at.get(key, 0))
-        for wkey, event in windows.dirty.items():
-            with _as_current(event):
-                self.window_table[window_table_key(wkey)] = windows.cache[wkey].to_state()
-        for partition, record, produced_at in records:
-            await self.accepted.send(
-                key=record.subscription_id.encode(),
-                value=messages.write_record(record),
-                partition=partition,
-                timestamp=produced_at,
-            )
-        for wkey, (partition, end, tenant, produced_at) in changed.items():
-            acc = windows.cache[wkey]
-            row = WindowRow(wkey, tenant, end, acc.version, acc.totals())
-            await self.windows_out.send(
-                key=wkey.subscription_id.encode(),
-                value=messages.write_window(row),
-                partition=partition,
-                timestamp=produced_at,
-            )
-        for letter, original_key in letters:
-            value = messages.write_dead_letter(letter, now, original_key)
-            await self.dlq.send(key=original_key, value=value, partition=letter.source_partition)
-        self.metrics.observe_batch(counts, len(events), time.perf_counter() - started)
-        if time.monotonic() >= self.next_purge:
-            self.next_purge = time.monotonic() + self.settings.purge_interval_s
-            self.purge_dedup(now)
-
-    def purge_dedup(self, now_ms: int) -> int:
-        """Forget identities and windows older than the retention (by event time), so state stays
-        bounded; their totals are in ClickHouse already."""
-        horizon = now_ms - self.settings.dedup_retention_ms
-        expired = [(self.dedup_table, key, raw[1]) for key, raw in self.dedup_table.items() if raw[3] < horizon]
-        partitions = self.settings.partitions
-        for key in list(self.window_table.keys()):
-            subscription_id, *_, start = key.split("\x1f")
-            if int(start) < horizon - 32 * 86_400_000:  # a month window ends at most 31 days after it starts
-                expired.append((self.window_table, key, partition_of(subscription_id, partitions)))
-        purged = 0
-        for table, key, partition in expired:
-            event = self.last_event.get(partition)
-            if event is None:
-                continue  # not ours any more, or nothing seen yet: its owner purges it
-            with _as_current(event):
-                del table[key]
-            purged += 1
-        self.forget_cache()
-        if purged:
-            log.info("purged %d state entries older than %d", purged, horizon)
-        return purged
-
-    def _letter(self, rejection: Rejection, message: Any, index: int | None) -> DeadLetter:
-        if index is not None:
-            where = f"events[{index}]" + (f".{rejection.field}" if rejection.field else "")
-            rejection = Rejection(
-                rejection.reason, rejection.detail, where, rejection.subscription_id, rejection.idempotency_key
-            )
-        return DeadLetter(rejection, message.value or b"", message.topic, message.partition, message.offset)
 
     def report_lag(self) -> None:
         consumer = self.app.consumer
@@ -417,10 +463,9 @@ class UsageWorker:
             if tp.topic != self.settings.topic(USAGE_EVENTS):
                 continue
             highwater = consumer.highwater(tp)
-            if highwater is not None:
-                self.metrics.lag.labels(partition=str(tp.partition)).set(
-                    max(0, highwater - 1 - self.processed.get(tp.partition, -1))
-                )
+            owned = self.owned.get(tp.partition)
+            if highwater is not None and owned is not None:
+                self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, highwater - owned.state.next_offset))
 
 
 def create_app(
@@ -429,12 +474,12 @@ def create_app(
     now_ms: Callable[[], int],
     catalog_tables: CatalogTables | None = None,
 ) -> tuple[faust.App, UsageWorker]:
-    """The Faust app with its one agent (concurrency 1: faust issue 606) and its tables; with
-    ``catalog_tables`` (already caught up), a timer applies new catalog records as they come."""
+    """The Faust app with its one agent (concurrency 1: faust issue 606); with ``catalog_tables``
+    (already caught up), a timer applies new catalog records as they come."""
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
-        store=settings.store,
+        store="memory://",
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
@@ -450,6 +495,7 @@ def create_app(
         table_standby_replicas=0,
     )
     worker = UsageWorker(app, settings, catalog, now_ms, WorkerMetrics(), catalog_tables)
+    ensure_state_topic(settings.bootstrap_servers, worker.state_topic, settings.partitions)
 
     @app.agent(worker.source, concurrency=1)
     async def usage(stream: Any) -> None:
@@ -471,8 +517,10 @@ def create_app(
 
         app.timer(interval=settings.catalog_refresh_s)(refresh_catalog)
 
-    def on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:  # faust's signal protocol
-        worker.forget_cache()
+    source = settings.topic(USAGE_EVENTS)
+
+    async def on_revoked(sender: Any, revoked: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await worker.on_revoked(tp.partition for tp in revoked if tp.topic == source)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
     return app, worker

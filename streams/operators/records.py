@@ -75,6 +75,8 @@ class Reason(StrEnum):
     """On Kafka: the event's subscription belongs to another partition, where its state is."""
     OUTSIDE_SUBSCRIPTION = "outside_subscription"
     """Recorded before its subscription started: no period of it can ever bill the event."""
+    BATCH_TOO_LARGE = "batch_too_large"
+    """On Kafka: a message carrying more events than the worker can position; dead-lettered whole."""
 
 
 @dataclass(frozen=True, slots=True)

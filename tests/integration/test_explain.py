@@ -14,7 +14,7 @@ from rating.catalog import Metric
 from schemas import avro_codec
 from streams.kafka import messages
 from streams.kafka.partitioning import partition_of
-from streams.kafka.worker import USAGE_DLQ, USAGE_EVENTS
+from streams.kafka.topics import USAGE_DLQ, USAGE_EVENTS
 from streams.memory import MemoryUsageStore
 from streams.operators.process import Catalog
 from streams.operators.records import UsageEvent

@@ -24,8 +24,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from invoicing.engine.subscriptions import Subscription
 from invoicing.ledger.catalog import (
@@ -69,14 +67,6 @@ class Pipeline:
             topics=[self.prefix + CATALOG_SUBSCRIPTIONS, self.prefix + CATALOG_TERMS],
             config={"cleanup.policy": "compact"},
         )
-        # Faust makes its changelogs itself, but a first batch on a brand-new cluster can race them.
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        changelogs = [
-            NewTopic(f"{self.app_id}-{table}-changelog", PARTITIONS, 1, config={"cleanup.policy": "compact"})
-            for table in ("dedup", "windows")
-        ]
-        for future in admin.create_topics(changelogs, operation_timeout=30).values():
-            future.result()
         self.relay = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{self.prefix}relay"})
         self.relay.init_transactions(30)
         self.usage = UsageProducer(bootstrap, self.prefix + USAGE_EVENTS)

@@ -71,6 +71,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "uniques": ["u1", "u2"],
     },
 }
+SAMPLES["dead_letter.v2"] = {
+    **SAMPLES["dead_letter.v1"],
+    "original_truncated": True,
+    "original_size": 1_000_000,
+    "event_index": 7,
+}
 SAMPLES["window_total.v2"] = {
     **SAMPLES["window_total.v1"],
     "first_key": "k1",
@@ -170,6 +176,13 @@ def test_old_writer_new_reader_fills_the_default() -> None:
 def test_new_writer_old_reader_skips_the_new_field() -> None:
     record = decode("usage_event.v1", encode("usage_event.v2", usage_event(source="api-gateway")))
     assert record == usage_event()
+
+
+def test_dead_letter_v1_reads_as_v2_with_defaults_and_back() -> None:
+    """Old letters stay readable by the new reader (and the new ones by an old reader)."""
+    old = decode("dead_letter.v2", encode("dead_letter.v1", SAMPLES["dead_letter.v1"]))
+    assert old == {**SAMPLES["dead_letter.v1"], "original_truncated": False, "original_size": -1, "event_index": None}
+    assert decode("dead_letter.v1", encode("dead_letter.v2", SAMPLES["dead_letter.v2"])) == SAMPLES["dead_letter.v1"]
 
 
 def test_v2_writer_may_leave_out_fields_with_defaults() -> None:
