@@ -23,6 +23,7 @@ from invoicing.engine.subscriptions import (
     change_plan,
     close_due,
     end_trial,
+    late_usage_period,
     open_cycle,
 )
 from rating.catalog import Plan
@@ -58,6 +59,8 @@ class Calendar:
         cleared this: their running result must be re-rated or dropped."""
         self._closed: list[tuple[datetime, str, int, ClosedPeriod]] = []
         self._ends: list[tuple[datetime, str]] = []
+        self._late: list[tuple[datetime, str, int, ClosedPeriod]] = []
+        """Per ended subscription, the next standalone adjustment invoice its cycle would reach."""
         self._seq = 0
 
     # -- changes ---------------------------------------------------------------------------------
@@ -130,6 +133,21 @@ class Calendar:
             due.append(heapq.heappop(self._closed)[3])
         return due
 
+    def late_due(self, now: datetime) -> list[ClosedPeriod]:
+        """Standalone adjustment invoices of ended subscriptions that fell due by ``now``: for each
+        ended subscription whose cycle (as if it went on) reached a boundary, plus the grace period,
+        the one ending at the latest such boundary; each once. Whether one is invoiced depends on
+        late usage that arrived before it fell due (design section 3)."""
+        self.close_until(now)
+        due: dict[str, ClosedPeriod] = {}
+        while self._late and self._late[0][0] <= now:
+            _, sub, _, closed = heapq.heappop(self._late)
+            following = closed.period.end + self.grace_period + timedelta(microseconds=1)
+            self._push_late(late_usage_period(self.cycles[sub], following, self.grace_period))
+            if closed.period.end > self.handed_over.get(sub, closed.period.start):
+                due[sub] = closed  # a later boundary of the same subscription supersedes an earlier one
+        return list(due.values())
+
     def handed(self, closed: ClosedPeriod) -> None:
         """``closed`` reached the rating agent's topic: a restart must not hand it over again."""
         sub = closed.subscription.id
@@ -145,6 +163,12 @@ class Calendar:
         self.moved.add(cycle.subscription.id)
         if cycle.period is not None:
             heapq.heappush(self._ends, (cycle.period.end, cycle.subscription.id))
+        elif cycle.ended_at is not None:
+            self._push_late(late_usage_period(cycle, cycle.ended_at, self.grace_period))
+
+    def _push_late(self, closed: ClosedPeriod) -> None:
+        self._seq += 1
+        heapq.heappush(self._late, (closed.period.end + self.grace_period, closed.subscription.id, self._seq, closed))
 
     def _close(self, closed: ClosedPeriod) -> None:
         sub = closed.subscription.id

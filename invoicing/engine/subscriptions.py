@@ -4,14 +4,17 @@ changes, cancellations and trials cut its periods. Pure: the caller brings the i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
 from rating.catalog import Plan
 from rating.errors import InvalidValue
-from rating.periods import Period, add_local_days, boundary, proration, zone
+from rating.periods import Period, add_local_days, boundary, period_at, proration, zone
+
+LATE_USAGE = "late_usage"
+"""The reason of a standalone adjustment invoice: late usage of a subscription that has ended."""
 
 
 class SubscriptionStatus(StrEnum):
@@ -58,6 +61,11 @@ class ClosedPeriod:
     is_trial: bool
     reason: str
 
+    @property
+    def is_adjustment(self) -> bool:
+        """A standalone adjustment invoice (ADJUSTMENT lines only) of an ended subscription."""
+        return self.reason == LATE_USAGE
+
 
 @dataclass(frozen=True, slots=True)
 class BillingCycle:
@@ -70,6 +78,8 @@ class BillingCycle:
     index: int
     period: Period | None
     cancel_at_period_end: bool = False
+    ended_at: datetime | None = None
+    """When the subscription stopped billing (``period`` is None from then on)."""
 
     @property
     def is_trial(self) -> bool:
@@ -91,8 +101,11 @@ def _regular(subscription: Subscription, plan: Plan, anchor: datetime) -> Billin
     return BillingCycle(subscription, plan, SubscriptionStatus.ACTIVE, anchor, 0, Period(anchor, end))
 
 
-def _ended(cycle: BillingCycle, status: SubscriptionStatus) -> BillingCycle:
-    return replace(cycle, status=status, period=None, cancel_at_period_end=False)
+def _ended(cycle: BillingCycle, status: SubscriptionStatus, at: datetime) -> BillingCycle:
+    # a trial is its own period: the cycle that would have followed it is anchored at its end
+    anchor, index = (at, 0) if cycle.is_trial else (cycle.anchor, cycle.index)
+    ended = replace(cycle, status=status, period=None, cancel_at_period_end=False, ended_at=at)
+    return replace(ended, anchor=anchor, index=index)
 
 
 def open_cycle(subscription: Subscription, plan: Plan) -> BillingCycle:
@@ -118,7 +131,7 @@ def _close(cycle: BillingCycle, end: datetime, reason: str) -> ClosedPeriod | No
 def _after_trial(cycle: BillingCycle, at: datetime) -> BillingCycle:
     if cycle.subscription.has_payment_method:
         return _regular(cycle.subscription, cycle.plan, at)
-    return _ended(cycle, SubscriptionStatus.TRIAL_EXPIRED)
+    return _ended(cycle, SubscriptionStatus.TRIAL_EXPIRED, at)
 
 
 def close_due(cycle: BillingCycle) -> tuple[ClosedPeriod, BillingCycle]:
@@ -131,7 +144,7 @@ def close_due(cycle: BillingCycle) -> tuple[ClosedPeriod, BillingCycle]:
     if cycle.is_trial:
         return closed, _after_trial(cycle, end)
     if cycle.cancel_at_period_end:
-        return closed, _ended(cycle, SubscriptionStatus.CANCELED)
+        return closed, _ended(cycle, SubscriptionStatus.CANCELED, end)
     index = cycle.index + 1
     nxt = Period(end, boundary(cycle.anchor, cycle.plan.billing_interval, index + 1, cycle.subscription.timezone))
     return closed, replace(cycle, index=index, period=nxt)
@@ -158,7 +171,7 @@ def cancel(cycle: BillingCycle, at: datetime, at_period_end: bool) -> tuple[Clos
     _inside(cycle, at, "cancel")
     if at_period_end:
         return None, replace(cycle, cancel_at_period_end=True)
-    return _close(cycle, at, "cancel"), _ended(cycle, SubscriptionStatus.CANCELED)
+    return _close(cycle, at, "cancel"), _ended(cycle, SubscriptionStatus.CANCELED, at)
 
 
 def end_trial(cycle: BillingCycle, at: datetime) -> tuple[ClosedPeriod | None, BillingCycle]:
@@ -167,3 +180,17 @@ def end_trial(cycle: BillingCycle, at: datetime) -> tuple[ClosedPeriod | None, B
         raise InvalidValue("status", f"subscription {cycle.subscription.id} is not trialing")
     _inside(cycle, at, "end the trial")
     return _close(cycle, at, "trial_balance_used"), _after_trial(cycle, at)
+
+
+def late_usage_period(cycle: BillingCycle, arrived_at: datetime, grace_period: timedelta) -> ClosedPeriod:
+    """The standalone adjustment invoice that bills late usage of an ended subscription arriving at
+    ``arrived_at``: the period of its billing cycle, as if the cycle went on after ``ended_at``,
+    whose invoice falls due (end + grace) at or after the arrival. The first one starts at the end."""
+    if cycle.period is not None or cycle.ended_at is None:
+        raise InvalidValue("status", f"subscription {cycle.subscription.id} has not ended")
+    interval, tz = cycle.plan.billing_interval, cycle.subscription.timezone
+    first = Period(cycle.ended_at, period_at(cycle.anchor, interval, tz, cycle.ended_at)[1].end)
+    # the period with start < arrived_at - grace <= end (instants are whole microseconds)
+    instant = arrived_at - grace_period - timedelta(microseconds=1)
+    period = first if instant < first.end else period_at(cycle.anchor, interval, tz, instant)[1]
+    return ClosedPeriod(cycle.subscription, cycle.plan, period, Fraction(0), False, LATE_USAGE)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -15,6 +15,7 @@ from invoicing.engine.subscriptions import (
     change_plan,
     close_due,
     end_trial,
+    late_usage_period,
     open_cycle,
 )
 from rating.catalog import Plan
@@ -134,3 +135,43 @@ def test_bad_subscriptions(changes: dict[str, object], field: str) -> None:
 def test_open_cycle_needs_the_subscriptions_plan() -> None:
     with pytest.raises(InvalidValue):
         open_cycle(sub(), TEAM)
+
+
+JAN1 = utc(2026, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("how", "arrived", "grace_h", "period"),
+    [
+        # canceled now on Jan 16: the first adjustment period runs from the end to the cycle's boundary
+        ("cancel_now", utc(2026, 1, 20), 0, (utc(2026, 1, 16), utc(2026, 2, 1))),
+        ("cancel_now", utc(2026, 2, 1), 0, (utc(2026, 1, 16), utc(2026, 2, 1))),  # at the boundary: that one
+        ("cancel_now", utc(2026, 2, 1, 0, 0, 1), 0, (utc(2026, 2, 1), utc(2026, 3, 1))),
+        ("cancel_now", utc(2026, 2, 1, 1), 2, (utc(2026, 1, 16), utc(2026, 2, 1))),  # due Feb 1 02:00
+        ("cancel_now", utc(2026, 7, 4), 0, (utc(2026, 7, 1), utc(2026, 8, 1))),
+        # canceled at the end of January: the cycle goes on from Feb 1
+        ("at_period_end", utc(2026, 2, 3), 0, (utc(2026, 2, 1), utc(2026, 3, 1))),
+        # a trial of 14 days without a payment method: the cycle that would have followed it
+        ("trial", utc(2026, 1, 20), 0, (utc(2026, 1, 15), utc(2026, 2, 15))),
+        ("trial", utc(2026, 2, 20), 0, (utc(2026, 2, 15), utc(2026, 3, 15))),
+    ],
+)
+def test_late_usage_of_an_ended_subscription_is_invoiced_at_the_next_boundary_of_its_cycle(
+    how: str, arrived: datetime, grace_h: int, period: tuple[datetime, datetime]
+) -> None:
+    if how == "trial":
+        _, cycle = close_due(open_cycle(sub(start_at=JAN1, trial_days=14, has_payment_method=False), PRO))
+        assert cycle.status is SubscriptionStatus.TRIAL_EXPIRED and cycle.ended_at == utc(2026, 1, 15)
+    elif how == "cancel_now":
+        _, cycle = cancel(open_cycle(sub(start_at=JAN1), PRO), utc(2026, 1, 16), at_period_end=False)
+    else:
+        _, cycle = cancel(open_cycle(sub(start_at=JAN1), PRO), utc(2026, 1, 16), at_period_end=True)
+        _, cycle = close_due(cycle)
+    adjustment = late_usage_period(cycle, arrived, timedelta(hours=grace_h))
+    assert adjustment.period == Period(*period)
+    assert adjustment.is_adjustment and adjustment.share == 0 and not adjustment.is_trial
+
+
+def test_only_an_ended_subscription_has_adjustment_invoices() -> None:
+    with pytest.raises(InvalidValue):
+        late_usage_period(open_cycle(sub(), PRO), utc(2026, 3, 1), timedelta(0))
