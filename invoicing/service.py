@@ -20,12 +20,12 @@ from invoicing.engine.subscriptions import ClosedPeriod, Subscription
 from invoicing.engine.tax import TaxRule, rules_for
 from invoicing.ports import BilledUsage, Ledger, LedgerSession, OutboxMessage, UsageReader, UsageRequest
 from rating.catalog import Metric, Plan
-from rating.errors import UnknownReference
+from rating.errors import InvalidValue, UnknownReference
 from rating.late import late_usage_delta
 from rating.money import Money, to_minor
 from rating.numbers import format_decimal
 from rating.periods import Period
-from rating.rate import RatingResult, rate_meter, rate_period
+from rating.rate import RatingResult, RatingResultItem, rate_meter, rate_period
 
 INVOICE_FINALIZED = "invoice.finalized"
 
@@ -93,18 +93,38 @@ class InvoiceService:
     def close_period(
         self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] = ()
     ) -> Invoice:
-        """Finalize the invoice of ``closed``; the existing one when it was finalized already."""
+        """Finalize the invoice of ``closed``; the existing one when it was finalized already.
+        A standalone adjustment invoice (``closed.is_adjustment``) without any late usage that
+        changed is an error: there is nothing to invoice."""
+        invoice = self.close_late_usage(closed, finalized_at, late_periods)
+        if invoice is None:
+            raise InvalidValue(
+                "late_usage", f"{closed.subscription.id}: no late usage changed since it was billed, nothing to invoice"
+            )
+        return invoice
+
+    def close_late_usage(
+        self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime]
+    ) -> Invoice | None:
+        """Like :meth:`close_period`; for a standalone adjustment invoice of an ended subscription
+        (ADJUSTMENT lines only, no recurring fee) None when no late period's usage changed."""
         subscription, plan = closed.subscription, closed.plan
         with self.ledger.session() as session:
             existing = session.find_invoice(subscription.id, closed.period.start)
             if existing is not None:
                 return existing
+            adjustments, rebilled = self._late_usage(session, subscription, late_periods, plan.currency_code)
+            if closed.is_adjustment and not adjustments:
+                return None
             if session.get_plan(subscription.tenant_id, plan.code, plan.version) is None:
                 session.save_plan(subscription.tenant_id, plan)
-            result = self.rate(subscription, plan, closed.period, closed.share, finalized_at)
-            charges = [] if closed.is_trial else [recurring_line(plan, result)]
-            charges += usage_lines(result)
-            adjustments, rebilled = self._late_usage(session, subscription, late_periods, plan.currency_code)
+            charges: list[InvoiceLineItem] = []
+            billed: tuple[RatingResultItem, ...] = ()
+            if not closed.is_adjustment:  # an adjustment invoice's period is after the end: nothing to rate
+                result = self.rate(subscription, plan, closed.period, closed.share, finalized_at)
+                charges += [] if closed.is_trial else [recurring_line(plan, result)]
+                charges += usage_lines(result)
+                billed = result.items
             charges += adjustments
             coupon = self._coupon(session, subscription, closed.is_trial)
             balance = session.credit_balance(subscription.id, plan.currency_code)
@@ -132,7 +152,7 @@ class InvoiceService:
             session.add_invoice(invoice)
             if balance_used.amount:
                 session.use_credit(subscription.id, balance_used, invoice.invoice_number)
-            for item in result.items:
+            for item in billed:
                 session.record_billed_usage(
                     BilledUsage(
                         subscription.id,

@@ -225,6 +225,19 @@ class KafkaFinalizer:
         self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] = ()
     ) -> Invoice:
         self.agent.publish(self.agent.rate(closed, finalized_at, late_periods))
+        return self._finalized(closed)
+
+    def close_late_usage(
+        self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime]
+    ) -> Invoice | None:
+        rating = self.agent.rate(closed, finalized_at, late_periods)
+        if not rating.late_usage:
+            return None  # no late period's usage changed: nothing to invoice, nothing published
+        self.agent.publish(rating)
+        return self._finalized(closed)
+
+    def _finalized(self, closed: ClosedPeriod) -> Invoice:
+        """Wait until the invoice worker has finalized the invoice of ``closed``."""
         found: list[Invoice] = []
 
         def finalized() -> bool:

@@ -28,6 +28,7 @@ from invoicing.engine.subscriptions import (
     change_plan,
     close_due,
     end_trial,
+    late_usage_period,
     open_cycle,
 )
 from invoicing.ports import Ledger
@@ -66,6 +67,12 @@ class Finalizer(Protocol):
     def close_period(
         self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] = ()
     ) -> Invoice: ...
+    def close_late_usage(
+        self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime]
+    ) -> Invoice | None:
+        """The standalone adjustment invoice of an ended subscription (``closed.is_adjustment``);
+        None when no late period's usage changed."""
+        ...
 
 
 @dataclass
@@ -133,6 +140,8 @@ class Simulation:
         self.cycles: dict[str, BillingCycle] = {}
         self.finalized: dict[str, list[Period]] = defaultdict(list)
         self.late: dict[str, set[datetime]] = defaultdict(set)
+        self.adjustments: set[tuple[str, datetime]] = set()
+        """Standalone adjustment invoices scheduled (subscription, period start): one per cycle."""
         self.trial_checks: set[str] = set()
         self.trial_arrivals = False
         """An event arrived for a trial with a balance since the last check: the driver must flush
@@ -149,6 +158,14 @@ class Simulation:
     def _schedule_period_end(self, cycle: BillingCycle) -> None:
         if cycle.period is not None:
             self._at(cycle.period.end, PERIOD_END, self.order[cycle.subscription.id], (cycle.subscription.id, cycle))
+
+    def _schedule_adjustment(self, cycle: BillingCycle, arrived_at: datetime) -> None:
+        """An ended subscription has no next invoice: usage arriving for it may be late usage, billed
+        on a standalone adjustment invoice at the next boundary of its cycle (if any turns out late)."""
+        closed = late_usage_period(cycle, arrived_at, self.scenario.grace_period)
+        if (closed.subscription.id, closed.period.start) not in self.adjustments:
+            self.adjustments.add((closed.subscription.id, closed.period.start))
+            self._schedule_finalize(closed)
 
     def _schedule_finalize(self, closed: ClosedPeriod | None) -> None:
         if closed is not None:
@@ -170,6 +187,8 @@ class Simulation:
     def _arrive(self, event: ScenarioEvent) -> None:
         self.arrived += 1
         cycle = self.cycles.get(event.subscription_id)
+        if cycle is not None and cycle.period is None:
+            self._schedule_adjustment(cycle, self.clock.now())
         if cycle is not None and cycle.is_trial and cycle.subscription.trial_balance is not None:
             self.trial_arrivals = True
         if self.on_event is not None and self.arrived % 10_000 == 0:
@@ -228,8 +247,16 @@ class Simulation:
         self.pipeline.flush()
         subscription_id = closed.subscription.id
         late = self.late.pop(subscription_id, set())
-        invoice = self.finalizer.close_period(closed, self.clock.now(), late)
-        self.finalized[subscription_id].append(closed.period)
+        if closed.is_adjustment:
+            if not late:
+                return  # the usage was not late (a duplicate, rejected, after the end)
+            adjustment = self.finalizer.close_late_usage(closed, self.clock.now(), late)
+            if adjustment is None:
+                return
+            invoice = adjustment
+        else:
+            invoice = self.finalizer.close_period(closed, self.clock.now(), late)
+            self.finalized[subscription_id].append(closed.period)
         self.invoices.append(invoice)
         if self.on_invoice is not None:
             self.on_invoice(invoice)
@@ -252,6 +279,8 @@ class Simulation:
             closed, after = cancel(cycle, action.at, action.at_period_end)
         self._replace_cycle(after)
         self._schedule_finalize(closed)
+        if closed is None and after.period is None and self.late.get(action.subscription_id):
+            self._schedule_adjustment(after, action.at)  # ended at a period's start: no last invoice
 
     # --- run ----------------------------------------------------------------------------------
     def _drain(self, until: datetime) -> None:
@@ -271,7 +300,7 @@ class Simulation:
                 while self._timeline and self._timeline[0][0] == when and self._timeline[0][1] == FINALIZE:
                     closing.append(heapq.heappop(self._timeline)[4])
                 self.pipeline.flush()
-                self.finalizer.prefetch(closing)
+                self.finalizer.prefetch([c for c in closing if not c.is_adjustment])
                 for closed in closing:
                     self._finalize(closed)
             else:

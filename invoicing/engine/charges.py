@@ -44,7 +44,9 @@ def usage_lines(result: RatingResult) -> list[InvoiceLineItem]:
 
 def period_charges(closed: ClosedPeriod, result: RatingResult) -> list[InvoiceLineItem]:
     """The lines a closed period's rating puts on its invoice: the base fee (none on a trial), then
-    one USAGE line per metered meter."""
+    one USAGE line per metered meter; none on a standalone adjustment invoice (ADJUSTMENT lines only)."""
+    if closed.is_adjustment:
+        return []
     return ([] if closed.is_trial else [recurring_line(closed.plan, result)]) + usage_lines(result)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -81,7 +82,8 @@ class RatingAgent:
         self, tenant_id: str, subscription_id: str, late_periods: Collection[datetime] | None
     ) -> list[LateUsage]:
         """Current usage of each metric the late periods billed (as the ledger recorded them).
-        ``None`` means every finalized period: those whose usage did not change are left out."""
+        ``None`` means every finalized period. Periods whose usage did not change are left out;
+        a changed period travels with all its metrics (the invoice worker reads them all)."""
         if late_periods is not None and not late_periods:
             return []
         with self.ledger.session() as session:
@@ -98,20 +100,25 @@ class RatingAgent:
             for b in billed
         ]
         quantities = self.usage.quantities(requests)
+        changed = {b.period_start for q, b in zip(quantities, billed, strict=True) if q != b.quantity}
         return [
             LateUsage(Period(r.start, r.end), r.metric_code, q)
-            for r, q, b in zip(requests, quantities, billed, strict=True)
-            if late_periods is not None or q != b.quantity
+            for r, q in zip(requests, quantities, strict=True)
+            if r.start in changed
         ]
 
     def rate(
         self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] | None = ()
     ) -> FinalRating:
         """The final RatingResult of ``closed`` as of ``finalized_at``; ``late_periods=None``
-        looks for late usage in every period the ledger billed (the rater keeps no memory of it)."""
+        looks for late usage in every period the ledger billed (the rater keeps no memory of it).
+        A standalone adjustment invoice (``closed.is_adjustment``) rates no usage of its own: its
+        period lies after the subscription's end; publish it only when it carries late usage."""
         sub = closed.subscription
-        result = self.pricing(sub.tenant_id).rate(sub, closed.plan, closed.period, closed.share, finalized_at)
-        usage = {item.metric_code: item.quantity for item in result.items}
+        usage: dict[str, Decimal] = {}
+        if not closed.is_adjustment:
+            result = self.pricing(sub.tenant_id).rate(sub, closed.plan, closed.period, closed.share, finalized_at)
+            usage = {item.metric_code: item.quantity for item in result.items}
         late = self._late_usage(sub.tenant_id, sub.id, late_periods)
         return final_rating(closed, self.terms_of(sub.tenant_id), usage, finalized_at, late)
 

@@ -134,3 +134,27 @@ def test_a_trial_invoice_compares_without_a_base_fee() -> None:
     trial = replace(CLOSED, is_trial=True)
     assert rating_differences(invoice(trial), trial, rating(trial, USAGE)) == []
     assert [f for f, _ in rating_differences(invoice(trial), CLOSED, rating(CLOSED, USAGE))] == ["base_fee"]
+
+
+def test_a_redelivered_standalone_adjustment_rating_rates_its_invoice_as_billed() -> None:
+    """Late usage of an ended subscription is invoiced on its own (ADJUSTMENT lines only): the
+    rating of that invoice carries no usage of its own, so a redelivery differs in nothing."""
+    from pathlib import Path
+
+    from billing.simulate import load_scenario, simulate_in_memory
+    from invoicing.engine.subscriptions import late_usage_period
+    from streams.kafka.rating_messages import final_rating
+
+    case = Path(__file__).parents[1] / "scenarios" / "cases" / "28_late_usage_after_trial_expired.yaml"
+    scenario = load_scenario(case)
+    result = simulate_in_memory(scenario)
+    adjustment = result.invoices[-1]
+    assert adjustment.metadata["closed_by"] == "late_usage"
+    assert adjustment.issued_at is not None
+    closed = late_usage_period(result.cycles["tri"], adjustment.issued_at, scenario.grace_period)
+    assert closed.period == adjustment.period
+    terms = BillingTerms(scenario.tenant_id, {m.code: m for m in scenario.metrics})
+    rating = final_rating(closed, terms, {}, adjustment.issued_at)
+    assert rating_differences(adjustment, closed, rating.result) == []
+    regular = replace(closed, reason="period_end", share=Fraction(1))
+    assert rating_differences(adjustment, regular, replace(rating.result, proration=Fraction(1))) != []
