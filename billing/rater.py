@@ -281,6 +281,9 @@ class Rater:
         """Per trialing subscription with a balance: the latest usage instant (ms) in its trial."""
         self.trial_checks: set[str] = set()
         """Trialing subscriptions with usage written since their balance was last checked."""
+        self.late_checks: set[str] = set()
+        """Ended subscriptions with usage written since their late usage was last checked: only
+        they are read when their cycle reaches a boundary (each check is a store read)."""
         self.sink = UsageSink(
             SinkSettings(
                 settings.bootstrap_servers,
@@ -309,6 +312,8 @@ class Rater:
         self.touched.update(w.key.subscription_id for w in windows)
         for record in records:
             cycle = self.calendar.cycles.get(record.subscription_id)
+            if cycle is not None and cycle.period is None:
+                self.late_checks.add(record.subscription_id)
             if cycle is None or not cycle.is_trial or cycle.subscription.trial_balance is None:
                 continue
             if cycle.period is not None and cycle.period.contains(from_epoch_ms(record.recorded_at_ms)):
@@ -349,6 +354,10 @@ class Rater:
         history, handed = self.log.read(self.catalog)
         self.calendar.replay(history, handed)
         self._apply(self.catalog.subscriptions.values())
+        # Boundaries of ended subscriptions that passed before this start are not revisited; what
+        # was written for them and not checked (a crash) is checked at their next boundary.
+        self.calendar.late_due(self.clock.now())
+        self.late_checks = {sub for sub, cycle in self.calendar.cycles.items() if cycle.period is None}
         log.info(
             "rater started: %d subscriptions, %d periods handed over before", len(self.calendar.cycles), len(handed)
         )
@@ -426,7 +435,7 @@ class Rater:
     def close_due(self) -> int:
         """Hand every due period over to the invoice worker; returns how many were."""
         now = self.clock.now()
-        self.waiting += self.calendar.due(now)
+        self.waiting += self.calendar.due(now) + self.calendar.late_due(now)
         if not self.waiting:
             return 0
         if not self.usage_caught_up():
@@ -436,15 +445,26 @@ class Rater:
         later: list[ClosedPeriod] = []
         for closed in self.waiting:
             (ready if closed.subscription.tenant_id in self.catalog.terms else later).append(closed)
-        self.agent.prefetch(ready)
+        self.agent.prefetch([c for c in ready if not c.is_adjustment])
+        handed = []
         for closed in ready:
             due_at = closed.period.end + self.settings.grace_period
-            self.agent.publish(self.agent.rate(closed, due_at, late_periods=None))
+            if closed.is_adjustment:  # an ended subscription's cycle reached a boundary
+                if closed.subscription.id not in self.late_checks:
+                    continue  # nothing written for it since its last check
+                self.late_checks.discard(closed.subscription.id)
+                rating = self.agent.rate(closed, due_at, late_periods=None)
+                if not rating.late_usage:
+                    continue  # no late usage changed a billed period: no invoice
+            else:
+                rating = self.agent.rate(closed, due_at, late_periods=None)
+            self.agent.publish(rating)
             self.calendar.handed(closed)
-        self.log.record(self.calendar, sorted({c.subscription.id for c in ready}))
+            handed.append(closed)
+        self.log.record(self.calendar, sorted({c.subscription.id for c in handed}))
         self.waiting = later
-        self.handed += len(ready)
-        return len(ready)
+        self.handed += len(handed)
+        return len(handed)
 
     def run_once(self) -> None:
         self._apply(self.catalog.poll())

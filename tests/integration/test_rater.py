@@ -50,7 +50,17 @@ def _results_published(bootstrap: str, topic: str) -> int:
 
 @pytest.mark.parametrize(
     "name",
-    ["22_late_usage_adjustment", "17_coupons", "18_tax_exclusive_by_region", "15_trial", "16_trial_balance_used_up"],
+    [
+        "22_late_usage_adjustment",
+        "17_coupons",
+        "18_tax_exclusive_by_region",
+        "15_trial",
+        "16_trial_balance_used_up",
+        # late usage of an ended subscription (the trial expired): standalone adjustment invoices
+        "28_late_usage_after_trial_expired",
+        "29_late_usage_after_end_same_cycle",
+        "30_late_usage_after_end_two_cycles",
+    ],
 )
 def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
     name: str, kafka_broker: Any, chdb_client: Any, clickhouse_db: str, pg_url: str, tmp_path: Path
