@@ -287,23 +287,27 @@ def committed(bootstrap: str, group: str, topics: list[str]) -> dict[tuple[str, 
 
 def caught_up(bootstrap: str, prefix: str = "") -> bool:
     """The worker group has committed every usage event and the sink every output record."""
-    source = prefix + USAGE_EVENTS
-    ends = {(source, p): o for p, o in end_offsets(bootstrap, source).items()}
-    if committed(bootstrap, prefix + "billing-usage", [source]) != ends:
-        return False
-    outputs = [prefix + USAGE_ACCEPTED, prefix + USAGE_WINDOWS]
-    done = committed(bootstrap, prefix + "billing-sink", outputs)
-    for topic in outputs:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
-        try:
-            for p in range(PARTITIONS):
-                # the end a read_committed reader reaches: past the last transaction's marker
-                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+    return not lagging(bootstrap, prefix)
+
+
+def lagging(bootstrap: str, prefix: str = "") -> str:
+    """What is not caught up yet ("" when all is): the worker group must have committed every usage
+    event, the sink every output record up to the end a read_committed reader reaches."""
+    try:
+        source = prefix + USAGE_EVENTS
+        ends = {(source, p): o for p, o in end_offsets(bootstrap, source).items()}
+        done = committed(bootstrap, prefix + "billing-usage", [source])
+        if any(not (done[tp] == end or (end == 0 and done[tp] < 0)) for tp, end in ends.items()):
+            return f"worker at {done}, events end at {ends}"
+        outputs = [prefix + USAGE_ACCEPTED, prefix + USAGE_WINDOWS]
+        done = committed(bootstrap, prefix + "billing-sink", outputs)
+        for topic in outputs:
+            for p, high in end_offsets(bootstrap, topic).items():
                 if not (done[(topic, p)] == high or (high == 0 and done[(topic, p)] < 0)):
-                    return False
-        finally:
-            consumer.close()
-    return True
+                    return f"sink at {done[(topic, p)]} of {topic}[{p}], which ends at {high}"
+    except KafkaException as error:  # a coordinator still loading, just after the broker or the group started
+        return str(error)
+    return ""
 
 
 def read_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> list[Any]:

@@ -38,6 +38,7 @@ from tests.faults.pipeline_harness import (
     check_windows,
     end_offsets,
     fresh_topics,
+    lagging,
     read_all,
     workload,
 )
@@ -134,7 +135,7 @@ def test_no_doubled_event_after_kills_in_the_write_window(kafka_broker, tmp_path
     deadline = time.monotonic() + 900
     while not caught_up(bootstrap, prefix):
         assert procs.alive("worker") and procs.alive("sink"), "a process died on its own; see logs in " + str(tmp_path)
-        assert time.monotonic() < deadline, "pipeline did not catch up"
+        assert time.monotonic() < deadline, "pipeline did not catch up: " + lagging(bootstrap, prefix)
         time.sleep(1)
     procs.stop("worker")
     procs.stop("sink")  # releases the chDB directory
