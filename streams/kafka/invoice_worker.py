@@ -41,7 +41,7 @@ from rating.catalog import Metric
 from rating.errors import BillingError, UnknownReference
 from rating.periods import epoch_ms
 from schemas import avro_codec
-from streams.kafka.messages import DEAD_LETTER
+from streams.kafka.messages import encode_dead_letter
 from streams.kafka.rating_messages import FinalRating, read_rating_result
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS
 
@@ -409,19 +409,16 @@ class InvoiceWorker:
                 letter.reason,
                 letter.detail[:300],
             )
-            value = avro_codec.encode(
-                DEAD_LETTER,
-                {
-                    "reason": letter.reason,
-                    "detail": letter.detail,
-                    "original": message.value() or b"",
-                    "source_topic": message.topic() or self.topic,
-                    "source_partition": message.partition() or 0,
-                    "source_offset": message.offset() or 0,
-                    "failed_at": failed_at,
-                    "field": letter.field,
-                    "original_key": message.key(),
-                },
+            value = encode_dead_letter(
+                letter.reason,
+                letter.detail,
+                message.value() or b"",
+                message.topic() or self.topic,
+                message.partition() or 0,
+                message.offset() or 0,
+                failed_at,
+                letter.field,
+                message.key(),
             )
             self.producer.produce(self.dead_letter_topic, value, key=message.key())
         if self.producer.flush(30) > 0:

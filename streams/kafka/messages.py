@@ -170,21 +170,49 @@ def read_window(value: bytes) -> WindowRow:
 def write_dead_letter(
     letter: DeadLetter, failed_at_ms: int, original_key: bytes | None, event_index: int | None = None
 ) -> bytes:
-    """The letter's Avro value, bounded: at most ``MAX_LETTER_ORIGINAL`` bytes of the rejected input
-    (a cut original is marked ``original_truncated``, its full size in ``original_size``)."""
+    """A usage pipeline's letter as its Avro value, bounded (see ``encode_dead_letter``)."""
     rejection = letter.rejection
-    original = letter.original
+    return encode_dead_letter(
+        str(rejection.reason),
+        rejection.detail,
+        letter.original,
+        letter.source_topic,
+        letter.source_partition,
+        letter.source_offset,
+        failed_at_ms,
+        rejection.field,
+        original_key,
+        event_index,
+    )
+
+
+def encode_dead_letter(
+    reason: str,
+    detail: str,
+    original: bytes,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    failed_at_ms: int,
+    field: str | None = None,
+    original_key: bytes | None = None,
+    event_index: int | None = None,
+) -> bytes:
+    """Any worker's letter (usage.dlq, rating.dlq), bounded whatever a producer sent: at most
+    ``MAX_LETTER_ORIGINAL`` bytes of the rejected input (a cut original is marked
+    ``original_truncated``, its full size in ``original_size``) and short texts, so a letter always
+    fits the producer's message size limit."""
     return avro_codec.encode(
         DEAD_LETTER,
         {
-            "reason": str(rejection.reason),
-            "detail": rejection.detail[:MAX_LETTER_DETAIL],
+            "reason": reason[:MAX_LETTER_DETAIL],
+            "detail": detail[:MAX_LETTER_DETAIL],
             "original": original[:MAX_LETTER_ORIGINAL],
-            "source_topic": letter.source_topic,
-            "source_partition": letter.source_partition,
-            "source_offset": letter.source_offset,
+            "source_topic": source_topic[:MAX_LETTER_DETAIL],
+            "source_partition": source_partition,
+            "source_offset": source_offset,
             "failed_at": failed_at_ms,
-            "field": None if rejection.field is None else rejection.field[:MAX_LETTER_DETAIL],
+            "field": None if field is None else field[:MAX_LETTER_DETAIL],
             "original_key": None if original_key is None else original_key[:MAX_LETTER_DETAIL],
             "original_truncated": len(original) > MAX_LETTER_ORIGINAL,
             "original_size": len(original),

@@ -293,6 +293,26 @@ def test_bad_messages_are_dead_lettered_with_their_reason_and_the_rest_invoiced(
     assert found == {i.subscription_id: invoice_to_dict(i) for i in reference(good)}
 
 
+def test_a_message_near_the_size_limit_becomes_a_bounded_letter_and_the_worker_goes_on(
+    kafka_broker: Any, pg_url: str, worker_for: Any
+) -> None:
+    """A 999,900-byte undecodable message made a 1,000,059-byte letter, over the producer's limit:
+    produce() raised inside the worker, a restart loop (issue 10, point 4)."""
+    (good,) = cases(tenants=1, subscriptions=1, periods=1)
+    topic, dlq = kafka_broker.new_topic("rating.results"), kafka_broker.new_topic("rating.dlq")
+    junk = b"\x00\x00\x00\x00\x01" + bytes(999_895)
+    produce(
+        kafka_broker.bootstrap, topic, [("x", junk), (good.closed.subscription.id, write_rating_result(good.rating()))]
+    )
+    worker = worker_for(topic, dlq)
+    drain(worker, lambda: len(invoices_in(pg_url)) >= 1)
+    (letter,) = dead_letters(kafka_broker.bootstrap, dlq, 1)
+    assert letter["reason"] == "undecodable" and letter["original_truncated"]
+    assert letter["original_size"] == len(junk) and letter["original"] == junk[: len(letter["original"])]
+    assert len(letter["original"]) <= messages.MAX_LETTER_ORIGINAL
+    assert [invoice_to_dict(i) for i in invoices_in(pg_url)] == [invoice_to_dict(i) for i in reference([good])]
+
+
 def test_usage_the_ledger_asks_for_and_the_message_lacks_is_named_in_a_dead_letter(
     kafka_broker: Any, pg_url: str, worker_for: Any
 ) -> None:
