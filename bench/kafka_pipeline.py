@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SUBSCRIPTIONS = [f"sub_{n:05d}" for n in range(1000)]
 METRICS = ["api_calls", "storage_gb", "active_users"]
-SINK_GROUP = "billing-sink"  # the sink's consumer group (not configurable on its command line)
+SINK_GROUP = "billing-sink"  # the sink's consumer group, after its --topic-prefix
 WAIT_S = 180.0
 """A run that has not caught up after this many seconds past its last message fails."""
 
@@ -259,9 +259,9 @@ class Pipeline:
         output_ends: dict[tuple[str, int], int] | None = None
         while True:
             now = time.perf_counter()
-            history.append((now, self.offsets.committed(SINK_GROUP, outputs)))
+            history.append((now, self.offsets.committed(self.prefix + SINK_GROUP, outputs)))
             if output_ends is None and covers(self.offsets.committed(self.app_id, source), source_ends):
-                # the worker flushes its outputs before it commits: these ends are final
+                # the worker commits its outputs (a transaction) before its offsets: these ends are final
                 output_ends = self.offsets.ends(outputs)
             if output_ends is not None:
                 for at, committed in history:

@@ -271,9 +271,12 @@ class KafkaBroker:
         if self.pid() is None:
             self._configure()
             if not (self.directory / "data" / "meta.properties").exists():
+                # one in 32 of these ids starts with "-": passed as --cluster-id=…, never as a flag
                 cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
                 subprocess.run(
-                    self._java(jars, STORAGE_TOOL, "format", "-t", cluster, "-c", str(self.config), "--standalone"),
+                    self._java(
+                        jars, STORAGE_TOOL, "format", f"--cluster-id={cluster}", "-c", str(self.config), "--standalone"
+                    ),
                     check=True,
                     stdout=subprocess.DEVNULL,
                 )
