@@ -76,7 +76,8 @@ def schema(name: str) -> Any:
 def encode(schema_name: str, record: Mapping[str, Any]) -> bytes:
     """Header + schemaless body of ``record``; fields with a default may be left out."""
     parsed = schema(schema_name)
-    _reject_naive_datetimes(record)
+    for path in _timestamp_paths(schema_name):
+        _reject_naive_datetimes(record, path)
     out = io.BytesIO()
     out.write(_HEADER.pack(MAGIC, SCHEMA_IDS[schema_name]))
     try:
@@ -126,14 +127,53 @@ def decode(schema_name: str, data: bytes, writer_schema_name: str | None = None)
     return record
 
 
-def _reject_naive_datetimes(value: object) -> None:
+@cache
+def _timestamp_paths(name: str) -> tuple[tuple[str, ...], ...]:
+    """Where ``name``'s records hold timestamps: field names, "*" for each item of an array, so
+    that encoding checks those values alone (a walk over every field cost more than the write)."""
+    found: list[tuple[str, ...]] = []
+
+    def visit(node: Any, path: tuple[str, ...], named: dict[str, Any], found: list[tuple[str, ...]] = found) -> None:
+        if isinstance(node, list):  # a union
+            for branch in node:
+                visit(branch, path, named, found)
+        elif isinstance(node, str):
+            if node in named:
+                visit(named[node], path, named, found)
+        elif isinstance(node, dict):
+            kind = node.get("type")
+            if node.get("logicalType", "").startswith("timestamp"):
+                found.append(path)
+            elif kind == "record":
+                named[node.get("name", "")] = node
+                if node.get("namespace"):
+                    named[f"{node['namespace']}.{node.get('name', '')}"] = node
+                for field in node["fields"]:
+                    visit(field["type"], (*path, field["name"]), named, found)
+            elif kind == "array":
+                visit(node["items"], (*path, "*"), named, found)
+            elif kind == "map":
+                visit(node["values"], (*path, "*"), named, found)
+            elif isinstance(kind, dict | list):
+                visit(kind, path, named, found)
+
+    named: dict[str, Any] = {}
+    for reference in _REFERENCES.get(name, ()):
+        visit(_source(reference), (), named, [])  # only to learn its named types
+    visit(_source(name), (), named)
+    return tuple(dict.fromkeys(found))
+
+
+def _reject_naive_datetimes(value: object, path: tuple[str, ...]) -> None:
     # fastavro would read a naive datetime as local time and shift it silently.
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
+    if not path:
+        if isinstance(value, datetime) and value.tzinfo is None:
             raise RecordError(f"naive datetime {value.isoformat()}; timestamps must be timezone-aware")
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _reject_naive_datetimes(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _reject_naive_datetimes(item)
+        return
+    step, rest = path[0], path[1:]
+    if step == "*":
+        items = value.values() if isinstance(value, Mapping) else value if isinstance(value, list | tuple) else ()
+        for item in items:
+            _reject_naive_datetimes(item, rest)
+    elif isinstance(value, Mapping) and step in value:
+        _reject_naive_datetimes(value[step], rest)

@@ -282,3 +282,18 @@ def test_records_that_do_not_fit_raise_record_error(record: dict[str, Any]) -> N
 
 def test_schemas_are_parsed_once() -> None:
     assert avro_codec.schema("usage_event_batch.v1") is avro_codec.schema("usage_event_batch.v1")
+
+
+@pytest.mark.parametrize(
+    ("name", "record"),
+    [
+        ("usage_event_batch.v1", {"events": [usage_event(), usage_event(recorded_at=datetime(2026, 1, 5, 10))]}),  # noqa: DTZ001
+        ("window_total.v2", {**SAMPLES["window_total.v2"], "latest_at": datetime(2026, 1, 5, 10)}),  # noqa: DTZ001
+    ],
+    ids=["inside-a-batch", "nullable-field"],
+)
+def test_a_naive_datetime_anywhere_a_schema_has_a_timestamp_is_refused(name: str, record: dict[str, Any]) -> None:
+    """The check looks only where the schema has timestamps (a walk over every value cost more than
+    the write itself), so it must still find them in arrays and unions."""
+    with pytest.raises(avro_codec.RecordError, match="naive datetime"):
+        encode(name, record)
