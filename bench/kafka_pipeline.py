@@ -182,7 +182,9 @@ class Result:
 class Pipeline:
     """``billing worker`` and ``billing sink`` on the topics of one prefix."""
 
-    def __init__(self, bootstrap: str, partitions: int, work: Path, name: str, commit_interval: float) -> None:
+    def __init__(
+        self, bootstrap: str, partitions: int, work: Path, name: str, commit_interval: float, processes: int = 1
+    ) -> None:
         self.bootstrap, self.partitions, self.work, self.name = bootstrap, partitions, work, name
         self.prefix = f"{name}."
         self.app_id = f"bench-{name}"
@@ -206,6 +208,8 @@ class Pipeline:
                 str(partitions),
                 "--store",
                 "rocksdb",
+                "--processes",
+                str(processes),
                 "--data-dir",
                 str(work / f"{name}-worker"),
                 "--retention-days",
@@ -364,11 +368,12 @@ def run(
     commit_interval: float,
     rate: float | None = None,
     profile_dir: Path | None = None,
+    processes: int = 1,
 ) -> Result:
     workload = list(generate(events, SUBSCRIPTIONS, METRICS, start_ms=BASE_MS, seed=1))
     encoded = encode(workload, batch)
     warmup = encode(list(generate(200, SUBSCRIPTIONS, METRICS, start_ms=BASE_MS, seed=99)), 1)
-    pipeline = Pipeline(bootstrap, partitions, work, name, commit_interval)
+    pipeline = Pipeline(bootstrap, partitions, work, name, commit_interval, processes)
     topic = pipeline.topics[USAGE_EVENTS]
     try:
         # warm up: start-up, partition assignment and the first table writes are not measured
@@ -400,6 +405,9 @@ def main() -> None:
     parser.add_argument("--single-events", type=int, default=5_000, help="events of the one-per-message run")
     parser.add_argument("--batch", type=int, default=100, help="events per message in the batched runs")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--processes", type=int, default=2, help="worker processes of the scaled batched run (1: no such run)"
+    )
     parser.add_argument("--latency-s", type=float, default=20.0, help="length of the paced run")
     parser.add_argument("--commit-interval", type=float, default=1.0, help="the worker's --commit-interval")
     parser.add_argument(
@@ -439,6 +447,23 @@ def main() -> None:
                     f"producing took {result.produce_s:.2f} s); raw consumer on the same topic "
                     f"{result.baseline_events_per_s:,.0f} events/s; ratio "
                     f"{result.events_per_s / result.baseline_events_per_s:.2g}",
+                    flush=True,
+                )
+            if args.only in (None, "batched") and args.processes > 1:
+                scaled = run(
+                    broker.bootstrap,
+                    work,
+                    "batched-scaled",
+                    args.events,
+                    args.batch,
+                    args.partitions,
+                    args.commit_interval,
+                    processes=args.processes,
+                )
+                print(
+                    f"batched ({args.batch} events/message), {args.processes} worker processes: "
+                    f"{scaled.events_per_s:,.0f} events/s produce→queryable ({scaled.elapsed_s:.2f} s); "
+                    f"over one process: ratio {scaled.events_per_s / results[-1].events_per_s:.2f}",
                     flush=True,
                 )
             if args.only:

@@ -64,9 +64,13 @@ def _worker(args: argparse.Namespace) -> int:
 
         args.data_dir = args.data_dir or ".data"
         return run_loop(args)
+    from billing.loop import default_processes, run_usage_processes
     from billing.streaming import run_worker
 
     args.data_dir = args.data_dir or ".data/worker"
+    args.processes = args.processes or default_processes(args.partitions)
+    if args.processes > 1:
+        return run_usage_processes(args)
     return run_worker(args)
 
 
@@ -184,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--data-dir", default=None, help="RocksDB state (.data/worker); with --role all, every role's data (.data)"
+    )
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="usage worker processes, members of one consumer group (default: one per core, at most "
+        "--partitions); each has its own directory under --data-dir",
     )
     worker.add_argument("--batch-max", type=int, default=2000, help="messages per processing batch")
     worker.add_argument(

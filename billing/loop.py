@@ -46,8 +46,59 @@ def role_commands(args: Any) -> dict[str, list[str]]:
     invoicer = [*cli, "invoicer", *common, *prefix, "--data-dir", str(data / "ledger")]
     invoicer += ["--partitions", str(args.partitions)]
     relay = [*cli, "relay", *common, *prefix, "--data-dir", str(data / "ledger"), "--partitions", str(args.partitions)]
-    every = {"usage": usage, "rater": rater, "invoicer": invoicer, "relay": relay}
-    return {role: every[role] for role in args.roles.split(",")}
+    every = {"rater": rater, "invoicer": invoicer, "relay": relay}
+    chosen = args.roles.split(",")
+    processes = args.processes or default_processes(args.partitions)
+    commands = usage_processes(usage, processes, data / "worker") if "usage" in chosen else {}
+    return {**commands, **{role: every[role] for role in chosen if role != "usage"}}
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the supervisor dies, however it dies (Linux), so
+    a killed supervisor never leaves roles running on their own."""
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError):  # not Linux: the roles outlive a killed supervisor
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def default_processes(partitions: int) -> int:
+    """One usage worker process per core, never more than partitions to share."""
+    return max(1, min(os.cpu_count() or 1, partitions))
+
+
+def run_usage_processes(args: Any) -> int:
+    """``billing worker --role usage --processes N``: N workers of one group, supervised."""
+    from billing.streaming import logging_setup, stop_on_signals
+
+    logging_setup(args.log_level)
+    command = [sys.executable, "-m", "billing.cli", *sys.argv[1:]]
+    data = Path(args.data_dir)
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    commands = usage_processes(command, args.processes, data, args.instance_id)
+    roles = [Role(name, own, logs / f"{name}.log") for name, own in commands.items()]
+    supervise(roles, stop_on_signals())
+    return 0
+
+
+def usage_processes(
+    command: list[str], processes: int, data_dir: Path, instance_id: str | None = None
+) -> dict[str, list[str]]:
+    """``processes`` copies of a usage worker's command line, each with its own data directory
+    (RocksDB locks it) and ``--processes 1``: members of one consumer group sharing the partitions.
+    Later options win in argparse, so the copies append theirs."""
+    if processes <= 1:
+        return {"usage": [*command, "--processes", "1"]}
+    roles = {}
+    for n in range(processes):
+        own = [*command, "--processes", "1", "--data-dir", str(data_dir / f"usage-{n}")]
+        if instance_id:
+            own += ["--instance-id", f"{instance_id}-{n}"]
+        roles[f"usage-{n}"] = own
+    return roles
 
 
 @dataclass
@@ -62,7 +113,11 @@ class Role:
     def start(self) -> None:
         with open(self.log_path, "ab") as output:
             self.process = subprocess.Popen(
-                self.command, stdout=output, stderr=subprocess.STDOUT, env=os.environ.copy()
+                self.command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=os.environ.copy(),
+                preexec_fn=_die_with_parent,
             )
         self.started_at = time.monotonic()
         log.info("%s started (pid %s), log %s", self.name, self.process.pid, self.log_path)
@@ -101,6 +156,13 @@ def run_loop(args: Any) -> int:
         # applied just before the loop starts must be in the catalog topics, not unknown
         with open(relay.log_path, "ab") as output:
             subprocess.run([*relay.command, "--once"], stdout=output, stderr=subprocess.STDOUT, check=True)
+    supervise(roles, stopping)
+    return 0
+
+
+def supervise(roles: list[Role], stopping: Any) -> None:
+    """Start every role and restart one that exits (after a pause that grows to 30 s) until
+    ``stopping()``; then stop them all gracefully (SIGTERM, 30 s, then SIGKILL)."""
     for role in roles:
         role.start()
     try:
@@ -132,4 +194,3 @@ def run_loop(args: Any) -> int:
                 log.warning("%s did not stop in 30 s; killing it", role.name)
                 role.process.kill()
                 role.process.wait()
-    return 0

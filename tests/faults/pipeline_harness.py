@@ -195,6 +195,8 @@ class Processes:
                 str(PARTITIONS),
                 "--store",
                 store,
+                "--processes",
+                "1",
                 "--data-dir",
                 str(self.tmp / (data_dir or name)),
                 "--batch-max",

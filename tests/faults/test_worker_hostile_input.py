@@ -78,7 +78,7 @@ def test_hostile_messages_neither_lose_counts_nor_stop_the_worker(kafka_broker, 
     worker = subprocess.Popen(
         [
             *(sys.executable, "-m", "billing.cli", "worker", "--catalog", str(catalog)),
-            *("--partitions", str(PARTITIONS), "--topic-prefix", prefix, "--store", "memory"),
+            *("--partitions", str(PARTITIONS), "--topic-prefix", prefix, "--store", "memory", "--processes", "1"),
             *("--data-dir", str(tmp_path / "worker"), "--retention-days", "3650", "--log-level", "info"),
         ],
         cwd=ROOT,

@@ -116,7 +116,7 @@ class Pipeline:
         """``billing worker --role usage`` without ``--catalog``; yields its log file."""
         log = self.tmp_path / f"{name}.log"
         command = [
-            *(sys.executable, "-m", "billing.cli", "worker", "--role", "usage"),
+            *(sys.executable, "-m", "billing.cli", "worker", "--role", "usage", "--processes", "1"),
             *("--bootstrap", self.bootstrap, "--partitions", str(PARTITIONS), "--store", "memory"),
             *("--data-dir", str(self.tmp_path / name), "--app-id", self.app_id, "--topic-prefix", self.prefix),
             *("--commit-interval", "0.1", "--catalog-refresh", str(refresh_s), "--log-level", "info"),
