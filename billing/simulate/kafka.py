@@ -176,7 +176,16 @@ class KafkaUsageDriver:
         topic = self.run.topic(USAGE_DLQ)
         ends = _ends(self.offsets, topic, self.run.partitions)
         letters = []
-        while any(self.dlq_read[e.partition] < e.offset for e in ends):
+
+        def behind() -> bool:
+            # the consumer's position, not the last record read: the worker writes its dead letters
+            # in Kafka transactions, and a transaction's commit marker takes an offset at the end
+            # that no record is delivered for
+            positions = self.dlq.position([TopicPartition(e.topic, e.partition) for e in ends])
+            read = [max(p.offset, self.dlq_read[p.partition]) for p in positions]
+            return any(r < e.offset for r, e in zip(read, ends, strict=True))
+
+        while behind():
             for message in self.dlq.consume(500, timeout=0.5):
                 value, partition, offset = message.value(), message.partition(), message.offset()
                 if message.error() is not None or value is None or partition is None or offset is None:
