@@ -334,7 +334,11 @@ def simulate_over_kafka(
             scenario, usage, ledger, driver=driver, finalizer=KafkaFinalizer(agent, invoices, ledger)
         )
         try:
-            return replace(simulation.run(), current_usage=dict(agent.current))
+            result = simulation.run()
+            # a subscription's running result is its open period's: one rated before the period
+            # closed (its last usage arrived then) is not current any more
+            current = {s: r for s, r in agent.current.items() if (c := result.cycles.get(s)) and c.period == r.period}
+            return replace(result, current_usage=current)
         finally:
             invoices.close()
             for d in drivers:

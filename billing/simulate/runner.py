@@ -82,6 +82,8 @@ class SimulationResult:
     stats: PipelineStats
     cycles: dict[str, BillingCycle]
     unbilled_late_periods: dict[str, set[datetime]] = field(default_factory=dict)
+    """Per subscription, the starts of finalized periods that accepted late usage no invoice has
+    billed by ``run_until`` (the invoice that will bill it falls due later)."""
     current_usage: dict[str, RatingResult] = field(default_factory=dict)
     """Over Kafka: the rating agent's running RatingResult of each subscription's open period."""
 
