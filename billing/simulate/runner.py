@@ -302,7 +302,9 @@ class Simulation:
                 while self._timeline and self._timeline[0][0] == when and self._timeline[0][1] == FINALIZE:
                     closing.append(heapq.heappop(self._timeline)[4])
                 self.pipeline.flush()
-                self.finalizer.prefetch([c for c in closing if not c.is_adjustment])
+                regular = [c for c in closing if not c.is_adjustment]
+                if regular:  # an adjustment invoice rates no usage of its own
+                    self.finalizer.prefetch(regular)
                 for closed in closing:
                     self._finalize(closed)
             else:

@@ -77,6 +77,11 @@ class BatchPerInstant:
             if self.left == 0:
                 self.batch.close()
 
+    def close_late_usage(
+        self, closed: ClosedPeriod, finalized_at: datetime, late: Collection[datetime]
+    ) -> Invoice | None:
+        return self.service.close_late_usage(closed, finalized_at, late)  # not read ahead: no usage of its own
+
 
 @pytest.mark.parametrize("mode", ["per-invoice", "one-batch", "batch-per-instant"])
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
