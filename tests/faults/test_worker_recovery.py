@@ -36,6 +36,7 @@ from tests.faults.pipeline_harness import (
     caught_up,
     check_dead_letters,
     check_windows,
+    committed,
     end_offsets,
     fresh_topics,
     lagging,
@@ -102,14 +103,16 @@ def test_no_doubled_event_after_kills_in_the_write_window(kafka_broker, tmp_path
     procs.start("sink")
     # 1. killed inside a transaction (records produced, commit not reached), twice; then right after
     #    a commit, before the local checkpoint mirrors it
-    for kill_at in ("produced:2", "produced:1", "committed:2"):
+    for kill_at in ("produced:2", "produced:1", "committed:2", "committed:1"):
         procs.start("worker", kill_at=kill_at)
         run_chunk()
         assert procs.wait_dead("worker", 300) != 0, kill_at
-    # 2. a new host: an empty data directory, killed while restoring; then restored in full
-    procs.start("worker", data_dir="worker-fresh-1", kill_at="restoring:1")
-    run_chunk()
-    assert procs.wait_dead("worker", 300) != 0
+    # 2. new hosts: empty data directories, killed while restoring (twice); then restored in full
+    for fresh in ("worker-fresh-0", "worker-fresh-1"):
+        procs.start("worker", data_dir=fresh, kill_at="restoring:1")
+        if fresh == "worker-fresh-0":
+            run_chunk()
+        assert procs.wait_dead("worker", 300) != 0
     procs.start("worker", data_dir="worker-fresh-2")
     run_chunk()
     # 3. a second worker joins (a rebalance) and dies inside a transaction; joins again and leaves
@@ -131,6 +134,18 @@ def test_no_doubled_event_after_kills_in_the_write_window(kafka_broker, tmp_path
         go.release()
         producing.join(timeout=0.5)
     assert len(delivered) == len(work.messages)
+    # 5. one more kill with a backlog, to time the catch-up (restore, then the backlog)
+    events_topic = prefix + USAGE_EVENTS
+    backlog = sum(end_offsets(bootstrap, events_topic).values()) - sum(
+        max(0, offset) for offset in committed(bootstrap, prefix + "billing-usage", [events_topic]).values()
+    )
+    procs.kill("worker")
+    restarted = time.monotonic()
+    procs.start("worker", data_dir="worker-fresh-2")
+    while lagging(bootstrap, prefix).startswith(("worker", "Kafka")):
+        assert time.monotonic() < restarted + 300, "the worker did not catch up after its restart"
+        time.sleep(0.2)
+    catch_up_s = time.monotonic() - restarted
 
     deadline = time.monotonic() + 900
     while not caught_up(bootstrap, prefix):
@@ -150,4 +165,6 @@ def test_no_doubled_event_after_kills_in_the_write_window(kafka_broker, tmp_path
     summary["state_records"] = sum(end_offsets(bootstrap, state).values())
     summary["events"] = len(work.produced)
     summary["messages"] = len(work.messages)
+    summary["catch_up_after_kill_s"] = round(catch_up_s, 2)
+    summary["backlog_messages_at_kill"] = backlog
     print(json.dumps(summary))
