@@ -8,6 +8,7 @@ events and actions are ignored): offline runs, tests and ``billing simulate --vi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -52,13 +53,28 @@ def stop_on_signals() -> Callable[[], bool]:
     return lambda: stopping
 
 
+class JsonLines(logging.Formatter):
+    """One JSON object per line (at, level, logger, message, and the traceback if any): what log
+    shippers parse. Built with json.dumps, never by formatting a template: a message with quotes
+    or newlines stays one valid line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "at": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
 def logging_setup(level: str) -> None:
-    """One JSON object per line: what log shippers expect from a worker."""
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format='{"at": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", "message": %(message)r}',
-    )
+    """Log JSON lines to stderr at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def run_worker(args: Any) -> int:

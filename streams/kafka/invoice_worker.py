@@ -319,7 +319,7 @@ class InvoiceWorker:
                 if batched and not is_outage(error):
                     # a statement failed inside the shared transaction: redo the batch one
                     # transaction per message, so the message to blame is found and dead-lettered
-                    log.warning('"ledger batch failed, redoing it message by message: %s"', _short(error))
+                    log.warning("ledger batch failed, redoing it message by message: %s", _short(error))
                     batched = False
                     continue
                 if not is_outage(error):
@@ -327,7 +327,7 @@ class InvoiceWorker:
                 self.metrics.ledger_up.set(0)
                 self.metrics.retries.inc()
                 log.warning(
-                    '"ledger unavailable, retrying %d messages in %.1fs: %s"', len(ratings), delay, _short(error)
+                    "ledger unavailable, retrying %d messages in %.1fs: %s", len(ratings), delay, _short(error)
                 )
                 self.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
@@ -388,7 +388,7 @@ class InvoiceWorker:
                 self.metrics.conflicts.inc()
                 message = letter.message
                 log.error(
-                    '"conflicting final rating %s[%s]@%s, dead-lettered: %s"',
+                    "conflicting final rating %s[%s]@%s, dead-lettered: %s",
                     message.topic(),
                     message.partition(),
                     message.offset(),
@@ -402,7 +402,7 @@ class InvoiceWorker:
         for letter in letters:
             message = letter.message
             log.warning(
-                '"dead-lettered %s[%s]@%s: %s: %s"',
+                "dead-lettered %s[%s]@%s: %s: %s",
                 message.topic(),
                 message.partition(),
                 message.offset(),
