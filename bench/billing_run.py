@@ -57,10 +57,11 @@ from billing.stores import Stores, open_stores
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription, close_due, open_cycle
 from invoicing.engine.tax import TaxRule
+from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.embedded import stop_embedded_database
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import UsageRequest
-from invoicing.service import BillingTerms, InvoiceService
+from invoicing.service import InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
 from rating.periods import epoch_ms
 from streams.clickhouse.store import EXACT

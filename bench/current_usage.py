@@ -48,9 +48,9 @@ from billing_run import METRICS, OPEN_START, PLAN, load_latency_usage  # bench/b
 from billing.stores import clickhouse_where, open_usage_store
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.subscriptions import Subscription, open_cycle
+from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ports import UsageRequest
-from invoicing.service import BillingTerms
 from rating.periods import from_epoch_ms
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from streams.kafka.rating_agent import RatingAgent

@@ -66,7 +66,7 @@ def apply_catalog(ledger: Ledger, scenario: Scenario) -> dict[str, Any]:
     plan of another tenant) is an error naming it, and nothing is saved."""
     from billing.simulate.runner import terms_of
     from invoicing.engine.subscriptions import SubscriptionStatus
-    from invoicing.ledger.snapshots import plan_to_json
+    from invoicing.ledger.json_codec import plan_to_json
 
     tenant = scenario.tenant_id
     with ledger.session() as session:
@@ -145,7 +145,7 @@ def stored_catalog(ledger: Any, tenant: str | None = None) -> dict[str, list[dic
     from sqlalchemy import select
 
     from invoicing.ledger import tables as t
-    from invoicing.ledger.catalog import subscription_to_json, terms_record_to_json
+    from invoicing.ledger.json_codec import subscription_to_json, terms_record_to_json
 
     def where(column: Any, query: Any) -> Any:
         return query if tenant is None else query.where(column == tenant)

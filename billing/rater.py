@@ -38,17 +38,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from billing.clock import Clock
 from invoicing.engine.calendar import Calendar, Change
 from invoicing.engine.subscriptions import ClosedPeriod, SubscriptionStatus
-from invoicing.ledger.catalog import (
-    CATALOG_PLANS,
-    CATALOG_SUBSCRIPTIONS,
-    CATALOG_TERMS,
-    SubscriptionRecord,
-    subscription_from_json,
-    subscription_to_json,
-)
-from invoicing.ledger.snapshots import plan_from_json, terms_from_json
-from invoicing.ports import Ledger, UsageReader
-from invoicing.service import BillingTerms
+from invoicing.engine.terms import BillingTerms
+from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS
+from invoicing.ledger.json_codec import plan_from_json, subscription_from_json, subscription_to_json, terms_from_json
+from invoicing.ports import Ledger, SubscriptionRecord, UsageReader
 from rating.catalog import Plan
 from rating.errors import BillingError, UnknownReference
 from rating.money import to_minor

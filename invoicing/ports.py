@@ -8,17 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from invoicing.engine.credit import CreditNote
 from invoicing.engine.model import Invoice
+from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+from invoicing.engine.terms import BillingTerms
 from rating.catalog import Aggregation, Plan
 from rating.money import Money
-
-if TYPE_CHECKING:  # both import this module
-    from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
-    from invoicing.ledger.catalog import SubscriptionRecord, TermsRecord
-    from invoicing.service import BillingTerms
+from rating.periods import BillingInterval
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +42,34 @@ class OutboxMessage:
     topic: str
     key: str
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """A subscription as the catalog holds it: the engine's value, the plan version it is on (and
+    that version's billing interval), its status, and a revision that grows with every change."""
+
+    subscription: Subscription
+    plan_version: int
+    billing_interval: BillingInterval
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE
+    revision: int = 1
+
+    @property
+    def id(self) -> str:
+        return self.subscription.id
+
+
+@dataclass(frozen=True, slots=True)
+class TermsRecord:
+    """A tenant's terms as the catalog holds them, and a revision that grows with every change."""
+
+    terms: BillingTerms
+    revision: int = 1
+
+    @property
+    def tenant_id(self) -> str:
+        return self.terms.tenant_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +115,10 @@ class LedgerSession(Protocol):
 
     def get_terms(self, tenant_id: str) -> TermsRecord | None: ...
     def save_subscription(
-        self, subscription: Subscription, plan_version: int | None = None, status: SubscriptionStatus = ...
+        self,
+        subscription: Subscription,
+        plan_version: int | None = None,
+        status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
     ) -> SubscriptionRecord:
         """Create or change a subscription on a saved plan version (the newest when None) and
         announce it on ``catalog.subscriptions``; saving what is stored already announces nothing."""

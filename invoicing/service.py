@@ -4,8 +4,8 @@ late usage of earlier periods, composes, numbers and stores the invoice, and que
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -17,9 +17,10 @@ from invoicing.engine.discount import Coupon
 from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
 from invoicing.engine.render import invoice_to_dict, rfc3339
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
-from invoicing.engine.tax import TaxRule, rules_for
+from invoicing.engine.tax import rules_for
+from invoicing.engine.terms import BillingTerms
 from invoicing.ports import BilledUsage, Ledger, LedgerSession, OutboxMessage, UsageReader, UsageRequest
-from rating.catalog import Metric, Plan
+from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.late import late_usage_delta
 from rating.money import Money, to_minor
@@ -28,16 +29,6 @@ from rating.periods import Period
 from rating.rate import RatingResult, RatingResultItem, rate_meter, rate_period
 
 INVOICE_FINALIZED = "invoice.finalized"
-
-
-@dataclass(frozen=True, slots=True)
-class BillingTerms:
-    """A tenant's rules beside its plans: metrics, tax rules and coupons."""
-
-    tenant_id: str
-    metrics: Mapping[str, Metric]
-    tax_rules: Sequence[TaxRule] = ()
-    coupons: Mapping[str, Coupon] | None = None
 
 
 class InvoiceService:

@@ -31,8 +31,9 @@ from invoicing.engine.subscriptions import (
     late_usage_period,
     open_cycle,
 )
+from invoicing.engine.terms import BillingTerms
 from invoicing.ports import Ledger
-from invoicing.service import BillingTerms, InvoiceService
+from invoicing.service import InvoiceService
 from rating.errors import BillingError
 from rating.money import Money, to_minor
 from rating.periods import ONE_MS, Period, epoch_ms, from_epoch_ms

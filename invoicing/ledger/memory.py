@@ -13,18 +13,10 @@ from typing import Any
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import Invoice, LineType
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
-from invoicing.ledger.catalog import (
-    CATALOG_PLANS,
-    CATALOG_SUBSCRIPTIONS,
-    CATALOG_TERMS,
-    SubscriptionRecord,
-    TermsRecord,
-    plan_key,
-    subscription_to_json,
-)
-from invoicing.ledger.snapshots import plan_to_json, terms_from_json, terms_to_json
-from invoicing.ports import BilledUsage, OutboxMessage
-from invoicing.service import BillingTerms
+from invoicing.engine.terms import BillingTerms
+from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
+from invoicing.ledger.json_codec import plan_to_json, subscription_to_json, terms_from_json, terms_to_json
+from invoicing.ports import BilledUsage, OutboxMessage, SubscriptionRecord, TermsRecord
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money

@@ -34,17 +34,17 @@ from sqlalchemy.dialects.postgresql import insert
 from invoicing.engine.credit import CreditNote
 from invoicing.engine.model import Invoice, InvoiceLineItem, InvoiceStatus, LineType
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+from invoicing.engine.terms import BillingTerms
 from invoicing.ledger import tables as t
-from invoicing.ledger.catalog import (
-    CATALOG_PLANS,
-    CATALOG_SUBSCRIPTIONS,
-    CATALOG_TERMS,
-    SubscriptionRecord,
-    TermsRecord,
-    plan_key,
-    subscription_to_json,
-)
+from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
 from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
+from invoicing.ledger.json_codec import (
+    plan_from_json,
+    plan_to_json,
+    subscription_to_json,
+    terms_from_json,
+    terms_to_json,
+)
 from invoicing.ledger.postgres_writes import (
     BALANCE,
     CREDIT_LOCK,
@@ -61,9 +61,7 @@ from invoicing.ledger.postgres_writes import (
     invoices_json,
     period_taken,
 )
-from invoicing.ledger.snapshots import plan_from_json, plan_to_json, terms_from_json, terms_to_json
-from invoicing.ports import BilledUsage, OutboxMessage
-from invoicing.service import BillingTerms
+from invoicing.ports import BilledUsage, OutboxMessage, SubscriptionRecord, TermsRecord
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money

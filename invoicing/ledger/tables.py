@@ -66,7 +66,7 @@ subscriptions = Table(
 )
 Index("subscriptions_by_tenant", subscriptions.c.tenant_id)
 
-# A tenant's terms (metrics, tax rules, coupons) as ``terms_to_json`` (invoicing/ledger/snapshots.py):
+# A tenant's terms (metrics, tax rules, coupons) as ``terms_to_json`` (invoicing/ledger/json_codec.py):
 # JSONB, since only the order of its lists matters; each change bumps ``revision`` and is announced
 # on the outbox in the same transaction (invoicing/ledger/catalog.py).
 tenant_terms = Table(

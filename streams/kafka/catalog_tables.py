@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from invoicing.ledger.catalog import subscription_from_json, terms_record_from_json
+from invoicing.ledger.json_codec import subscription_from_json, terms_record_from_json
 from rating.catalog import Metric
 from rating.periods import epoch_ms
 from streams.kafka.topics import ensure_topics

@@ -35,8 +35,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from invoicing.engine.charges import rating_differences
 from invoicing.engine.model import Invoice
 from invoicing.engine.render import rfc3339
+from invoicing.engine.terms import BillingTerms
 from invoicing.ports import Ledger, LedgerSession, UsageRequest
-from invoicing.service import BillingTerms, InvoiceService
+from invoicing.service import InvoiceService
 from rating.catalog import Metric
 from rating.errors import BillingError, UnknownReference
 from rating.periods import epoch_ms

@@ -20,8 +20,9 @@ from typing import Any
 from confluent_kafka import Producer
 
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod
+from invoicing.engine.terms import BillingTerms
 from invoicing.ports import Ledger, UsageReader, UsageRequest
-from invoicing.service import BillingTerms, InvoiceService
+from invoicing.service import InvoiceService
 from rating.periods import Period
 from rating.rate import RatingResult
 from streams.kafka.producer import TUNING

@@ -24,8 +24,8 @@ from fractions import Fraction
 from typing import Any
 
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
-from invoicing.ledger.snapshots import bounded_decimal, plan_from_json, plan_to_json, terms_from_json, terms_to_json
-from invoicing.service import BillingTerms
+from invoicing.engine.terms import BillingTerms
+from invoicing.ledger.json_codec import bounded_decimal, plan_from_json, plan_to_json, terms_from_json, terms_to_json
 from rating.catalog import Plan
 from rating.errors import BillingError, InvalidValue
 from rating.money import Money

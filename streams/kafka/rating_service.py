@@ -40,8 +40,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from invoicing.engine.subscriptions import BillingCycle
+from invoicing.engine.terms import BillingTerms
 from invoicing.ports import Ledger, UsageReader
-from invoicing.service import BillingTerms, InvoiceService
+from invoicing.service import InvoiceService
 from rating.errors import BillingError
 from rating.numbers import format_decimal
 from rating.periods import EPOCH, Period

@@ -23,13 +23,12 @@ from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
 from invoicing.engine.tax import TaxRule
+from invoicing.engine.terms import BillingTerms
 from invoicing.ledger import tables
-from invoicing.ledger.catalog import TermsRecord, terms_record_from_json
+from invoicing.ledger.json_codec import terms_record_from_json, terms_to_json
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
-from invoicing.ledger.snapshots import terms_to_json
-from invoicing.ports import BilledUsage, Ledger, OutboxMessage
-from invoicing.service import BillingTerms
+from invoicing.ports import BilledUsage, Ledger, OutboxMessage, TermsRecord
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.errors import InvalidValue
 from rating.money import Money

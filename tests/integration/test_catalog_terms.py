@@ -31,13 +31,19 @@ from billing.simulate.runner import terms_of
 from billing.simulate.scenario import Scenario, load_scenario
 from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.engine.tax import TaxRule
+from invoicing.engine.terms import BillingTerms
 from invoicing.ledger import tables
-from invoicing.ledger.catalog import plan_key, subscription_from_json, terms_record_from_json
+from invoicing.ledger.catalog import plan_key
+from invoicing.ledger.json_codec import (
+    plan_from_json,
+    subscription_from_json,
+    terms_from_json,
+    terms_record_from_json,
+    terms_to_json,
+)
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
-from invoicing.ledger.snapshots import plan_from_json, terms_from_json, terms_to_json
 from invoicing.ports import OutboxMessage
-from invoicing.service import BillingTerms
 from rating.errors import BillingError
 from streams.kafka.relay import OutboxRelay, RelaySettings
 from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, CATALOG_TOPICS, OUTBOX_PROGRESS

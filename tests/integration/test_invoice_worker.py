@@ -24,11 +24,12 @@ from invoicing.engine.model import Invoice
 from invoicing.engine.render import invoice_to_dict
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
 from invoicing.engine.tax import TaxRule
+from invoicing.engine.terms import BillingTerms
 from invoicing.ledger import tables as t
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import Ledger, UsageRequest
-from invoicing.service import INVOICE_FINALIZED, BillingTerms, InvoiceService
+from invoicing.service import INVOICE_FINALIZED, InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
 from rating.periods import Period
 from schemas import avro_codec

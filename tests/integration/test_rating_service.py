@@ -20,8 +20,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.subscriptions import Subscription, open_cycle
+from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.memory import MemoryLedger
-from invoicing.service import BillingTerms
 from rating.catalog import Metric, Plan, PlanMeter, PricingModel, Tier
 from rating.periods import Period, epoch_ms
 from rating.rate import RatingResult, rate_period

@@ -17,9 +17,10 @@ import pytest
 from invoicing.engine.charges import rating_differences
 from invoicing.engine.model import Invoice
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
+from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ports import UsageRequest
-from invoicing.service import BillingTerms, InvoiceService
+from invoicing.service import InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
 from rating.periods import Period
 from rating.rate import RatingResult, rate_period

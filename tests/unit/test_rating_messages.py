@@ -14,7 +14,7 @@ import pytest
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
 from invoicing.engine.tax import TaxRule
-from invoicing.service import BillingTerms
+from invoicing.engine.terms import BillingTerms
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.errors import BillingError
 from rating.money import Money

@@ -1,16 +1,20 @@
-"""Plan snapshots and tenant terms as JSON: decimals as strings so they stay exact, enums by value.
-The snapshot stored with a plan version is what prices every invoice of that version; the terms
-(metrics, tax rules, coupons) travel the same way on ``catalog.terms`` and inside every
-``rating.results`` message."""
+"""The ledger's values as JSON: plan snapshots, tenant terms and the catalog's records (what the
+topics of invoicing/ledger/catalog.py carry); decimals as strings so they stay exact, enums by
+value, instants RFC 3339 UTC. The snapshot stored with a plan version is what prices every invoice
+of that version; the terms (metrics, tax rules, coupons) travel the same way on ``catalog.terms``
+and inside every ``rating.results`` message."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.engine.tax import TaxRule
-from invoicing.service import BillingTerms
+from invoicing.engine.terms import BillingTerms
+from invoicing.ports import SubscriptionRecord, TermsRecord
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.errors import BillingError, InvalidValue
 from rating.numbers import parse_decimal
@@ -162,3 +166,68 @@ def terms_from_json(raw: dict[str, Any], at: str = "terms") -> BillingTerms:
             raise InvalidValue(name, str(error)) from None
         coupons[coupon.code] = coupon
     return BillingTerms(raw["tenant_id"], metrics, tuple(rules), coupons)
+
+
+def _instant(value: datetime) -> str:
+    """RFC 3339 UTC with every microsecond, so the instant reads back exactly."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def subscription_to_json(record: SubscriptionRecord) -> dict[str, Any]:
+    """The ``catalog.subscriptions`` value: plain JSON, decimals as strings, instants RFC 3339 UTC."""
+    sub = record.subscription
+    return {
+        "id": sub.id,
+        "tenant_id": sub.tenant_id,
+        "plan_code": sub.plan_code,
+        "plan_version": record.plan_version,
+        "billing_interval": str(record.billing_interval.value),
+        "start_at": _instant(sub.start_at),
+        "timezone": sub.timezone,
+        "region_code": sub.region_code,
+        "allow_overage_billing": sub.allow_overage_billing,
+        "trial_days": sub.trial_days,
+        "trial_balance": None if sub.trial_balance is None else str(sub.trial_balance),
+        "has_payment_method": sub.has_payment_method,
+        "coupon_code": sub.coupon_code,
+        "status": str(record.status.value),
+        "revision": record.revision,
+    }
+
+
+def subscription_from_json(raw: dict[str, Any]) -> SubscriptionRecord:
+    """The record of a ``catalog.subscriptions`` value (what a worker's table holds)."""
+    balance = raw["trial_balance"]
+    subscription = Subscription(
+        id=raw["id"],
+        tenant_id=raw["tenant_id"],
+        plan_code=raw["plan_code"],
+        start_at=datetime.fromisoformat(raw["start_at"]),
+        timezone=raw["timezone"],
+        region_code=raw["region_code"],
+        allow_overage_billing=raw["allow_overage_billing"],
+        trial_days=raw["trial_days"],
+        trial_balance=None if balance is None else Decimal(balance),
+        has_payment_method=raw["has_payment_method"],
+        coupon_code=raw["coupon_code"],
+    )
+    return SubscriptionRecord(
+        subscription,
+        raw["plan_version"],
+        BillingInterval(raw["billing_interval"]),
+        SubscriptionStatus(raw["status"]),
+        raw["revision"],
+    )
+
+
+def terms_record_to_json(record: TermsRecord) -> dict[str, Any]:
+    """The ``catalog.terms`` value: ``{**terms_to_json(terms), "revision": n}``."""
+    return {**terms_to_json(record.terms), "revision": record.revision}
+
+
+def terms_record_from_json(raw: dict[str, Any], at: str = "terms") -> TermsRecord:
+    """The record of a ``catalog.terms`` value, checked: a bad value is an error naming its field."""
+    revision = raw.get("revision")
+    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
+        raise InvalidValue(f"{at}.revision", f"expected a whole number from 1, got {revision!r}")
+    return TermsRecord(terms_from_json(raw, at), revision)

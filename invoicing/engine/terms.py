@@ -1,0 +1,20 @@
+"""A tenant's billing terms: the rules beside its plans that pricing an invoice needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from invoicing.engine.discount import Coupon
+from invoicing.engine.tax import TaxRule
+from rating.catalog import Metric
+
+
+@dataclass(frozen=True, slots=True)
+class BillingTerms:
+    """A tenant's rules beside its plans: metrics, tax rules and coupons."""
+
+    tenant_id: str
+    metrics: Mapping[str, Metric]
+    tax_rules: Sequence[TaxRule] = ()
+    coupons: Mapping[str, Coupon] | None = None
