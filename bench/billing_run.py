@@ -60,7 +60,7 @@ from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.embedded import stop_embedded_database
 from invoicing.ledger.postgres import PostgresLedger
-from invoicing.ports import UsageRequest
+from invoicing.ports import Ledger, UsageRequest
 from invoicing.service import InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
 from rating.periods import epoch_ms
@@ -227,14 +227,12 @@ def billing_run(
     return made, time.perf_counter() - started, reading, []
 
 
-def _transaction(ledger: Any, chunk: list[ClosedPeriod], per_invoice: bool) -> AbstractContextManager[Any]:
+def _transaction(ledger: Ledger, chunk: list[ClosedPeriod], per_invoice: bool) -> AbstractContextManager[None]:
     """The ledger's batch for the chunk (one commit for many invoices, their periods and credit
-    balances read ahead in one round trip), when it has one."""
-    batch = getattr(ledger, "batch", None)
-    if per_invoice or batch is None:
+    balances read ahead in one round trip), unless every invoice is to have its own transaction."""
+    if per_invoice:
         return nullcontext()
-    periods = [(closed.subscription.id, closed.period.start) for closed in chunk]
-    return batch(periods)  # type: ignore[no-any-return]
+    return ledger.batch([(closed.subscription.id, closed.period.start) for closed in chunk])
 
 
 class ShippedUsage:
@@ -598,8 +596,7 @@ def run_billing(stores: Stores, tag: str, args: argparse.Namespace) -> None:
     invoices = verify(stores, tag, closing)
     assert made == invoices == len(closing), (made, invoices, len(closing))
     rate = invoices / seconds
-    batched = not args.per_invoice_transactions and hasattr(stores.ledger, "batch")
-    mode = "ledger batches" if batched else "one transaction per invoice"
+    mode = "one transaction per invoice" if args.per_invoice_transactions else "ledger batches"
     where = f"{args.workers} finalizer processes" if args.workers > 1 else "one process"
     print(
         f"billing run: {invoices:,} invoices in {seconds:.1f} s = {rate:,.0f} invoices/s "

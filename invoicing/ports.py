@@ -132,3 +132,9 @@ class Ledger(Protocol):
     def session(self) -> AbstractContextManager[LedgerSession]:
         """A transaction: commits when the block ends normally, rolls back when it raises."""
         ...
+
+    def batch(self, periods: Sequence[tuple[str, datetime]] = ()) -> AbstractContextManager[None]:
+        """One transaction for every session this thread opens inside the block, committed once at
+        its end (or not at all when it raises); batches do not nest. ``periods`` (subscription,
+        period start) are those about to be finalized, which the ledger may read ahead."""
+        ...

@@ -3,8 +3,9 @@ state only on commit, so it honours the same contract as PostgreSQL (tests/contr
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -171,12 +172,37 @@ class MemoryLedgerSession:
         self.state.outbox.append(message)
 
 
+class _Batch(threading.local):
+    """The working state of the batch this thread has open, if any."""
+
+    state: _State | None = None
+
+
 class MemoryLedger:
     def __init__(self) -> None:
         self.state = _State()
+        self._batch = _Batch()
 
     @contextmanager
     def session(self) -> Iterator[MemoryLedgerSession]:
-        working = self.state.copy()
+        batch = self._batch.state
+        working = (self.state if batch is None else batch).copy()
         yield MemoryLedgerSession(working)
-        self.state = working
+        if batch is None:
+            self.state = working
+        else:
+            self._batch.state = working
+
+    @contextmanager
+    def batch(self, periods: Sequence[tuple[str, datetime]] = ()) -> Iterator[None]:
+        """One transaction for every session this thread opens inside the block: they work on one
+        copy of the state, which replaces it when the block ends without an error. ``periods``
+        changes nothing here: every read is in memory already."""
+        if self._batch.state is not None:
+            raise RuntimeError("ledger batches do not nest")
+        self._batch.state = self.state.copy()
+        try:
+            yield
+            self.state = self._batch.state
+        finally:
+            self._batch.state = None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -115,6 +115,9 @@ class _Watched:
     def session(self) -> Iterator[LedgerSession]:
         with self.ledger.session() as inner:
             yield cast(LedgerSession, _Session(inner, self.found))
+
+    def batch(self, periods: Sequence[tuple[str, datetime]] = ()) -> AbstractContextManager[None]:
+        return self.ledger.batch(periods)
 
 
 def _finalize_rating(ledger: Ledger, rating: FinalRating) -> tuple[Invoice, bool]:
@@ -327,9 +330,7 @@ class InvoiceWorker:
                     raise
                 self.metrics.ledger_up.set(0)
                 self.metrics.retries.inc()
-                log.warning(
-                    "ledger unavailable, retrying %d messages in %.1fs: %s", len(ratings), delay, _short(error)
-                )
+                log.warning("ledger unavailable, retrying %d messages in %.1fs: %s", len(ratings), delay, _short(error))
                 self.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
                 continue
@@ -339,14 +340,13 @@ class InvoiceWorker:
     def _finalize(
         self, ratings: list[tuple[Message, FinalRating]], batched: bool
     ) -> tuple[dict[str, int], list[_Letter]]:
-        """Finalize every rating in one ledger transaction when the ledger batches (else one each).
+        """Finalize every rating in one ledger batch (one transaction) when ``batched`` (else one each).
         A message the service refuses is given back by its session and dead-lettered; an outage
         raises, and nothing of the batch is committed."""
         outcomes = dict.fromkeys(("finalized", "redelivered"), 0)
         letters: list[_Letter] = []
         periods = [(r.closed.subscription.id, r.closed.period.start) for _, r in ratings]
-        batch = getattr(self.ledger, "batch", None) if batched else None
-        with batch(periods) if batch is not None else nullcontext():
+        with self.ledger.batch(periods) if batched else nullcontext():
             for message, rating in ratings:
                 # the same period twice in one batch: the ledger finds the invoice the first one
                 # made, so the second is compared with it like any other
@@ -356,7 +356,7 @@ class InvoiceWorker:
                     letters.append(_Letter(message, "not_invoiceable", error.message, error.field))
                     continue
                 except Exception as error:
-                    if batch is not None or is_outage(error):
+                    if batched or is_outage(error):
                         raise
                     # alone in its transaction and refused by PostgreSQL itself (a value too long,
                     # a constraint): the message's fault, not the ledger's availability

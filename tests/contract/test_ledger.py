@@ -195,6 +195,42 @@ def test_a_rolled_back_session_leaves_nothing(ledger: Ledger) -> None:
     assert outbox(ledger) == []
 
 
+def test_a_batch_commits_its_sessions_at_its_end_and_a_failed_session_in_it_alone_rolls_back(
+    ledger: Ledger,
+) -> None:
+    with ledger.batch([("s1", T0), ("s2", T0)]):
+        with ledger.session() as s:
+            assert s.next_invoice_sequence("t1") == 1
+            s.add_invoice(invoice())
+            s.add_outbox(OutboxMessage("invoice.finalized", "s1", {"n": 1}))
+        with pytest.raises(RuntimeError), ledger.session() as s:
+            assert s.next_invoice_sequence("t1") == 2
+            s.add_invoice(invoice(sub="s2", sequence=2))
+            s.add_outbox(OutboxMessage("invoice.finalized", "s2", {"n": 2}))
+            raise RuntimeError("this session fails")
+        with ledger.session() as s:
+            assert s.find_invoice("s1", T0) is not None and s.find_invoice("s2", T0) is None
+            assert s.next_invoice_sequence("t1") == 2  # the failed session gave its number back
+    with ledger.session() as s:
+        assert [i.subscription_id for i in s.list_invoices("t1")] == ["s1"]
+        assert s.next_invoice_sequence("t1") == 3
+    assert outbox(ledger) == [OutboxMessage("invoice.finalized", "s1", {"n": 1})]
+
+
+def test_a_batch_that_raises_commits_nothing_and_batches_do_not_nest(ledger: Ledger) -> None:
+    with pytest.raises(RuntimeError, match="crash"), ledger.batch():
+        with ledger.session() as s:
+            assert s.next_invoice_sequence("t1") == 1
+            s.add_invoice(invoice())
+            s.add_outbox(OutboxMessage("invoice.finalized", "s1", {"n": 1}))
+        raise RuntimeError("crash before the batch commits")
+    with ledger.session() as s:
+        assert s.list_invoices("t1") == [] and s.next_invoice_sequence("t1") == 1
+    assert outbox(ledger) == []
+    with pytest.raises(RuntimeError, match="nest"), ledger.batch(), ledger.batch():
+        pass
+
+
 def test_the_outbox_commits_with_the_change_it_announces(ledger: Ledger) -> None:
     first = OutboxMessage("invoice.finalized", "s1", {"invoice": {"total": "49.00", "lines": [1, 2]}, "ü": None})
     second = OutboxMessage("invoice.finalized", "s2", {"n": 2})
