@@ -139,6 +139,9 @@ class TimedStore:
     def totals(self, queries):  # type: ignore[no-untyped-def]
         return self.store.totals(queries)
 
+    def summed(self, queries):  # type: ignore[no-untyped-def]
+        return self.store.summed(queries)
+
     def windows(self, *args):  # type: ignore[no-untyped-def]
         return self.store.windows(*args)
 

@@ -7,7 +7,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 
-from rating.aggregations import Point, WindowTotals
+from rating.aggregations import Point, SummedTotals, WindowTotals, summed_of
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import UsageRecord
 from streams.operators.windows import Granularity, WindowKey
@@ -55,6 +55,9 @@ class MemoryUsageStore:
                 )
             )
         return results
+
+    def summed(self, queries: Sequence[UsageQuery]) -> list[SummedTotals]:
+        return [summed_of(t) for t in self.totals(queries)]
 
     def windows(
         self, subscription_id: str, metric_code: str, granularity: Granularity, start_ms: int, end_ms: int

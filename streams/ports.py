@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from rating.aggregations import WindowTotals
+from rating.aggregations import SummedTotals, WindowTotals
 from streams.operators.intervals import UsageQuery
 from streams.operators.records import Rejection, UsageRecord
 from streams.operators.windows import Granularity, WindowKey
@@ -43,6 +43,11 @@ class UsageStore(Protocol):
 
     def totals(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
         """Exact totals of each query's ``[start, end)``, in the order asked."""
+        ...
+
+    def summed(self, queries: Sequence[UsageQuery]) -> list[SummedTotals]:
+        """The event count, total and maximum of each query's ``[start, end)``, in the order asked:
+        the same fields as ``totals`` gives, for a store that can add them up for less work."""
         ...
 
     def windows(

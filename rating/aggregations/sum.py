@@ -2,8 +2,8 @@
 
 from decimal import Decimal
 
-from rating.aggregations.window import WindowTotals
+from rating.aggregations.window import SummedTotals, WindowTotals
 
 
-def quantity(totals: WindowTotals, end_ms: int) -> Decimal:
+def quantity(totals: WindowTotals | SummedTotals, end_ms: int) -> Decimal:
     return totals.total

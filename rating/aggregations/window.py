@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import NamedTuple
 
@@ -43,6 +44,22 @@ class WindowTotals(NamedTuple):
 
 
 EMPTY = WindowTotals()
+
+
+@dataclass(frozen=True, slots=True)
+class SummedTotals:
+    """An interval's event count, total and maximum, and nothing else: all that SUM, COUNT and MAX
+    need, and what a store can add up without handing over a window or an event
+    (``UsageStore.summed``). The same three fields of the interval's ``WindowTotals``."""
+
+    event_count: int = 0
+    total: Decimal = Decimal(0)
+    maximum: Decimal | None = None
+
+
+def summed_of(totals: WindowTotals) -> SummedTotals:
+    """The event count, total and maximum of ``totals``."""
+    return SummedTotals(totals.event_count, totals.total, totals.maximum)
 
 
 def totals_of(points: Iterable[Point]) -> WindowTotals:

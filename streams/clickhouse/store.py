@@ -30,7 +30,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from rating.aggregations import EMPTY, Point, WindowTotals
+from rating.aggregations import Point, SummedTotals, WindowTotals
 from streams.clickhouse.client import SESSION_SETTINGS, database_name
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import Reason, Rejection, UsageRecord
@@ -283,13 +283,12 @@ class ClickHouseUsageStore:
                 for i in range(len(queries))
             ]
 
-    def summed(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
+    def summed(self, queries: Sequence[UsageQuery]) -> list[SummedTotals]:
         """The event count, total and maximum of each ``[a, b)``, and nothing else: what SUM, COUNT
         and MAX need (``rating.aggregations``), in one query that adds up, inside ClickHouse, the
         whole buckets and the raw distinct events of the ragged edges (in Decimal256, exact), so
-        no window, point or event travels to Python. The other fields are left empty: a caller
-        asks this only for those three aggregations (``billing.usage_reader``). Equal, value and
-        exponent, to what ``totals`` gives for those fields (tests/integration/test_clickhouse_summed.py)."""
+        no window, point or event travels to Python. Equal, value and exponent, to what ``totals``
+        gives for those fields (tests/integration/test_clickhouse_summed.py)."""
         plans = [plan_read(q.start_ms, q.end_ms) for q in queries]
         buckets: list[Span] = []
         edges: list[Span] = []
@@ -327,13 +326,13 @@ class ClickHouseUsageStore:
                 WHERE toUnixTimestamp64Milli(e.recorded_at) >= q.lo AND toUnixTimestamp64Milli(e.recorded_at) < q.hi
                 """
             )
-        out = [EMPTY] * len(queries)
+        out = [SummedTotals()] * len(queries)
         if not parts:
             return out
         sql = f"SELECT i, sum(c), sum(t), max(m) FROM ({' UNION ALL '.join(parts)}) GROUP BY i"
         for i, count, total, maximum in self.client.query(sql, parameters=parameters).result_rows:
             if count:
-                out[int(i)] = WindowTotals(int(count), total, maximum)
+                out[int(i)] = SummedTotals(int(count), total, maximum)
         return out
 
     def _summed_each(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import astuple
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.aggregations import quantity, totals_of
+from rating.aggregations import quantity, summed_of, totals_of
 from rating.catalog import Aggregation, Metric, MetricType
 from streams.clickhouse.store import ClickHouseUsageStore
 from streams.inprocess import InProcessPipeline
@@ -121,6 +122,20 @@ def test_totals_of_any_interval_equal_a_direct_computation(store: UsageStore) ->
         assert_matches(
             totals, direct(records, query.subscription_id, query.metric_code, query.start_ms, query.end_ms), query
         )
+
+
+def test_summed_is_the_event_count_total_and_maximum_of_totals(store: UsageStore) -> None:
+    fill(store, random_events(6, 300))
+    rng = random.Random(7)
+    queries = []
+    for _ in range(60):
+        lo = BASE_MS + rng.randrange(-3_600_000, 2 * 86_400_000)
+        hi = lo + rng.randrange(0, 86_400_000)
+        queries.append(UsageQuery(rng.choice("abz"), rng.choice(sorted(METRICS)), lo, hi))
+    summed = store.summed(queries)
+    assert [str(astuple(s)) for s in summed] == [str(astuple(summed_of(t))) for t in store.totals(queries)]
+    assert any(s.event_count for s in summed)
+    assert store.summed([]) == []
 
 
 def test_both_adapters_answer_identically(chdb_client: Any, clickhouse_db: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from billing.usage_reader import StoreUsageReader
 from invoicing.ports import UsageRequest
-from rating.aggregations import WindowTotals
+from rating.aggregations import SummedTotals, WindowTotals, summed_of
 from rating.catalog import Aggregation
 from streams.clickhouse.store import FEW_SPANS, ClickHouseUsageStore
 from streams.operators.intervals import UsageQuery
@@ -19,13 +19,17 @@ from tests.contract.test_usage_store import BASE_MS, METRICS, direct, fill, rand
 
 
 class TotalsOnly:
-    """The store without ``summed``: the reader's path before it."""
+    """The store whose ``summed`` is the fields of its ``totals``: the reader's path before
+    ClickHouse added them up in SQL."""
 
     def __init__(self, store: ClickHouseUsageStore) -> None:
         self.store = store
 
     def totals(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:
         return self.store.totals(queries)
+
+    def summed(self, queries: Sequence[UsageQuery]) -> list[SummedTotals]:
+        return [summed_of(t) for t in self.store.totals(queries)]
 
 
 def intervals(seed: int, n: int) -> list[UsageQuery]:
@@ -84,5 +88,5 @@ def test_reader_quantities_unchanged_through_summed(chdb_client: Any, clickhouse
 def test_nothing_to_read(chdb_client: Any, clickhouse_db: str) -> None:
     store = ClickHouseUsageStore(chdb_client, clickhouse_db)
     empty = [UsageQuery("a", "calls", BASE_MS, BASE_MS), UsageQuery("nobody", "calls", 0, 2 * BASE_MS)]
-    assert store.summed(empty) == store.totals(empty)
+    assert store.summed(empty) == [summed_of(t) for t in store.totals(empty)]
     assert store.summed([]) == []
