@@ -538,16 +538,22 @@ class PostgresLedgerSession:
         self.writes.outbox.append(message)  # written, in order, before commit (flush)
 
 
+class _OpenBatch(threading.local):
+    """The batch this thread has open, if any."""
+
+    batch: Batch | None = None
+
+
 class PostgresLedger:
     """The Ledger port on a SQLAlchemy engine (``postgresql+psycopg://…``) migrated by :func:`migrate`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._local = threading.local()  # the batch this thread has open, if any
+        self._local = _OpenBatch()
 
     @contextmanager
     def session(self) -> Iterator[PostgresLedgerSession]:
-        batch: Batch | None = getattr(self._local, "batch", None)
+        batch = self._local.batch
         if batch is None:
             with self.engine.begin() as connection:
                 session = PostgresLedgerSession(connection)
@@ -585,7 +591,7 @@ class PostgresLedger:
         batch reads which have no invoice yet and their subscriptions' credit balances in one
         round trip, and ``find_invoice`` and ``credit_balance`` answer from that (a period
         invoiced by another transaction meanwhile is still caught when the batch writes)."""
-        if getattr(self._local, "batch", None) is not None:
+        if self._local.batch is not None:
             raise RuntimeError("ledger batches do not nest")
         with self.engine.begin() as connection:
             batch = Batch(connection)
