@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
+from functools import partial
 from typing import Any, Protocol
 
 from billing.clock import TestClock
@@ -32,11 +33,12 @@ from invoicing.engine.subscriptions import (
     open_cycle,
 )
 from invoicing.engine.terms import BillingTerms
+from invoicing.engine.trials import trial_used_up_at
 from invoicing.ports import Ledger
 from invoicing.service import InvoiceService
 from rating.errors import BillingError
 from rating.money import Money, to_minor
-from rating.periods import ONE_MS, Period, epoch_ms, from_epoch_ms
+from rating.periods import Period, epoch_ms, from_epoch_ms
 from rating.rate import RatingResult
 from streams.inprocess import InProcessPipeline, PipelineStats
 from streams.memory import MemoryDeadLetters
@@ -212,16 +214,16 @@ class Simulation:
             latest = self._latest_usage_in(cycle)
             if latest is None:
                 continue
-            end = min(latest + ONE_MS, cycle.period.end)
-            usage = Period(cycle.period.start, end)
-            result = self.service.rate(cycle.subscription, cycle.plan, usage, share=Fraction(0), at=self.clock.now())
-            spent = sum((i.amount for i in result.items), Money.zero(cycle.plan.currency_code))
-            if spent.amount >= to_minor(cycle.subscription.trial_balance, cycle.plan.currency_code):
-                closed, after = end_trial(cycle, end) if end < cycle.period.end else (None, cycle)
+            end = trial_used_up_at(cycle, latest, partial(self._rate_trial, cycle))
+            if end is not None:
+                closed, after = end_trial(cycle, end)
                 if closed is not None:
                     self._replace_cycle(after)
                     self._schedule_finalize(closed)
         self.trial_checks.clear()
+
+    def _rate_trial(self, cycle: BillingCycle, usage: Period) -> RatingResult:
+        return self.service.rate(cycle.subscription, cycle.plan, usage, share=Fraction(0), at=self.clock.now())
 
     def _latest_usage_in(self, cycle: BillingCycle) -> datetime | None:
         assert cycle.period is not None
