@@ -89,19 +89,7 @@ def file_events(path: Path, tenant_id: str = "t1") -> list[UsageEvent]:
     raw, tenant = _raw_events(path)
     parsed: list[ScenarioEvent] = [_event(item, f"events[{i}]", i, tenant or tenant_id) for i, item in enumerate(raw)]
     parsed.sort(key=lambda e: e.arrives_at)
-    return [
-        UsageEvent(
-            e.id,
-            e.tenant_id,
-            e.subscription_id,
-            e.metric_code,
-            e.value,
-            epoch_ms(e.recorded_at),
-            e.idempotency_key,
-            dict(e.metadata),
-        )
-        for e in parsed
-    ]
+    return [e.usage_event() for e in parsed]
 
 
 def generated_events(args: argparse.Namespace) -> Iterator[UsageEvent]:
