@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -114,10 +113,11 @@ def apply_catalog(ledger: Ledger, scenario: Scenario) -> dict[str, Any]:
 
 
 def _ledger_url(data_dir: str) -> str:
-    """billing.stores.ledger_url without importing the ClickHouse clients."""
-    from invoicing.ledger.postgres import embedded_database_url, migrate
+    """The ledger's URL (billing/database.py), its schema migrated."""
+    from billing.database import ledger_url
+    from invoicing.ledger.postgres import migrate
 
-    url = os.environ.get("DATABASE_URL") or embedded_database_url(Path(data_dir) / "postgres")
+    url = ledger_url(Path(data_dir))
     migrate(url)
     return url
 

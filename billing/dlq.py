@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from invoicing.engine.render import rfc3339_exact
 from rating.errors import InvalidValue
 from rating.periods import epoch_ms, from_epoch_ms
 from streams.kafka.dlq import StoredLetter
@@ -183,7 +184,7 @@ def letter_json(letter: StoredLetter) -> dict[str, Any]:
         "topic": letter.topic,
         "partition": letter.partition,
         "offset": letter.offset,
-        "timestamp": from_epoch_ms(letter.failed_at_ms).isoformat().replace("+00:00", "Z"),
+        "timestamp": rfc3339_exact(from_epoch_ms(letter.failed_at_ms)),
         "reason": letter.reason,
         "field": letter.field,
         "detail": letter.detail,

@@ -12,8 +12,8 @@ from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
 def run_invoicer(args: Any) -> int:
     from sqlalchemy import create_engine
 
+    from billing.database import ledger_url
     from billing.dlq import dlq_retention_ms
-    from billing.stores import ledger_url
     from invoicing.ledger.postgres import PostgresLedger, migrate
     from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
     from streams.kafka.metrics import serve

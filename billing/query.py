@@ -25,7 +25,7 @@ def run_query(store: str, sql: str, data_dir: Path) -> tuple[list[str], list[Seq
             client.close()
     from sqlalchemy import create_engine, text
 
-    from billing.stores import ledger_url
+    from billing.database import ledger_url
 
     engine = create_engine(ledger_url(data_dir))
     try:

@@ -29,23 +29,26 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from billing.clock import Clock
 from invoicing.engine.calendar import Calendar, Change
-from invoicing.engine.subscriptions import ClosedPeriod, SubscriptionStatus
+from invoicing.engine.render import rfc3339_exact
+from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod, SubscriptionStatus
 from invoicing.engine.terms import BillingTerms
+from invoicing.engine.trials import trial_used_up_at
 from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS
 from invoicing.ledger.json_codec import plan_from_json, subscription_from_json, subscription_to_json, terms_from_json
 from invoicing.ports import Ledger, SubscriptionRecord, UsageReader
 from rating.catalog import Plan
 from rating.errors import BillingError, UnknownReference
-from rating.money import to_minor
-from rating.periods import ONE_MS, Period, from_epoch_ms
+from rating.periods import Period, from_epoch_ms
+from rating.rate import RatingResult
 from streams.kafka.producer import TUNING
 from streams.kafka.rating_agent import RatingAgent
 from streams.kafka.sink import SinkSettings, UsageSink
@@ -75,10 +78,6 @@ class RaterSettings:
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
-
-
-def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class CatalogFollower:
@@ -226,7 +225,7 @@ class CalendarLog:
             value = {
                 "changes": [
                     {
-                        "at": _instant(c.at),
+                        "at": rfc3339_exact(c.at),
                         "canceled": c.canceled,
                         "trial_ended": c.trial_ended,
                         "record": subscription_to_json(
@@ -241,7 +240,7 @@ class CalendarLog:
                     }
                     for c in history
                 ],
-                "handed_over": None if handed is None else _instant(handed),
+                "handed_over": None if handed is None else rfc3339_exact(handed),
             }
             self.producer.produce(self.topic, key=sub.encode(), value=json.dumps(value, separators=(",", ":")))
         if self.producer.flush(30):
@@ -325,13 +324,8 @@ class Rater:
             if cycle is None or cycle.period is None or not cycle.is_trial or cycle.subscription.trial_balance is None:
                 del self.trial_usage[sub]
                 continue
-            end = min(from_epoch_ms(latest) + ONE_MS, cycle.period.end)
-            if end >= cycle.period.end:
-                continue  # the trial ends at its end anyway
-            pricing = self.agent.pricing(cycle.subscription.tenant_id)
-            result = pricing.rate(cycle.subscription, cycle.plan, Period(cycle.period.start, end), Fraction(0), end)
-            spent = sum(item.amount.amount for item in result.items)
-            if spent < to_minor(cycle.subscription.trial_balance, cycle.plan.currency_code):
+            end = trial_used_up_at(cycle, from_epoch_ms(latest), partial(self._rate_trial, cycle))
+            if end is None:
                 continue
             revision = self.calendar.history[sub][-1].revision
             self.calendar.apply(Change(end, revision, cycle.subscription, cycle.plan, trial_ended=True))
@@ -339,6 +333,10 @@ class Rater:
             ended.append(sub)
         if ended:
             self.log.record(self.calendar, ended)
+
+    def _rate_trial(self, cycle: BillingCycle, usage: Period) -> RatingResult:
+        pricing = self.agent.pricing(cycle.subscription.tenant_id)
+        return pricing.rate(cycle.subscription, cycle.plan, usage, Fraction(0), usage.end)
 
     # -- catalog → calendar ------------------------------------------------------------------------
     def start(self) -> None:
@@ -505,8 +503,9 @@ def run_rater(args: Any) -> int:
     from sqlalchemy import create_engine
 
     from billing.clock import FileClock, SystemClock
+    from billing.database import ledger_url
     from billing.simulate.scenario import duration
-    from billing.stores import ledger_url, open_usage_store
+    from billing.stores import open_usage_store
     from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
     from billing.usage_reader import StoreUsageReader
     from invoicing.ledger.postgres import PostgresLedger, migrate

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -37,14 +36,15 @@ def add_relay_command(commands: Any) -> None:
 def run_relay(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
 
-    from invoicing.ledger.postgres import embedded_database_url, migrate
+    from billing.database import ledger_url
+    from invoicing.ledger.postgres import migrate
     from streams.kafka.relay import DEFAULT_TRANSACTIONAL_ID, OutboxRelay, ProgressTopicShared, RelaySettings
     from streams.kafka.topics import OUTBOX_PROGRESS
 
     logging_setup(args.log_level)
-    # billing.stores.ledger_url without importing the ClickHouse clients (a second of start-up that
-    # a standby taking over should not wait for)
-    url = os.environ.get("DATABASE_URL") or embedded_database_url(Path(args.data_dir) / "postgres")
+    # billing.database, not billing.stores: no ClickHouse client to import (a second of start-up
+    # that a standby taking over should not wait for)
+    url = ledger_url(Path(args.data_dir))
     migrate(url)
     engine = create_engine(url, pool_pre_ping=True)
     settings = RelaySettings(

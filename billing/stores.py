@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
 
-from invoicing.ledger.postgres import PostgresLedger, embedded_database_url, migrate
+from billing.database import ledger_url
+from invoicing.ledger.postgres import PostgresLedger, migrate
 from streams.clickhouse.client import ensure_schema, open_client
 from streams.clickhouse.store import ClickHouseUsageStore
 
@@ -26,11 +27,6 @@ def open_usage_store(data_dir: Path) -> ClickHouseUsageStore:
     client = open_client(os.environ.get("CLICKHOUSE_URL"), str(data_dir / "chdb"))
     ensure_schema(client, DATABASE)
     return ClickHouseUsageStore(client, DATABASE)
-
-
-def ledger_url(data_dir: Path) -> str:
-    """DATABASE_URL, else the embedded PostgreSQL under ``data_dir/postgres`` (started if needed)."""
-    return os.environ.get("DATABASE_URL") or embedded_database_url(data_dir / "postgres")
 
 
 @dataclass

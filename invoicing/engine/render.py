@@ -15,6 +15,11 @@ def rfc3339(instant: datetime) -> str:
     return _utc_text(instant.astimezone(UTC))
 
 
+def rfc3339_exact(instant: datetime) -> str:
+    """UTC with a ``Z`` and every microsecond there is, so the text reads back as the same instant."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 @lru_cache(maxsize=4096)
 def _utc_text(utc: datetime) -> str:
     """Cached on the UTC instant (a billing run renders the same few instants for every invoice).
