@@ -6,35 +6,12 @@ from decimal import Decimal
 
 import pytest
 
-from rating.catalog import Aggregation, Metric, MetricType
-from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
+from rating.catalog import Aggregation, Metric
+from streams.operators.records import Reason, Rejection, UsageRecord
 from streams.operators.validate import SubscriptionRef, validate
+from tests.unit.operator_inputs import BASE, METRICS, SUBS, event
 
 pytestmark = pytest.mark.unit
-
-BASE = 1_767_225_600_000  # 2026-01-01T00:00Z
-METRICS = {
-    "calls": Metric("calls"),
-    "gb": Metric("gb", MetricType.GAUGE, Aggregation.TIME_WEIGHTED_SUM),
-    "temp": Metric("temp", MetricType.GAUGE, Aggregation.MAX),
-    "users": Metric("users", aggregation=Aggregation.UNIQUE_COUNT, field="user"),
-}
-SUBS = {"s": SubscriptionRef("s", "t1", "UTC"), "k": SubscriptionRef("k", "t1", "Asia/Kathmandu")}
-
-
-def event(**changes: object) -> UsageEvent:
-    fields: dict[str, object] = {
-        "id": "e1",
-        "tenant_id": "t1",
-        "subscription_id": "s",
-        "metric_code": "calls",
-        "value": 1.0,
-        "recorded_at_ms": BASE,
-        "idempotency_key": "k1",
-        "metadata": {},
-    }
-    fields.update(changes)
-    return UsageEvent(**fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -9,22 +9,13 @@ from itertools import pairwise
 import pytest
 
 from rating.aggregations import Point, merge, totals_of
-from rating.catalog import Aggregation, Metric, MetricType
 from rating.periods import epoch_ms
-from streams.operators.validate import SubscriptionRef
 from streams.operators.windows import BUCKET_MS, Granularity, WindowAccumulator, WindowKey, observe, rollup_windows
+from tests.unit.operator_inputs import BASE, METRICS
 
 pytestmark = pytest.mark.unit
 
 Q = BUCKET_MS
-BASE = 1_767_225_600_000  # 2026-01-01T00:00Z
-METRICS = {
-    "calls": Metric("calls"),
-    "gb": Metric("gb", MetricType.GAUGE, Aggregation.TIME_WEIGHTED_SUM),
-    "temp": Metric("temp", MetricType.GAUGE, Aggregation.MAX),
-    "users": Metric("users", aggregation=Aggregation.UNIQUE_COUNT, field="user"),
-}
-SUBS = {"s": SubscriptionRef("s", "t1", "UTC"), "k": SubscriptionRef("k", "t1", "Asia/Kathmandu")}
 
 
 def ms(*args: int) -> int:
