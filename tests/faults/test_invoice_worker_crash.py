@@ -25,6 +25,7 @@ from invoicing.ledger.postgres import embedded_database_url, migrate, stop_embed
 from streams.kafka.rating_messages import write_rating_result
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS, ensure_topics
 from tests.integration.test_invoice_worker import cases, invoices_in, outbox_rows, produce, reference
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -76,11 +77,19 @@ def test_kills_and_a_database_restart_lose_and_duplicate_nothing(kafka_broker: A
         except Exception:  # PostgreSQL is being restarted
             return -1
 
+    def worker_alive() -> None:
+        assert worker.poll() is None, log.read_text()[-3000:]
+
     def wait_for(invoices: int) -> None:
-        while count() < invoices:
-            assert time.monotonic() < deadline, f"stuck at {count()} invoices; see {log}"
-            assert worker.poll() is None, log.read_text()[-3000:]
-            time.sleep(0.05)
+        """Until ``invoices`` are in, within the whole run's deadline."""
+        wait_until(
+            lambda: count() >= invoices,
+            max(0.0, deadline - time.monotonic()),
+            f"{invoices} invoices",
+            interval=0.05,
+            step=worker_alive,
+            diagnose=lambda: f"stuck at {count()} invoices; see {log}",
+        )
 
     # kill points: random, but mid-run whatever the machine's speed
     thresholds = sorted(rng.sample(range(300, PAIRS - 1500), KILLS))

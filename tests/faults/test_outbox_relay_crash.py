@@ -35,6 +35,7 @@ from streams.kafka.partitioning import partition_of
 from streams.kafka.relay import OUTBOX_ID_HEADER, read_committed
 from streams.kafka.topics import OUTBOX_PROGRESS
 from tests.kafka_fixtures import Broker
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
@@ -208,13 +209,16 @@ class Relays:
 
     def wait_active(self, timeout: float = 180) -> subprocess.Popen[bytes]:
         """The running relay that has logged its activation (the one holding the lock)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def active() -> subprocess.Popen[bytes] | None:
             for process, path in self.processes:
                 if process.poll() is None and " active: " in path.read_text(errors="replace"):
                     return process
-            time.sleep(0.02)
-        raise AssertionError(f"no relay became active:\n{self.log_text()[-3000:]}")
+            return None
+
+        return wait_until(
+            active, timeout, "a relay to become active", interval=0.02, diagnose=lambda: self.log_text()[-3000:]
+        )
 
     def stop(self) -> None:
         for process in self.running():
@@ -280,9 +284,13 @@ def test_relays_killed_at_random_while_rows_are_committed_publish_each_row_once(
         done.set()
         for thread in writers:
             thread.join()
-        deadline = time.monotonic() + 180
-        while unpublished(engine) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(
+            lambda: unpublished(engine) == 0,
+            180,
+            "every committed row to be published",
+            interval=0.2,
+            diagnose=lambda: relays.log_text()[-3000:],
+        )
     finally:
         done.set()
         relays.stop()

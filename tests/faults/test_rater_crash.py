@@ -32,6 +32,7 @@ from streams.kafka import messages
 from streams.kafka.producer import TUNING
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -103,11 +104,25 @@ def _rater_pid(prefix: str) -> int | None:
 
 
 def _wait_for_rater(prefix: str) -> int:
-    deadline = time.monotonic() + 120
-    while (pid := _rater_pid(prefix)) is None:
-        assert time.monotonic() < deadline, "the loop did not restart the rater"
-        time.sleep(0.2)
-    return pid
+    return wait_until(lambda: _rater_pid(prefix), 120, "the loop to restart the rater", interval=0.2)
+
+
+def _wait_for_invoices(
+    ledger: PostgresLedger, due: int, instant: datetime, loop: subprocess.Popen[bytes], log: Path, data: Path
+) -> None:
+    """Until ``due`` invoices are in the ledger, while the loop runs."""
+
+    def loop_alive() -> None:
+        assert loop.poll() is None, log.read_text()
+
+    wait_until(
+        lambda: _count(ledger) >= due,
+        300,
+        f"{due} invoices by {instant}",
+        interval=0.3,
+        step=loop_alive,
+        diagnose=lambda: f"{_count(ledger)} of {due} invoices\n{_logs(data)}",
+    )
 
 
 def test_sigkilled_rater_hands_every_period_over_once(kafka_broker: Any, pg_url: str, tmp_path: Path) -> None:
@@ -154,11 +169,7 @@ def test_sigkilled_rater_hands_every_period_over_once(kafka_broker: Any, pg_url:
                 time.sleep(rng.uniform(0.0, 3.0))  # somewhere in its closing of 40 periods
                 os.kill(pid, signal.SIGKILL)
                 kills += 1
-            deadline = time.monotonic() + 300
-            while _count(ledger) < due:
-                assert loop.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, f"{_count(ledger)} of {due} invoices by {instant}\n{_logs(data)}"
-                time.sleep(0.3)
+            _wait_for_invoices(ledger, due, instant, loop, log, data)
     finally:
         loop.send_signal(signal.SIGTERM)
         try:

@@ -11,8 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from streams.kafka import messages
 from streams.kafka.producer import TUNING
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -85,11 +86,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
             assert producer.flush(30) == 0
             FileClock.set(clock, instant)
             due = [i for i in expected if i.issued_at is not None and i.issued_at <= instant]
-            deadline = time.monotonic() + 180
-            while len(_invoices(ledger, scenario.tenant_id)) < len(due):
-                assert loop.poll() is None, supervisor_log.read_text()
-                assert time.monotonic() < deadline, f"{len(due)} invoices due by {instant}\n{_logs(data)}"
-                time.sleep(0.2)
+            _wait_for_invoices(ledger, scenario.tenant_id, len(due), instant, loop, supervisor_log, data)
             if instant == max(e.arrives_at for e in scenario.events):
                 # the February event is in: the open period's running result, served over gRPC
                 try:
@@ -111,23 +108,54 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
     assert status == 0, supervisor_log.read_text()
 
 
+def _wait_for_invoices(
+    ledger: PostgresLedger,
+    tenant_id: str,
+    due: int,
+    instant: datetime,
+    loop: subprocess.Popen[bytes],
+    supervisor_log: Path,
+    data: Path,
+) -> None:
+    """Until ``due`` invoices of the tenant are in the ledger, while the loop runs."""
+
+    def loop_alive() -> None:
+        assert loop.poll() is None, supervisor_log.read_text()
+
+    wait_until(
+        lambda: len(_invoices(ledger, tenant_id)) >= due,
+        180,
+        f"{due} invoices due by {instant}",
+        interval=0.2,
+        step=loop_alive,
+        diagnose=lambda: _logs(data),
+    )
+
+
 def _wait_for_running_usage(port: int, subscription_id: str, quantity: str, data: Path) -> None:
-    deadline = time.monotonic() + 120
-    _debug = ""
+    last = ""  # the last reply or error, for the failure message
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = rating_pb2_grpc.RatingServiceStub(channel)  # type: ignore[no-untyped-call]
-        while True:
+
+        def served() -> bool:
+            nonlocal last
             try:
                 reply = stub.GetCurrentRating(rating_pb2.GetCurrentRatingRequest(subscription_id=subscription_id))
-                _debug = str(reply)
-                if [item.quantity for item in reply.result.items] == [quantity]:
-                    return
             except grpc.RpcError as error:
                 if error.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                     raise
-                _debug = str(error)
-            assert time.monotonic() < deadline, f"no running result of {quantity}: {_debug}\n{_logs(data)}"
-            time.sleep(0.2)
+                last = str(error)
+                return False
+            last = str(reply)
+            return [item.quantity for item in reply.result.items] == [quantity]
+
+        wait_until(
+            served,
+            120,
+            f"a running result of {quantity}",
+            interval=0.2,
+            diagnose=lambda: f"{last}\n{_logs(data)}",
+        )
 
 
 def _topic_dump(bootstrap: str, prefix: str) -> str:

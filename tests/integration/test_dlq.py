@@ -6,7 +6,6 @@ where dedup makes a second replay change nothing."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +27,7 @@ from streams.operators.process import Catalog
 from streams.operators.records import Reason, Rejection, UsageEvent
 from streams.operators.validate import SubscriptionRef
 from streams.ports import DeadLetter
+from tests.waiting import wait_until
 
 pytest.importorskip("tests.kafka_fixtures")
 
@@ -50,15 +50,17 @@ def retention(bootstrap: str, *topics: str) -> dict[str, int]:
     ago may not be known to every part of the broker yet)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
-    deadline = time.monotonic() + 30
-    while True:
+
+    def described() -> dict[str, int] | None:
         try:
-            described = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
-            return {name: int(config["retention.ms"].value) for name, config in described.items()}
+            configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
         except KafkaException as error:
-            if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+            if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise
-            time.sleep(0.2)
+            return None
+        return {name: int(config["retention.ms"].value) for name, config in configs.items()}
+
+    return wait_until(described, 30, f"the broker to describe {list(topics)}", interval=0.2)
 
 
 def test_dead_letter_topics_are_created_keeping_letters_a_year(kafka_broker: Any, prefix: str) -> None:

@@ -36,6 +36,7 @@ from schemas import avro_codec
 from streams.kafka import messages
 from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
 from streams.kafka.rating_messages import RATING_RESULT, FinalRating, LateUsage, final_rating, write_rating_result
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -159,15 +160,25 @@ def produce(bootstrap: str, topic: str, values: Sequence[tuple[str, bytes]]) -> 
 
 
 def dead_letters(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[dict[str, Any]]:
+    """The first ``expected`` dead letters of ``topic`` (and any that came with them)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}", "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     letters: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
+
+    def read_one() -> None:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None and message.value() is not None:
+            letters.append(messages.read_dead_letter(message.value()))  # type: ignore[arg-type]
+
     try:
-        while len(letters) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None and message.value() is not None:
-                letters.append(messages.read_dead_letter(message.value()))  # type: ignore[arg-type]
+        wait_until(
+            lambda: len(letters) >= expected,
+            timeout,
+            f"{expected} dead letters on {topic}",
+            interval=0,
+            step=read_one,
+            diagnose=lambda: f"{len(letters)} read",
+        )
     finally:
         consumer.close()
     return letters
@@ -221,10 +232,8 @@ def worker_for(kafka_broker: Any, pg_url: str) -> Iterator[Any]:
 
 
 def drain(worker: InvoiceWorker, until: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not until():
-        assert time.monotonic() < deadline, "the worker did not finish in time"
-        worker.run_once()
+    """Runs the worker until ``until()``, then a few batches more."""
+    wait_until(until, timeout, "the worker to finish", interval=0, step=worker.run_once)
     for _ in range(3):  # anything left would show up now
         worker.run_once()
 

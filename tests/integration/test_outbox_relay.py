@@ -37,6 +37,7 @@ from streams.kafka.partitioning import partition_of
 from streams.kafka.relay import OUTBOX_ID_HEADER, RELAY_LOCK, OutboxRelay, RelaySettings, read_committed
 from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, COMPACTED_TOPICS, OUTBOX_PROGRESS
 from tests.kafka_fixtures import Broker
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -171,13 +172,6 @@ class Running:
             raise self.error
 
 
-def wait_until(condition: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_rows_committed_before_and_while_it_runs_arrive_once_in_order_per_key(
     engine: Engine, topic: str, settings: RelaySettings
 ) -> None:
@@ -206,7 +200,7 @@ def test_rows_committed_before_and_while_it_runs_arrive_once_in_order_per_key(
         thread.start()
     for thread in writers:
         thread.join()
-    wait_until(lambda: unpublished(engine) == 0)
+    wait_until(lambda: unpublished(engine) == 0, 60, "every outbox row to be published", interval=0.05)
     relay.join()
     got = published(settings.bootstrap_servers, [topic])
     assert len(got) >= 900
@@ -291,7 +285,12 @@ def test_a_zombie_relay_is_fenced_and_its_batch_is_published_once(
     successor = OutboxRelay(engine, settings)
     assert successor.run(threading.Event(), until_idle=True).published == 80
     resume.set()  # A now commits its batch: fenced, it must not publish or mark anything
-    wait_until(lambda: zombie.relay.stats.activations >= 2 or zombie.error is not None)
+    wait_until(
+        lambda: zombie.relay.stats.activations >= 2 or zombie.error is not None,
+        60,
+        "the fenced relay to try again",
+        interval=0.05,
+    )
     zombie.join()
     assert zombie.relay.stats.published == 0
     assert_exactly_once(engine, published(settings.bootstrap_servers, [topic]), [topic], settings.bootstrap_servers)
@@ -300,16 +299,16 @@ def test_a_zombie_relay_is_fenced_and_its_batch_is_published_once(
 def test_a_second_relay_stands_by_until_the_first_stops(engine: Engine, topic: str, settings: RelaySettings) -> None:
     ledger = PostgresLedger(engine)
     first = Running(OutboxRelay(engine, settings))
-    wait_until(lambda: first.relay.active)
+    wait_until(lambda: first.relay.active, 60, "the first relay to take the lock", interval=0.05)
     second = Running(OutboxRelay(engine, settings))
     for n in range(100):
         write(ledger, topic, f"s{n % 3}", n)
-    wait_until(lambda: unpublished(engine) == 0)
+    wait_until(lambda: unpublished(engine) == 0, 60, "every outbox row to be published", interval=0.05)
     assert not second.relay.active and second.relay.stats.published == 0
     first.join()
     for n in range(100, 150):
         write(ledger, topic, f"s{n % 3}", n)
-    wait_until(lambda: unpublished(engine) == 0)
+    wait_until(lambda: unpublished(engine) == 0, 60, "every outbox row to be published", interval=0.05)
     second.join()
     assert (first.relay.stats.published, second.relay.stats.published) == (100, 50)
     assert_exactly_once(engine, published(settings.bootstrap_servers, [topic]), [topic], settings.bootstrap_servers)

@@ -7,7 +7,6 @@ restarted midway hands nothing over twice and still bills late usage."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from streams.kafka.producer import TUNING
 from streams.kafka.relay import OutboxRelay, RelaySettings
 from streams.kafka.topics import PIPELINE_TOPICS, RATING_RESULTS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -122,13 +122,7 @@ def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
                 current.run_once()
                 assert current.waiting == [], "every due period is handed over once the usage is in"
                 due = [i for i in expected if i.issued_at is not None and i.issued_at <= instant]
-                deadline = time.monotonic() + 60
-                while len(_finalized(ledger, scenario.tenant_id)) < len(due):
-                    assert time.monotonic() < deadline, "the invoice worker did not finalize what was handed over"
-                    # the rater keeps ticking, as its loop does: usage that ends a trial may reach
-                    # the sink only after the first tick at this instant (a loaded worker)
-                    current.run_once()
-                    invoices.run_once()
+                _wait_finalized(ledger, scenario.tenant_id, len(due), current, invoices)
             published = _results_published(bootstrap, run.topic(RATING_RESULTS))
             again = rater()  # a restart at the end: nothing is due again
             again.run_once()
@@ -149,6 +143,24 @@ def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
     assert got == _unnumbered(expected)
     numbers = sorted(str(i.invoice_number) for i in _finalized(ledger, scenario.tenant_id))
     assert numbers == sorted(str(i.invoice_number) for i in expected)
+
+
+def _wait_finalized(ledger: PostgresLedger, tenant_id: str, due: int, rater: Rater, invoices: InvoiceWorker) -> None:
+    """Until the invoice worker has finalized ``due`` invoices of the tenant. The rater keeps
+    ticking, as its loop does: usage that ends a trial may reach the sink only after the first tick
+    at this instant (a loaded worker)."""
+
+    def tick() -> None:
+        rater.run_once()
+        invoices.run_once()
+
+    wait_until(
+        lambda: len(_finalized(ledger, tenant_id)) >= due,
+        60,
+        "the invoice worker to finalize what was handed over",
+        interval=0,
+        step=tick,
+    )
 
 
 def _unnumbered(invoices: list[Any]) -> list[dict[str, Any]]:

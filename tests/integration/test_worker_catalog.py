@@ -38,6 +38,7 @@ from streams.kafka.producer import UsageProducer
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
 from streams.operators.records import UsageEvent
 from streams.operators.validate import SubscriptionRef
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -96,13 +97,13 @@ class Pipeline:
         try:
             topic = self.prefix + USAGE_EVENTS
             ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)]
-            deadline = time.monotonic() + WAIT_S
-            while True:
-                committed = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
-                if all(c.offset >= end or end == 0 for c, end in zip(committed, ends, strict=True)):
-                    return
-                assert time.monotonic() < deadline, f"the worker did not commit {ends}: {committed}"
-                time.sleep(0.1)
+            committed: list[TopicPartition] = []
+
+            def all_committed() -> bool:
+                committed[:] = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+                return all(c.offset >= end or end == 0 for c, end in zip(committed, ends, strict=True))
+
+            wait_until(all_committed, WAIT_S, f"the worker to commit {ends}", diagnose=lambda: str(committed))
         finally:
             consumer.close()
 
@@ -144,19 +145,26 @@ class Outputs:
 
     def wait_for(self, *expected: Any) -> set[Any]:
         """Read until every one of ``expected`` has been seen; returns all seen so far."""
-        deadline = time.monotonic() + WAIT_S
-        while not set(expected) <= self.seen:
-            missing = sorted(set(expected) - self.seen)
-            assert time.monotonic() < deadline, f"{self.topic}: no {missing} after {WAIT_S}s"
-            message = self.consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                raise AssertionError(error)
-            if error is None:
-                self.seen.add(self.decode(message.value() or b""))
+        wait_until(
+            lambda: set(expected) <= self.seen,
+            WAIT_S,
+            f"{self.topic} to carry {sorted(expected)}",
+            interval=0,
+            step=self._read_one,
+            diagnose=lambda: f"{self.topic}: no {sorted(set(expected) - self.seen)}",
+        )
         return self.seen
+
+    def _read_one(self) -> None:
+        """Poll one message (half a second at most) into ``seen``."""
+        message = self.consumer.poll(0.5)
+        if message is None:
+            return
+        error = message.error()
+        if error is not None and error.code() != KafkaError._PARTITION_EOF:
+            raise AssertionError(error)
+        if error is None:
+            self.seen.add(self.decode(message.value() or b""))
 
 
 def accepted_key(value: bytes) -> str:
@@ -211,10 +219,7 @@ def test_the_worker_validates_against_the_catalog_topics(kafka_broker: Any, tmp_
         assert "caught up before rejecting" not in log.read_text()  # known from the start
 
         pipeline.terms("t2", "storage", "seats", "gpu", revision=3)
-        deadline = time.monotonic() + WAIT_S
-        while "catalog: 1 new records" not in log.read_text():
-            assert time.monotonic() < deadline, "the refresh did not apply the new terms"
-            time.sleep(0.1)
+        wait_until(lambda: "catalog: 1 new records" in log.read_text(), WAIT_S, "the refresh to apply the new terms")
         gpu = pipeline.event("sub_b", "gpu")
         accepted.wait_for(gpu)
         assert "caught up before rejecting" not in log.read_text()  # the refresh had it
