@@ -1,5 +1,6 @@
 """Shared fixtures: one embedded chDB per test session (chDB allows one data path per process;
-each test gets its own database in it) and one embedded PostgreSQL (each test its own database)."""
+each test gets its own database in it) and one embedded PostgreSQL (each test its own database, and an
+SQLAlchemy engine on it)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 # Properties are checked for truth, not speed: a loaded machine (CI, two cores shared with a
 # broker) must not fail an example for taking long. Tests that set a deadline keep it.
@@ -74,6 +78,16 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def engine(pg_url: str) -> Iterator[Engine]:
+    """An SQLAlchemy engine on the test's database, disposed after the test."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(pg_url)
+    yield engine
+    engine.dispose()
 
 
 from tests.kafka_fixtures import kafka_broker  # noqa: E402,F401  (a fixture used by name)

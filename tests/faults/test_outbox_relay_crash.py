@@ -21,12 +21,12 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, func, select
 
 from invoicing.ledger import tables
 from invoicing.ledger.postgres import PostgresLedger
@@ -43,13 +43,6 @@ ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("OUTBOX_FAULT_KILLS", "10"))
 MAX_ROWS = 200_000
 PARTITIONS = 3
-
-
-@pytest.fixture
-def engine(pg_url: str) -> Iterator[Engine]:
-    engine = create_engine(pg_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

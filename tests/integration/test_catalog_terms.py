@@ -14,7 +14,6 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, func, select
 
 from billing.catalog_cli import apply_catalog
 from billing.cli import main
@@ -46,8 +45,14 @@ from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import OutboxMessage
 from rating.errors import BillingError
 from streams.kafka.relay import OutboxRelay, RelaySettings
-from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, CATALOG_TOPICS, OUTBOX_PROGRESS
-from tests.integration.test_outbox_relay import Published, assert_exactly_once, committed_rows, published
+from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, CATALOG_TOPICS
+from tests.integration.test_outbox_relay import (
+    Published,
+    assert_exactly_once,
+    committed_rows,
+    own_relay_settings,
+    published,
+)
 from tests.kafka_fixtures import Broker
 
 pytestmark = pytest.mark.integration
@@ -64,25 +69,9 @@ FILES = (
 
 
 @pytest.fixture
-def engine(pg_url: str) -> Iterator[Engine]:
-    engine = create_engine(pg_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def settings(kafka_broker: Broker) -> RelaySettings:
     """A relay of its own that creates the catalog topics (compacted) if they are missing."""
-    name = uuid.uuid4().hex[:10]
-    return RelaySettings(
-        kafka_broker.bootstrap,
-        transactional_id=f"relay-{name}",
-        progress_topic=f"{OUTBOX_PROGRESS}-{name}",
-        batch_size=7,
-        poll_interval_s=0.05,
-        partitions=3,
-        create_topics=CATALOG_TOPICS,
-    )
+    return own_relay_settings(kafka_broker.bootstrap, batch_size=7, partitions=3, create_topics=CATALOG_TOPICS)
 
 
 def tenant_copy(case: str, tmp_path: Path, token: str, edit: Any = None) -> Path:

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select, text
 
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.ledger import tables
@@ -115,30 +115,29 @@ def assert_exactly_once(engine: Engine, got: list[Published], topics: Sequence[s
 
 
 @pytest.fixture
-def engine(pg_url: str) -> Iterator[Engine]:
-    engine = create_engine(pg_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def topic(kafka_broker: Broker) -> str:
     return kafka_broker.new_topic("outbox", PARTITIONS)
 
 
-@pytest.fixture
-def settings(kafka_broker: Broker) -> RelaySettings:
+def own_relay_settings(
+    bootstrap: str, *, batch_size: int, partitions: int, create_topics: Sequence[str]
+) -> RelaySettings:
     """A relay of its own (transactional.id, progress topic) so tests never fence each other."""
     name = uuid.uuid4().hex[:10]
     return RelaySettings(
-        kafka_broker.bootstrap,
+        bootstrap,
         transactional_id=f"relay-{name}",
         progress_topic=f"{OUTBOX_PROGRESS}-{name}",
-        batch_size=50,
+        batch_size=batch_size,
         poll_interval_s=0.05,
-        partitions=PARTITIONS,
-        create_topics=(),
+        partitions=partitions,
+        create_topics=create_topics,
     )
+
+
+@pytest.fixture
+def settings(kafka_broker: Broker) -> RelaySettings:
+    return own_relay_settings(kafka_broker.bootstrap, batch_size=50, partitions=PARTITIONS, create_topics=())
 
 
 def write(ledger: PostgresLedger, topic: str, key: str, n: int, rollback: bool = False) -> None:
