@@ -32,6 +32,7 @@ from confluent_kafka.admin import AdminClient
 
 from rating.periods import epoch_ms
 from streams.kafka import messages
+from streams.kafka.consumers import topic_reader
 from streams.kafka.producer import TUNING, DeliveryError, UnknownTopicError
 from streams.operators.records import UsageEvent
 
@@ -224,14 +225,10 @@ def read_letters(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0) 
     """Every letter of ``topic`` from its start to its end as of this call, partition by
     partition in offset order within each. Raises BrokerUnavailable, UnknownTopicError, or
     TimeoutError when the reading stalls for ``10 × timeout_s``."""
-    consumer = Consumer(
-        {
-            **_client_config(bootstrap_servers, timeout_s),
-            "group.id": f"billing-dlq-{uuid.uuid4().hex[:8]}",  # never committed: no group is created
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
+    consumer = topic_reader(
+        bootstrap_servers,
+        f"billing-dlq-{uuid.uuid4().hex[:8]}",  # never committed: no group is created
+        _client_config(bootstrap_servers, timeout_s),
     )
     try:
         partitions = _partitions(consumer, bootstrap_servers, topic, timeout_s)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from invoicing.engine.charges import rating_differences
@@ -42,6 +42,7 @@ from rating.catalog import Metric
 from rating.errors import BillingError, UnknownReference
 from rating.periods import epoch_ms
 from schemas import avro_codec
+from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
 from streams.kafka.messages import encode_dead_letter
 from streams.kafka.rating_messages import FinalRating, read_rating_result
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS
@@ -259,17 +260,11 @@ class InvoiceWorker:
         self.ledger = ledger
         self.metrics = metrics or InvoicerMetrics()
         self.sleep = sleep
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": settings.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10_000,
-                # PostgreSQL may be down for a while; a retrying worker keeps its partitions
-                "max.poll.interval.ms": 900_000,
-                **settings.consumer_config,
-            }
+        self.consumer = group_consumer(
+            settings.bootstrap_servers,
+            settings.group_id,
+            # PostgreSQL may be down for a while; a retrying worker keeps its partitions
+            {"max.poll.interval.ms": 900_000, **settings.consumer_config},
         )
         self.producer = Producer(
             {"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True, "acks": "all"}
@@ -286,7 +281,7 @@ class InvoiceWorker:
 
     def run_once(self) -> int:
         """Consume one batch and see it through; returns the number of messages handled."""
-        batch = [m for m in self.consumer.consume(self.settings.batch_max, self.settings.batch_wait_s) if _ok(m)]
+        batch = record_messages(self.consumer.consume(self.settings.batch_max, self.settings.batch_wait_s))
         if not batch:
             return 0
         started = time.perf_counter()
@@ -441,24 +436,11 @@ class InvoiceWorker:
     # -- loop --------------------------------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        try:
-            while not should_stop():
-                self.run_once()
-        finally:
-            self.close()
+        run_until_stopped(self, should_stop)
 
     def close(self) -> None:
         self.consumer.close()
         self.producer.flush(10)
-
-
-def _ok(message: Message) -> bool:
-    error = message.error()
-    if error is None:
-        return True
-    if error.code() == KafkaError._PARTITION_EOF:
-        return False
-    raise KafkaException(error)
 
 
 def _short(error: BaseException) -> str:

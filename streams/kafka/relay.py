@@ -43,11 +43,12 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from sqlalchemy import Connection, Engine, Text, cast, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from invoicing.ledger import tables as t
+from streams.kafka.consumers import topic_reader
 from streams.kafka.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.topics import OUTBOX_PROGRESS, OUTBOX_TOPICS, ensure_topics
 
@@ -199,15 +200,7 @@ class OutboxRelay:
         """The ids of this relay's newest committed batch (empty before its first), read to the end
         of the progress topic with read_committed."""
         settings = self.settings
-        consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": f"{settings.transactional_id}.progress",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-            }
-        )
+        consumer = topic_reader(settings.bootstrap_servers, f"{settings.transactional_id}.progress")
         try:
             topic = consumer.list_topics(settings.progress_topic, timeout=30).topics[settings.progress_topic]
             if topic.error is not None:
@@ -407,15 +400,7 @@ class OutboxRelay:
 def read_committed(bootstrap: str, topics: Sequence[str], timeout_s: float = 30.0) -> Iterator[Any]:
     """Every committed record of ``topics`` from the beginning to their current end (read_committed);
     for tests and checks."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "outbox-reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = topic_reader(bootstrap, "outbox-reader")
     try:
         metadata = consumer.list_topics(timeout=timeout_s).topics
         assignment = [TopicPartition(name, p, -2) for name in topics for p in metadata[name].partitions]

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
-
 from streams.kafka import messages
+from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
 from streams.kafka.metrics import SinkMetrics
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_WINDOWS
 from streams.operators.records import UsageRecord
@@ -63,15 +62,8 @@ class UsageSink:
         self.store = store
         self.metrics = metrics or SinkMetrics()
         self.on_written = on_written
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": settings.group_id or settings.topic_prefix + "billing-sink",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10_000,
-                "fetch.min.bytes": 1,
-            }
+        self.consumer = group_consumer(
+            settings.bootstrap_servers, settings.group_id or settings.topic_prefix + "billing-sink"
         )
         self.accepted_topic = settings.topic_prefix + USAGE_ACCEPTED
         self.consumer.subscribe([self.accepted_topic, settings.topic_prefix + USAGE_WINDOWS])
@@ -85,12 +77,7 @@ class UsageSink:
         records: list[UsageRecord] = []
         rows: list[WindowRow] = []
         produced_at: list[float] = []
-        for message in batch:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
+        for message in record_messages(batch):
             value = message.value()
             if value is None:
                 continue
@@ -119,11 +106,7 @@ class UsageSink:
         return len(batch)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
-        try:
-            while not should_stop():
-                self.run_once()
-        finally:
-            self.close()
+        run_until_stopped(self, should_stop)
 
     def close(self) -> None:
         self.consumer.close()
