@@ -34,7 +34,7 @@ from fractions import Fraction
 from functools import partial
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 
 from billing.clock import Clock
 from invoicing.engine.calendar import Calendar, Change
@@ -42,13 +42,15 @@ from invoicing.engine.render import rfc3339_exact
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod, SubscriptionStatus
 from invoicing.engine.terms import BillingTerms
 from invoicing.engine.trials import trial_used_up_at
-from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS
-from invoicing.ledger.json_codec import plan_from_json, subscription_from_json, subscription_to_json, terms_from_json
-from invoicing.ports import Ledger, SubscriptionRecord, UsageReader
+from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
+from invoicing.ledger.json_codec import subscription_from_json, subscription_to_json
+from invoicing.ports import Ledger, SubscriptionRecord, TermsRecord, UsageReader
 from rating.catalog import Plan
 from rating.errors import BillingError, UnknownReference
 from rating.periods import Period, from_epoch_ms
 from rating.rate import RatingResult
+from streams.kafka.catalog_tables import CatalogTopics
+from streams.kafka.consumers import record_messages, run_until_stopped, topic_reader
 from streams.kafka.producer import TUNING
 from streams.kafka.rating_agent import RatingAgent
 from streams.kafka.sink import SinkSettings, UsageSink
@@ -80,75 +82,50 @@ class RaterSettings:
         return self.topic_prefix + name
 
 
-class CatalogFollower:
-    """The catalog topics read from their start into dictionaries, then followed."""
+class RaterCatalog(CatalogTopics):
+    """The catalog as the rater holds it: each tenant's terms, every plan version and the newest
+    record of each subscription, read by the rules of streams/kafka/catalog_tables.py."""
 
     def __init__(self, settings: RaterSettings) -> None:
-        self.topics = {settings.topic(t): t for t in (CATALOG_TERMS, CATALOG_PLANS, CATALOG_SUBSCRIPTIONS)}
-        ensure_topics(settings.bootstrap_servers, settings.partitions, topics=list(self.topics))
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": f"{settings.topic_prefix}billing-rater-catalog",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-            }
-        )
-        assignment = []
-        for topic in self.topics:
-            metadata = self.consumer.list_topics(topic, timeout=30).topics[topic]
-            assignment += [TopicPartition(topic, p, 0) for p in metadata.partitions]
-        self.consumer.assign(assignment)
-        self.assignment = assignment
         self.terms: dict[str, BillingTerms] = {}
-        self.plans: dict[tuple[str, str, int], Plan] = {}
+        self.plans: dict[str, Plan] = {}
+        """By ``plan_key``: every version, as subscriptions may be on any."""
         self.subscriptions: dict[str, SubscriptionRecord] = {}
+        self.arrived: list[SubscriptionRecord] = []
+        """Subscription records applied since :meth:`take_arrived`."""
+        topics = {settings.topic(t): t for t in (CATALOG_TERMS, CATALOG_PLANS, CATALOG_SUBSCRIPTIONS)}
+        super().__init__(settings.bootstrap_servers, topics, settings.partitions, catch_up_timeout_s=60.0)
 
-    def poll(self, timeout: float = 0.0) -> list[SubscriptionRecord]:
-        """Read what is there; returns the subscription records that arrived."""
-        arrived = []
-        for message in self.consumer.consume(1000, timeout=timeout):
-            error = message.error()
-            if error is not None:
-                raise KafkaException(error)
-            value, topic = message.value(), self.topics[message.topic() or ""]
-            if value is None:
-                continue  # a tombstone: the catalog never deletes, so nothing to undo
-            try:
-                raw = json.loads(value)
-                if topic == CATALOG_TERMS:
-                    self.terms[raw["tenant_id"]] = terms_from_json(raw)
-                elif topic == CATALOG_PLANS:
-                    plan = plan_from_json(raw)
-                    self.plans[(raw["tenant_id"], plan.code, plan.version)] = plan
-                else:
-                    record = subscription_from_json(raw)
-                    self.subscriptions[record.id] = record
-                    arrived.append(record)
-            except (BillingError, KeyError, TypeError, ValueError) as error:
-                log.error("catalog record %s@%s skipped: %s", message.topic(), message.offset(), error)
+    def hold_subscription(self, record: SubscriptionRecord) -> None:
+        self.subscriptions[record.id] = record
+        self.arrived.append(record)
+
+    def hold_terms(self, record: TermsRecord) -> None:
+        self.terms[record.tenant_id] = record.terms
+
+    def hold_plan(self, key: str, tenant_id: str, plan: Plan) -> None:
+        self.plans[key] = plan
+
+    def drop(self, kind: str, key: str) -> None:
+        if kind == CATALOG_TERMS:
+            self.terms.pop(key, None)
+        elif kind == CATALOG_PLANS:
+            self.plans.pop(key, None)
+        else:
+            self.subscriptions.pop(key, None)
+
+    def take_arrived(self) -> list[SubscriptionRecord]:
+        arrived, self.arrived = self.arrived, []
         return arrived
 
-    def catch_up(self) -> list[SubscriptionRecord]:
-        """Read to the end of every catalog partition as of now."""
-        ends = {
-            (tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=30)[1] for tp in self.assignment
-        }
-        arrived: list[SubscriptionRecord] = []
-        while True:
-            positions = self.consumer.position(self.assignment)
-            if all(
-                ends[(tp.topic, tp.partition)] == 0 or tp.offset >= ends[(tp.topic, tp.partition)] for tp in positions
-            ):
-                return arrived
-            arrived += self.poll(timeout=0.5)
+    def poll(self) -> list[SubscriptionRecord]:
+        """Apply what has arrived; returns the subscription records among it."""
+        self.refresh()
+        return self.take_arrived()
 
     def plan_of(self, record: SubscriptionRecord) -> Plan | None:
         sub = record.subscription
-        return self.plans.get((sub.tenant_id, sub.plan_code, record.plan_version))
-
-    def close(self) -> None:
-        self.consumer.close()
+        return self.plans.get(plan_key(sub.tenant_id, sub.plan_code, record.plan_version))
 
 
 class CalendarLog:
@@ -165,27 +142,17 @@ class CalendarLog:
         self.settings = settings
         self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, **TUNING, "linger.ms": 5})
 
-    def read(self, follower: CatalogFollower) -> tuple[dict[str, list[Change]], dict[str, datetime]]:
+    def read(self, catalog: RaterCatalog) -> tuple[dict[str, list[Change]], dict[str, datetime]]:
         """Everything recorded, decoded against the catalog (plans by version)."""
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.bootstrap_servers,
-                "group.id": f"{self.settings.topic_prefix}billing-rater-calendar",
-                "enable.auto.commit": False,
-            }
-        )
+        consumer = topic_reader(self.settings.bootstrap_servers, f"{self.settings.topic_prefix}billing-rater-calendar")
         try:
             end = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=30)[1]
             consumer.assign([TopicPartition(self.topic, 0, 0)])
             raw: dict[str, dict[str, Any]] = {}
             read = 0
             while read < end:
-                for message in consumer.consume(1000, timeout=1.0):
-                    error, key, value = message.error(), message.key(), message.value()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        raise KafkaException(error)
+                for message in record_messages(consumer.consume(1000, timeout=1.0)):
+                    key, value = message.key(), message.value()
                     read = (message.offset() or 0) + 1
                     if value is not None and key is not None:
                         raw[key.decode()] = json.loads(value)
@@ -197,7 +164,7 @@ class CalendarLog:
             changes = []
             for entry in entry_of["changes"]:
                 record = subscription_from_json(entry["record"])
-                plan = follower.plan_of(record)
+                plan = catalog.plan_of(record)
                 if plan is None:
                     raise UnknownReference(
                         "plan_code", f"{sub}: plan version {record.plan_version} is not in the catalog"
@@ -261,7 +228,7 @@ class Rater:
         self.settings = settings
         self.clock = clock
         self.calendar = Calendar(settings.grace_period)
-        self.catalog = CatalogFollower(settings)
+        self.catalog = RaterCatalog(settings)
         self.log = CalendarLog(settings)
         self.agent = RatingAgent(
             settings.bootstrap_servers, usage, ledger, self._terms, topic=settings.topic(RATING_RESULTS)
@@ -286,7 +253,8 @@ class Rater:
             store,
             on_written=self._written,
         )
-        self.offsets = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": settings.usage_group})
+        self.offsets = topic_reader(settings.bootstrap_servers, settings.usage_group)
+        """Reads the usage worker's committed offsets; never joins its group."""
         self.waiting: list[ClosedPeriod] = []
         """Due periods not handed over yet (the usage pipeline was behind, or terms are missing)."""
         self.handed = 0
@@ -342,6 +310,7 @@ class Rater:
     def start(self) -> None:
         """Catch up with the catalog, replay the recorded calendar, open what is new."""
         self.catalog.catch_up()
+        self.catalog.take_arrived()  # all of them are applied below
         history, handed = self.log.read(self.catalog)
         self.calendar.replay(history, handed)
         self._apply(self.catalog.subscriptions.values())
@@ -466,11 +435,7 @@ class Rater:
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         self.start()
-        try:
-            while not should_stop():
-                self.run_once()
-        finally:
-            self.close()
+        run_until_stopped(self, should_stop)
 
     def close(self) -> None:
         self.sink.close()

@@ -1,11 +1,14 @@
-"""The catalog as the usage worker holds it: metrics per (tenant, metric code) from ``catalog.terms``
-and a :class:`SubscriptionRef` per subscription from ``catalog.subscriptions``, read from the
-compacted topics the ledger's outbox relay writes (invoicing/ledger/catalog.py).
+"""The catalog topics read by those who hold the catalog: :class:`CatalogTopics` reads them and
+applies the rules for a record below; a holder keeps what it needs of each record. The usage worker's
+:class:`CatalogTables` keeps metrics per (tenant, metric code) from ``catalog.terms`` and a
+:class:`SubscriptionRef` per subscription from ``catalog.subscriptions``; the rater
+(billing/rater.py) keeps terms, plan versions (``catalog.plans``) and subscription records. The
+topics are compacted; the ledger's outbox relay writes them (invoicing/ledger/catalog.py).
 
-Every worker holds the whole catalog (it is small next to usage): a consumer of its own, without a
-consumer group, reads every partition of both topics from the beginning at start, keeps reading
-new records while the worker runs (:meth:`CatalogTables.refresh`), and can be asked to catch up
-with the topics' end as of now (:meth:`CatalogTables.catch_up`).
+Every holder holds the whole catalog (it is small next to usage): a consumer of its own, without a
+consumer group, reads every partition of its topics from the beginning at start, keeps reading
+new records while the holder runs (:meth:`CatalogTopics.refresh`), and can be asked to catch up
+with the topics' end as of now (:meth:`CatalogTopics.catch_up`).
 
 The exactness rule: an event whose subscription or metric is not in the tables is rejected as
 unknown only after the tables have caught up with the end offsets of both topics taken *after*
@@ -39,11 +42,12 @@ every transaction that wrote before that moment to be resolved (the relay's take
 one left open by a killed relay is aborted by the broker after its transaction timeout, 15 s).
 
 Records: a ``catalog.subscriptions`` value is :func:`subscription_to_json`, a ``catalog.terms``
-value is ``{**terms_to_json(terms), "revision": n}``; a record with a lower revision than the one
-held is ignored, a tombstone (null value) removes the key, and a value that does not decode is
-logged and skipped (the key keeps its previous state: one bad record must not stop usage).
-The partitions of both topics are listed once, at start: partitions added to a catalog topic later
-are read after the worker's next restart.
+value is ``{**terms_to_json(terms), "revision": n}``, a ``catalog.plans`` value is a plan snapshot
+with ``tenant_id`` (its key names the version: plan versions never change); a record with a lower
+revision than the one held is ignored, a tombstone (null value) removes the key, and a value that
+does not decode, or names another key than its own, is logged and skipped (the key keeps its
+previous state: one bad record must not stop usage). The partitions of the topics are listed
+once, at start: partitions added to a catalog topic later are read after the holder's next restart.
 """
 
 from __future__ import annotations
@@ -54,12 +58,16 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
-from invoicing.ledger.json_codec import subscription_from_json, terms_record_from_json
-from rating.catalog import Metric
+from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
+from invoicing.ledger.json_codec import plan_from_json, subscription_from_json, terms_record_from_json
+from invoicing.ports import SubscriptionRecord, TermsRecord
+from rating.catalog import Metric, Plan
 from rating.periods import epoch_ms
+from streams.kafka.consumers import topic_reader
 from streams.kafka.topics import ensure_topics
 from streams.operators.process import Catalog
 from streams.operators.validate import SubscriptionRef
@@ -72,71 +80,53 @@ class CatalogLagging(Exception):
     dead-letter an event whose subscription exists, so the worker restarts instead."""
 
 
-@dataclass
-class CatalogTables:
-    """Metrics by (tenant, code) and subscriptions by id, fed from the two compacted topics.
+class CatalogTopics:
+    """The reading of catalog topics (see the module docstring); a holder keeps the records.
 
-    Used from one thread (the worker's event loop): a refresh never runs in the middle of an
-    event's lookups, so one event sees one state of the catalog.
+    Used from one thread: a refresh never runs in the middle of a holder's lookups, so they see
+    one state of the catalog.
     """
 
-    bootstrap_servers: str
-    subscriptions_topic: str
-    terms_topic: str
-    create_partitions: int = 6
-    """Partitions of a catalog topic this worker creates because it is missing (the relay creates
-    them too; the count does not matter to a reader of the whole topic)."""
-    catch_up_timeout_s: float = 60.0
-    subscriptions: dict[str, SubscriptionRef] = field(default_factory=dict)
-    metrics: dict[str, dict[str, Metric]] = field(default_factory=dict)
-    """tenant id → metric code → metric."""
-    revisions: dict[tuple[str, str], int] = field(default_factory=dict)
-    positions: dict[tuple[str, int], int] = field(default_factory=dict)
-    catch_ups: int = 0
-
-    def __post_init__(self) -> None:
-        topics = (self.subscriptions_topic, self.terms_topic)
+    def __init__(
+        self, bootstrap_servers: str, topics: Mapping[str, str], create_partitions: int, catch_up_timeout_s: float
+    ) -> None:
+        """``topics``: each topic's name → what it is (``CATALOG_SUBSCRIPTIONS``, ``CATALOG_TERMS``
+        or ``CATALOG_PLANS``), so a prefixed pipeline reads its own."""
+        self.kinds = dict(topics)
+        self.catch_up_timeout_s = catch_up_timeout_s
+        self.revisions: dict[tuple[str, str], int] = {}
+        self.positions: dict[tuple[str, int], int] = {}
+        self.catch_ups = 0
         ensure_topics(
-            self.bootstrap_servers,
-            self.create_partitions,
-            topics=topics,
-            config={"cleanup.policy": "compact"},
+            bootstrap_servers, create_partitions, topics=list(self.kinds), config={"cleanup.policy": "compact"}
         )
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": self.bootstrap_servers,
-                "group.id": "billing-catalog-reader",  # required by librdkafka; never joined (assign)
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            }
-        )
+        group = "billing-catalog-reader"
+        self._consumer = topic_reader(bootstrap_servers, group, {"auto.offset.reset": "earliest"})
         # end offsets including records of open transactions (see the module's docstring)
-        self._watermarks = Consumer(
-            {"bootstrap.servers": self.bootstrap_servers, "group.id": "billing-catalog-reader"}
-            | {"isolation.level": "read_uncommitted"}
-        )
+        self._watermarks = topic_reader(bootstrap_servers, group, {"isolation.level": "read_uncommitted"})
         self._partitions: list[TopicPartition] = []
-        for topic in topics:
+        for topic in self.kinds:
             metadata = self._consumer.list_topics(topic, timeout=30).topics[topic]
             if metadata.error is not None:
                 raise KafkaException(metadata.error)
             self._partitions += [TopicPartition(topic, p, -2) for p in sorted(metadata.partitions)]  # -2: beginning
         self._consumer.assign(self._partitions)
 
-    # -- lookups (the Catalog the operators see) ---------------------------------------------
+    # -- what a holder keeps -------------------------------------------------------------------
 
-    def subscription_of(self, subscription_id: str) -> SubscriptionRef | None:
-        return self.subscriptions.get(subscription_id)
+    def hold_subscription(self, record: SubscriptionRecord) -> None:
+        raise NotImplementedError
 
-    def metric_for(self, tenant_id: str, code: str) -> Metric | None:
-        return self.metrics.get(tenant_id, {}).get(code)
+    def hold_terms(self, record: TermsRecord) -> None:
+        raise NotImplementedError
 
-    def catalog(self) -> Catalog:
-        """Metrics are looked up under the event's subscription's tenant (``metric_for``); the
-        tenant-less ``metric_of`` knows nothing, so a metric of another tenant never matches."""
-        return Catalog(lambda _code: None, self.subscription_of, self.metric_for)
+    def hold_plan(self, key: str, tenant_id: str, plan: Plan) -> None:
+        """A holder that reads no ``catalog.plans`` needs none."""
+        raise NotImplementedError
+
+    def drop(self, kind: str, key: str) -> None:
+        """A tombstone of ``key`` on the topic of ``kind``."""
+        raise NotImplementedError
 
     # -- reading the topics -------------------------------------------------------------------
 
@@ -145,8 +135,8 @@ class CatalogTables:
         return self._drain(time.monotonic() + max_s, wait_s=0.0)
 
     def catch_up(self) -> int:
-        """Read both topics up to their end offsets (high watermarks) as of this call; blocks.
-        Used at start, before the worker consumes usage."""
+        """Read the topics up to their end offsets (high watermarks) as of this call; blocks.
+        Used at start, before the holder acts on the catalog."""
         self.catch_ups += 1
         targets = self._end_offsets()
         deadline = time.monotonic() + self.catch_up_timeout_s
@@ -219,38 +209,85 @@ class CatalogTables:
                 return applied
 
     def _apply(self, topic: str, raw_key: bytes | None, raw_value: bytes | None) -> None:
-        key = (raw_key or b"").decode("utf-8", "replace")
+        kind, key = self.kinds[topic], (raw_key or b"").decode("utf-8", "replace")
         try:
-            if topic == self.subscriptions_topic:
-                self._apply_subscription(key, raw_value)
+            if raw_value is None:
+                self.revisions.pop((kind, key), None)
+                self.drop(kind, key)
+            elif kind == CATALOG_PLANS:
+                self._apply_plan(key, json.loads(raw_value))
+            elif kind == CATALOG_SUBSCRIPTIONS:
+                record = subscription_from_json(json.loads(raw_value))
+                if self._newest(kind, key, record.id, record.revision):
+                    self.hold_subscription(record)
             else:
-                self._apply_terms(key, raw_value)
+                terms = terms_record_from_json(json.loads(raw_value), "terms")
+                if self._newest(kind, key, terms.tenant_id, terms.revision):
+                    self.hold_terms(terms)
         except Exception as error:  # a bad record must not stop usage: keep the key's previous state
             log.error("%s record %r skipped: %s: %s", topic, key, type(error).__name__, error)
 
-    def _apply_subscription(self, key: str, raw_value: bytes | None) -> None:
-        if raw_value is None:
-            self.subscriptions.pop(key, None)
-            self.revisions.pop(("subscription", key), None)
-            return
-        record = subscription_from_json(json.loads(raw_value))
-        if record.id != key:
-            raise ValueError(f"value is subscription {record.id!r}, not the key's")
-        if record.revision < self.revisions.get(("subscription", key), 0):
-            return
-        sub = record.subscription
-        self.revisions[("subscription", key)] = record.revision
-        self.subscriptions[key] = SubscriptionRef(sub.id, sub.tenant_id, sub.timezone, epoch_ms(sub.start_at))
+    def _newest(self, kind: str, key: str, named: str, revision: int) -> bool:
+        """Whether a record naming ``named`` with ``revision`` replaces what is held under ``key``."""
+        if named != key:
+            raise ValueError(f"value names {named!r}, its key {key!r}")
+        if revision < self.revisions.get((kind, key), 0):
+            return False
+        self.revisions[(kind, key)] = revision
+        return True
 
-    def _apply_terms(self, key: str, raw_value: bytes | None) -> None:
-        if raw_value is None:
+    def _apply_plan(self, key: str, raw: dict[str, Any]) -> None:
+        plan = plan_from_json(raw)
+        tenant_id = raw["tenant_id"]
+        if plan_key(tenant_id, plan.code, plan.version) != key:
+            raise ValueError(f"value names plan {tenant_id}/{plan.code}/{plan.version}, its key {key!r}")
+        self.hold_plan(key, tenant_id, plan)
+
+
+@dataclass
+class CatalogTables(CatalogTopics):
+    """The usage worker's catalog: metrics by (tenant, code) and subscriptions by id, fed from the
+    two compacted topics (used from the worker's event loop)."""
+
+    bootstrap_servers: str
+    subscriptions_topic: str
+    terms_topic: str
+    create_partitions: int = 6
+    """Partitions of a catalog topic this worker creates because it is missing (the relay creates
+    them too; the count does not matter to a reader of the whole topic)."""
+    catch_up_timeout_s: float = 60.0
+    subscriptions: dict[str, SubscriptionRef] = field(default_factory=dict)
+    metrics: dict[str, dict[str, Metric]] = field(default_factory=dict)
+    """tenant id → metric code → metric."""
+
+    def __post_init__(self) -> None:
+        topics = {self.subscriptions_topic: CATALOG_SUBSCRIPTIONS, self.terms_topic: CATALOG_TERMS}
+        CatalogTopics.__init__(self, self.bootstrap_servers, topics, self.create_partitions, self.catch_up_timeout_s)
+
+    # -- lookups (the Catalog the operators see) ---------------------------------------------
+
+    def subscription_of(self, subscription_id: str) -> SubscriptionRef | None:
+        return self.subscriptions.get(subscription_id)
+
+    def metric_for(self, tenant_id: str, code: str) -> Metric | None:
+        return self.metrics.get(tenant_id, {}).get(code)
+
+    def catalog(self) -> Catalog:
+        """Metrics are looked up under the event's subscription's tenant (``metric_for``); the
+        tenant-less ``metric_of`` knows nothing, so a metric of another tenant never matches."""
+        return Catalog(lambda _code: None, self.subscription_of, self.metric_for)
+
+    # -- what it keeps ---------------------------------------------------------------------------
+
+    def hold_subscription(self, record: SubscriptionRecord) -> None:
+        sub = record.subscription
+        self.subscriptions[sub.id] = SubscriptionRef(sub.id, sub.tenant_id, sub.timezone, epoch_ms(sub.start_at))
+
+    def hold_terms(self, record: TermsRecord) -> None:
+        self.metrics[record.tenant_id] = dict(record.terms.metrics)
+
+    def drop(self, kind: str, key: str) -> None:
+        if kind == CATALOG_SUBSCRIPTIONS:
+            self.subscriptions.pop(key, None)
+        else:
             self.metrics.pop(key, None)
-            self.revisions.pop(("terms", key), None)
-            return
-        record = terms_record_from_json(json.loads(raw_value), "terms")
-        if record.tenant_id != key:
-            raise ValueError(f"value is tenant {record.tenant_id!r}, not the key's")
-        if record.revision < self.revisions.get(("terms", key), 0):
-            return
-        self.revisions[("terms", key)] = record.revision
-        self.metrics[key] = dict(record.terms.metrics)
