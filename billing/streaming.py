@@ -131,6 +131,8 @@ def run_worker(args: Any) -> int:
             len(tables.subscriptions),
             len(tables.metrics),
         )
+    # Faust makes only the last level of its data directory: usage-N under --role all's worker/
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app, worker = create_app(settings, catalog, lambda: epoch_ms(clock.now()), tables)
     if settings.metrics_port:
         serve(worker.metrics.registry, settings.metrics_port)
