@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from billing.clock import monotonic
-from billing.simulate.scenario import ScenarioEvent, _event, parse_json, parse_yaml
+from billing.simulate.scenario import ScenarioEvent, _event, parse_json, parse_yaml, read_text
 from billing.streaming import bootstrap_servers
 from rating.errors import InvalidValue
 from rating.periods import epoch_ms
@@ -53,12 +53,7 @@ class Summary:
 def _raw_events(path: Path) -> tuple[list[Any], str | None]:
     """The raw event mappings of a JSON-lines file, a YAML/JSON list, or a scenario file's
     ``events``; and the file's ``tenant_id``, if it names one."""
-    try:
-        content = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InvalidValue("file", f"cannot read {path}: {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise InvalidValue("file", f"{path} is not UTF-8 text (byte {error.start})") from None
+    content = read_text(path, "file")
     if path.suffix in (".jsonl", ".ndjson"):
         raw: list[Any] = []
         for number, line in enumerate(content.splitlines(), 1):

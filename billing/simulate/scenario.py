@@ -556,14 +556,19 @@ def parse_yaml(content: str) -> Any:
     return yaml.load(content, Loader=ExactLoader)  # a SafeLoader with two number constructors
 
 
+def read_text(path: Path, field: str) -> str:
+    """The UTF-8 text of ``path``; InvalidValue naming ``field`` when it cannot be read so."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidValue(field, f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidValue(field, f"{path} is not UTF-8 text (byte {error.start})") from None
+
+
 def load_scenario(path: Path) -> Scenario:
     """Read a YAML or JSON scenario file (JSON is YAML, but its own errors read better)."""
-    try:
-        content = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InvalidValue("scenario", f"cannot read {path}: {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise InvalidValue("scenario", f"{path} is not UTF-8 text (byte {error.start})") from None
+    content = read_text(path, "scenario")
     try:
         raw: Any = parse_json(content) if path.suffix == ".json" else parse_yaml(content)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
