@@ -56,7 +56,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,27 +137,26 @@ class CatalogTopics:
     def catch_up(self) -> int:
         """Read the topics up to their end offsets (high watermarks) as of this call; blocks.
         Used at start, before the holder acts on the catalog."""
-        self.catch_ups += 1
-        targets = self._end_offsets()
-        deadline = time.monotonic() + self.catch_up_timeout_s
-        applied = 0
-        while not self._reached(targets):
-            self._check(deadline, targets)
-            applied += self._drain(time.monotonic() + 0.2, wait_s=0.2)
-        return applied
+        return sum(self._catching_up(drain_s=0.2, wait_s=0.2))
 
     async def catch_up_async(self) -> int:
         """:meth:`catch_up` for the worker's event loop: it yields while waiting for records, so
         Faust's heartbeats go on (the watermark requests themselves are short blocking calls)."""
+        applied = 0
+        for step in self._catching_up(drain_s=0.05, wait_s=0.0):
+            applied += step
+            await asyncio.sleep(0.01)
+        return applied
+
+    def _catching_up(self, drain_s: float, wait_s: float) -> Iterator[int]:
+        """The records applied by each step of a catch-up, until the end offsets as of the first
+        step are reached; CatalogLagging after ``catch_up_timeout_s``."""
         self.catch_ups += 1
         targets = self._end_offsets()
         deadline = time.monotonic() + self.catch_up_timeout_s
-        applied = 0
         while not self._reached(targets):
             self._check(deadline, targets)
-            applied += self._drain(time.monotonic() + 0.05, wait_s=0.0)
-            await asyncio.sleep(0.01)
-        return applied
+            yield self._drain(time.monotonic() + drain_s, wait_s=wait_s)
 
     def close(self) -> None:
         self._consumer.close()

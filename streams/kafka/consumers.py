@@ -16,37 +16,30 @@ the loop around them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+
+GROUP_MEMBER: Final[Mapping[str, Any]] = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "session.timeout.ms": 10_000,
+}
+TOPIC_READER: Final[Mapping[str, Any]] = {
+    "enable.auto.commit": False,
+    "isolation.level": "read_committed",
+    "enable.partition.eof": True,
+}
 
 
 def group_consumer(bootstrap_servers: str, group_id: str, settings: Mapping[str, Any] | None = None) -> Consumer:
     """A member of ``group_id`` that commits its offsets itself; ``settings`` add to or replace the role's."""
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": group_id,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 10_000,
-            **(settings or {}),
-        }
-    )
+    return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id, **GROUP_MEMBER, **(settings or {})})
 
 
 def topic_reader(bootstrap_servers: str, group_id: str, settings: Mapping[str, Any] | None = None) -> Consumer:
     """A consumer of assigned partitions that commits nothing; ``settings`` add to or replace the role's."""
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": group_id,
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            **(settings or {}),
-        }
-    )
+    return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id, **TOPIC_READER, **(settings or {})})
 
 
 def record_messages(batch: Sequence[Message]) -> list[Message]:
