@@ -43,7 +43,7 @@ from rating.errors import BillingError, UnknownReference
 from rating.periods import epoch_ms
 from schemas import avro_codec
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
-from streams.kafka.messages import encode_dead_letter
+from streams.kafka.messages import MAX_LETTER_DETAIL, encode_dead_letter
 from streams.kafka.rating_messages import FinalRating, read_rating_result
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS
 
@@ -52,7 +52,6 @@ log = logging.getLogger("billing.invoicer")
 OUTCOMES = ("finalized", "redelivered", "dead_lettered")
 CONFLICTING_FINAL_RATING = "conflicting_final_rating"
 """Dead-letter reason: a final rating of an invoiced period that rates it otherwise than its invoice."""
-MAX_DETAIL = 2_000
 
 
 class MessageUsage:
@@ -374,7 +373,7 @@ class InvoiceWorker:
             f"{sub} [{rfc3339(period.start)}, {rfc3339(period.end)}) was invoiced as {invoice.invoice_number}; "
             + "; ".join(f"{field}: {what}" for field, what in differences)
         )
-        return _Letter(message, CONFLICTING_FINAL_RATING, detail[:MAX_DETAIL], differences[0][0])
+        return _Letter(message, CONFLICTING_FINAL_RATING, detail[:MAX_LETTER_DETAIL], differences[0][0])
 
     def _report_conflicts(self, letters: list[_Letter]) -> None:
         """Counted and logged once the batch is through (a batch retried after an outage finds
