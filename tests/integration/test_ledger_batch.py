@@ -102,9 +102,9 @@ def test_golden_scenarios_leave_the_same_invoices_in_postgresql(case: Path, mode
     assert events(ledger) == [m for m in memory.state.outbox if m.topic == INVOICE_FINALIZED]
 
 
-def invoice(subscription: str, day: int, number: int) -> Invoice:
-    start = T0 + timedelta(days=day)
-    draft = compose_invoice(
+def day_draft(subscription: str, start: datetime) -> Invoice:
+    """Tenant t1's draft of plan ``pro`` for the day from ``start``: 1.00 USD, no coupon, tax or credit."""
+    return compose_invoice(
         tenant_id="t1",
         subscription_id=subscription,
         plan_code="pro",
@@ -116,7 +116,11 @@ def invoice(subscription: str, day: int, number: int) -> Invoice:
         tax_inclusive=False,
         credit_available=Money(0, "USD"),
     )
-    return finalize(draft, number, start)
+
+
+def invoice(subscription: str, day: int, number: int) -> Invoice:
+    start = T0 + timedelta(days=day)
+    return finalize(day_draft(subscription, start), number, start)
 
 
 def finalize_in(session: Any, subscription: str, day: int) -> Invoice:

@@ -19,14 +19,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from invoicing.engine.compose import compose_invoice, finalize
+from invoicing.engine.compose import finalize
 from invoicing.engine.credit import CreditNote, CreditType
-from invoicing.engine.model import InvoiceLineItem, LineType
 from invoicing.ledger.postgres import PostgresLedger, embedded_database_url, migrate, stop_embedded_database
 from invoicing.ledger.tables import metadata
 from rating.errors import InvalidValue
 from rating.money import Money
-from rating.periods import Period
+from tests.integration.test_ledger_batch import day_draft
 
 pytestmark = pytest.mark.integration
 
@@ -89,18 +88,7 @@ def test_concurrent_finalizations_number_invoices_without_gap_or_duplicate(pg_ur
     def finalize_many(worker: int) -> None:
         for n in range(rounds):
             start = T0 + timedelta(days=n)
-            draft = compose_invoice(
-                tenant_id="t1",
-                subscription_id=f"s{worker}",
-                plan_code="pro",
-                period=Period(start, start + timedelta(days=1)),
-                currency="USD",
-                charges=[InvoiceLineItem(LineType.RECURRING, "Pro", Money(100, "USD"))],
-                coupon=None,
-                tax_rules=[],
-                tax_inclusive=False,
-                credit_available=Money(0, "USD"),
-            )
+            draft = day_draft(f"s{worker}", start)
             try:
                 with ledger.session() as s:
                     invoice = finalize(draft, s.next_invoice_sequence("t1"), start)
