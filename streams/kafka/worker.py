@@ -283,9 +283,10 @@ class UsageWorker:
         """Step 2: the messages from the partition's marker on, each once and none missing."""
         out: list[SourceMessage] = []
         expected = state.next_offset
+        redelivered = 0
         for message in sorted(arrived, key=lambda m: m.offset):
             if message.offset < expected:
-                counts["redelivered"] += 1  # its transaction committed: a no-op
+                redelivered += 1  # its transaction committed: a no-op
                 continue
             if message.offset > expected:
                 gap = await asyncio.get_running_loop().run_in_executor(
@@ -303,6 +304,14 @@ class UsageWorker:
                 out.extend(gap)
             out.append(message)
             expected = message.offset + 1
+        if redelivered:
+            counts["redelivered"] += redelivered
+            log.info(
+                "usage.events[%d]: %d redelivered messages skipped, below the committed marker %d",
+                state.partition,
+                redelivered,
+                state.next_offset,
+            )
         return out
 
     def read_gap(self, partition: int, start: int, end: int) -> list[SourceMessage]:
