@@ -58,6 +58,9 @@ def _worker(args: argparse.Namespace) -> int:
     # a pipeline of its own (--topic-prefix) gets its own consumer group and state topics too:
     # sharing them would recover another pipeline's dedup state
     args.app_id = args.app_id or args.topic_prefix + "billing-usage"
+    if args.processes is not None and args.processes < 1:
+        print(f"error: --processes must be at least 1, got {args.processes}", file=sys.stderr)
+        return 2
     role = args.role or ("usage" if args.catalog else "all")
     if role == "all":
         from billing.loop import run_loop
