@@ -9,7 +9,10 @@ One broker for the whole run; each measurement runs its own worker and sink on t
 3. batched messages paced at half the rate measured in 2: event-to-queryable latency p50/p99.
 
 Each throughput is printed with the ratio to a raw confluent-kafka consumer reading the same
-topic (the same messages, not decoded) in the same run: the floor any Kafka consumer pays here.
+topic (the same messages, not decoded) in the same run: the floor any Kafka consumer pays here;
+and with the ratio to a peer that does the least a meter could: a plain confluent-kafka consumer
+decoding the same Avro and summing values per (subscription, metric, hour) into chDB, with no
+dedup and no crash safety. Ours over the peer's is the price of exactness (issue 11 aims at 0.5).
 
 "Produce to queryable": the clock starts when the first message is handed to the producer and
 stops when the sink has committed (after writing to chDB) every output the worker made of the
@@ -43,6 +46,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -167,6 +171,7 @@ class Result:
     elapsed_s: float
     baseline_events_per_s: float
     latencies: list[float]
+    peer_events_per_s: float = 0.0
 
     @property
     def events_per_s(self) -> float:
@@ -358,6 +363,55 @@ def raw_consume(bootstrap: str, start: dict[tuple[str, int], int], events: int, 
     return events / elapsed
 
 
+PEER_TABLE = """
+CREATE TABLE IF NOT EXISTS peer.usage_hours
+(subscription_id String, metric_code String, hour DateTime64(3, 'UTC'), total Decimal128(12))
+ENGINE = MergeTree ORDER BY (subscription_id, metric_code, hour)
+"""
+
+
+def peer_consume(
+    bootstrap: str, start: dict[tuple[str, int], int], events: int, total_messages: int, chdb_dir: Path
+) -> float:
+    """The peer: a plain confluent-kafka consumer that decodes the same Avro and sums values per
+    (subscription, metric, hour) into chDB, with no dedup, no validation beyond decoding and no
+    crash safety (issue 11: the price of exactness is our rate over this one's); events/s."""
+    from decimal import Decimal
+
+    from rating.numbers import decimal_from_double
+    from streams.clickhouse.client import open_client
+
+    client = _peer_clients.get(chdb_dir) or _peer_clients.setdefault(chdb_dir, open_client(None, str(chdb_dir)))
+    client.command("CREATE DATABASE IF NOT EXISTS peer")
+    client.command(PEER_TABLE)
+    client.command("TRUNCATE TABLE peer.usage_hours")
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"peer-{time.monotonic_ns()}", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, offset) for (topic, p), offset in start.items()])
+    started = time.perf_counter()
+    seen = 0
+    sums: dict[tuple[str, str, int], Decimal] = {}
+    while seen < total_messages:
+        for message in consumer.consume(min(10_000, total_messages - seen), timeout=1.0):
+            if message.error() is not None:
+                continue
+            seen += 1
+            for event in messages.read_usage(message.value()):
+                if isinstance(event, UsageEvent):
+                    key = (event.subscription_id, event.metric_code, event.recorded_at_ms // 3_600_000)
+                    sums[key] = sums.get(key, Decimal(0)) + decimal_from_double(event.value)
+    rows = [[sub, metric, hour * 3_600_000, total] for (sub, metric, hour), total in sums.items()]
+    client.insert("peer.usage_hours", rows, column_names=["subscription_id", "metric_code", "hour", "total"])
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return events / elapsed
+
+
+_peer_clients: dict[Path, Any] = {}
+"""chDB serves one data path per process: every peer run shares one."""
+
+
 def run(
     bootstrap: str,
     work: Path,
@@ -396,13 +450,18 @@ def run(
     finally:
         pipeline.stop()
     baseline = raw_consume(bootstrap, start, events, len(encoded))
-    return Result(events, len(encoded), produced - started, done - started, baseline, latencies)
+    peer = peer_consume(bootstrap, start, events, len(encoded), work / "peer-chdb") if rate is None else 0.0
+    return Result(events, len(encoded), produced - started, done - started, baseline, latencies, peer)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=15_000, help="events of the batched run")
-    parser.add_argument("--single-events", type=int, default=5_000, help="events of the one-per-message run")
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="events of the batched run (at least 10 s at today's rate)"
+    )
+    parser.add_argument(
+        "--single-events", type=int, default=20_000, help="events of the one-per-message run (at least 10 s)"
+    )
     parser.add_argument("--batch", type=int, default=100, help="events per message in the batched runs")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
@@ -446,7 +505,9 @@ def main() -> None:
                     f"({events:,} events in {result.messages:,} messages, {result.elapsed_s:.2f} s; "
                     f"producing took {result.produce_s:.2f} s); raw consumer on the same topic "
                     f"{result.baseline_events_per_s:,.0f} events/s; ratio "
-                    f"{result.events_per_s / result.baseline_events_per_s:.2g}",
+                    f"{result.events_per_s / result.baseline_events_per_s:.2g}; peer (plain consumer: decode, "
+                    f"sum per subscription, metric and hour into chDB, no dedup) {result.peer_events_per_s:,.0f} "
+                    f"events/s; price of exactness (ours / peer) {result.events_per_s / result.peer_events_per_s:.2f}",
                     flush=True,
                 )
             if args.only in (None, "batched") and args.processes > 1:
