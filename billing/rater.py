@@ -74,7 +74,6 @@ class RaterSettings:
     sink_group: str = "billing-sink"
     grace_period: timedelta = timedelta(0)
     partitions: int = 6
-    tick_s: float = 0.5
     wait_s: float = 120.0
     """How long a close waits for the usage worker and the sink before trying again later."""
 

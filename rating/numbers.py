@@ -91,11 +91,6 @@ def _bounded(number: Decimal, field: str) -> Decimal:
     return number
 
 
-def to_fraction(number: Decimal | int) -> Fraction:
-    """The exact rational value of a decimal."""
-    return Fraction(number)
-
-
 def fraction_to_decimal(value: Fraction) -> Decimal:
     """A rational rounded half-even to 12 fractional digits (for reporting derived quantities)."""
     scaled = value * 10**SCALE

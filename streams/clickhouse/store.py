@@ -9,15 +9,7 @@ time-weighted bridges between consecutive buckets through a window function) and
 events only for the ragged edges, which are merged in Python exactly as the memory store does.
 The questions travel as bound array parameters, so their number is not limited by ``max_query_size``.
 
-Why ``FINAL`` and not ``argMax(..., version) GROUP BY key``: measured on chDB 4.4 (ClickHouse
-26.x engine) with 200 subscriptions × 2 metrics × 31 days of 15-minute windows, each written at two
-versions in separate batches (1.2M rows, unmerged), plus 400k events with a third replayed in
-another batch; ``totals`` of 2,000 random ~20-day intervals took 1.50 s with ``FINAL``, 1.62 s with
-``ORDER BY version DESC LIMIT 1 BY key`` and 3.52 s with ``argMax``; after ``OPTIMIZE ... FINAL``
-1.57 s, 1.70 s and 3.43 s. ``windows()`` was equal within noise (about 21 ms for a month of 15-minute
-windows). ``FINAL`` reads only the key ranges the prefilter selects and merges them in order, while
-``argMax`` hashes every column of every row it groups; the seams for trying another strategy are
-``_newest_windows`` and ``_distinct_events``.
+Why ``FINAL`` and not ``argMax``: docs/decisions/0003-newest-windows-with-final.md.
 """
 
 from __future__ import annotations

@@ -18,36 +18,7 @@ was consumed is always seen, however far the periodic refresh lags; an event is 
 The worker catches up at most once per batch: a catch-up after the batch was fetched covers every
 event of the batch.
 
-Why not a Faust ``GlobalTable`` with the catalog topic as its changelog (the idiomatic shape)?
-Tried against the real broker with faust-streaming 0.15.3:
-
-* the partition assignor finds a global table's changelog by its default name
-  (``<app id>-<table>-changelog``), not by the ``changelog_topic`` given; with the catalog topic
-  the assignment raises ``KeyError`` inside the group join and the worker hangs silently;
-* with that name patched in a subclass, recovery never ends on a topic written in Kafka
-  transactions (the relay's): Faust waits until it has seen an *event* at the partition's last
-  offset, and that offset is the transaction's commit marker, which is never delivered as an
-  event (Faust only skips markers when the app itself runs ``exactly_once``);
-* even when it works (a topic written without transactions), the exactness rule above needs to
-  know how far the table has applied each partition, including past commit markers; Faust's
-  recovery exposes the offset of the last event it buffered, not the consumer position.
-
-A plain consumer gives all three: librdkafka reads ``read_committed`` (never a record of an aborted
-relay transaction) and its position moves past commit markers and aborted records. The catch-up
-target is each partition's high watermark (read uncommitted), not the last stable offset: a
-producer's ``commit_transaction`` returns once the coordinator has decided, before the commit
-markers reach the partitions, so a subscription committed just before its first event may not be
-below the last stable offset yet. Waiting for the position to pass the high watermark waits for
-every transaction that wrote before that moment to be resolved (the relay's take milliseconds;
-one left open by a killed relay is aborted by the broker after its transaction timeout, 15 s).
-
-Records: a ``catalog.subscriptions`` value is :func:`subscription_to_json`, a ``catalog.terms``
-value is ``{**terms_to_json(terms), "revision": n}``, a ``catalog.plans`` value is a plan snapshot
-with ``tenant_id`` (its key names the version: plan versions never change); a record with a lower
-revision than the one held is ignored, a tombstone (null value) removes the key, and a value that
-does not decode, or names another key than its own, is logged and skipped (the key keeps its
-previous state: one bad record must not stop usage). The partitions of the topics are listed
-once, at start: partitions added to a catalog topic later are read after the holder's next restart.
+Why a plain consumer and not a Faust ``GlobalTable``: docs/decisions/0002-catalog-read-with-a-plain-consumer.md.
 """
 
 from __future__ import annotations

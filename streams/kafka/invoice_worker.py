@@ -84,12 +84,6 @@ class _Metrics(dict[str, Metric]):
         raise UnknownReference("terms.metrics", f"the message defines no metric {code!r} (billed before, late now)")
 
 
-def finalize_rating(ledger: Ledger, rating: FinalRating) -> Invoice:
-    """The invoice of ``rating``'s period, finalized through the unchanged InvoiceService (or the
-    one finalized already)."""
-    return _finalize_rating(ledger, rating)[0]
-
-
 class _Session:
     """A session that notes whether the period's invoice existed (a redelivery)."""
 

@@ -42,10 +42,6 @@ class WindowKey(NamedTuple):
     start_ms: int
 
 
-def bucket_start(at_ms: int) -> int:
-    return at_ms - at_ms % BUCKET_MS
-
-
 @lru_cache(maxsize=65536)
 def rollup_windows(bucket_ms: int, timezone: str) -> tuple[tuple[Granularity, int, int], ...]:
     """(granularity, start, end) of the bucket itself and of the local hour, day and month holding it."""
