@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,8 +52,9 @@ class CatalogLagging(Exception):
     dead-letter an event whose subscription exists, so the worker restarts instead."""
 
 
-class CatalogTopics:
-    """The reading of catalog topics (see the module docstring); a holder keeps the records.
+class CatalogTopics(ABC):
+    """The reading of catalog topics (see the module docstring); a holder (a subclass) keeps the
+    records, each through the hooks below.
 
     Used from one thread: a refresh never runs in the middle of a holder's lookups, so they see
     one state of the catalog.
@@ -85,19 +87,19 @@ class CatalogTopics:
 
     # -- what a holder keeps -------------------------------------------------------------------
 
-    def hold_subscription(self, record: SubscriptionRecord) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def hold_subscription(self, record: SubscriptionRecord) -> None: ...
 
-    def hold_terms(self, record: TermsRecord) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def hold_terms(self, record: TermsRecord) -> None: ...
 
     def hold_plan(self, key: str, tenant_id: str, plan: Plan) -> None:
-        """A holder that reads no ``catalog.plans`` needs none."""
-        raise NotImplementedError
+        """Only a holder that reads ``catalog.plans`` overrides this; a record of it here is a wiring error."""
+        raise NotImplementedError(f"{type(self).__name__} reads no catalog.plans, yet got plan {key!r}")
 
+    @abstractmethod
     def drop(self, kind: str, key: str) -> None:
         """A tombstone of ``key`` on the topic of ``kind``."""
-        raise NotImplementedError
 
     # -- reading the topics -------------------------------------------------------------------
 
