@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from billing.dlq_retention import DAY_MS, RETENTION_ENV, dlq_retention_ms
 from invoicing.engine.render import rfc3339_exact
 from rating.errors import InvalidValue
 from rating.periods import epoch_ms, from_epoch_ms
 from streams.kafka.dlq import StoredLetter
 
-RETENTION_ENV: Final = "BILLING_DLQ_RETENTION_DAYS"
 EXAMPLES: Final = """\
 examples:
   billing dlq list --reason unknown_subscription --since 7d
@@ -47,7 +47,6 @@ examples:
   billing dlq retention --days 730
 
 exit status: 0 done, 1 Kafka unreachable or a replay not delivered, 2 a wrong argument or topic"""
-DAY_MS: Final = 86_400_000
 EXIT_KAFKA: Final = 1
 EXIT_INPUT: Final = 2
 
@@ -56,26 +55,6 @@ TOPICS: Final = {"usage": ("usage.dlq", "usage.events"), "rating": ("rating.dlq"
 
 _AGO = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-def dlq_retention_ms(days: int | None = None) -> int:
-    """The dead-letter topics' retention: ``days``, else ``$BILLING_DLQ_RETENTION_DAYS``, else a
-    year; -1 means forever."""
-    from streams.kafka.topics import DLQ_RETENTION_MS
-
-    if days is None:
-        text = os.environ.get(RETENTION_ENV, "").strip()
-        if not text:
-            return DLQ_RETENTION_MS
-        try:
-            days = int(text)
-        except ValueError:
-            raise InvalidValue(RETENTION_ENV, f"expected a whole number of days, got {text!r}") from None
-    if days == -1:
-        return -1
-    if days < 1:
-        raise InvalidValue("retention days", f"must be at least 1 (or -1: forever), got {days}")
-    return days * DAY_MS
 
 
 def _days(ms: int) -> str:

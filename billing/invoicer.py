@@ -13,7 +13,7 @@ def run_invoicer(args: Any) -> int:
     from sqlalchemy import create_engine
 
     from billing.database import ledger_url
-    from billing.dlq import dlq_retention_ms
+    from billing.dlq_retention import dlq_retention_ms
     from invoicing.ledger.postgres import PostgresLedger, migrate
     from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
     from streams.kafka.metrics import serve

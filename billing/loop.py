@@ -131,7 +131,7 @@ def run_loop(args: Any) -> int:
     if unknown:
         print(f"error: --roles: unknown role(s) {sorted(unknown)}; choose from {', '.join(ROLES)}", file=sys.stderr)
         return 2
-    from billing.dlq import dlq_retention_ms
+    from billing.dlq_retention import dlq_retention_ms
     from billing.streaming import bootstrap_servers
     from streams.kafka.topics import OUTBOX_TOPICS, PIPELINE_TOPICS, ensure_topics
 

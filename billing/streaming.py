@@ -101,7 +101,7 @@ def run_worker(args: Any) -> int:
         purge_interval_s=getattr(args, "purge_interval", 600.0),
     )
     clock: Clock = FileClock(args.clock_file) if getattr(args, "clock_file", None) else SystemClock()
-    from billing.dlq import dlq_retention_ms
+    from billing.dlq_retention import dlq_retention_ms
     from streams.kafka.dlq import BrokerUnavailable, admin_client
     from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
 

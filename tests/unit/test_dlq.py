@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from billing.dlq import LetterFilter, dlq_retention_ms, parse_offsets, parse_time, replays_of, select
+from billing.dlq import LetterFilter, parse_offsets, parse_time, replays_of, select
+from billing.dlq_retention import dlq_retention_ms
 from rating.errors import InvalidValue
 from schemas import avro_codec
 from streams.kafka import messages
