@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
+from confluent_kafka import Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams.kafka.consumers import record_messages, topic_reader
 from streams.kafka.topics import ensure_topics
 from streams.operators.dedup import DedupEntry
 from streams.operators.windows import Granularity, WindowAccumulator, WindowKey
@@ -185,11 +186,6 @@ class LocalCheckpoint:
         batch.put(_LOCAL_OFFSET, str(changelog_offset).encode())
         self.db.write(batch)
 
-    def clear(self) -> None:
-        keys = list(self.db.keys())
-        for key in keys:
-            self.db.delete(key)
-
     def close(self) -> None:
         self.db.close()
 
@@ -286,16 +282,8 @@ def topic_id(config: dict[str, Any], topic: str) -> str:
 
 def read_changelog(config: dict[str, Any], topic: str, partition: int, start: int) -> Iterator[tuple[int, Record]]:
     """The committed records of one changelog partition from ``start`` to its current end."""
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": f"{topic}-restore",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 52_428_800,
-        }
-    )
+    settings = {**config, "auto.offset.reset": "earliest", "fetch.max.bytes": 52_428_800}
+    consumer = topic_reader(config["bootstrap.servers"], f"{topic}-restore", settings)
     try:
         tp = TopicPartition(topic, partition)
         low, high = consumer.get_watermark_offsets(tp, timeout=30)
@@ -304,12 +292,7 @@ def read_changelog(config: dict[str, Any], topic: str, partition: int, start: in
             return
         consumer.assign([TopicPartition(topic, partition, begin)])
         while True:
-            for message in consumer.consume(10_000, timeout=1.0):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(error)
+            for message in record_messages(consumer.consume(10_000, timeout=1.0)):
                 offset, key = message.offset(), message.key()
                 assert offset is not None and key is not None  # a data record of a compacted topic
                 yield offset, (key, message.value())
@@ -326,26 +309,14 @@ def read_source(
     """Source messages ``[start, end)`` of one partition (offset, key, value, timestamp), to fill a
     gap Faust left: messages it dropped at a rebalance, or offsets it committed ahead of a batch
     that never became durable."""
-    consumer = Consumer(
-        {
-            **config,
-            "group.id": f"{topic}-gap",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
+    consumer = topic_reader(config["bootstrap.servers"], f"{topic}-gap", {**config, "auto.offset.reset": "earliest"})
     try:
         consumer.assign([TopicPartition(topic, partition, start)])
         while True:
             position = consumer.position([TopicPartition(topic, partition)])[0].offset
             if position >= end:
                 return
-            for message in consumer.consume(1000, timeout=1.0):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(error)
+            for message in record_messages(consumer.consume(1000, timeout=1.0)):
                 offset = message.offset()
                 assert offset is not None
                 if offset >= end:
