@@ -38,6 +38,7 @@ SCHEMA_IDS: Final[Mapping[str, int]] = {
     "dead_letter.v2": 302,
     "window_total.v1": 401,
     "window_total.v2": 402,
+    "window_total.v3": 403,
     "usage_record.v1": 501,
     "rating_result.v1": 601,
 }

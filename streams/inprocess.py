@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from streams.operators.dedup import DedupEntry, Verdict
 from streams.operators.process import Catalog, Outcome, process_event
 from streams.operators.records import UsageEvent, UsageRecord
-from streams.operators.windows import WindowAccumulator, WindowKey
+from streams.operators.windows import WindowAccumulator, WindowKey, WindowSpan
 from streams.ports import DeadLetter, DeadLetterSink, UsageStore, WindowRow
 
 
@@ -49,7 +49,7 @@ class InProcessPipeline:
         self._dedup: dict[str, DedupEntry] = {}
         self._windows: dict[WindowKey, WindowAccumulator] = {}
         self._pending: list[UsageRecord] = []
-        self._dirty: dict[WindowKey, int] = {}
+        self._dirty: dict[WindowKey, tuple[WindowSpan, ...]] = {}
         self._letters: list[DeadLetter] = []
 
     def process(self, event: UsageEvent, original: bytes = b"") -> Outcome:
@@ -64,7 +64,9 @@ class InProcessPipeline:
             assert outcome.record is not None
             self.stats.accepted += 1
             self._pending.append(outcome.record)
-            self._dirty.update(outcome.changed)
+            assert outcome.changed is not None
+            key, spans = outcome.changed
+            self._dirty[key] = spans
             if self.on_accepted is not None:
                 self.on_accepted(outcome.record)
         else:
@@ -82,8 +84,8 @@ class InProcessPipeline:
     def flush(self) -> None:
         """Write accepted events and the current absolute totals of every changed window."""
         rows = [
-            WindowRow(key, self.tenant_of(key.subscription_id), end, acc.version, acc.totals())
-            for key, end in self._dirty.items()
+            WindowRow(key, self.tenant_of(key.subscription_id), spans[0][2], acc.version, acc.totals(), spans[1:])
+            for key, spans in self._dirty.items()
             for acc in (self._windows[key],)
         ]
         if self._pending or rows:

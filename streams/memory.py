@@ -7,7 +7,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 
-from rating.aggregations import Point, SummedTotals, WindowTotals, summed_of
+from rating.aggregations import Point, SummedTotals, WindowTotals, merge_all, summed_of
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import UsageRecord
 from streams.operators.windows import Granularity, WindowKey
@@ -28,6 +28,12 @@ class MemoryUsageStore:
                 continue
             self._identities.add(identity)
             bisect.insort(self._points[(record.subscription_id, record.metric_code)], record.point)
+        for row in windows:
+            if row.key.granularity is not Granularity.QUARTER or len(row.rollups) != 3:
+                raise ValueError(
+                    f"window {row.key}: only 15-minute buckets with their hour, day and month are written; "
+                    "roll-ups are folded from them"
+                )
         for row in windows:
             current = self._windows.get(row.key)
             if current is None:
@@ -62,9 +68,24 @@ class MemoryUsageStore:
     def windows(
         self, subscription_id: str, metric_code: str, granularity: Granularity, start_ms: int, end_ms: int
     ) -> list[WindowRow]:
-        starts = self._starts.get((subscription_id, metric_code, granularity), [])
-        lo, hi = bisect.bisect_left(starts, start_ms), bisect.bisect_left(starts, end_ms)
-        return [self._windows[WindowKey(subscription_id, metric_code, granularity, s)] for s in starts[lo:hi]]
+        starts = self._starts.get((subscription_id, metric_code, Granularity.QUARTER), [])
+        if granularity is Granularity.QUARTER:
+            lo, hi = bisect.bisect_left(starts, start_ms), bisect.bisect_left(starts, end_ms)
+            return [self._windows[WindowKey(subscription_id, metric_code, granularity, s)] for s in starts[lo:hi]]
+        # a roll-up folds its buckets in time order, as the ClickHouse store's usage_rollups view does
+        level = (Granularity.HOUR, Granularity.DAY, Granularity.MONTH).index(granularity)
+        buckets: dict[tuple[int, int], list[WindowRow]] = defaultdict(list)
+        for start in starts:
+            row = self._windows[WindowKey(subscription_id, metric_code, Granularity.QUARTER, start)]
+            _, span_start, span_end = row.rollups[level]
+            if start_ms <= span_start < end_ms and row.totals.event_count:
+                buckets[(span_start, span_end)].append(row)
+        rolled = []
+        for (span_start, span_end), rows in sorted(buckets.items()):
+            totals = merge_all(row.totals for row in rows)
+            key = WindowKey(subscription_id, metric_code, granularity, span_start)
+            rolled.append(WindowRow(key, rows[0].tenant_id, span_end, totals.event_count, totals))
+        return rolled
 
 
 class MemoryDeadLetters:

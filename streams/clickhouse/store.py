@@ -26,7 +26,7 @@ from rating.aggregations import Point, SummedTotals, WindowTotals
 from streams.clickhouse.client import SESSION_SETTINGS, database_name
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import Reason, Rejection, UsageRecord
-from streams.operators.windows import Granularity, WindowKey
+from streams.operators.windows import Granularity, WindowKey, WindowSpan, rollup_spans
 from streams.ports import DeadLetter, WindowRow
 
 EVENT_COLUMNS = (
@@ -61,6 +61,11 @@ WINDOW_COLUMNS = (
     "first_unique",
     "tw_integral",
     "uniques",
+    "hour_start",
+    "day_start",
+    "day_end",
+    "month_start",
+    "month_end",
 )
 LETTER_COLUMNS = (
     "reason",
@@ -148,7 +153,13 @@ class ClickHouseUsageStore:
         if windows:
             rows = []
             for w in windows:
+                if w.key.granularity is not Granularity.QUARTER or len(w.rollups) != 3:
+                    raise ValueError(
+                        f"window {w.key}: only 15-minute buckets with their hour, day and month are written; "
+                        "roll-ups are folded from them (usage_rollups)"
+                    )
                 t, first, latest = w.totals, w.totals.first, w.totals.latest
+                (_, hour, _), (_, day, day_end), (_, month, month_end) = w.rollups
                 rows.append(
                     [
                         w.tenant_id,
@@ -171,6 +182,11 @@ class ClickHouseUsageStore:
                         None if first is None else first.unique,
                         t.tw_integral,
                         sorted(t.uniques),
+                        hour,
+                        day,
+                        day_end,
+                        month,
+                        month_end,
                     ]
                 )
             self._insert("usage_windows", WINDOW_COLUMNS, rows, identity=slice(1, 7))  # key and version
@@ -180,14 +196,16 @@ class ClickHouseUsageStore:
     def windows(
         self, subscription_id: str, metric_code: str, granularity: Granularity, start_ms: int, end_ms: int
     ) -> list[WindowRow]:
+        bucket = granularity is Granularity.QUARTER
+        spans = ", ".join(f"toUnixTimestamp64Milli({column})" if bucket else "NULL" for column in WINDOW_COLUMNS[-5:])
         result = self.client.query(
             f"""
             SELECT tenant_id, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end), version,
                    event_count, total, maximum,
                    toUnixTimestamp64Milli(latest_at), latest_key, latest_value, latest_unique,
                    toUnixTimestamp64Milli(first_at), first_key, first_value, first_unique,
-                   tw_integral, uniques
-            FROM ({self._newest_windows(WINDOWS_OF_ONE_SERIES)})
+                   tw_integral, uniques, {spans}
+            FROM ({self._newest_windows(WINDOWS_OF_ONE_SERIES, granularity)})
             ORDER BY window_start
             """,
             parameters={
@@ -204,12 +222,18 @@ class ClickHouseUsageStore:
             first = _point(tuple(rest[4:8]))
             totals = WindowTotals(count, total, maximum, latest, first, latest, rest[8], frozenset(rest[9]))
             key = WindowKey(subscription_id, metric_code, granularity, int(start))
-            rows.append(WindowRow(key, tenant, int(end), int(version), totals))
+            rollups: tuple[WindowSpan, ...] = ()
+            if rest[10] is not None:
+                rollups = rollup_spans(*map(int, rest[10:15]))
+            rows.append(WindowRow(key, tenant, int(end), int(version), totals, rollups))
         return rows
 
-    def _newest_windows(self, where: str) -> str:
-        """The newest version of each window that ``where`` (on key columns only) selects."""
-        return f"SELECT * FROM {self.db}.usage_windows FINAL WHERE {where}"
+    def _newest_windows(self, where: str, granularity: Granularity = Granularity.QUARTER) -> str:
+        """The newest version of each window that ``where`` (on key columns only) selects: buckets
+        from the table, roll-ups from the view that folds them."""
+        if granularity is Granularity.QUARTER:
+            return f"SELECT * FROM {self.db}.usage_windows FINAL WHERE {where}"
+        return f"SELECT * FROM {self.db}.usage_rollups WHERE {where}"
 
     def _distinct_events(self, where: str) -> str:
         """One row per dedup identity among the events ``where`` (on key columns only) selects."""
@@ -366,7 +390,7 @@ class ClickHouseUsageStore:
         spans_table, where, parameters = self._spans(spans, "window_start")
         sql = f"""
             SELECT i,
-                   sum(event_count), sum(total), max(maximum),
+                   sum(event_count), sum(toDecimal256(total, 12)), max(maximum),
                    argMax((latest_ms, latest_key, latest_value, latest_unique), (latest_ms, latest_key)),
                    argMin((first_ms, first_key, first_value, first_unique), (first_ms, first_key)),
                    groupUniqArrayArray(uniques),

@@ -14,12 +14,12 @@ from rating.aggregations import Point, WindowTotals
 from rating.periods import epoch_ms
 from schemas import avro_codec
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
-from streams.operators.windows import Granularity, WindowKey
+from streams.operators.windows import Granularity, WindowKey, WindowSpan, rollup_spans
 from streams.ports import DeadLetter, WindowRow
 
 USAGE_EVENT = "usage_event.v2"
 USAGE_EVENT_BATCH = "usage_event_batch.v1"
-WINDOW_TOTAL = "window_total.v2"
+WINDOW_TOTAL = "window_total.v3"
 USAGE_RECORD = "usage_record.v1"
 DEAD_LETTER = "dead_letter.v2"
 MAX_LETTER_ORIGINAL = 262_144
@@ -138,8 +138,27 @@ def write_window(row: WindowRow) -> bytes:
             "last_value": None if latest is None else str(latest.value),
             "tw_integral": str(t.tw_integral),
             "uniques": sorted(t.uniques),
+            **_rollup_fields(row.rollups),
         },
     )
+
+
+ROLLUP_FIELDS = ("hour_start", "day_start", "day_end", "month_start", "month_end")
+"""Where a bucket's roll-up spans travel in ``window_total.v3`` (an hour always ends an hour later)."""
+
+
+def _rollup_fields(rollups: tuple[WindowSpan, ...]) -> dict[str, int]:
+    if not rollups:
+        return {}
+    (_, hour, _), (_, day, day_end), (_, month, month_end) = rollups
+    return dict(zip(ROLLUP_FIELDS, (hour, day, day_end, month, month_end), strict=True))
+
+
+def _rollups_of(raw: dict[str, Any]) -> tuple[WindowSpan, ...]:
+    """The roll-up spans of a v3 bucket; () for a v1/v2 row, which carried none."""
+    if raw.get("hour_start") is None:
+        return ()
+    return rollup_spans(*(_ms(raw[name]) for name in ROLLUP_FIELDS))
 
 
 def read_window(value: bytes) -> WindowRow:
@@ -164,7 +183,7 @@ def read_window(value: bytes) -> WindowRow:
     key = WindowKey(
         raw["subscription_id"], raw["metric_code"], Granularity(raw["granularity"]), _ms(raw["window_start"])
     )
-    return WindowRow(key, raw["tenant_id"], _ms(raw["window_end"]), raw["version"], totals)
+    return WindowRow(key, raw["tenant_id"], _ms(raw["window_end"]), raw["version"], totals, _rollups_of(raw))
 
 
 def write_dead_letter(

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 from streams.kafka.consumers import record_messages, topic_reader
 from streams.kafka.topics import ensure_topics
 from streams.operators.dedup import DedupEntry
-from streams.operators.windows import Granularity, WindowAccumulator, WindowKey
+from streams.operators.windows import BUCKET_MS, Granularity, WindowAccumulator, WindowKey
 
 log = logging.getLogger("billing.worker")
 
@@ -143,8 +143,9 @@ class PartitionState:
             del self.recorded_at[key]
             self.changed_dedup.discard(key)
             self.purged.append(_DEDUP + key.encode())
-        month_ago = horizon_ms - 32 * 86_400_000  # a month window ends at most 31 days after it starts
-        stale = [wkey for wkey in self.windows if wkey.start_ms < month_ago]
+        # a bucket that starts a bucket before the horizon holds only events older than it, which are
+        # refused as beyond_retention from now on (hour/day/month entries of older workers go too)
+        stale = [wkey for wkey in self.windows if wkey.start_ms < horizon_ms - BUCKET_MS]
         for wkey in stale:
             del self.windows[wkey]
             self.changed_windows.discard(wkey)

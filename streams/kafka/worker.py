@@ -56,7 +56,7 @@ from streams.kafka.usage_state import (
 from streams.operators.dedup import Verdict, dedup_key
 from streams.operators.process import Catalog, process_event
 from streams.operators.records import Reason, Rejection, UsageEvent
-from streams.operators.windows import BUCKET_MS, POSITIONS_PER_OFFSET, WindowKey
+from streams.operators.windows import BUCKET_MS, POSITIONS_PER_OFFSET, WindowKey, WindowSpan
 from streams.ports import DeadLetter, WindowRow
 
 log = logging.getLogger("billing.worker")
@@ -123,7 +123,8 @@ class BatchOutputs:
     """What one partition's part of a batch writes, besides its state changes."""
 
     records: list[Output] = field(default_factory=list)
-    windows: dict[WindowKey, tuple[str, int, int | None]] = field(default_factory=dict)
+    windows: dict[WindowKey, tuple[str, tuple[WindowSpan, ...], int | None]] = field(default_factory=dict)
+    """Changed buckets: tenant, the bucket's and its roll-ups' spans, newest source timestamp."""
     letters: list[Output] = field(default_factory=list)
 
 
@@ -394,9 +395,10 @@ class UsageWorker:
             if record.recorded_at_ms < self.watermark.get(message.partition, 0) - BUCKET_MS:
                 counts["late"] += 1
             self.watermark[message.partition] = max(self.watermark.get(message.partition, 0), record.recorded_at_ms)
-            for key, end in outcome.changed:
-                state.touch_window(key)
-                out.windows[key] = (record.tenant_id, end, message.timestamp_ms)
+            assert outcome.changed is not None
+            key, spans = outcome.changed
+            state.touch_window(key)
+            out.windows[key] = (record.tenant_id, spans, message.timestamp_ms)
 
     def reject(
         self,
@@ -423,9 +425,9 @@ class UsageWorker:
     def outputs(self, state: PartitionState, out: BatchOutputs, now: int) -> list[Output]:
         windows_topic = self.settings.topic(USAGE_WINDOWS)
         rows = []
-        for key, (tenant, end, produced_at) in out.windows.items():
+        for key, (tenant, spans, produced_at) in out.windows.items():
             acc = state.windows[key]
-            row = WindowRow(key, tenant, end, acc.version, acc.totals())
+            row = WindowRow(key, tenant, spans[0][2], acc.version, acc.totals(), spans[1:])
             rows.append(Output(windows_topic, key.subscription_id.encode(), messages.write_window(row), produced_at))
         return [*out.records, *rows, *out.letters]
 

@@ -14,16 +14,17 @@ from rating.catalog import Metric
 from streams.operators.dedup import DedupEntry, Verdict, decide, dedup_key
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 from streams.operators.validate import DEFAULT_FUTURE_SKEW_MS, SubscriptionRef, validate
-from streams.operators.windows import WindowAccumulator, WindowKey, observe
+from streams.operators.windows import WindowAccumulator, WindowKey, WindowSpan, observe
 
 
 class Outcome(NamedTuple):
-    """What happened to one event; ``changed`` lists (window key, window end) it touched."""
+    """What happened to one event; ``changed`` is the bucket it touched, with the spans of the
+    bucket and of its roll-ups (``windows.observe``)."""
 
     verdict: Verdict | None
     record: UsageRecord | None = None
     rejection: Rejection | None = None
-    changed: tuple[tuple[WindowKey, int], ...] = ()
+    changed: tuple[WindowKey, tuple[WindowSpan, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ def process_event(
     max_future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
     oldest_ms: int | None = None,
 ) -> Outcome:
-    """Validate, dedup (first write wins) and, when accepted, add the event to its four windows.
+    """Validate, dedup (first write wins) and, when accepted, add the event to its bucket.
 
     With a source ``partition`` and ``position`` (Kafka drivers), a redelivered message is a
     REPLAY: it goes through the windows again, which count it only where their persisted state
@@ -98,7 +99,5 @@ def process_event(
     metric = metric_of(checked.metric_code)
     subscription = catalog.subscription_of(checked.subscription_id)
     assert metric is not None and subscription is not None  # validated above
-    changed = tuple(
-        observe(window_state, checked.subscription_id, metric, subscription.timezone, checked.point, position)
-    )
+    changed = observe(window_state, checked.subscription_id, metric, subscription.timezone, checked.point, position)
     return Outcome(verdict, checked, changed=changed)

@@ -1,12 +1,14 @@
-"""Event-time windows as plain keyed state: 15-minute buckets and hour/day/month roll-ups in the
-subscription's timezone. Every real UTC offset is a multiple of 15 minutes, so each roll-up is a
-union of whole buckets. Each accepted event is observed once into each of its four windows; a
-window's version is its count of distinct events, so it only grows and a rewrite is harmless."""
+"""Event-time windows as plain keyed state: 15-minute buckets, each knowing the hour, day and month
+(in the subscription's timezone) it rolls up into. Every real UTC offset is a multiple of 15
+minutes, so each roll-up is a union of whole buckets, folded by the store when read (ClickHouse's
+``usage_rollups`` view), never kept as state: an event costs one window, not four
+(docs/decisions/0004-rollups-folded-from-buckets.md). A bucket's version is its count of distinct
+events, so it only grows and a rewrite is harmless."""
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from datetime import UTC, timedelta
 from decimal import Decimal, localcontext
 from enum import StrEnum
@@ -20,6 +22,7 @@ from rating.periods import epoch_ms as to_ms
 from rating.periods import from_epoch_ms, local_to_utc, zone
 
 BUCKET_MS = 15 * 60 * 1000
+HOUR_MS = 3_600_000
 _add = WIDE.add
 """Addition in the wide context without entering it: ``observe`` runs four times per event."""
 POSITIONS_PER_OFFSET = 1 << 16
@@ -42,8 +45,12 @@ class WindowKey(NamedTuple):
     start_ms: int
 
 
+WindowSpan = tuple[Granularity, int, int]
+"""(granularity, start, end) of one window."""
+
+
 @lru_cache(maxsize=65536)
-def rollup_windows(bucket_ms: int, timezone: str) -> tuple[tuple[Granularity, int, int], ...]:
+def rollup_windows(bucket_ms: int, timezone: str) -> tuple[WindowSpan, WindowSpan, WindowSpan, WindowSpan]:
     """(granularity, start, end) of the bucket itself and of the local hour, day and month holding it."""
     local = from_epoch_ms(bucket_ms).astimezone(zone(timezone))
     hour = local.replace(minute=0, second=0, microsecond=0)  # keeps the fold: DST repeats stay apart
@@ -54,9 +61,20 @@ def rollup_windows(bucket_ms: int, timezone: str) -> tuple[tuple[Granularity, in
     next_month = month_first.replace(year=month_first.year + month_first.month // 12, month=month_first.month % 12 + 1)
     return (
         (Granularity.QUARTER, bucket_ms, bucket_ms + BUCKET_MS),
-        (Granularity.HOUR, hour_start, hour_start + 3_600_000),
+        (Granularity.HOUR, hour_start, hour_start + HOUR_MS),
         (Granularity.DAY, to_ms(day_start), to_ms(local_to_utc(midnight + timedelta(days=1), timezone))),
         (Granularity.MONTH, to_ms(local_to_utc(month_first, timezone)), to_ms(local_to_utc(next_month, timezone))),
+    )
+
+
+def rollup_spans(
+    hour_start: int, day_start: int, day_end: int, month_start: int, month_end: int
+) -> tuple[WindowSpan, ...]:
+    """A bucket's hour, day and month spans from their stored bounds (an hour ends an hour later)."""
+    return (
+        (Granularity.HOUR, hour_start, hour_start + HOUR_MS),
+        (Granularity.DAY, day_start, day_end),
+        (Granularity.MONTH, month_start, month_end),
     )
 
 
@@ -164,20 +182,21 @@ def observe(
     timezone: str,
     point: Point,
     position: int = -1,
-) -> Iterator[tuple[WindowKey, int]]:
-    """Add one accepted event to its four windows; yields each changed key and its window end.
+) -> tuple[WindowKey, tuple[WindowSpan, WindowSpan, WindowSpan, WindowSpan]]:
+    """Add one accepted event to its 15-minute bucket; returns the bucket's key and the spans of
+    the bucket and of its hour, day and month (what the bucket's row carries for the roll-ups).
 
     ``position`` is where the event sits in its source, growing in processing order (a Kafka
     driver uses offset × ``POSITIONS_PER_OFFSET`` + index in the message). A window that already
     reflects that position skips the event: after a crash, each window's state is whatever its
     last persisted snapshot was, so a redelivered event is counted exactly in the windows that
     missed it. -1 (the in-process driver) counts unconditionally."""
-    for granularity, start, end in rollup_windows(point.at_ms - point.at_ms % BUCKET_MS, timezone):
-        key = WindowKey(subscription_id, metric.code, granularity, start)
-        accumulator = state.get(key)
-        if accumulator is None:
-            accumulator = state[key] = new_accumulator(metric)
-        if position < 0 or position > accumulator.position:
-            accumulator.observe(point)
-            accumulator.position = position
-        yield key, end
+    spans = rollup_windows(point.at_ms - point.at_ms % BUCKET_MS, timezone)
+    key = WindowKey(subscription_id, metric.code, Granularity.QUARTER, spans[0][1])
+    accumulator = state.get(key)
+    if accumulator is None:
+        accumulator = state[key] = new_accumulator(metric)
+    if position < 0 or position > accumulator.position:
+        accumulator.observe(point)
+        accumulator.position = position
+    return key, spans

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rating.aggregations import quantity, summed_of, totals_of
+from rating.aggregations import Point, quantity, summed_of, totals_of
 from rating.catalog import Aggregation, Metric, MetricType
 from streams.clickhouse.store import ClickHouseUsageStore
 from streams.inprocess import InProcessPipeline
@@ -22,7 +22,7 @@ from streams.operators.intervals import UsageQuery
 from streams.operators.process import Catalog
 from streams.operators.records import UsageEvent, UsageRecord
 from streams.operators.validate import SubscriptionRef
-from streams.operators.windows import Granularity, WindowAccumulator, WindowKey, observe
+from streams.operators.windows import Granularity, WindowAccumulator, WindowKey, observe, rollup_windows
 from streams.ports import UsageStore, WindowRow
 
 pytestmark = pytest.mark.contract
@@ -161,19 +161,39 @@ def test_both_adapters_answer_identically(chdb_client: Any, clickhouse_db: str) 
 def test_rewriting_the_same_batch_changes_nothing(store: UsageStore) -> None:
     events = random_events(4, 100)
     records = fill(store, events)
-    rows = store.windows("a", "calls", Granularity.DAY, 0, 2 * BASE_MS)
+    rows = store.windows("a", "calls", Granularity.QUARTER, 0, 2 * BASE_MS)
+    days = store.windows("a", "calls", Granularity.DAY, 0, 2 * BASE_MS)
     query = [UsageQuery("a", "calls", BASE_MS, BASE_MS + 3 * 86_400_000)]
     before = store.totals(query)
     store.write(records, rows)  # a replay of the very same batch
     store.write(list(reversed(records))[:10], rows[:1])  # and a replay cut differently
     assert store.totals(query) == before
-    assert store.windows("a", "calls", Granularity.DAY, 0, 2 * BASE_MS) == rows
+    assert store.windows("a", "calls", Granularity.QUARTER, 0, 2 * BASE_MS) == rows
+    assert store.windows("a", "calls", Granularity.DAY, 0, 2 * BASE_MS) == days
+    assert sum(day.version for day in days) == sum(row.version for row in rows) > 0
+
+
+def bucket(start_ms: int, version: int, total: Decimal, metric: str = "calls") -> WindowRow:
+    """A written row: a 15-minute bucket of ``version`` events with the roll-ups it belongs to (UTC)."""
+    spans = rollup_windows(start_ms, "UTC")
+    totals = totals_of(Point(start_ms + i, f"k{i}", total / version) for i in range(version))
+    return WindowRow(
+        WindowKey("a", metric, Granularity.QUARTER, start_ms), "t", spans[0][2], version, totals, spans[1:]
+    )
+
+
+def test_a_rollup_or_a_bucket_without_its_rollups_is_refused_and_nothing_is_stored(store: UsageStore) -> None:
+    good = bucket(BASE_MS, 1, Decimal(1))
+    hour = good._replace(key=good.key._replace(granularity=Granularity.HOUR), rollups=())
+    for bad in (hour, good._replace(rollups=())):
+        with pytest.raises(ValueError, match="only 15-minute buckets"):
+            store.write([], [good, bad])
+    assert store.windows("a", "calls", Granularity.QUARTER, 0, 2 * BASE_MS) == []
 
 
 def test_an_older_version_never_replaces_a_newer_one(store: UsageStore) -> None:
-    key = WindowKey("a", "calls", Granularity.QUARTER, BASE_MS)
-    newer = WindowRow(key, "t", BASE_MS + 900_000, 2, totals_of([])._replace(event_count=2, total=Decimal("3.5")))
-    older = WindowRow(key, "t", BASE_MS + 900_000, 1, totals_of([])._replace(event_count=1, total=Decimal("1")))
+    newer = bucket(BASE_MS, 2, Decimal("3.5"))
+    older = bucket(BASE_MS, 1, Decimal("1"))
     store.write([], [newer])
     store.write([], [older])
     assert store.windows("a", "calls", Granularity.QUARTER, BASE_MS, BASE_MS + 1) == [newer]
@@ -298,20 +318,23 @@ def test_a_replay_cut_into_other_batches_and_orders_counts_each_event_once(store
 
 
 def test_windows_are_the_newest_versions_in_time_order_within_the_half_open_range(store: UsageStore) -> None:
-    def row(start_ms: int, version: int) -> WindowRow:
-        key = WindowKey("a", "calls", Granularity.HOUR, start_ms)
-        totals = totals_of([])._replace(event_count=version, total=Decimal(version) / 8)
-        return WindowRow(key, "t", start_ms + 3_600_000, version, totals)
+    starts = [BASE_MS + q * 900_000 for q in range(40)]  # ten hours of buckets
 
-    starts = [BASE_MS + h * 3_600_000 for h in range(10)]
+    def row(start_ms: int, version: int) -> WindowRow:
+        return bucket(start_ms, version, Decimal(version) / 8)
+
     rng = random.Random(10)
     writes = [row(start, version) for start in starts for version in (1, 5, 3)]
     rng.shuffle(writes)
     for start in range(0, len(writes), 4):
         store.write([], writes[start : start + 4])
-    assert store.windows("a", "calls", Granularity.HOUR, starts[2], starts[7]) == [row(s, 5) for s in starts[2:7]]
-    assert store.windows("a", "calls", Granularity.HOUR, starts[2], starts[2]) == []
-    assert store.windows("a", "calls", Granularity.DAY, 0, 2 * BASE_MS) == []
+    assert store.windows("a", "calls", Granularity.QUARTER, starts[2], starts[7]) == [row(s, 5) for s in starts[2:7]]
+    assert store.windows("a", "calls", Granularity.QUARTER, starts[2], starts[2]) == []
+    hours = store.windows("a", "calls", Granularity.HOUR, starts[4], starts[24])  # hours starting in the range
+    assert [(h.key.start_ms, h.end_ms, h.version, h.totals.total) for h in hours] == [
+        (start, start + 3_600_000, 20, Decimal("2.5")) for start in starts[4:24:4]
+    ]
+    assert [d.version for d in store.windows("a", "calls", Granularity.DAY, 0, 2 * BASE_MS)] == [200]
     assert store.windows("a", "gb", Granularity.HOUR, 0, 2 * BASE_MS) == []
 
 
@@ -329,11 +352,12 @@ BIG_VALUES = [
 def rows_of(records: list[UsageRecord]) -> list[WindowRow]:
     """Window rows of ``records`` as the operators build them."""
     state: dict[WindowKey, WindowAccumulator] = {}
-    ends: dict[WindowKey, int] = {}
+    spans = {}
     for record in records:
-        for key, end in observe(state, record.subscription_id, METRICS[record.metric_code], "UTC", record.point):
-            ends[key] = end
-    return [WindowRow(key, "t", ends[key], acc.version, acc.totals()) for key, acc in state.items()]
+        key, spans[key] = observe(state, record.subscription_id, METRICS[record.metric_code], "UTC", record.point)
+    return [
+        WindowRow(key, "t", spans[key][0][2], acc.version, acc.totals(), spans[key][1:]) for key, acc in state.items()
+    ]
 
 
 @pytest.mark.parametrize("store", ["memory", "clickhouse"], indirect=True)
@@ -366,6 +390,11 @@ def test_twelve_fractional_digits_and_values_up_to_1e25_are_exact_in_every_aggre
             want = direct(records, query.subscription_id, query.metric_code, query.start_ms, query.end_ms)
             assert_matches(totals, want, query)
     assert store.windows("a", "gb", Granularity.QUARTER, 0, 2 * BASE_MS) == sorted(
-        (r for r in rows if r.key.metric_code == "gb" and r.key.granularity is Granularity.QUARTER),
-        key=lambda r: r.key.start_ms,
+        (r for r in rows if r.key.metric_code == "gb"), key=lambda r: r.key.start_ms
     )
+    for metric in sorted(METRICS):  # the day roll-up folded by the store, against a direct computation
+        [day] = store.windows("a", metric, Granularity.DAY, 0, 2 * BASE_MS)
+        with localcontext(EXACT):
+            want = direct(records, "a", metric, day.key.start_ms, day.end_ms)
+        assert_matches(day.totals, want, UsageQuery("a", metric, day.key.start_ms, day.end_ms))
+        assert day.version == want.event_count == 60

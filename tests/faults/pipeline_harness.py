@@ -250,10 +250,13 @@ READ_SINK_STORE = """
 import json, sys
 from streams.clickhouse.client import open_client
 client = open_client(None, sys.argv[1])
-rows = client.query(
-    "SELECT subscription_id, metric_code, granularity, toUnixTimestamp64Milli(window_start), event_count, "
-    "toString(total), toString(maximum), toString(latest_value), toString(tw_integral), uniques "
-    "FROM billing.usage_windows FINAL"
+columns = (
+    "subscription_id, metric_code, granularity, toUnixTimestamp64Milli(window_start), event_count, "
+    "toString(total), toString(maximum), toString(latest_value), toString(tw_integral), uniques"
+)
+rows = client.query(  # the buckets the sink wrote, and the hours, days and months ClickHouse folds from them
+    f"SELECT {columns} FROM billing.usage_windows FINAL WHERE granularity = '15m' "
+    f"UNION ALL SELECT {columns} FROM billing.usage_rollups"
 ).result_rows
 raw = client.query("SELECT count() FROM billing.usage_events FINAL").result_rows[0][0]
 json.dump({"rows": [list(r) for r in rows], "raw": raw}, sys.stdout)

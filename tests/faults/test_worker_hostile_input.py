@@ -27,6 +27,7 @@ from streams.kafka.partitioning import partition_of
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS
 from streams.operators.records import UsageEvent
 from streams.operators.windows import POSITIONS_PER_OFFSET
+from streams.ports import WindowRow
 from tests.faults.pipeline_harness import PARTITIONS, PIPELINE, ROOT, catalog_file, fresh_topics, read_all
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -111,13 +112,14 @@ def test_hostile_messages_neither_lose_counts_nor_stop_the_worker(kafka_broker, 
     assert undecodable["original_truncated"] and undecodable["original_size"] == len(junk)
     assert undecodable["original"] == junk[: len(undecodable["original"])]
 
-    # every window of s1 counts the six accepted events, none of the oversized batch
-    newest: dict[tuple[str, str, int], tuple[int, int]] = {}
+    # the buckets of s1 count the six accepted events, none of the oversized batch, all in one month
+    newest: dict[tuple[str, int], WindowRow] = {}
     for message in read_all(bootstrap, prefix + USAGE_WINDOWS):
         row = messages.read_window(message.value())
-        key = (row.key.metric_code, str(row.key.granularity), row.key.start_ms)
-        if key not in newest or row.version > newest[key][0]:
-            newest[key] = (row.version, row.totals.event_count)
-    months = [count for (metric, granularity, _), (_, count) in newest.items() if granularity == "month"]
-    assert months == [6]
+        key = (row.key.metric_code, row.key.start_ms)
+        if key not in newest or row.version > newest[key].version:
+            newest[key] = row
+    assert {str(row.key.granularity) for row in newest.values()} == {"15m"}
+    assert sum(row.totals.event_count for row in newest.values()) == 6
+    assert len({row.rollups[2] for row in newest.values()}) == 1
     assert {m.key() for m in accepted} == {b"s1"}  # type: ignore[attr-defined]

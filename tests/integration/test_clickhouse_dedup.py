@@ -12,7 +12,7 @@ from streams.clickhouse.client import SESSION_SETTINGS
 from streams.clickhouse.store import ClickHouseUsageStore
 from streams.operators.intervals import UsageQuery
 from streams.operators.records import UsageRecord
-from streams.operators.windows import Granularity, WindowKey
+from streams.operators.windows import Granularity, WindowKey, rollup_windows
 from streams.ports import WindowRow
 
 pytestmark = pytest.mark.integration
@@ -90,7 +90,7 @@ def test_unmerged_window_versions_add_up_in_a_plain_sum_but_not_in_our_reads(
     def row(version: int, total: str) -> WindowRow:
         point = Point(BASE_MS + version, f"k{version}", Decimal(total))
         totals = totals_of([point])._replace(event_count=version, total=Decimal(total))
-        return WindowRow(key, "t", BASE_MS + 900_000, version, totals)
+        return WindowRow(key, "t", BASE_MS + 900_000, version, totals, rollup_windows(BASE_MS, "UTC")[1:])
 
     store.write([], [row(1, "7.5")])
     store.write([], [row(2, "5")])

@@ -56,7 +56,7 @@ def test_process_event_first_write_wins() -> None:
         Verdict.ACCEPTED,  # the identity is (subscription, key)
     ]
     assert conflict.rejection is not None and conflict.rejection.reason is Reason.IDEMPOTENCY_CONFLICT
-    assert dup.changed == () and conflict.changed == ()
+    assert dup.changed is None and conflict.changed is None
     quarter = windows[WindowKey("s", "calls", Granularity.QUARTER, BASE)]
     assert (quarter.count, quarter.total) == (1, Decimal(2))
 

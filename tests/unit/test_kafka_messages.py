@@ -12,7 +12,7 @@ from schemas import avro_codec
 from streams.kafka import messages
 from streams.kafka.partitioning import partition_of
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
-from streams.operators.windows import Granularity, WindowKey
+from streams.operators.windows import Granularity, WindowKey, rollup_windows
 from streams.ports import DeadLetter, WindowRow
 
 pytestmark = pytest.mark.unit
@@ -29,8 +29,11 @@ def test_window_rows_round_trip_exactly() -> None:
         tw_integral=Decimal("-153.75"),
         uniques=frozenset({"u1", "u2"}),
     )
-    row = WindowRow(WindowKey("s1", "m", Granularity.DAY, 1_699_999_200_000), "t1", 1_700_085_600_000, 3, totals)
+    start = 1_699_999_200_000
+    spans = rollup_windows(start, "Asia/Kathmandu")  # a +05:45 zone: the hour starts at :15
+    row = WindowRow(WindowKey("s1", "m", Granularity.QUARTER, start), "t1", start + 900_000, 3, totals, spans[1:])
     assert messages.read_window(messages.write_window(row)) == row
+    assert row.rollups[0][1] % 3_600_000 == 15 * 60_000
 
 
 def test_empty_window_round_trips() -> None:

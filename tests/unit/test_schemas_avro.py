@@ -83,6 +83,17 @@ SAMPLES["window_total.v2"] = {
     "first_unique": None,
     "latest_unique": "u2",
 }
+SAMPLES["window_total.v3"] = {
+    **SAMPLES["window_total.v2"],
+    "granularity": "15m",
+    "window_start": datetime(2026, 1, 5, 10, 15, tzinfo=UTC),
+    "window_end": datetime(2026, 1, 5, 10, 30, tzinfo=UTC),
+    "hour_start": datetime(2026, 1, 5, 10, tzinfo=UTC),
+    "day_start": datetime(2026, 1, 4, 17, tzinfo=UTC),
+    "day_end": datetime(2026, 1, 5, 17, tzinfo=UTC),
+    "month_start": datetime(2025, 12, 31, 17, tzinfo=UTC),
+    "month_end": datetime(2026, 1, 31, 17, tzinfo=UTC),
+}
 SAMPLES["usage_record.v1"] = {
     "event_id": "evt_1",
     "tenant_id": "t1",
@@ -183,6 +194,18 @@ def test_dead_letter_v1_reads_as_v2_with_defaults_and_back() -> None:
     old = decode("dead_letter.v2", encode("dead_letter.v1", SAMPLES["dead_letter.v1"]))
     assert old == {**SAMPLES["dead_letter.v1"], "original_truncated": False, "original_size": -1, "event_index": None}
     assert decode("dead_letter.v1", encode("dead_letter.v2", SAMPLES["dead_letter.v2"])) == SAMPLES["dead_letter.v1"]
+
+
+def test_window_total_v2_reads_as_v3_without_rollups_and_v3_reads_as_v2() -> None:
+    """An old worker's rows stay readable by the new sink (no roll-up bounds), and a new worker's
+    by an old sink (the bounds skipped)."""
+    rollups = {"hour_start": None, "day_start": None, "day_end": None, "month_start": None, "month_end": None}
+    assert decode("window_total.v3", encode("window_total.v2", SAMPLES["window_total.v2"])) == {
+        **SAMPLES["window_total.v2"],
+        **rollups,
+    }
+    v3 = SAMPLES["window_total.v3"]
+    assert decode("window_total.v2", encode("window_total.v3", v3)) == {k: v3[k] for k in SAMPLES["window_total.v2"]}
 
 
 def test_v2_writer_may_leave_out_fields_with_defaults() -> None:

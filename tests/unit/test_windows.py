@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from rating.aggregations import Point, merge, totals_of
+from rating.aggregations import Point, merge, merge_all, totals_of
 from rating.periods import epoch_ms
 from streams.operators.windows import BUCKET_MS, Granularity, WindowAccumulator, WindowKey, observe, rollup_windows
 from tests.unit.operator_inputs import BASE, METRICS
@@ -55,30 +55,30 @@ def test_rollups_across_dst() -> None:
     assert spring[3] == (Granularity.MONTH, ms(2026, 3, 1, 5), ms(2026, 4, 1, 4))
 
 
-def test_observe_rolls_each_event_into_four_windows_and_each_rollup_adds_up() -> None:
+def test_observe_adds_each_event_to_its_bucket_alone_and_names_its_rollups() -> None:
     state: dict[WindowKey, WindowAccumulator] = {}
     metric = METRICS["calls"]
     points = [Point(BASE + n * 7 * 60_000, f"k{n}", Decimal(n)) for n in range(20)]  # 2h13m of events
     for point in reversed(points):
-        changed = list(observe(state, "s", metric, "UTC", point))
-        assert [key.granularity for key, _ in changed] == list(Granularity)
-    by_granularity = {g: [acc for key, acc in state.items() if key.granularity is g] for g in Granularity}
-    assert len(by_granularity[Granularity.QUARTER]) == 9
-    assert len(by_granularity[Granularity.HOUR]) == 3
-    for g in Granularity:
-        assert sum(acc.count for acc in by_granularity[g]) == 20
-        assert sum(acc.total for acc in by_granularity[g]) == sum(range(20))
-    [day] = by_granularity[Granularity.DAY]
-    assert day.totals() == totals_of(points)._replace(tw_integral=Decimal(0), uniques=frozenset())
+        key, spans = observe(state, "s", metric, "UTC", point)
+        assert key.granularity is Granularity.QUARTER and key.start_ms == point.at_ms - point.at_ms % Q
+        assert spans == rollup_windows(key.start_ms, "UTC")
+    assert {key.granularity for key in state} == {Granularity.QUARTER}
+    assert len(state) == 9
+    assert sum(acc.count for acc in state.values()) == 20
+    assert sum(acc.total for acc in state.values()) == sum(range(20))
+    ordered = [state[key].totals() for key in sorted(state, key=lambda k: k.start_ms)]
+    day = totals_of(points)._replace(tw_integral=Decimal(0), uniques=frozenset())
+    assert merge_all(ordered)._replace(tw_integral=Decimal(0)) == day  # what a store's day roll-up folds
 
 
 def test_observe_with_positions_counts_each_position_once() -> None:
     state: dict[WindowKey, WindowAccumulator] = {}
     point = Point(BASE, "k", Decimal(1))
-    list(observe(state, "s", METRICS["calls"], "UTC", point, position=5))
-    list(observe(state, "s", METRICS["calls"], "UTC", point, position=5))  # redelivered
+    observe(state, "s", METRICS["calls"], "UTC", point, position=5)
+    observe(state, "s", METRICS["calls"], "UTC", point, position=5)  # redelivered
     assert {acc.count for acc in state.values()} == {1}
-    list(observe(state, "s", METRICS["calls"], "UTC", Point(BASE + 1, "k2", Decimal(1)), position=6))
+    observe(state, "s", METRICS["calls"], "UTC", Point(BASE + 1, "k2", Decimal(1)), position=6)
     assert {acc.count for acc in state.values()} == {2}
 
 
