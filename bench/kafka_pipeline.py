@@ -159,6 +159,30 @@ class Offsets:
             consumer.close()
 
 
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and every live descendant (``/proc``): what
+    ``billing worker --processes N`` spends is in its children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == pid]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(used.get(pid, 0.0) for pid in tree)
+
+
 def covers(committed: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]) -> bool:
     return all(committed.get(tp, 0) >= end for tp, end in ends.items())
 
@@ -172,10 +196,19 @@ class Result:
     baseline_events_per_s: float
     latencies: list[float]
     peer_events_per_s: float = 0.0
+    cpu_s: dict[str, float] | None = None
+    """CPU seconds each process (and its children) used while the run was measured."""
 
     @property
     def events_per_s(self) -> float:
         return self.events / self.elapsed_s
+
+    def cpu_line(self) -> str:
+        """Where the time went: each process's CPU seconds over the measured wall time."""
+        used = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in (self.cpu_s or {}).items())
+        per_event = sum((self.cpu_s or {}).values()) / self.events * 1e6
+        wall = f"{self.elapsed_s:.1f} s wall, {os.cpu_count()} cores"
+        return f"CPU while measured ({wall}): {used}; {per_event:.0f} µs per event in all"
 
     def percentile(self, q: float) -> float:
         if not self.latencies:
@@ -423,6 +456,7 @@ def run(
     rate: float | None = None,
     profile_dir: Path | None = None,
     processes: int = 1,
+    broker_pid: int | None = None,
 ) -> Result:
     workload = list(generate(events, SUBSCRIPTIONS, METRICS, start_ms=BASE_MS, seed=1))
     encoded = encode(workload, batch)
@@ -440,8 +474,13 @@ def run(
             profile(process, profile_dir / f"{name}-{label}" if profile_dir else None)
             for label, process in pipeline.processes()
         ]
+        watched = {label: process.pid for label, process in pipeline.processes()}
+        if broker_pid is not None:
+            watched["broker"] = broker_pid
+        cpu_before = {label: cpu_seconds(pid) for label, pid in watched.items()}
         started, produced = produce(bootstrap, topic, encoded, rate)
         done = pipeline.wait_done(produced + WAIT_S)
+        cpu = {label: cpu_seconds(pid) - cpu_before[label] for label, pid in watched.items()}
         for profiler in profilers:
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
@@ -451,7 +490,7 @@ def run(
         pipeline.stop()
     baseline = raw_consume(bootstrap, start, events, len(encoded))
     peer = peer_consume(bootstrap, start, events, len(encoded), work / "peer-chdb") if rate is None else 0.0
-    return Result(events, len(encoded), produced - started, done - started, baseline, latencies, peer)
+    return Result(events, len(encoded), produced - started, done - started, baseline, latencies, peer, cpu)
 
 
 def main() -> None:
@@ -498,6 +537,7 @@ def main() -> None:
                     args.partitions,
                     args.commit_interval,
                     profile_dir=args.profile,
+                    broker_pid=broker.pid(),
                 )
                 results.append(result)
                 print(
@@ -510,6 +550,7 @@ def main() -> None:
                     f"events/s; price of exactness (ours / peer) {result.events_per_s / result.peer_events_per_s:.2f}",
                     flush=True,
                 )
+                print(f"  {result.cpu_line()}", flush=True)
             if args.only in (None, "batched") and args.processes > 1:
                 scaled = run(
                     broker.bootstrap,
@@ -520,6 +561,7 @@ def main() -> None:
                     args.partitions,
                     args.commit_interval,
                     processes=args.processes,
+                    broker_pid=broker.pid(),
                 )
                 print(
                     f"batched ({args.batch} events/message), {args.processes} worker processes: "
@@ -527,6 +569,7 @@ def main() -> None:
                     f"over one process: ratio {scaled.events_per_s / results[-1].events_per_s:.2f}",
                     flush=True,
                 )
+                print(f"  {scaled.cpu_line()}", flush=True)
             if args.only:
                 return
             half = results[-1].events_per_s / 2
