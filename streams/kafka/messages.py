@@ -53,9 +53,9 @@ def read_usage(value: bytes | None) -> list[UsageEvent | Rejection]:
     try:
         writer = avro_codec.writer_schema_of(value)
         if writer.startswith("usage_event_batch."):
-            return [_event(raw) for raw in avro_codec.decode(USAGE_EVENT_BATCH, value)["events"]]
+            return [_event(raw) for raw in avro_codec.decode(USAGE_EVENT_BATCH, value, epoch_ms=True)["events"]]
         if writer.startswith("usage_event."):
-            return [_event(avro_codec.decode(USAGE_EVENT, value))]
+            return [_event(avro_codec.decode(USAGE_EVENT, value, epoch_ms=True))]
         return [Rejection(Reason.UNDECODABLE, f"a {writer} message is not a usage event")]
     except avro_codec.WireFormatError as error:
         return [Rejection(Reason.UNDECODABLE, str(error))]
@@ -88,11 +88,12 @@ def write_record(record: UsageRecord) -> bytes:
             "metadata": dict(record.metadata),
             "unique_value": record.unique,
         },
+        epoch_ms=True,
     )
 
 
 def read_record(value: bytes) -> UsageRecord:
-    raw = avro_codec.decode(USAGE_RECORD, value)
+    raw = avro_codec.decode(USAGE_RECORD, value, epoch_ms=True)
     return UsageRecord(
         raw["event_id"],
         raw["tenant_id"],
@@ -138,31 +139,33 @@ def write_window(row: WindowRow) -> bytes:
             "last_value": None if latest is None else str(latest.value),
             "tw_integral": str(t.tw_integral),
             "uniques": sorted(t.uniques),
-            **_rollup_fields(row.rollups),
+            "rollups": _rollup_fields(row.rollups),
         },
+        epoch_ms=True,
     )
 
 
 ROLLUP_FIELDS = ("hour_start", "day_start", "day_end", "month_start", "month_end")
-"""Where a bucket's roll-up spans travel in ``window_total.v3`` (an hour always ends an hour later)."""
+"""A bucket's roll-up bounds in ``window_total.v3``'s ``rollups`` record (an hour ends an hour later)."""
 
 
-def _rollup_fields(rollups: tuple[WindowSpan, ...]) -> dict[str, int]:
+def _rollup_fields(rollups: tuple[WindowSpan, ...]) -> dict[str, int] | None:
     if not rollups:
-        return {}
+        return None
     (_, hour, _), (_, day, day_end), (_, month, month_end) = rollups
     return dict(zip(ROLLUP_FIELDS, (hour, day, day_end, month, month_end), strict=True))
 
 
 def _rollups_of(raw: dict[str, Any]) -> tuple[WindowSpan, ...]:
     """The roll-up spans of a v3 bucket; () for a v1/v2 row, which carried none."""
-    if raw.get("hour_start") is None:
+    bounds = raw.get("rollups")
+    if bounds is None:
         return ()
-    return rollup_spans(*(_ms(raw[name]) for name in ROLLUP_FIELDS))
+    return rollup_spans(*(bounds[name] for name in ROLLUP_FIELDS))
 
 
 def read_window(value: bytes) -> WindowRow:
-    raw = avro_codec.decode(WINDOW_TOTAL, value)
+    raw = avro_codec.decode(WINDOW_TOTAL, value, epoch_ms=True)
     latest = first = None
     if raw["latest_at"] is not None:
         latest = Point(

@@ -88,11 +88,13 @@ SAMPLES["window_total.v3"] = {
     "granularity": "15m",
     "window_start": datetime(2026, 1, 5, 10, 15, tzinfo=UTC),
     "window_end": datetime(2026, 1, 5, 10, 30, tzinfo=UTC),
-    "hour_start": datetime(2026, 1, 5, 10, tzinfo=UTC),
-    "day_start": datetime(2026, 1, 4, 17, tzinfo=UTC),
-    "day_end": datetime(2026, 1, 5, 17, tzinfo=UTC),
-    "month_start": datetime(2025, 12, 31, 17, tzinfo=UTC),
-    "month_end": datetime(2026, 1, 31, 17, tzinfo=UTC),
+    "rollups": {
+        "hour_start": datetime(2026, 1, 5, 10, tzinfo=UTC),
+        "day_start": datetime(2026, 1, 4, 17, tzinfo=UTC),
+        "day_end": datetime(2026, 1, 5, 17, tzinfo=UTC),
+        "month_start": datetime(2025, 12, 31, 17, tzinfo=UTC),
+        "month_end": datetime(2026, 1, 31, 17, tzinfo=UTC),
+    },
 }
 SAMPLES["usage_record.v1"] = {
     "event_id": "evt_1",
@@ -199,10 +201,9 @@ def test_dead_letter_v1_reads_as_v2_with_defaults_and_back() -> None:
 def test_window_total_v2_reads_as_v3_without_rollups_and_v3_reads_as_v2() -> None:
     """An old worker's rows stay readable by the new sink (no roll-up bounds), and a new worker's
     by an old sink (the bounds skipped)."""
-    rollups = {"hour_start": None, "day_start": None, "day_end": None, "month_start": None, "month_end": None}
     assert decode("window_total.v3", encode("window_total.v2", SAMPLES["window_total.v2"])) == {
         **SAMPLES["window_total.v2"],
-        **rollups,
+        "rollups": None,
     }
     v3 = SAMPLES["window_total.v3"]
     assert decode("window_total.v2", encode("window_total.v3", v3)) == {k: v3[k] for k in SAMPLES["window_total.v2"]}
@@ -303,6 +304,21 @@ def test_records_that_do_not_fit_raise_record_error(record: dict[str, Any]) -> N
         encode("usage_event.v1", record)
 
 
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_epoch_ms_reads_and_writes_the_same_bytes_with_integer_timestamps(name: str) -> None:
+    data = encode(name, SAMPLES[name])
+    as_ms = decode(name, data, epoch_ms=True)
+    assert encode(name, as_ms, epoch_ms=True) == data
+    assert decode(name, encode(name, as_ms, epoch_ms=True)) == SAMPLES[name]
+    if name == "usage_record.v1":
+        assert as_ms["recorded_at"] == int(T0.timestamp() * 1000)
+
+
+def test_epoch_ms_refuses_a_datetime_rather_than_guess_its_zone() -> None:
+    with pytest.raises(avro_codec.RecordError):
+        encode("usage_record.v1", SAMPLES["usage_record.v1"], epoch_ms=True)
+
+
 def test_schemas_are_parsed_once() -> None:
     assert avro_codec.schema("usage_event_batch.v1") is avro_codec.schema("usage_event_batch.v1")
 
@@ -312,8 +328,15 @@ def test_schemas_are_parsed_once() -> None:
     [
         ("usage_event_batch.v1", {"events": [usage_event(), usage_event(recorded_at=datetime(2026, 1, 5, 10))]}),  # noqa: DTZ001
         ("window_total.v2", {**SAMPLES["window_total.v2"], "latest_at": datetime(2026, 1, 5, 10)}),  # noqa: DTZ001
+        (
+            "window_total.v3",
+            {
+                **SAMPLES["window_total.v3"],
+                "rollups": {**SAMPLES["window_total.v3"]["rollups"], "day_end": datetime(2026, 1, 5, 17)},  # noqa: DTZ001
+            },
+        ),
     ],
-    ids=["inside-a-batch", "nullable-field"],
+    ids=["inside-a-batch", "nullable-field", "inside-a-nullable-record"],
 )
 def test_a_naive_datetime_anywhere_a_schema_has_a_timestamp_is_refused(name: str, record: dict[str, Any]) -> None:
     """The check looks only where the schema has timestamps (a walk over every value cost more than
