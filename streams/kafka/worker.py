@@ -10,13 +10,19 @@ durable per source partition, in these steps:
 2. skip messages below the partition's progress marker (already in a committed transaction) and
    read any gap above it straight from Kafka (messages Faust dropped or committed too early);
 3. run each message through the operators (validate → dedup → windows) against that state;
-4. in ONE Kafka transaction: the accepted records, the changed window totals, the dead letters,
-   the changed state entries and the new progress marker; commit it;
-5. only then return the batch to Faust, which acknowledges and later commits its offsets;
+4. in ONE Kafka transaction: the accepted records, the changed bucket totals, the dead letters,
+   the changed state entries and the new progress marker; commit it. A partition's part of a
+   batch is cut into chunks of about ``commit_events`` events, each its own transaction, handed
+   to the partition's own commit thread while the next chunk is processed: the partition's
+   transactions commit one after another, in order, and once one fails none after it begins;
+5. only then (every chunk committed) return the batch to Faust, which acknowledges and later
+   commits its offsets;
 6. write the local checkpoint (``--store rocksdb``), never ahead of the committed changelog.
 
 A crash anywhere before step 4's commit leaves nothing visible (readers are read_committed) and
-the messages are read again; after it, the marker makes the redelivery a no-op.
+the messages are read again; after it, the marker makes the redelivery a no-op. The state in
+memory runs ahead of the commits in flight, which is harmless: any failure restarts the process
+from what Kafka holds.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -74,6 +81,9 @@ class WorkerSettings:
     data_dir: str = ".data/worker"
     batch_max: int = 2000
     batch_within_s: float = 0.05
+    commit_events: int = 5000
+    """Events per transaction, about: a batch of batched messages (2,000 × 100 events) becomes many
+    transactions committed while the next ones are processed, so the sink starts at once."""
     commit_interval_s: float = 1.0
     session_timeout_s: float = 10.0
     dedup_retention_ms: int = 40 * 86_400_000
@@ -122,6 +132,8 @@ def _source_message(event: Event) -> SourceMessage:
 class BatchOutputs:
     """What one partition's part of a batch writes, besides its state changes."""
 
+    events: int = 0
+    """Events of the messages processed into these outputs (what ``commit_events`` counts)."""
     records: list[Output] = field(default_factory=list)
     windows: dict[WindowKey, tuple[str, tuple[WindowSpan, ...], int | None]] = field(default_factory=dict)
     """Changed buckets: tenant, the bucket's and its roll-ups' spans, newest source timestamp."""
@@ -133,6 +145,17 @@ class OwnedPartition:
     state: PartitionState
     writer: PartitionWriter
     checkpoint: LocalCheckpoint | None
+    committer: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "usage-commit"))
+    """One thread: the partition's transactions run one after another, in the order handed over."""
+    failed: bool = False
+    """A transaction of this partition failed: no later one may begin (its marker would skip the
+    failed one's messages)."""
+
+    def close(self) -> None:
+        self.committer.shutdown(wait=True)
+        self.writer.close()
+        if self.checkpoint is not None:
+            self.checkpoint.close()
 
 
 @dataclass
@@ -222,9 +245,7 @@ class UsageWorker:
             for partition in partitions:
                 owned = self.owned.pop(partition, None)
                 if owned is not None:
-                    owned.writer.close()
-                    if owned.checkpoint is not None:
-                        owned.checkpoint.close()
+                    owned.close()
 
     # -- a batch ----------------------------------------------------------------------------------
 
@@ -257,26 +278,33 @@ class UsageWorker:
         purge = time.monotonic() >= self.next_purge
         if purge:
             self.next_purge = time.monotonic() + self.settings.purge_interval_s
-        commits = []
+        handed: list[asyncio.Future[None]] = []
         for partition, arrived in sorted(by_partition.items()):
             owned = self.owned.get(partition)
             if owned is None:
                 continue  # revoked before we saw it: its new owner reads these messages
             state = owned.state
             outputs = BatchOutputs()
-            start_offset = state.next_offset
+            committed_offset = state.next_offset
             for message in await self.in_order(state, arrived, counts):
-                await self.process_message(state, message, now, outputs, counts)
+                outputs.events += await self.process_message(state, message, now, outputs, counts)
                 state.next_offset = message.offset + 1
+                if outputs.events >= self.settings.commit_events:
+                    handed.append(self.hand_over(owned, outputs, now))
+                    outputs, committed_offset = BatchOutputs(), state.next_offset
             if purge:
                 purged = state.purge(now - self.settings.dedup_retention_ms)
                 if purged:
                     log.info("usage.events[%d]: purged %d state entries", partition, purged)
-            if state.next_offset == start_offset and not state.purged:
-                continue
-            commits.append((owned, self.outputs(state, outputs, now), state.changelog()))
-        await asyncio.gather(*(loop.run_in_executor(None, self.commit, *commit) for commit in commits))
+            if state.next_offset != committed_offset or state.purged:
+                handed.append(self.hand_over(owned, outputs, now))
+        await asyncio.gather(*handed)
         self.metrics.observe_batch(counts, len(batch), time.perf_counter() - started)
+
+    def hand_over(self, owned: OwnedPartition, out: BatchOutputs, now: int) -> asyncio.Future[None]:
+        """Step 4 for one chunk: its outputs and state changes go to the partition's commit thread."""
+        outputs, changelog = self.outputs(owned.state, out, now), owned.state.changelog()
+        return asyncio.get_running_loop().run_in_executor(owned.committer, self.commit, owned, outputs, changelog)
 
     async def in_order(
         self, state: PartitionState, arrived: list[SourceMessage], counts: Counter[str]
@@ -324,8 +352,8 @@ class UsageWorker:
 
     async def process_message(
         self, state: PartitionState, message: SourceMessage, now: int, out: BatchOutputs, counts: Counter[str]
-    ) -> None:
-        """Step 3 for one message (one event or a batch of them)."""
+    ) -> int:
+        """Step 3 for one message (one event or a batch of them); returns its number of events."""
         items = messages.read_usage(message.value)
         batch = len(items) > 1
         if len(items) > POSITIONS_PER_OFFSET:
@@ -336,7 +364,7 @@ class UsageWorker:
             )
             self.reject(out, rejection, message, None, None, now)
             counts["invalid"] += len(items)
-            return
+            return len(items)
         horizon = now - self.settings.dedup_retention_ms
         caught_up = False  # a catch-up after this message was fetched covers all of its events
         for index, item in enumerate(items):
@@ -399,6 +427,7 @@ class UsageWorker:
             key, spans = outcome.changed
             state.touch_window(key)
             out.windows[key] = (record.tenant_id, spans, message.timestamp_ms)
+        return len(items)
 
     def reject(
         self,
@@ -432,8 +461,14 @@ class UsageWorker:
         return [*out.records, *rows, *out.letters]
 
     def commit(self, owned: OwnedPartition, outputs: list[Output], changelog: list[Any]) -> None:
-        """Steps 4 and 6 for one partition (in a thread: it blocks)."""
-        last = owned.writer.commit(outputs, changelog)
+        """Steps 4 and 6 for one chunk (in the partition's commit thread: it blocks)."""
+        if owned.failed:
+            raise RuntimeError(f"usage.events[{owned.state.partition}]: an earlier transaction failed")
+        try:
+            last = owned.writer.commit(outputs, changelog)
+        except BaseException:
+            owned.failed = True
+            raise
         kill_point("committed")
         if owned.checkpoint is not None:
             owned.checkpoint.save(changelog, last)
