@@ -6,12 +6,10 @@ worker dead-letters it with its original bytes and goes on (design section 3).
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from rating.aggregations import Point, WindowTotals
-from rating.periods import epoch_ms
 from schemas import avro_codec
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 from streams.operators.windows import Granularity, WindowKey, WindowSpan, rollup_spans
@@ -28,10 +26,6 @@ message size limit (1 MB), whatever a producer sent."""
 MAX_LETTER_DETAIL = 2_000
 
 
-def _ms(value: Any) -> int:
-    return epoch_ms(value) if isinstance(value, datetime) else int(value)
-
-
 def _event(raw: dict[str, Any]) -> UsageEvent:
     return UsageEvent(
         raw["id"],
@@ -39,7 +33,7 @@ def _event(raw: dict[str, Any]) -> UsageEvent:
         raw["subscription_id"],
         raw["metric_code"],
         raw["value"],
-        _ms(raw["recorded_at"]),
+        raw["recorded_at"],
         raw["idempotency_key"],
         raw.get("metadata") or {},
     )
@@ -100,7 +94,7 @@ def read_record(value: bytes) -> UsageRecord:
         raw["subscription_id"],
         raw["metric_code"],
         Decimal(raw["value"]),
-        _ms(raw["recorded_at"]),
+        raw["recorded_at"],
         raw["idempotency_key"],
         raw["metadata"],
         raw["unique_value"],
@@ -168,11 +162,9 @@ def read_window(value: bytes) -> WindowRow:
     raw = avro_codec.decode(WINDOW_TOTAL, value, epoch_ms=True)
     latest = first = None
     if raw["latest_at"] is not None:
-        latest = Point(
-            _ms(raw["latest_at"]), raw["latest_key"] or "", Decimal(raw["latest_value"]), raw["latest_unique"]
-        )
+        latest = Point(raw["latest_at"], raw["latest_key"] or "", Decimal(raw["latest_value"]), raw["latest_unique"])
     if raw["first_at"] is not None:
-        first = Point(_ms(raw["first_at"]), raw["first_key"] or "", Decimal(raw["first_value"]), raw["first_unique"])
+        first = Point(raw["first_at"], raw["first_key"] or "", Decimal(raw["first_value"]), raw["first_unique"])
     totals = WindowTotals(
         event_count=raw["event_count"],
         total=Decimal(raw["sum"]),
@@ -183,10 +175,8 @@ def read_window(value: bytes) -> WindowRow:
         tw_integral=Decimal(raw["tw_integral"]),
         uniques=frozenset(raw["uniques"]),
     )
-    key = WindowKey(
-        raw["subscription_id"], raw["metric_code"], Granularity(raw["granularity"]), _ms(raw["window_start"])
-    )
-    return WindowRow(key, raw["tenant_id"], _ms(raw["window_end"]), raw["version"], totals, _rollups_of(raw))
+    key = WindowKey(raw["subscription_id"], raw["metric_code"], Granularity(raw["granularity"]), raw["window_start"])
+    return WindowRow(key, raw["tenant_id"], raw["window_end"], raw["version"], totals, _rollups_of(raw))
 
 
 def write_dead_letter(
