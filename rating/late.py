@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from rating.money import Money
+from rating.periods import Period
 from rating.rate import RatingResultItem
 
 
@@ -24,3 +25,12 @@ def late_usage_delta(billed: RatingResultItem, now: RatingResultItem) -> LateUsa
     if now.quantity == billed.quantity:
         return None
     return LateUsageDelta(now.metric_code, billed.quantity, now.quantity, now.amount - billed.amount)
+
+
+@dataclass(frozen=True, slots=True)
+class LateUsage:
+    """The current quantity of one metric of a finalized period that received usage after it."""
+
+    period: Period
+    metric_code: str
+    quantity: Decimal

@@ -1,11 +1,12 @@
 """``billing invoicer``: final RatingResults from ``rating.results`` into finalized invoices.
 
-Each message is a closed period (``rating_messages.FinalRating``); the worker finalizes it with the
-unchanged ``InvoiceService.close_period``, whose usage reader answers from the message itself, so
-an invoice is what ``billing simulate`` computes for the same inputs. Exactly one invoice per
-(subscription, period), and one ``invoice.finalized`` outbox row with it, because:
+Each message is a closed period (``rating_messages.FinalRating``) with its final rating; the
+worker passes that rating to ``InvoiceFinalizer.finalize``, the step ``billing simulate``'s
+``close_period`` ends with, so an invoice is what ``billing simulate`` computes for the same inputs.
+Exactly one invoice per (subscription, period), and one ``invoice.finalized`` outbox row with it,
+because:
 
-1. ``close_period`` finds an existing invoice of the period and returns it (a redelivery writes
+1. ``finalize`` finds an existing invoice of the period and returns it (a redelivery writes
    nothing), and a unique constraint backs that up; the message must rate the period as that
    invoice billed it, else it is dead-lettered as ``conflicting_final_rating``, never dropped;
 2. the invoice, its billed usage and its outbox row commit in one PostgreSQL transaction (one per
@@ -22,12 +23,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -35,11 +35,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from invoicing.engine.charges import rating_differences
 from invoicing.engine.model import Invoice
 from invoicing.engine.render import rfc3339
-from invoicing.engine.terms import BillingTerms
-from invoicing.ports import Ledger, LedgerSession, UsageRequest
-from invoicing.service import InvoiceService
-from rating.catalog import Metric
-from rating.errors import BillingError, UnknownReference
+from invoicing.ports import Ledger
+from invoicing.service import InvoiceFinalizer
+from rating.errors import BillingError
 from rating.periods import epoch_ms
 from schemas import avro_codec
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
@@ -54,75 +52,10 @@ CONFLICTING_FINAL_RATING = "conflicting_final_rating"
 """Dead-letter reason: a final rating of an invoiced period that rates it otherwise than its invoice."""
 
 
-class MessageUsage:
-    """The UsageReader of one message: the closed period's quantities and the late periods'.
-    A request the message cannot answer is an error naming it, never a zero."""
-
-    def __init__(self, rating: FinalRating) -> None:
-        sub = rating.closed.subscription.id
-        period = rating.closed.period
-        self.subscription_id = sub
-        self.known: dict[tuple[str, str, datetime, datetime], Decimal] = {
-            (sub, item.metric_code, period.start, period.end): item.quantity for item in rating.result.items
-        }
-        for late in rating.late_usage:
-            self.known[(sub, late.metric_code, late.period.start, late.period.end)] = late.quantity
-
-    def quantities(self, requests: Sequence[UsageRequest]) -> list[Decimal]:
-        keys = [(r.subscription_id, r.metric_code, r.start, r.end) for r in requests]
-        missing = [k for k in keys if k not in self.known]
-        if missing:
-            named = ", ".join(f"{m} of {s} [{a.isoformat()}, {b.isoformat()})" for s, m, a, b in missing)
-            raise UnknownReference("late_usage", f"the message carries no usage for {named}")
-        return [self.known[k] for k in keys]
-
-
-class _Metrics(dict[str, Metric]):
-    """The message's metrics; one the ledger asks for that it lacks is named, not a KeyError."""
-
-    def __missing__(self, code: str) -> Metric:
-        raise UnknownReference("terms.metrics", f"the message defines no metric {code!r} (billed before, late now)")
-
-
-class _Session:
-    """A session that notes whether the period's invoice existed (a redelivery)."""
-
-    def __init__(self, inner: LedgerSession, found: list[bool]) -> None:
-        self._inner = inner
-        self._found = found
-
-    def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None:
-        invoice = self._inner.find_invoice(subscription_id, period_start)
-        self._found.append(invoice is not None)
-        return invoice
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class _Watched:
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self.found: list[bool] = []
-
-    @contextmanager
-    def session(self) -> Iterator[LedgerSession]:
-        with self.ledger.session() as inner:
-            yield cast(LedgerSession, _Session(inner, self.found))
-
-    def batch(self, periods: Sequence[tuple[str, datetime]] = ()) -> AbstractContextManager[None]:
-        return self.ledger.batch(periods)
-
-
 def _finalize_rating(ledger: Ledger, rating: FinalRating) -> tuple[Invoice, bool]:
-    """The invoice, and whether it existed already."""
-    terms = BillingTerms(
-        rating.terms.tenant_id, _Metrics(rating.terms.metrics), rating.terms.tax_rules, rating.terms.coupons
-    )
-    watched = _Watched(ledger)
-    service = InvoiceService(watched, MessageUsage(rating), terms)
-    invoice = service.close_period(rating.closed, rating.finalized_at, rating.late_periods)
-    return invoice, any(watched.found)
+    """The invoice of the message's closed period, and whether it was created now."""
+    finalizer = InvoiceFinalizer(ledger, rating.terms)
+    return finalizer.finalize(rating.closed, rating.result, rating.late_usage, rating.finalized_at)
 
 
 OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "58"})
@@ -339,7 +272,7 @@ class InvoiceWorker:
                 # the same period twice in one batch: the ledger finds the invoice the first one
                 # made, so the second is compared with it like any other
                 try:
-                    invoice, existed = _finalize_rating(self.ledger, rating)
+                    invoice, created = _finalize_rating(self.ledger, rating)
                 except BillingError as error:
                     letters.append(_Letter(message, "not_invoiceable", error.message, error.field))
                     continue
@@ -350,10 +283,10 @@ class InvoiceWorker:
                     # a constraint): the message's fault, not the ledger's availability
                     letters.append(_Letter(message, "ledger_rejected", _short(error)))
                     continue
-                if existed and (conflict := self._conflict(message, rating, invoice)) is not None:
+                if not created and (conflict := self._conflict(message, rating, invoice)) is not None:
                     letters.append(conflict)
                     continue
-                outcomes["redelivered" if existed else "finalized"] += 1
+                outcomes["finalized" if created else "redelivered"] += 1
         return outcomes, letters
 
     def _conflict(self, message: Message, rating: FinalRating, invoice: Invoice) -> _Letter | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
-from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
@@ -21,12 +20,11 @@ from confluent_kafka import Producer
 
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod
 from invoicing.engine.terms import BillingTerms
-from invoicing.ports import Ledger, UsageReader, UsageRequest
+from invoicing.ports import Ledger, UsageReader
 from invoicing.service import InvoiceService
-from rating.periods import Period
-from rating.rate import RatingResult
+from rating.rate import RatingResult, rate_period
 from streams.kafka.producer import TUNING
-from streams.kafka.rating_messages import FinalRating, LateUsage, final_rating, write_rating_result
+from streams.kafka.rating_messages import FinalRating, final_rating, write_rating_result
 from streams.kafka.topics import RATING_RESULTS
 
 
@@ -79,35 +77,6 @@ class RatingAgent:
         for tenant_id, periods in by_tenant.items():
             self.pricing(tenant_id).prefetch(periods)
 
-    def _late_usage(
-        self, tenant_id: str, subscription_id: str, late_periods: Collection[datetime] | None
-    ) -> list[LateUsage]:
-        """Current usage of each metric the late periods billed (as the ledger recorded them).
-        ``None`` means every finalized period. Periods whose usage did not change are left out;
-        a changed period travels with all its metrics (the invoice worker reads them all)."""
-        if late_periods is not None and not late_periods:
-            return []
-        with self.ledger.session() as session:
-            billed = [
-                b
-                for b in session.billed_usage(subscription_id)
-                if late_periods is None or b.period_start in late_periods
-            ]
-        metrics = self.terms_of(tenant_id).metrics
-        requests = [
-            UsageRequest(
-                subscription_id, b.metric_code, metrics[b.metric_code].aggregation, b.period_start, b.period_end
-            )
-            for b in billed
-        ]
-        quantities = self.usage.quantities(requests)
-        changed = {b.period_start for q, b in zip(quantities, billed, strict=True) if q != b.quantity}
-        return [
-            LateUsage(Period(r.start, r.end), r.metric_code, q)
-            for r, q in zip(requests, quantities, strict=True)
-            if r.start in changed
-        ]
-
     def rate(
         self, closed: ClosedPeriod, finalized_at: datetime, late_periods: Collection[datetime] | None = ()
     ) -> FinalRating:
@@ -116,12 +85,21 @@ class RatingAgent:
         A standalone adjustment invoice (``closed.is_adjustment``) rates no usage of its own: its
         period lies after the subscription's end; publish it only when it carries late usage."""
         sub = closed.subscription
-        usage: dict[str, Decimal] = {}
-        if not closed.is_adjustment:
-            result = self.pricing(sub.tenant_id).rate(sub, closed.plan, closed.period, closed.share, finalized_at)
-            usage = {item.metric_code: item.quantity for item in result.items}
-        late = self._late_usage(sub.tenant_id, sub.id, late_periods)
-        return final_rating(closed, self.terms_of(sub.tenant_id), usage, finalized_at, late)
+        pricing = self.pricing(sub.tenant_id)
+        period = closed.period
+        if closed.is_adjustment:  # no usage of its own: its meters at zero, rated for the message's shape
+            result = rate_period(
+                sub.id,
+                closed.plan,
+                period,
+                {},
+                rated_at=finalized_at,
+                proration=closed.share,
+                allow_overage=sub.allow_overage_billing,
+            )
+        else:
+            result = pricing.rate(sub, closed.plan, period, closed.share, finalized_at)
+        return final_rating(closed, pricing.terms, result, pricing.late_usage(sub, late_periods))
 
     def publish(self, rating: FinalRating) -> None:
         """Send and wait until the broker has it (acks=all): a period is handed over only then."""

@@ -1,6 +1,6 @@
 """``rating.results`` messages: the final RatingResult of a closed period ↔ a ``FinalRating``.
 
-A message carries everything ``InvoiceService.close_period`` reads besides the ledger, so the
+A message carries everything ``InvoiceFinalizer.finalize`` needs besides the ledger, so the
 invoice worker needs no catalog and no usage store: the subscription as it stood, the plan
 snapshot (the ledger's JSON snapshot format), the period's usage with the amounts the rating agent
 priced, the current usage of earlier periods that received late usage, and the tenant's billing
@@ -16,7 +16,7 @@ their amounts are what the plan prices their quantities at); a message that does
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -28,21 +28,13 @@ from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.json_codec import bounded_decimal, plan_from_json, plan_to_json, terms_from_json, terms_to_json
 from rating.catalog import Plan
 from rating.errors import BillingError, InvalidValue
+from rating.late import LateUsage
 from rating.money import Money
 from rating.periods import Period
 from rating.rate import RatingResult, rate_period
 from schemas import avro_codec
 
 RATING_RESULT = "rating_result.v1"
-
-
-@dataclass(frozen=True, slots=True)
-class LateUsage:
-    """The current quantity of one metric of a finalized period that received usage after it."""
-
-    period: Period
-    metric_code: str
-    quantity: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +55,7 @@ class FinalRating:
 
     @property
     def late_periods(self) -> frozenset[datetime]:
-        """What ``close_period`` takes as ``late_periods``: the starts of the late periods."""
+        """The starts of the late periods."""
         return frozenset(u.period.start for u in self.late_usage)
 
     @property
@@ -73,24 +65,10 @@ class FinalRating:
 
 
 def final_rating(
-    closed: ClosedPeriod,
-    terms: BillingTerms,
-    usage: Mapping[str, Decimal],
-    finalized_at: datetime,
-    late_usage: Iterable[LateUsage] = (),
+    closed: ClosedPeriod, terms: BillingTerms, result: RatingResult, late_usage: Iterable[LateUsage] = ()
 ) -> FinalRating:
-    """Rate ``closed`` on ``usage`` (quantity per metric; absent metrics count as 0) exactly as
-    ``InvoiceService.rate`` does at ``finalized_at``; ``terms`` are the tenant's whole terms."""
-    subscription, plan = closed.subscription, closed.plan
-    result = rate_period(
-        subscription.id,
-        plan,
-        closed.period,
-        usage,
-        rated_at=finalized_at,
-        proration=closed.share,
-        allow_overage=subscription.allow_overage_billing,
-    )
+    """The message of ``closed`` rated as ``result`` (``InvoiceService.rate`` at the finalize
+    instant); ``terms`` are the tenant's whole terms, trimmed here to what the invoice can use."""
     late = tuple(late_usage)
     return FinalRating(closed, result, _trimmed(terms, closed, result, late), late)
 

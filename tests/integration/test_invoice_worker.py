@@ -31,11 +31,13 @@ from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import Ledger, UsageRequest
 from invoicing.service import INVOICE_FINALIZED, InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
+from rating.late import LateUsage
 from rating.periods import Period
 from schemas import avro_codec
 from streams.kafka import messages
 from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
-from streams.kafka.rating_messages import RATING_RESULT, FinalRating, LateUsage, final_rating, write_rating_result
+from streams.kafka.rating_messages import RATING_RESULT, FinalRating, write_rating_result
+from tests.ratings import final_rating_of_usage
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -82,7 +84,7 @@ class Case:
     late: tuple[LateUsage, ...]
 
     def rating(self) -> FinalRating:
-        return final_rating(self.closed, self.terms, self.usage, self.finalized_at, self.late)
+        return final_rating_of_usage(self.closed, self.terms, self.usage, self.finalized_at, self.late)
 
 
 def usage_of(sub: int, period: int) -> dict[str, Decimal]:

@@ -144,7 +144,7 @@ def test_a_redelivered_standalone_adjustment_rating_rates_its_invoice_as_billed(
 
     from billing.simulate import load_scenario, simulate_in_memory
     from invoicing.engine.subscriptions import late_usage_period
-    from streams.kafka.rating_messages import final_rating
+    from tests.ratings import final_rating_of_usage
 
     case = Path(__file__).parents[1] / "scenarios" / "cases" / "28_late_usage_after_trial_expired.yaml"
     scenario = load_scenario(case)
@@ -155,7 +155,7 @@ def test_a_redelivered_standalone_adjustment_rating_rates_its_invoice_as_billed(
     closed = late_usage_period(result.cycles["tri"], adjustment.issued_at, scenario.grace_period)
     assert closed.period == adjustment.period
     terms = BillingTerms(scenario.tenant_id, {m.code: m for m in scenario.metrics})
-    rating = final_rating(closed, terms, {}, adjustment.issued_at)
+    rating = final_rating_of_usage(closed, terms, {}, adjustment.issued_at)
     assert rating_differences(adjustment, closed, rating.result) == []
     regular = replace(closed, reason="period_end", share=Fraction(1))
     assert rating_differences(adjustment, regular, replace(rating.result, proration=Fraction(1))) != []

@@ -17,10 +17,12 @@ from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
 from rating.errors import BillingError
+from rating.late import LateUsage
 from rating.money import Money
 from rating.periods import BillingInterval, Period
 from schemas import avro_codec
 from streams.kafka import rating_messages as rm
+from tests.ratings import final_rating_of_usage
 
 pytestmark = pytest.mark.unit
 
@@ -77,15 +79,15 @@ SUB = Subscription(
 )
 CLOSED = ClosedPeriod(SUB, PLAN, Period(T0, T0 + timedelta(days=31)), Fraction(17, 31), False, "plan_change")
 LATE = (
-    rm.LateUsage(Period(T0 - timedelta(days=31), T0), "api_calls", Decimal("12345.000000000001")),
-    rm.LateUsage(Period(T0 - timedelta(days=31), T0), "users", Decimal("4")),
+    LateUsage(Period(T0 - timedelta(days=31), T0), "api_calls", Decimal("12345.000000000001")),
+    LateUsage(Period(T0 - timedelta(days=31), T0), "users", Decimal("4")),
 )
 
 
 def rating(**usage: str) -> rm.FinalRating:
     quantities = {"api_calls": Decimal("1500.5"), "storage_gb": Decimal("12.25")}
     quantities.update({k: Decimal(v) for k, v in usage.items()})
-    return rm.final_rating(CLOSED, TERMS, quantities, T0 + timedelta(days=31, hours=1), LATE)
+    return final_rating_of_usage(CLOSED, TERMS, quantities, T0 + timedelta(days=31, hours=1), LATE)
 
 
 def test_a_final_rating_round_trips_exactly() -> None:
@@ -109,7 +111,7 @@ def test_terms_are_trimmed_to_what_the_invoice_can_use() -> None:
 def test_a_trial_without_coupon_or_balance_round_trips() -> None:
     sub = replace(SUB, trial_days=14, trial_balance=None, coupon_code=None, region_code=None)
     closed = replace(CLOSED, subscription=sub, share=Fraction(0), is_trial=True, reason="trial_end")
-    original = rm.final_rating(closed, TERMS, {}, T0 + timedelta(days=31))
+    original = final_rating_of_usage(closed, TERMS, {}, T0 + timedelta(days=31))
     decoded = rm.read_rating_result(rm.write_rating_result(original))
     assert decoded == original
     assert decoded.terms.coupons == {} and decoded.late_usage == ()
@@ -181,7 +183,7 @@ def test_bytes_that_are_no_rating_result_raise_wire_format_error() -> None:
 def test_sub_millisecond_instants_are_refused_rather_than_truncated() -> None:
     closed = replace(CLOSED, subscription=replace(SUB, start_at=T0 + timedelta(microseconds=1)))
     with pytest.raises(BillingError) as error:
-        rm.write_rating_result(rm.final_rating(closed, TERMS, {}, T0 + timedelta(days=31)))
+        rm.write_rating_result(final_rating_of_usage(closed, TERMS, {}, T0 + timedelta(days=31)))
     assert error.value.field == "subscription.start_at"
 
 
