@@ -87,8 +87,8 @@ class UsageReader(Protocol):
         ...
 
 
-class LedgerSession(Protocol):
-    """One transaction: everything done through it commits together or not at all."""
+class InvoiceSession(Protocol):
+    """Invoices and their gapless numbers: what a finalization reads and writes of them."""
 
     def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None: ...
     def next_invoice_sequence(self, tenant_id: str) -> int:
@@ -98,13 +98,27 @@ class LedgerSession(Protocol):
     def add_invoice(self, invoice: Invoice) -> None: ...
     def list_invoices(self, tenant_id: str, subscription_id: str | None = None) -> list[Invoice]: ...
     def discounted_invoice_count(self, subscription_id: str) -> int: ...
+
+
+class CreditSession(Protocol):
+    """A subscription's credit: notes add to its balance, finalizations spend from it."""
+
     def credit_balance(self, subscription_id: str, currency: str) -> Money: ...
     def add_credit_note(self, note: CreditNote) -> None: ...
     def use_credit(self, subscription_id: str, amount: Money, invoice_number: str) -> None: ...
+
+
+class BilledUsageSession(Protocol):
+    """What finalized periods billed, kept so late usage is billed against it."""
+
     def billed_usage(self, subscription_id: str) -> list[BilledUsage]: ...
     def record_billed_usage(self, usage: BilledUsage) -> None:
         """Insert or replace the row of (subscription, period start, metric)."""
         ...
+
+
+class CatalogSession(Protocol):
+    """Plans, tenants' terms and subscriptions: what is billed, and how."""
 
     def save_plan(self, tenant_id: str, plan: Plan) -> None: ...
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None: ...
@@ -125,7 +139,16 @@ class LedgerSession(Protocol):
         ...
 
     def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None: ...
+
+
+class OutboxSession(Protocol):
+    """Events committed with the change they announce (a relay publishes them after commit)."""
+
     def add_outbox(self, message: OutboxMessage) -> None: ...
+
+
+class LedgerSession(InvoiceSession, CreditSession, BilledUsageSession, CatalogSession, OutboxSession, Protocol):
+    """One transaction: everything done through it commits together or not at all."""
 
 
 class Ledger(Protocol):

@@ -59,6 +59,8 @@ class MemoryLedgerSession:
     def __init__(self, state: _State) -> None:
         self.state = state
 
+    # -- invoices and numbering (InvoiceSession) ---------------------------------------------------
+
     def find_invoice(self, subscription_id: str, period_start: datetime) -> Invoice | None:
         return self.state.invoices.get((subscription_id, period_start))
 
@@ -89,6 +91,8 @@ class MemoryLedgerSession:
             if sub == subscription_id and any(line.type is LineType.DISCOUNT for line in invoice.line_items)
         )
 
+    # -- credit (CreditSession) --------------------------------------------------------------------
+
     def credit_balance(self, subscription_id: str, currency: str) -> Money:
         return Money(sum(amount for amount, c in self.state.credits[subscription_id] if c == currency), currency)
 
@@ -102,6 +106,8 @@ class MemoryLedgerSession:
             raise InvalidValue("credits_applied", f"subscription {subscription_id} has less credit than {amount}")
         self.state.credits[subscription_id].append((-amount.amount, amount.currency))
 
+    # -- billed usage (BilledUsageSession) ---------------------------------------------------------
+
     def billed_usage(self, subscription_id: str) -> list[BilledUsage]:
         return sorted(
             (b for (sub, _, _), b in self.state.billed.items() if sub == subscription_id),
@@ -110,6 +116,8 @@ class MemoryLedgerSession:
 
     def record_billed_usage(self, usage: BilledUsage) -> None:
         self.state.billed[(usage.subscription_id, usage.period_start, usage.metric_code)] = usage
+
+    # -- catalog: plans, subscriptions, terms (CatalogSession) -------------------------------------
 
     def save_plan(self, tenant_id: str, plan: Plan) -> None:
         key = (tenant_id, plan.code, plan.version)
@@ -167,6 +175,8 @@ class MemoryLedgerSession:
         self.state.terms[terms.tenant_id] = (value, revision)
         self.add_outbox(OutboxMessage(CATALOG_TERMS, terms.tenant_id, {**value, "revision": revision}))
         return TermsRecord(saved, revision)
+
+    # -- outbox (OutboxSession) --------------------------------------------------------------------
 
     def add_outbox(self, message: OutboxMessage) -> None:
         self.state.outbox.append(message)

@@ -20,6 +20,15 @@ CHAR3 = sa.CHAR(3)
 
 
 def upgrade() -> None:
+    """One function per group of tables, called in the order the tables were always created."""
+    _plans()
+    _invoices()
+    _credits()
+    _billed_usage()
+    _outbox()
+
+
+def _plans() -> None:
     op.create_table(
         "plans",
         sa.Column("tenant_id", sa.String, primary_key=True),
@@ -28,6 +37,10 @@ def upgrade() -> None:
         sa.Column("snapshot", JSON, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     )
+
+
+def _invoices() -> None:
+    """Invoices, their line items and the gapless per-tenant counters."""
     op.create_table(
         "invoices",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
@@ -75,6 +88,10 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.String, primary_key=True),
         sa.Column("last_number", sa.BigInteger, nullable=False),
     )
+
+
+def _credits() -> None:
+    """Credit notes add to a subscription's balance, credit usage spends from it."""
     op.create_table(
         "credit_notes",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
@@ -97,6 +114,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
     )
     op.create_index("ix_credit_usage_subscription_id", "credit_usage", ["subscription_id"])
+
+
+def _billed_usage() -> None:
     op.create_table(
         "billed_usage",
         sa.Column("subscription_id", sa.String, primary_key=True),
@@ -112,6 +132,10 @@ def upgrade() -> None:
         sa.Column("share_denominator", sa.BigInteger, nullable=False),
         sa.Column("allow_overage", sa.Boolean, nullable=False),
     )
+
+
+def _outbox() -> None:
+    """Events committed with their change; the partial index finds what is left to publish."""
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
