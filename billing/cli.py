@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rating.errors import BillingError
@@ -101,6 +100,7 @@ def _explain(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from billing.clock import wall_ms
     from billing.explain import explain
     from billing.simulate.scenario import instant, load_scenario
     from billing.stores import open_usage_store
@@ -117,7 +117,7 @@ def _explain(args: argparse.Namespace) -> int:
         args.metric,
         epoch_ms(start),
         epoch_ms(end),
-        epoch_ms(datetime.now(UTC)),  # noqa: TID251 - the worker's future-skew check uses wall time too
+        wall_ms(),  # the worker's future-skew check runs on the system clock too
     )
     table = Table("stage", "count / quantity", title=f"{args.subscription} {args.metric} [{args.start}, {args.end})")
     for stage, value in result.rows():

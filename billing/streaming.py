@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from billing.clock import Clock, FileClock, SystemClock
+from billing.clock import Clock, FileClock, SystemClock, wall_ms
 from billing.simulate.scenario import Scenario, load_scenario
 from rating.periods import epoch_ms
 from streams.operators.process import Catalog
@@ -170,7 +170,7 @@ def run_sink(args: Any) -> int:
         topic_prefix=args.topic_prefix,
     )
     store = open_usage_store(Path(args.data_dir))
-    sink = UsageSink(settings, store)
+    sink = UsageSink(settings, store, now_ms=wall_ms)
     if settings.metrics_port:
         serve(sink.metrics.registry, settings.metrics_port)
     should_stop = stop_on_signals()
