@@ -102,7 +102,8 @@ def _explain(args: argparse.Namespace) -> int:
 
     from billing.clock import wall_ms
     from billing.explain import explain
-    from billing.simulate.scenario import instant, load_scenario
+    from billing.simulate.fields import instant
+    from billing.simulate.scenario_file import load_scenario
     from billing.stores import open_usage_store
     from billing.streaming import bootstrap_servers, catalog_of
     from rating.periods import epoch_ms

@@ -469,7 +469,7 @@ def run_rater(args: Any) -> int:
 
     from billing.clock import FileClock, SystemClock
     from billing.database import ledger_url
-    from billing.simulate.scenario import duration
+    from billing.simulate.fields import duration
     from billing.stores import open_usage_store
     from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
     from billing.usage_reader import StoreUsageReader

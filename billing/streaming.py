@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from billing.clock import Clock, FileClock, SystemClock, wall_ms
-from billing.simulate.scenario import Scenario, load_scenario
+from billing.simulate.scenario import Scenario
+from billing.simulate.scenario_file import load_scenario
 from rating.periods import epoch_ms
 from streams.operators.process import Catalog
 from streams.operators.validate import SubscriptionRef
