@@ -238,7 +238,6 @@ def _add_sink(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     sink.add_argument("--data-dir", default=".data/sink", help="embedded chDB lives here unless $CLICKHOUSE_URL")
     sink.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     sink.add_argument("--log-level", default="info")
-    sink.add_argument("--latency-log", default=None, help="append event-to-queryable seconds per window to this file")
     sink.add_argument("--topic-prefix", default="", help="the worker's --topic-prefix")
     sink.set_defaults(run=_sink)
 

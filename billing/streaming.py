@@ -167,7 +167,6 @@ def run_sink(args: Any) -> int:
     settings = SinkSettings(
         bootstrap_servers(args.bootstrap),
         metrics_port=args.metrics_port,
-        latency_log=args.latency_log,
         topic_prefix=args.topic_prefix,
     )
     store = open_usage_store(Path(args.data_dir))

@@ -33,8 +33,6 @@ class SinkSettings:
     batch_max: int = 20_000
     batch_wait_s: float = 0.2
     metrics_port: int | None = None
-    latency_log: str | None = None
-    """Append each window's event-to-queryable seconds here (benchmarks read percentiles from it)."""
     topic_prefix: str = ""
     """The worker's ``topic_prefix``."""
 
@@ -98,12 +96,8 @@ class UsageSink:
             self.on_written(records, newest)
         self.consumer.commit(asynchronous=False)
         written_ms = self.now_ms()
-        latencies = [max(0.0, (written_ms - stamp) / 1000) for stamp in produced_at_ms]
-        for latency in latencies:
-            self.metrics.event_to_queryable.observe(latency)
-        if self.settings.latency_log and latencies:
-            with open(self.settings.latency_log, "a", encoding="utf-8") as log_file:
-                log_file.write("".join(f"{latency:.4f}\n" for latency in latencies))
+        for stamp in produced_at_ms:
+            self.metrics.event_to_queryable.observe(max(0.0, (written_ms - stamp) / 1000))
         self.metrics.rows.labels(table="usage_events").inc(len(records))
         self.metrics.rows.labels(table="usage_windows").inc(len(rows))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
