@@ -22,9 +22,11 @@ the first moment the sink had covered those outputs. Messages are encoded before
 (the producing client's CPU is not the pipeline's); the producer is confluent-kafka with the
 SDK's settings (``streams.kafka.producer.TUNING``: idempotent, ``acks=all``, lz4).
 
-Latency is the sink's: for every window row it writes, the seconds from the Kafka timestamp of
-the source message that last changed it in its worker batch (carried by the worker) to the
-sink's commit; an older message of the same worker batch waits a little longer than that.
+Latency is measured from outside the sink, on its committed offsets: for every window row of the
+paced run, the seconds from the Kafka timestamp of the source message that last changed it in its
+worker batch (carried by the worker) to the first moment the bench saw the sink's commit pass the
+row (polled every 20 ms, so up to about 20 ms more than the commit itself); an older message of
+the same worker batch waits a little longer than that.
 
 ``--profile DIR`` samples the worker and the sink with py-spy (a developer tool: pip install
 py-spy) into collapsed stacks, ``--only single|batched`` runs one throughput measurement.
@@ -42,6 +44,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -183,6 +186,82 @@ def cpu_seconds(root: int) -> float:
     return sum(used.get(pid, 0.0) for pid in tree)
 
 
+class CommitWatch(threading.Thread):
+    """The sink's committed offsets of one topic, polled every 20 ms, each with the wall-clock time
+    it was seen: when each row became queryable, seen from outside the sink."""
+
+    def __init__(self, bootstrap: str, partitions: int, group: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.offsets = Offsets(bootstrap, partitions)  # its own probe consumers: one per thread
+        self.group, self.topic = group, topic
+        self.seen: list[tuple[float, dict[tuple[str, int], int]]] = []
+        self.stopping = threading.Event()
+
+    def poll(self) -> None:
+        committed = self.offsets.committed(self.group, [self.topic])
+        self.seen.append((time.time(), committed))
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.02):
+            self.poll()
+
+    def stop(self) -> None:
+        """Stop polling, after one last look (the run is done: it covers every row)."""
+        self.stopping.set()
+        self.join()
+        self.poll()
+        self.offsets.close()
+
+
+def row_stamps(
+    bootstrap: str, start: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
+) -> list[tuple[tuple[str, int], int, int]]:
+    """(topic partition, offset, Kafka timestamp in ms) of every committed message between
+    ``start`` and ``ends``: the rows whose latency is measured."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"stamps-{time.monotonic_ns()}", "enable.auto.commit": False}
+    )
+    wanted = [tp for tp, end in ends.items() if end > start.get(tp, 0)]
+    consumer.assign([TopicPartition(topic, p, start.get((topic, p), 0)) for topic, p in wanted])
+    stamps: list[tuple[tuple[str, int], int, int]] = []
+    deadline = time.monotonic() + 60
+    while wanted:
+        for message in consumer.consume(10_000, timeout=0.5):
+            kind, stamp = message.timestamp()
+            if message.error() or message.value() is None or kind == 0:
+                continue  # an error event, a tombstone or no timestamp: the sink measures none of those
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            assert topic is not None and partition is not None and offset is not None  # a message proper
+            stamps.append(((topic, partition), offset, stamp))
+        # positions pass the transaction markers too, where the last message's offset would not
+        positions = consumer.position([TopicPartition(topic, p) for topic, p in wanted])
+        wanted = [(tp.topic, tp.partition) for tp in positions if tp.offset < ends[(tp.topic, tp.partition)]]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"window rows not read back by 60 s: {wanted}")
+    consumer.close()
+    return stamps
+
+
+def queryable_latencies(
+    stamps: list[tuple[tuple[str, int], int, int]], seen: list[tuple[float, dict[tuple[str, int], int]]]
+) -> list[float]:
+    """For each row, seconds from its Kafka timestamp to the first look at the committed offsets
+    that had passed it (offsets only grow, so one walk per partition)."""
+    latencies: list[float] = []
+    by_partition: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for tp, offset, stamp in stamps:
+        by_partition.setdefault(tp, []).append((offset, stamp))
+    for tp, rows in by_partition.items():
+        look = 0
+        for offset, stamp in sorted(rows):
+            while look < len(seen) and seen[look][1].get(tp, 0) <= offset:
+                look += 1
+            if look == len(seen):
+                raise RuntimeError(f"{tp} offset {offset}: never committed by the sink")
+            latencies.append(max(0.0, seen[look][0] - stamp / 1000))
+    return latencies
+
+
 def covers(committed: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]) -> bool:
     return all(committed.get(tp, 0) >= end for tp, end in ends.items())
 
@@ -229,7 +308,6 @@ class Pipeline:
         self.topics = {t: self.prefix + t for t in (USAGE_EVENTS, USAGE_DLQ, USAGE_ACCEPTED, USAGE_WINDOWS)}
         admin = AdminClient({"bootstrap.servers": bootstrap})
         ensure_topics(admin, partitions, topics=list(self.topics.values()))
-        self.latency_log = work / f"{name}-latency.txt"
         python = [sys.executable, "-m", "billing.cli"]
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONPATH": str(ROOT)}
         env.pop("CLICKHOUSE_URL", None)
@@ -269,8 +347,6 @@ class Pipeline:
                 "sink",
                 "--data-dir",
                 str(work / f"{name}-sink"),
-                "--latency-log",
-                str(self.latency_log),
                 *common,
             ],
             env=env,
@@ -326,9 +402,6 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-    def latencies(self) -> list[float]:
-        return [float(x) for x in self.latency_log.read_text().split()] if self.latency_log.exists() else []
 
 
 def profile(process: subprocess.Popen[bytes], out: Path | None) -> subprocess.Popen[bytes] | None:
@@ -468,8 +541,13 @@ def run(
         produce(bootstrap, topic, warmup)
         pipeline.wait_done(time.perf_counter() + WAIT_S)
         start = pipeline.offsets.ends([topic])
-        time.sleep(1.0)  # let the warm-up's last commits settle before the latency log is reset
-        pipeline.latency_log.unlink(missing_ok=True)
+        time.sleep(1.0)  # let the warm-up's last commits settle: its window rows are not measured
+        windows = [pipeline.topics[USAGE_WINDOWS]]
+        windows_start = pipeline.offsets.ends(windows)
+        # the paced run's latency, from outside the sink; the throughput runs are not watched
+        watch = CommitWatch(bootstrap, partitions, pipeline.prefix + SINK_GROUP, windows[0]) if rate else None
+        if watch is not None:
+            watch.start()
         profilers = [
             profile(process, profile_dir / f"{name}-{label}" if profile_dir else None)
             for label, process in pipeline.processes()
@@ -485,7 +563,12 @@ def run(
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
-        latencies = pipeline.latencies()
+        latencies: list[float] = []
+        if watch is not None:
+            windows_end = pipeline.offsets.ends(windows)  # done: the last look will cover these
+            watch.stop()
+            stamps = row_stamps(bootstrap, windows_start, windows_end)
+            latencies = queryable_latencies(stamps, watch.seen)
     finally:
         pipeline.stop()
     baseline = raw_consume(bootstrap, start, events, len(encoded))

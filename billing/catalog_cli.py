@@ -125,7 +125,7 @@ def _ledger_url(data_dir: str) -> str:
 def run_apply(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
 
-    from billing.simulate.scenario import load_scenario
+    from billing.simulate.scenario_file import load_scenario
     from invoicing.ledger.postgres import PostgresLedger
 
     scenario = load_scenario(Path(args.file))  # a bad file stops here, before the ledger is opened

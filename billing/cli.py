@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rating.errors import BillingError
@@ -101,8 +100,10 @@ def _explain(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from billing.clock import wall_ms
     from billing.explain import explain
-    from billing.simulate.scenario import instant, load_scenario
+    from billing.simulate.fields import instant
+    from billing.simulate.scenario_file import load_scenario
     from billing.stores import open_usage_store
     from billing.streaming import bootstrap_servers, catalog_of
     from rating.periods import epoch_ms
@@ -117,7 +118,7 @@ def _explain(args: argparse.Namespace) -> int:
         args.metric,
         epoch_ms(start),
         epoch_ms(end),
-        epoch_ms(datetime.now(UTC)),  # noqa: TID251 - the worker's future-skew check uses wall time too
+        wall_ms(),  # the worker's future-skew check runs on the system clock too
     )
     table = Table("stage", "count / quantity", title=f"{args.subscription} {args.metric} [{args.start}, {args.end})")
     for stage, value in result.rows():
@@ -126,10 +127,8 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="billing", description="SmallBiznis usage-based billing engine")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_simulate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``billing simulate``: a scenario file on a test clock, in memory, embedded or through Kafka."""
     simulate = commands.add_parser("simulate", help="run a scenario file on a test clock and print its invoices")
     simulate.add_argument("scenario", help="scenario file, YAML or JSON (design section 5)")
     simulate.add_argument("--json", action="store_true", help="print {'invoices': [...]} as JSON")
@@ -150,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--bootstrap", default=None, help="with --via kafka (default $KAFKA_BOOTSTRAP_SERVERS)")
     simulate.set_defaults(run=_simulate)
 
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``billing demo``: a whole billing cycle at scale on the embedded stores."""
     demo = commands.add_parser("demo", help="a whole billing cycle at scale on the embedded chDB and PostgreSQL")
     demo.add_argument("--data-dir", default=".data/demo", help="where chDB and PostgreSQL keep the demo's data")
     demo.add_argument("--subscriptions", type=int, default=3000)
@@ -157,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(run=_demo)
 
+
+def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``billing worker``: the billing loop, or with ``--role usage`` the Faust usage worker alone."""
     worker = commands.add_parser(
         "worker", help="the billing loop: usage worker, rater, invoicer and relay (--role usage: the Faust worker only)"
     )
@@ -225,15 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-level", default="warning")
     worker.set_defaults(run=_worker)
 
+
+def _add_sink(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``billing sink``: Kafka into the usage store."""
     sink = commands.add_parser("sink", help="write window totals and accepted events from Kafka into ClickHouse")
     sink.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
     sink.add_argument("--data-dir", default=".data/sink", help="embedded chDB lives here unless $CLICKHOUSE_URL")
     sink.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     sink.add_argument("--log-level", default="info")
-    sink.add_argument("--latency-log", default=None, help="append event-to-queryable seconds per window to this file")
     sink.add_argument("--topic-prefix", default="", help="the worker's --topic-prefix")
     sink.set_defaults(run=_sink)
 
+
+def _add_invoicer(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``billing invoicer``: rating results into invoices in the ledger."""
     invoicer = commands.add_parser("invoicer", help="finalize invoices from rating.results into PostgreSQL")
     invoicer.add_argument(
         "--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)"
@@ -246,26 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     invoicer.add_argument("--topic-prefix", default="", help="prefix of its topic names and consumer group")
     invoicer.set_defaults(run=_invoicer)
 
-    from billing.produce import add_produce_command
 
-    add_produce_command(commands)
-
-    from billing.catalog_cli import add_catalog_command
-
-    add_catalog_command(commands)
-
-    from billing.relay import add_relay_command
-
-    add_relay_command(commands)
-
-    from billing.rater import add_rater_command
-
-    add_rater_command(commands)
-
-    from billing.dlq import add_dlq_command
-
-    add_dlq_command(commands)
-
+def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``billing explain``: counts by stage for one subscription, metric and window."""
     why = commands.add_parser("explain", help="why is usage X: counts by stage for a subscription and window")
     why.add_argument("subscription")
     why.add_argument("metric")
@@ -276,12 +269,43 @@ def build_parser() -> argparse.ArgumentParser:
     why.add_argument("--data-dir", default=".data/sink", help="the sink's embedded chDB (stop the sink first)")
     why.set_defaults(run=_explain)
 
+
+def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``billing query``: SQL on the usage store or the ledger."""
     query = commands.add_parser("query", help="run SQL on the usage store (ClickHouse) or the ledger (PostgreSQL)")
     query.add_argument("store", choices=("clickhouse", "postgres"))
     query.add_argument("sql")
     query.add_argument("--data-dir", default=".data/demo", help="embedded stores' directory (as given to demo)")
     query.add_argument("--json", action="store_true", help="one JSON object per row")
     query.set_defaults(run=_query)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand, in the order ``billing --help`` lists them; the commands that live with
+    their own module (produce, catalog, relay, rater, dlq) register themselves."""
+    from billing.catalog_cli import add_catalog_command
+    from billing.dlq import add_dlq_command
+    from billing.produce import add_produce_command
+    from billing.rater import add_rater_command
+    from billing.relay import add_relay_command
+
+    parser = argparse.ArgumentParser(prog="billing", description="SmallBiznis usage-based billing engine")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_simulate,
+        _add_demo,
+        _add_worker,
+        _add_sink,
+        _add_invoicer,
+        add_produce_command,
+        add_catalog_command,
+        add_relay_command,
+        add_rater_command,
+        add_dlq_command,
+        _add_explain,
+        _add_query,
+    ):
+        add_command(commands)
     return parser
 
 

@@ -7,6 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
+from rating.periods import epoch_ms
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -66,6 +68,12 @@ class FileClock:
             return self._last
         self._last = instant
         return instant
+
+
+def wall_ms() -> int:
+    """Milliseconds since the epoch on the system clock, whatever clock the billing runs on: what
+    Kafka's message timestamps are compared with (the sink's event-to-queryable latency)."""
+    return epoch_ms(SystemClock().now())
 
 
 def monotonic() -> float:

@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from billing.clock import monotonic
-from billing.simulate.scenario import ScenarioEvent, _event, parse_json, parse_yaml, read_text
+from billing.simulate.documents import parse_json, parse_yaml, read_text
+from billing.simulate.scenario import ScenarioEvent
+from billing.simulate.scenario_file import parse_event
 from billing.streaming import bootstrap_servers
 from rating.errors import InvalidValue
 from rating.periods import epoch_ms
@@ -78,11 +80,13 @@ def _raw_events(path: Path) -> tuple[list[Any], str | None]:
 
 
 def file_events(path: Path, tenant_id: str = "t1") -> list[UsageEvent]:
-    """The events of ``path`` in the scenario event shape (``billing/simulate/scenario.py``), in
+    """The events of ``path`` in the scenario event shape (``billing/simulate/scenario_file.py``), in
     arrival order (``arrives_at``, then file order). Bad fields raise InvalidValue naming
     ``events[i].field``; values the pipeline rejects (NaN, unknown codes, empty keys) are kept."""
     raw, tenant = _raw_events(path)
-    parsed: list[ScenarioEvent] = [_event(item, f"events[{i}]", i, tenant or tenant_id) for i, item in enumerate(raw)]
+    parsed: list[ScenarioEvent] = [
+        parse_event(item, f"events[{i}]", i, tenant or tenant_id) for i, item in enumerate(raw)
+    ]
     parsed.sort(key=lambda e: e.arrives_at)
     return [e.usage_event() for e in parsed]
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from confluent_kafka import Producer, TopicPartition
 
-from billing.clock import Clock
+from billing.clock import Clock, wall_ms
 from invoicing.engine.calendar import Calendar, Change
 from invoicing.engine.render import rfc3339_exact
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod, SubscriptionStatus
@@ -251,6 +251,7 @@ class Rater:
             ),
             store,
             on_written=self._written,
+            now_ms=wall_ms,
         )
         self.offsets = topic_reader(settings.bootstrap_servers, settings.usage_group)
         """Reads the usage worker's committed offsets; never joins its group."""
@@ -468,7 +469,7 @@ def run_rater(args: Any) -> int:
 
     from billing.clock import FileClock, SystemClock
     from billing.database import ledger_url
-    from billing.simulate.scenario import duration
+    from billing.simulate.fields import duration
     from billing.stores import open_usage_store
     from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
     from billing.usage_reader import StoreUsageReader

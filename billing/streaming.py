@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from billing.clock import Clock, FileClock, SystemClock
-from billing.simulate.scenario import Scenario, load_scenario
+from billing.clock import Clock, FileClock, SystemClock, wall_ms
+from billing.simulate.scenario import Scenario
+from billing.simulate.scenario_file import load_scenario
 from rating.periods import epoch_ms
 from streams.operators.process import Catalog
 from streams.operators.validate import SubscriptionRef
@@ -166,11 +167,10 @@ def run_sink(args: Any) -> int:
     settings = SinkSettings(
         bootstrap_servers(args.bootstrap),
         metrics_port=args.metrics_port,
-        latency_log=args.latency_log,
         topic_prefix=args.topic_prefix,
     )
     store = open_usage_store(Path(args.data_dir))
-    sink = UsageSink(settings, store)
+    sink = UsageSink(settings, store, now_ms=wall_ms)
     if settings.metrics_port:
         serve(sink.metrics.registry, settings.metrics_port)
     should_stop = stop_on_signals()

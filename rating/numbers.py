@@ -51,7 +51,7 @@ def parse_decimal(text: object, field: str, *, allow_negative: bool = False) -> 
         raise InvalidValue(field, f"write decimals as strings to keep them exact, got {text!r}")
     if isinstance(text, int):
         number = Decimal(text)
-    elif isinstance(text, Decimal):  # a number read from a file's text (billing/simulate/scenario.py)
+    elif isinstance(text, Decimal):  # a number read from a file's text (billing/simulate/documents.py)
         number = text
     elif isinstance(text, str):
         if _PLAIN.fullmatch(text.strip()) is None:  # Decimal() also takes '1_000', 'NaN', non-ASCII digits

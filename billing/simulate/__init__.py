@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from billing.simulate.runner import Simulation, SimulationResult
-from billing.simulate.scenario import Scenario, load_scenario, parse_scenario
+from billing.simulate.scenario import Scenario
+from billing.simulate.scenario_file import load_scenario, parse_scenario
 from invoicing.engine.render import invoice_to_dict
 from invoicing.ledger.memory import MemoryLedger
 from streams.memory import MemoryUsageStore

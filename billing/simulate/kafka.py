@@ -27,6 +27,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
+from billing.clock import wall_ms
 from billing.simulate.runner import Simulation, SimulationResult, terms_of
 from billing.simulate.scenario import Scenario
 from billing.usage_reader import StoreUsageReader
@@ -112,6 +113,7 @@ class KafkaUsageDriver:
             SinkSettings(run.bootstrap, group_id=f"{run.prefix}sink", batch_wait_s=0.05, topic_prefix=run.prefix),
             usage,
             on_written=self._written,
+            now_ms=wall_ms,
         )
         self.offsets = Consumer({"bootstrap.servers": run.bootstrap, "group.id": run.app_id})
         self.dlq = Consumer({"bootstrap.servers": run.bootstrap, "group.id": f"{run.prefix}dlq-reader"})

@@ -33,8 +33,6 @@ class SinkSettings:
     batch_max: int = 20_000
     batch_wait_s: float = 0.2
     metrics_port: int | None = None
-    latency_log: str | None = None
-    """Append each window's event-to-queryable seconds here (benchmarks read percentiles from it)."""
     topic_prefix: str = ""
     """The worker's ``topic_prefix``."""
 
@@ -56,12 +54,16 @@ class UsageSink:
         store: UsageStore,
         metrics: SinkMetrics | None = None,
         on_written: Callable[[list[UsageRecord], list[WindowRow]], None] | None = None,
+        *,
+        now_ms: Callable[[], int],
     ) -> None:
-        """``on_written`` sees each batch once it is in the store (the rating side reacts to it)."""
+        """``on_written`` sees each batch once it is in the store (the rating side reacts to it);
+        ``now_ms`` is the wall clock that Kafka's message timestamps are compared with."""
         self.settings = settings
         self.store = store
         self.metrics = metrics or SinkMetrics()
         self.on_written = on_written
+        self.now_ms = now_ms
         self.consumer = group_consumer(
             settings.bootstrap_servers, settings.group_id or settings.topic_prefix + "billing-sink"
         )
@@ -76,7 +78,7 @@ class UsageSink:
         started = time.perf_counter()
         records: list[UsageRecord] = []
         rows: list[WindowRow] = []
-        produced_at: list[float] = []
+        produced_at_ms: list[int] = []
         for message in record_messages(batch):
             value = message.value()
             if value is None:
@@ -87,19 +89,15 @@ class UsageSink:
                 rows.append(messages.read_window(value))
                 kind, stamp = message.timestamp()
                 if kind != 0:
-                    produced_at.append(stamp / 1000)
+                    produced_at_ms.append(stamp)
         newest = newest_versions(rows)
         self.store.write(records, newest)
         if self.on_written is not None:
             self.on_written(records, newest)
         self.consumer.commit(asynchronous=False)
-        written = time.time()  # noqa: TID251 - compared with Kafka's wall-clock message timestamps
-        latencies = [max(0.0, written - stamp) for stamp in produced_at]
-        for latency in latencies:
-            self.metrics.event_to_queryable.observe(latency)
-        if self.settings.latency_log and latencies:
-            with open(self.settings.latency_log, "a", encoding="utf-8") as log_file:
-                log_file.write("".join(f"{latency:.4f}\n" for latency in latencies))
+        written_ms = self.now_ms()
+        for stamp in produced_at_ms:
+            self.metrics.event_to_queryable.observe(max(0.0, (written_ms - stamp) / 1000))
         self.metrics.rows.labels(table="usage_events").inc(len(records))
         self.metrics.rows.labels(table="usage_windows").inc(len(rows))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)

@@ -27,7 +27,8 @@ from sqlalchemy import Engine, func, select
 from billing.catalog_cli import apply_catalog
 from billing.cli import main
 from billing.simulate.runner import terms_of
-from billing.simulate.scenario import Scenario, load_scenario
+from billing.simulate.scenario import Scenario
+from billing.simulate.scenario_file import load_scenario
 from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms

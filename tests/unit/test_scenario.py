@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from billing.simulate.scenario import duration, instant, load_scenario, parse_scenario
+from billing.simulate.fields import duration, instant
+from billing.simulate.scenario_file import load_scenario, parse_scenario
 from rating.catalog import PricingModel, TierMode
 from rating.errors import InvalidValue, UnknownReference
 from rating.numbers import decimal_from_double
