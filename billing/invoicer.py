@@ -12,6 +12,7 @@ from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
 def run_invoicer(args: Any) -> int:
     from sqlalchemy import create_engine
 
+    from billing.clock import wall_ms
     from billing.database import ledger_url
     from billing.dlq_retention import dlq_retention_ms
     from invoicing.ledger.postgres import PostgresLedger, migrate
@@ -34,7 +35,7 @@ def run_invoicer(args: Any) -> int:
         batch_max=args.batch_max,
         metrics_port=args.metrics_port,
     )
-    worker = InvoiceWorker(settings, PostgresLedger(engine))
+    worker = InvoiceWorker(settings, PostgresLedger(engine), now_ms=wall_ms)
     if settings.metrics_port:
         serve(worker.metrics.registry, settings.metrics_port)
     should_stop = stop_on_signals()

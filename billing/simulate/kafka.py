@@ -325,6 +325,7 @@ def simulate_over_kafka(
             bootstrap, group_id=f"{run.prefix}invoicer", topic=run.topic(RATING_RESULTS), batch_wait_s=0.05
         ),
         ledger,
+        now_ms=wall_ms,
     )
     with usage_worker(run, scenario_file, work_dir / "worker.log") as worker:
 

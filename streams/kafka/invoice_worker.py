@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -35,10 +34,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from invoicing.engine.charges import rating_differences
 from invoicing.engine.model import Invoice
 from invoicing.engine.render import rfc3339
+from invoicing.ledger.outage import is_outage, short_description
 from invoicing.ports import Ledger
 from invoicing.service import InvoiceFinalizer
 from rating.errors import BillingError
-from rating.periods import epoch_ms
 from schemas import avro_codec
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
 from streams.kafka.messages import MAX_LETTER_DETAIL, encode_dead_letter
@@ -56,66 +55,6 @@ def _finalize_rating(ledger: Ledger, rating: FinalRating) -> tuple[Invoice, bool
     """The invoice of the message's closed period, and whether it was created now."""
     finalizer = InvoiceFinalizer(ledger, rating.terms)
     return finalizer.finalize(rating.closed, rating.result, rating.late_usage, rating.finalized_at)
-
-
-OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "58"})
-"""SQLSTATE classes that say PostgreSQL cannot do any work now, whatever the message: connection
-exception, insufficient resources (disk full, out of memory, too many connections), system error."""
-OUTAGE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01", "55P03"})
-"""Admin shutdown, crash shutdown, cannot connect now (the server is stopping or starting); and
-serialization failure, deadlock and lock timeout, which the same work gets past when it is redone."""
-
-
-def sqlstate(error: BaseException) -> str | None:
-    """The SQLSTATE PostgreSQL answered ``error`` (or what caused it) with, if it answered."""
-    from psycopg import Error as PgError
-
-    for current in _causes(error):
-        if isinstance(current, PgError) and current.sqlstate is not None:
-            return current.sqlstate
-    return None
-
-
-def is_outage(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) means PostgreSQL is unreachable, restarting or out of
-    resources, or the connection was lost, so the same work is to be retried rather than blamed on
-    the message. Decided by the SQLSTATE when the server answered one: a statement it refused
-    (a value too long for an index, a constraint, bad data: classes 22, 23, 54…) is no outage,
-    although psycopg raises many of those as OperationalError too."""
-    from psycopg import Error as PgError
-    from psycopg import InterfaceError as PgInterfaceError
-    from psycopg import OperationalError as PgOperationalError
-    from psycopg.errors import PipelineAborted
-    from sqlalchemy.exc import DBAPIError, DisconnectionError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-    for current in _causes(error):
-        if isinstance(current, DisconnectionError | PoolTimeout):
-            return True
-        if isinstance(current, DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, PgError):
-            state = current.sqlstate
-            if state is not None:
-                return state[:2] in OUTAGE_SQLSTATE_CLASSES or state in OUTAGE_SQLSTATES
-            if isinstance(current, PipelineAborted):  # the statement before it failed: that one decides
-                continue
-            # no answer from the server: the connection failed, was lost or is closed
-            return isinstance(current, PgOperationalError | PgInterfaceError)
-    return False
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """``error``, then what caused it (SQLAlchemy's wrapped driver error, ``raise … from``)."""
-    from sqlalchemy.exc import DBAPIError
-
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        orig = current.orig if isinstance(current, DBAPIError) else None
-        current = orig if isinstance(orig, BaseException) else current.__cause__ or current.__context__
 
 
 class InvoicerMetrics:
@@ -179,10 +118,13 @@ class InvoiceWorker:
         self,
         settings: InvoiceWorkerSettings,
         ledger: Ledger,
+        now_ms: Callable[[], int],
         metrics: InvoicerMetrics | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
+        self.now_ms = now_ms
+        """Wall-clock milliseconds: when a dead letter was rejected."""
         self.ledger = ledger
         self.metrics = metrics or InvoicerMetrics()
         self.sleep = sleep
@@ -244,14 +186,19 @@ class InvoiceWorker:
                 if batched and not is_outage(error):
                     # a statement failed inside the shared transaction: redo the batch one
                     # transaction per message, so the message to blame is found and dead-lettered
-                    log.warning("ledger batch failed, redoing it message by message: %s", _short(error))
+                    log.warning("ledger batch failed, redoing it message by message: %s", short_description(error))
                     batched = False
                     continue
                 if not is_outage(error):
                     raise
                 self.metrics.ledger_up.set(0)
                 self.metrics.retries.inc()
-                log.warning("ledger unavailable, retrying %d messages in %.1fs: %s", len(ratings), delay, _short(error))
+                log.warning(
+                    "ledger unavailable, retrying %d messages in %.1fs: %s",
+                    len(ratings),
+                    delay,
+                    short_description(error),
+                )
                 self.sleep(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
                 continue
@@ -281,7 +228,7 @@ class InvoiceWorker:
                         raise
                     # alone in its transaction and refused by PostgreSQL itself (a value too long,
                     # a constraint): the message's fault, not the ledger's availability
-                    letters.append(_Letter(message, "ledger_rejected", _short(error)))
+                    letters.append(_Letter(message, "ledger_rejected", short_description(error)))
                     continue
                 if not created and (conflict := self._conflict(message, rating, invoice)) is not None:
                     letters.append(conflict)
@@ -320,7 +267,7 @@ class InvoiceWorker:
     def _dead_letter(self, letters: list[_Letter]) -> None:
         if not letters:
             return
-        failed_at = epoch_ms(datetime.now(UTC))  # noqa: TID251 - when the worker rejected it
+        failed_at = self.now_ms()
         for letter in letters:
             message = letter.message
             log.warning(
@@ -367,9 +314,3 @@ class InvoiceWorker:
     def close(self) -> None:
         self.consumer.close()
         self.producer.flush(10)
-
-
-def _short(error: BaseException) -> str:
-    state = sqlstate(error)
-    named = type(error).__name__ if state is None else f"{type(error).__name__} (SQLSTATE {state})"
-    return f"{named}: {str(error).splitlines()[0][:200] if str(error) else ''}"

@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from sqlalchemy import create_engine, select
 
+from billing.clock import wall_ms
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.model import Invoice
 from invoicing.engine.render import invoice_to_dict
@@ -222,7 +223,7 @@ def worker_for(kafka_broker: Any, pg_url: str) -> Iterator[Any]:
         settings = InvoiceWorkerSettings(
             kafka_broker.bootstrap, group_id=f"{group}-{topic}", topic=topic, dead_letter_topic=dlq, batch_wait_s=0.2
         )
-        worker = InvoiceWorker(settings, PostgresLedger(engine), sleep=sleep)
+        worker = InvoiceWorker(settings, PostgresLedger(engine), now_ms=wall_ms, sleep=sleep)
         made.append(worker)
         return worker
 

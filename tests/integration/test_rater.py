@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from sqlalchemy import create_engine
 
 from billing.catalog_cli import apply_catalog
-from billing.clock import FileClock
+from billing.clock import FileClock, wall_ms
 from billing.rater import Rater, RaterSettings
 from billing.simulate import Simulation, load_scenario
 from billing.simulate.kafka import KafkaRun, usage_worker
@@ -98,7 +98,9 @@ def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
         return started
 
     invoices = InvoiceWorker(
-        InvoiceWorkerSettings(bootstrap, group_id=run.prefix + "invoicer", topic=run.topic(RATING_RESULTS)), ledger
+        InvoiceWorkerSettings(bootstrap, group_id=run.prefix + "invoicer", topic=run.topic(RATING_RESULTS)),
+        ledger,
+        now_ms=wall_ms,
     )
     producer = Producer({"bootstrap.servers": bootstrap, **TUNING})  # murmur2, as the worker checks
     instants = sorted(

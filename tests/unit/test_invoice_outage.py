@@ -8,7 +8,7 @@ import pytest
 from psycopg import errors
 from sqlalchemy import exc
 
-from streams.kafka.invoice_worker import is_outage, sqlstate
+from invoicing.ledger.outage import is_outage, sqlstate
 
 
 def wrapped(orig: BaseException, invalidated: bool = False) -> exc.DBAPIError:
