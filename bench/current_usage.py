@@ -45,6 +45,8 @@ from typing import Any
 import grpc
 from billing_run import METRICS, OPEN_START, PLAN, load_latency_usage  # bench/billing_run.py, the same loader
 
+from billing.api.rating_service import RatingServer, rating_result_message
+from billing.rate.agent import RatingAgent
 from billing.stores import clickhouse_where, open_usage_store
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.subscriptions import Subscription, open_cycle
@@ -53,8 +55,6 @@ from invoicing.ledger.memory import MemoryLedger
 from invoicing.ports import UsageRequest
 from rating.periods import from_epoch_ms
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
-from streams.kafka.rating_agent import RatingAgent
-from streams.kafka.rating_service import RatingServer, rating_result_message
 
 TENANT = "latency"
 

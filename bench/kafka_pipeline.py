@@ -20,7 +20,7 @@ last message. The worker commits every ``--commit-interval`` seconds, so the ben
 sink's commits continuously and, once the worker's commit shows it has flushed everything, takes
 the first moment the sink had covered those outputs. Messages are encoded before the clock starts
 (the producing client's CPU is not the pipeline's); the producer is confluent-kafka with the
-SDK's settings (``streams.kafka.producer.TUNING``: idempotent, ``acks=all``, lz4).
+SDK's settings (``streams.ingest.producer.TUNING``: idempotent, ``acks=all``, lz4).
 
 Latency is measured from outside the sink, on its committed offsets: for every window row of the
 paced run, the seconds from the Kafka timestamp of the source message that last changed it in its
@@ -57,8 +57,8 @@ from confluent_kafka.admin import AdminClient
 
 from schemas import avro_codec
 from streams.generate import generate
+from streams.ingest.producer import TUNING
 from streams.kafka import messages
-from streams.kafka.producer import TUNING
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
 from streams.operators.records import UsageEvent
 

@@ -83,7 +83,7 @@ def _sink(args: argparse.Namespace) -> int:
 
 
 def _invoicer(args: argparse.Namespace) -> int:
-    from billing.invoicer import run_invoicer
+    from billing.invoice.command import run_invoicer
 
     return run_invoicer(args)
 
@@ -286,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     from billing.catalog_cli import add_catalog_command
     from billing.dlq import add_dlq_command
     from billing.produce import add_produce_command
-    from billing.rater import add_rater_command
-    from billing.relay import add_relay_command
+    from billing.publish.command import add_relay_command
+    from billing.rate.rater import add_rater_command
 
     parser = argparse.ArgumentParser(prog="billing", description="SmallBiznis usage-based billing engine")
     commands = parser.add_subparsers(dest="command", required=True)

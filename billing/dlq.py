@@ -369,8 +369,8 @@ def _guarded(run: Any) -> Any:
     def guarded(args: argparse.Namespace) -> int:
         from confluent_kafka import KafkaException
 
+        from streams.ingest.producer import DeliveryError, UnknownTopicError
         from streams.kafka.dlq import BrokerUnavailable
-        from streams.kafka.producer import DeliveryError, UnknownTopicError
 
         try:
             return int(run(args))

@@ -17,9 +17,9 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from rating.aggregations import quantity
+from streams.ingest.partitioning import partition_of
 from streams.inprocess import InProcessPipeline
 from streams.kafka import messages
-from streams.kafka.partitioning import partition_of
 from streams.kafka.topics import USAGE_DLQ, USAGE_EVENTS
 from streams.memory import MemoryDeadLetters, MemoryUsageStore
 from streams.operators.dedup import Verdict

@@ -142,7 +142,7 @@ def run_loop(args: Any) -> int:
         bootstrap_servers(args.bootstrap), args.partitions, topics=topics, dlq_retention_ms=dlq_retention_ms()
     )
     # the usage worker's state topic too (the worker creates it as well; one place less to race)
-    from streams.kafka.usage_state import STATE_TOPIC_CONFIG, state_topic
+    from streams.aggregate.usage_state import STATE_TOPIC_CONFIG, state_topic
 
     servers = bootstrap_servers(args.bootstrap)
     ensure_topics(servers, args.partitions, topics=[state_topic(args.app_id)], config=STATE_TOPIC_CONFIG)

@@ -27,7 +27,7 @@ from billing.streaming import bootstrap_servers
 from rating.errors import InvalidValue
 from rating.periods import epoch_ms
 from streams.generate import DAY_MS, generate
-from streams.kafka.producer import DeliveryError, UnknownTopicError, UsageProducer
+from streams.ingest.producer import DeliveryError, UnknownTopicError, UsageProducer
 from streams.kafka.topics import USAGE_EVENTS, ensure_topics
 from streams.operators.records import UsageEvent
 

@@ -26,7 +26,7 @@ from rating import numbers
 from rating.errors import InvalidValue
 from rating.limits import MAX_CODE, MAX_KEY, bounded_metadata, bounded_text
 from rating.periods import epoch_ms
-from streams.kafka.producer import DeliveryError, UsageProducer
+from streams.ingest.producer import DeliveryError, UsageProducer
 from streams.kafka.topics import USAGE_EVENTS
 from streams.operators.records import UsageEvent
 

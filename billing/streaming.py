@@ -93,9 +93,9 @@ def run_worker(args: Any) -> int:
     import faust
 
     from invoicing.ledger.catalog import CATALOG_SUBSCRIPTIONS, CATALOG_TERMS
+    from streams.aggregate.worker import WorkerSettings, create_app
     from streams.kafka.catalog_tables import CatalogTables
-    from streams.kafka.metrics import serve
-    from streams.kafka.worker import WorkerSettings, create_app
+    from streams.metrics import serve
 
     settings = WorkerSettings(
         bootstrap_servers=bootstrap_servers(args.bootstrap),
@@ -160,8 +160,8 @@ def run_worker(args: Any) -> int:
 
 def run_sink(args: Any) -> int:
     from billing.stores import open_usage_store
-    from streams.kafka.metrics import serve
-    from streams.kafka.sink import SinkSettings, UsageSink
+    from streams.metrics import serve
+    from streams.store.sink import SinkSettings, UsageSink
 
     logging_setup(args.log_level)
     settings = SinkSettings(

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
+from billing.rate.messages import FinalRating, final_rating
 from invoicing.engine.subscriptions import ClosedPeriod
 from invoicing.engine.terms import BillingTerms
 from rating.late import LateUsage
 from rating.rate import rate_period
-from streams.kafka.rating_messages import FinalRating, final_rating
 
 
 def final_rating_of_usage(

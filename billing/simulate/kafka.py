@@ -28,6 +28,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from billing.clock import wall_ms
+from billing.invoice.worker import InvoiceWorker, InvoiceWorkerSettings
+from billing.rate.agent import RatingAgent
 from billing.simulate.runner import Simulation, SimulationResult, terms_of
 from billing.simulate.scenario import Scenario
 from billing.usage_reader import StoreUsageReader
@@ -35,15 +37,13 @@ from invoicing.engine.model import Invoice
 from invoicing.engine.subscriptions import ClosedPeriod
 from invoicing.ports import Ledger
 from schemas import avro_codec
+from streams.ingest.producer import TUNING
 from streams.inprocess import PipelineStats
 from streams.kafka import messages
-from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
-from streams.kafka.producer import TUNING
-from streams.kafka.rating_agent import RatingAgent
-from streams.kafka.sink import SinkSettings, UsageSink
 from streams.kafka.topics import PIPELINE_TOPICS, RATING_RESULTS, USAGE_DLQ, USAGE_EVENTS, ensure_topics
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 from streams.ports import DeadLetter, UsageStore, WindowRow
+from streams.store.sink import SinkSettings, UsageSink
 
 WAIT_S = 120.0
 """How long a flush waits for the workers before it gives up (a stuck worker fails the run)."""

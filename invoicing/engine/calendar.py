@@ -2,7 +2,7 @@
 
 A period closes at its end (or early, on a plan change or cancellation) and falls due for its
 invoice a grace period later, so that usage recorded at its last instant still reaches it. The
-calendar is pure: the rater (streams/kafka/rater.py) feeds it subscriptions, changes and the wall
+calendar is pure: the rater (billing/rate/rater.py) feeds it subscriptions, changes and the wall
 clock, and hands each due period to the rating agent. Its state is derived from two facts the
 rater keeps durably — the changes it applied, each at its instant, and the end of the last period
 it handed over per subscription — so a restarted rater replays them and gets the same periods.

@@ -1,7 +1,7 @@
 """The catalog as the ledger stores and announces it: plan versions and subscriptions.
 
 Saving a plan version or a subscription writes its row and an outbox message in the same
-transaction (no dual write); the outbox relay (streams/kafka/relay.py) publishes the message to a
+transaction (no dual write); the outbox relay (billing/publish/relay.py) publishes the message to a
 compacted topic, where the newest record per key is the current state:
 
 * ``catalog.plans``, key ``tenant_id/plan_code/version``: plan versions are immutable snapshots

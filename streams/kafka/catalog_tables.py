@@ -2,7 +2,7 @@
 applies the rules for a record below; a holder keeps what it needs of each record. The usage worker's
 :class:`CatalogTables` keeps metrics per (tenant, metric code) from ``catalog.terms`` and a
 :class:`SubscriptionRef` per subscription from ``catalog.subscriptions``; the rater
-(billing/rater.py) keeps terms, plan versions (``catalog.plans``) and subscription records. The
+(billing/rate/rater.py) keeps terms, plan versions (``catalog.plans``) and subscription records. The
 topics are compacted; the ledger's outbox relay writes them (invoicing/ledger/catalog.py).
 
 Every holder holds the whole catalog (it is small next to usage): a consumer of its own, without a

@@ -10,7 +10,7 @@ as of the start (the position moves past transaction markers, which are never de
 
 Replaying: each original goes back, byte for byte, to the pipeline topic its letter came from
 (``usage.events``, ``rating.results``) under the same key, through an idempotent ``acks=all``
-producer with the murmur2 partitioner of every usage producer (streams/kafka/producer.py), so it
+producer with the murmur2 partitioner of every usage producer (streams/ingest/producer.py), so it
 lands on the partition that holds its subscription's state and the worker validates and
 deduplicates it as any message: a replay never counts an event twice, and replaying again
 changes nothing.
@@ -31,9 +31,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from rating.periods import epoch_ms
+from streams.ingest.producer import TUNING, DeliveryError, UnknownTopicError
 from streams.kafka import messages
 from streams.kafka.consumers import topic_reader
-from streams.kafka.producer import TUNING, DeliveryError, UnknownTopicError
 from streams.operators.records import UsageEvent
 
 log = logging.getLogger(__name__)

@@ -63,7 +63,7 @@ PIPELINE_TOPICS: Final[tuple[str, ...]] = (
 
 OUTBOX_PROGRESS: Final = "outbox.progress"
 """The outbox relay's committed progress, one record per relay in the relay's Kafka transactions
-(streams/kafka/relay.py); one partition."""
+(billing/publish/relay.py); one partition."""
 
 CATALOG_TOPICS: Final[tuple[str, ...]] = (CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS)
 """Plan versions (key ``tenant_id/plan_code/version``), subscriptions (key ``subscription_id``) and

@@ -23,8 +23,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas import avro_codec
+from streams.ingest.partitioning import partition_of
 from streams.kafka import messages
-from streams.kafka.partitioning import partition_of
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS
 from streams.operators.records import UsageEvent
 from streams.operators.windows import Granularity

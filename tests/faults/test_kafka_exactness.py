@@ -29,10 +29,10 @@ from confluent_kafka.admin import AdminClient
 
 from billing.clock import FileClock
 from schemas import avro_codec
+from streams.aggregate.usage_state import state_topic
+from streams.ingest.partitioning import PRODUCER_PARTITIONER, partition_of
 from streams.kafka import messages
-from streams.kafka.partitioning import PRODUCER_PARTITIONER, partition_of
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS
-from streams.kafka.usage_state import state_topic
 from streams.operators.records import UsageEvent
 from tests.faults.ground_truth import Produced
 from tests.faults.pipeline_harness import (

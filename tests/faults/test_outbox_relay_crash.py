@@ -28,11 +28,11 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from sqlalchemy import Engine, func, select
 
+from billing.publish.relay import OUTBOX_ID_HEADER, read_committed
 from invoicing.ledger import tables
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import OutboxMessage
-from streams.kafka.partitioning import partition_of
-from streams.kafka.relay import OUTBOX_ID_HEADER, read_committed
+from streams.ingest.partitioning import partition_of
 from streams.kafka.topics import OUTBOX_PROGRESS
 from tests.kafka_fixtures import Broker
 from tests.waiting import wait_until
@@ -129,7 +129,7 @@ def read_uncommitted_count(bootstrap: str, topic: str) -> int:
 KILL_AT_STEP = """
 import os, signal, sys, threading
 from sqlalchemy import create_engine
-from streams.kafka.relay import OutboxRelay, RelaySettings
+from billing.publish.relay import OutboxRelay, RelaySettings
 
 url, bootstrap, relay_id, step = sys.argv[1:5]
 batches = 0

@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import Producer
 
 from schemas import avro_codec
+from streams.ingest.partitioning import partition_of
 from streams.kafka import messages
-from streams.kafka.partitioning import partition_of
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS
 from streams.operators.records import UsageEvent
 from streams.operators.windows import POSITIONS_PER_OFFSET

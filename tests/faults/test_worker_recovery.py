@@ -25,9 +25,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from streams.kafka.partitioning import PRODUCER_PARTITIONER
+from streams.aggregate.usage_state import state_topic
+from streams.ingest.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS
-from streams.kafka.usage_state import state_topic
 from tests.faults.ground_truth import Produced
 from tests.faults.pipeline_harness import (
     PIPELINE,

@@ -28,8 +28,8 @@ from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
 from schemas import avro_codec
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
+from streams.ingest.producer import TUNING
 from streams.kafka import messages
-from streams.kafka.producer import TUNING
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
 from tests.waiting import wait_until

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, func, select
 
 from billing.catalog_cli import apply_catalog
 from billing.cli import main
+from billing.publish.relay import OutboxRelay, RelaySettings
 from billing.simulate.runner import terms_of
 from billing.simulate.scenario import Scenario
 from billing.simulate.scenario_file import load_scenario
@@ -45,7 +46,6 @@ from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import OutboxMessage
 from rating.errors import BillingError
-from streams.kafka.relay import OutboxRelay, RelaySettings
 from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, CATALOG_TOPICS
 from tests.integration.test_outbox_relay import (
     Published,

@@ -18,9 +18,9 @@ from confluent_kafka.cimpl import NewTopic
 from billing.cli import main
 from rating.catalog import Metric
 from schemas import avro_codec
+from streams.ingest.partitioning import partition_of
 from streams.inprocess import InProcessPipeline
 from streams.kafka import messages
-from streams.kafka.partitioning import partition_of
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS, USAGE_DLQ, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryDeadLetters, MemoryUsageStore
 from streams.operators.process import Catalog

@@ -12,8 +12,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from billing.explain import explain
 from rating.catalog import Metric
 from schemas import avro_codec
+from streams.ingest.partitioning import partition_of
 from streams.kafka import messages
-from streams.kafka.partitioning import partition_of
 from streams.kafka.topics import USAGE_DLQ, USAGE_EVENTS
 from streams.memory import MemoryUsageStore
 from streams.operators.process import Catalog

@@ -20,6 +20,8 @@ from confluent_kafka import Consumer, Producer
 from sqlalchemy import create_engine, select
 
 from billing.clock import wall_ms
+from billing.invoice.worker import InvoiceWorker, InvoiceWorkerSettings
+from billing.rate.messages import RATING_RESULT, FinalRating, write_rating_result
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.model import Invoice
 from invoicing.engine.render import invoice_to_dict
@@ -36,8 +38,6 @@ from rating.late import LateUsage
 from rating.periods import Period
 from schemas import avro_codec
 from streams.kafka import messages
-from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
-from streams.kafka.rating_messages import RATING_RESULT, FinalRating, write_rating_result
 from tests.ratings import final_rating_of_usage
 from tests.waiting import wait_until
 

@@ -26,6 +26,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from sqlalchemy import Engine, func, select, text
 
+from billing.publish.relay import OUTBOX_ID_HEADER, RELAY_LOCK, OutboxRelay, RelaySettings, read_committed
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.ledger import tables
 from invoicing.ledger.json_codec import plan_from_json, subscription_from_json
@@ -33,8 +34,7 @@ from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import OutboxMessage
 from rating.catalog import Plan, PlanMeter, PricingModel
 from rating.periods import BillingInterval
-from streams.kafka.partitioning import partition_of
-from streams.kafka.relay import OUTBOX_ID_HEADER, RELAY_LOCK, OutboxRelay, RelaySettings, read_committed
+from streams.ingest.partitioning import partition_of
 from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, COMPACTED_TOPICS, OUTBOX_PROGRESS
 from tests.kafka_fixtures import Broker
 from tests.waiting import wait_until
@@ -393,7 +393,7 @@ def test_billing_relay_once_publishes_what_is_pending(
 
 
 def test_a_relay_refuses_a_progress_topic_of_another_relay(engine: Engine, topic: str, settings: RelaySettings) -> None:
-    from streams.kafka.relay import ProgressTopicShared
+    from billing.publish.relay import ProgressTopicShared
 
     write(PostgresLedger(engine), topic, "s1", 1)
     assert OutboxRelay(engine, settings).run(threading.Event(), until_idle=True).published == 1

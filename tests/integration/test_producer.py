@@ -21,9 +21,9 @@ from confluent_kafka import Consumer, TopicPartition
 from billing.sdk import BillingClient
 from rating.errors import InvalidValue
 from streams.generate import generate
+from streams.ingest.partitioning import partition_of
+from streams.ingest.producer import UsageProducer
 from streams.kafka import messages
-from streams.kafka.partitioning import partition_of
-from streams.kafka.producer import UsageProducer
 from streams.operators.records import Rejection, UsageEvent
 
 # The session's broker comes from tests/kafka_fixtures.py (through conftest.py); without that module

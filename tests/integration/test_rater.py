@@ -17,7 +17,9 @@ from sqlalchemy import create_engine
 
 from billing.catalog_cli import apply_catalog
 from billing.clock import FileClock, wall_ms
-from billing.rater import Rater, RaterSettings
+from billing.invoice.worker import InvoiceWorker, InvoiceWorkerSettings
+from billing.publish.relay import OutboxRelay, RelaySettings
+from billing.rate.rater import Rater, RaterSettings
 from billing.simulate import Simulation, load_scenario
 from billing.simulate.kafka import KafkaRun, usage_worker
 from billing.usage_reader import StoreUsageReader
@@ -26,10 +28,8 @@ from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
 from schemas import avro_codec
 from streams.clickhouse.store import ClickHouseUsageStore
+from streams.ingest.producer import TUNING
 from streams.kafka import messages
-from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
-from streams.kafka.producer import TUNING
-from streams.kafka.relay import OutboxRelay, RelaySettings
 from streams.kafka.topics import PIPELINE_TOPICS, RATING_RESULTS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
 from tests.waiting import wait_until

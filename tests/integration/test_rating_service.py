@@ -1,4 +1,4 @@
-"""RatingService over gRPC (``streams/kafka/rating_service.py``): a real server on an ephemeral
+"""RatingService over gRPC (``billing/api/rating_service.py``): a real server on an ephemeral
 port, real channels. Running results round-trip exactly (decimal strings, minor units, the
 proration fraction, instants to the microsecond); errors name what is wrong; health and
 reflection answer; and a real rating agent over chDB is served as it re-rates."""
@@ -18,6 +18,8 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from billing.api.rating_service import SERVICE_NAME, PeriodRater, RatingServer, rating_result_message
+from billing.rate.agent import RatingAgent
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.subscriptions import Subscription, open_cycle
 from invoicing.engine.terms import BillingTerms
@@ -28,8 +30,6 @@ from rating.rate import RatingResult, rate_period
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from streams.clickhouse.store import ClickHouseUsageStore
 from streams.inprocess import InProcessPipeline
-from streams.kafka.rating_agent import RatingAgent
-from streams.kafka.rating_service import SERVICE_NAME, PeriodRater, RatingServer, rating_result_message
 from streams.memory import MemoryDeadLetters
 from streams.operators.process import Catalog
 from streams.operators.records import UsageEvent

@@ -32,9 +32,9 @@ from invoicing.ledger.json_codec import subscription_to_json, terms_record_to_js
 from invoicing.ports import SubscriptionRecord, TermsRecord
 from rating.catalog import Metric
 from rating.periods import BillingInterval
+from streams.ingest.producer import UsageProducer
 from streams.kafka import messages
 from streams.kafka.catalog_tables import CatalogTables
-from streams.kafka.producer import UsageProducer
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
 from streams.operators.records import UsageEvent
 from streams.operators.validate import SubscriptionRef

@@ -9,8 +9,8 @@ import pytest
 
 from rating.aggregations import Point, WindowTotals
 from schemas import avro_codec
+from streams.ingest.partitioning import partition_of
 from streams.kafka import messages
-from streams.kafka.partitioning import partition_of
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 from streams.operators.windows import Granularity, WindowKey, rollup_windows
 from streams.ports import DeadLetter, WindowRow

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from billing.rate import messages as rm
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
 from invoicing.engine.tax import TaxRule
@@ -21,7 +22,6 @@ from rating.late import LateUsage
 from rating.money import Money
 from rating.periods import BillingInterval, Period
 from schemas import avro_codec
-from streams.kafka import rating_messages as rm
 from tests.ratings import final_rating_of_usage
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ import pytest
 
 from rating.aggregations import Point
 from rating.catalog import Aggregation, Metric, MetricType
-from streams.kafka.usage_state import MARKER, PartitionState
+from streams.aggregate.usage_state import MARKER, PartitionState
 from streams.operators.dedup import DedupEntry
 from streams.operators.windows import BUCKET_MS, observe
 

@@ -1,4 +1,4 @@
-"""``billing relay``: the outbox relay (streams/kafka/relay.py) on the ledger's PostgreSQL
+"""``billing relay``: the outbox relay (billing/publish/relay.py) on the ledger's PostgreSQL
 (``DATABASE_URL``, else the embedded server under ``--data-dir``) and a Kafka cluster."""
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def run_relay(args: argparse.Namespace) -> int:
     from sqlalchemy import create_engine
 
     from billing.database import ledger_url
+    from billing.publish.relay import DEFAULT_TRANSACTIONAL_ID, OutboxRelay, ProgressTopicShared, RelaySettings
     from invoicing.ledger.postgres import migrate
-    from streams.kafka.relay import DEFAULT_TRANSACTIONAL_ID, OutboxRelay, ProgressTopicShared, RelaySettings
     from streams.kafka.topics import OUTBOX_PROGRESS
 
     logging_setup(args.log_level)

@@ -15,10 +15,10 @@ def run_invoicer(args: Any) -> int:
     from billing.clock import wall_ms
     from billing.database import ledger_url
     from billing.dlq_retention import dlq_retention_ms
+    from billing.invoice.worker import InvoiceWorker, InvoiceWorkerSettings
     from invoicing.ledger.postgres import PostgresLedger, migrate
-    from streams.kafka.invoice_worker import InvoiceWorker, InvoiceWorkerSettings
-    from streams.kafka.metrics import serve
     from streams.kafka.topics import RATING_DLQ, RATING_RESULTS, ensure_topics
+    from streams.metrics import serve
 
     logging_setup(args.log_level)
     bootstrap = bootstrap_servers(args.bootstrap)

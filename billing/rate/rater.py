@@ -37,6 +37,7 @@ from typing import Any
 from confluent_kafka import Producer, TopicPartition
 
 from billing.clock import Clock, wall_ms
+from billing.rate.agent import RatingAgent
 from invoicing.engine.calendar import Calendar, Change
 from invoicing.engine.render import rfc3339_exact
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod, SubscriptionStatus
@@ -49,14 +50,13 @@ from rating.catalog import Plan
 from rating.errors import BillingError, UnknownReference
 from rating.periods import Period, from_epoch_ms
 from rating.rate import RatingResult
+from streams.ingest.producer import TUNING
 from streams.kafka.catalog_tables import CatalogTopics
 from streams.kafka.consumers import record_messages, run_until_stopped, topic_reader
-from streams.kafka.producer import TUNING
-from streams.kafka.rating_agent import RatingAgent
-from streams.kafka.sink import SinkSettings, UsageSink
 from streams.kafka.topics import RATING_RESULTS, USAGE_ACCEPTED, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
 from streams.operators.records import UsageRecord
 from streams.ports import UsageStore, WindowRow
+from streams.store.sink import SinkSettings, UsageSink
 
 log = logging.getLogger("billing.rater")
 
@@ -491,7 +491,7 @@ def run_rater(args: Any) -> int:
     rater = Rater(settings, store, StoreUsageReader(store), PostgresLedger(engine), clock)
     server = None
     if args.grpc_port is not None:
-        from streams.kafka.rating_service import RatingServer
+        from billing.api.rating_service import RatingServer
 
         cycles = rater.calendar.cycles
 

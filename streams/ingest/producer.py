@@ -19,8 +19,8 @@ from typing import Any, Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from schemas import avro_codec
+from streams.ingest.partitioning import PRODUCER_PARTITIONER
 from streams.kafka import messages
-from streams.kafka.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.topics import USAGE_EVENTS
 from streams.kafka.topics import ensure_topics as ensure_topics  # its former home
 from streams.operators.records import UsageEvent

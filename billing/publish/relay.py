@@ -48,8 +48,8 @@ from sqlalchemy import Connection, Engine, Text, cast, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from invoicing.ledger import tables as t
+from streams.ingest.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.consumers import topic_reader
-from streams.kafka.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.topics import OUTBOX_PROGRESS, OUTBOX_TOPICS, ensure_topics
 
 log = logging.getLogger("billing.relay")

@@ -18,13 +18,13 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from billing.rate.messages import FinalRating, final_rating, write_rating_result
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod
 from invoicing.engine.terms import BillingTerms
 from invoicing.ports import Ledger, UsageReader
 from invoicing.service import InvoiceService
 from rating.rate import RatingResult, rate_period
-from streams.kafka.producer import TUNING
-from streams.kafka.rating_messages import FinalRating, final_rating, write_rating_result
+from streams.ingest.producer import TUNING
 from streams.kafka.topics import RATING_RESULTS
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from streams.kafka import messages
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
-from streams.kafka.metrics import SinkMetrics
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_WINDOWS
+from streams.metrics import SinkMetrics
 from streams.operators.records import UsageRecord
 from streams.operators.windows import WindowKey
 from streams.ports import UsageStore, WindowRow

@@ -42,12 +42,7 @@ from typing import Any, NamedTuple, NoReturn
 import faust
 from faust.types import EventT
 
-from streams.kafka import messages
-from streams.kafka.catalog_tables import CatalogLagging, CatalogTables
-from streams.kafka.metrics import WorkerMetrics
-from streams.kafka.partitioning import partition_of
-from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS
-from streams.kafka.usage_state import (
+from streams.aggregate.usage_state import (
     LocalCheckpoint,
     Output,
     PartitionState,
@@ -60,6 +55,11 @@ from streams.kafka.usage_state import (
     state_topic,
     topic_id,
 )
+from streams.ingest.partitioning import partition_of
+from streams.kafka import messages
+from streams.kafka.catalog_tables import CatalogLagging, CatalogTables
+from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS
+from streams.metrics import WorkerMetrics
 from streams.operators.dedup import Verdict, dedup_key
 from streams.operators.process import Catalog, process_event
 from streams.operators.records import Reason, Rejection, UsageEvent

@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from billing.rate.messages import FinalRating, read_rating_result
 from invoicing.engine.charges import rating_differences
 from invoicing.engine.model import Invoice
 from invoicing.engine.render import rfc3339
@@ -41,7 +42,6 @@ from rating.errors import BillingError
 from schemas import avro_codec
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
 from streams.kafka.messages import MAX_LETTER_DETAIL, encode_dead_letter
-from streams.kafka.rating_messages import FinalRating, read_rating_result
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS
 
 log = logging.getLogger("billing.invoicer")

@@ -1,0 +1,1 @@
+"""API: the gRPC services served to users."""

@@ -1,0 +1,1 @@
+"""Invoice: the invoice worker finalizes ``rating.results`` into invoices in the ledger."""
