@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     from billing.dlq import add_dlq_command
     from billing.produce import add_produce_command
     from billing.publish.command import add_relay_command
-    from billing.rate.rater import add_rater_command
+    from billing.rate.command import add_rater_command
 
     parser = argparse.ArgumentParser(prog="billing", description="SmallBiznis usage-based billing engine")
     commands = parser.add_subparsers(dest="command", required=True)

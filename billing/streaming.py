@@ -93,7 +93,8 @@ def run_worker(args: Any) -> int:
     import faust
 
     from invoicing.ledger.catalog import CATALOG_SUBSCRIPTIONS, CATALOG_TERMS
-    from streams.aggregate.worker import WorkerSettings, create_app
+    from streams.aggregate.app import create_app
+    from streams.aggregate.settings import WorkerSettings
     from streams.kafka.catalog_tables import CatalogTables
     from streams.metrics import serve
 

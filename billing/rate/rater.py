@@ -24,193 +24,34 @@ process owns the directory), so it sees every write as it happens:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from fractions import Fraction
 from functools import partial
-from typing import Any
 
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from billing.clock import Clock, wall_ms
 from billing.rate.agent import RatingAgent
+from billing.rate.calendar_log import CalendarLog
+from billing.rate.catalog import RaterCatalog
+from billing.rate.settings import RaterSettings
 from invoicing.engine.calendar import Calendar, Change
-from invoicing.engine.render import rfc3339_exact
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod, SubscriptionStatus
 from invoicing.engine.terms import BillingTerms
 from invoicing.engine.trials import trial_used_up_at
-from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
-from invoicing.ledger.json_codec import subscription_from_json, subscription_to_json
-from invoicing.ports import Ledger, SubscriptionRecord, TermsRecord, UsageReader
-from rating.catalog import Plan
+from invoicing.ports import Ledger, SubscriptionRecord, UsageReader
 from rating.errors import BillingError, UnknownReference
 from rating.periods import Period, from_epoch_ms
 from rating.rate import RatingResult
-from streams.ingest.producer import TUNING
-from streams.kafka.catalog_tables import CatalogTopics
-from streams.kafka.consumers import record_messages, run_until_stopped, topic_reader
+from streams.kafka.consumers import run_until_stopped, topic_reader
 from streams.kafka.topics import RATING_RESULTS, USAGE_ACCEPTED, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
 from streams.operators.records import UsageRecord
 from streams.ports import UsageStore, WindowRow
 from streams.store.sink import SinkSettings, UsageSink
 
 log = logging.getLogger("billing.rater")
-
-BILLING_CALENDAR = "billing.calendar"
-"""The rater's record of its calendar (compacted, key ``subscription_id``)."""
-
-
-@dataclass(frozen=True)
-class RaterSettings:
-    bootstrap_servers: str
-    topic_prefix: str = ""
-    usage_group: str = "billing-usage"
-    """The usage worker's consumer group (its ``--app-id``): a period falls due only after it has
-    committed everything produced to ``usage.events`` before."""
-    sink_group: str = "billing-sink"
-    grace_period: timedelta = timedelta(0)
-    partitions: int = 6
-    wait_s: float = 120.0
-    """How long a close waits for the usage worker and the sink before trying again later."""
-
-    def topic(self, name: str) -> str:
-        return self.topic_prefix + name
-
-
-class RaterCatalog(CatalogTopics):
-    """The catalog as the rater holds it: each tenant's terms, every plan version and the newest
-    record of each subscription, read by the rules of streams/kafka/catalog_tables.py."""
-
-    def __init__(self, settings: RaterSettings) -> None:
-        self.terms: dict[str, BillingTerms] = {}
-        self.plans: dict[str, Plan] = {}
-        """By ``plan_key``: every version, as subscriptions may be on any."""
-        self.subscriptions: dict[str, SubscriptionRecord] = {}
-        self.arrived: list[SubscriptionRecord] = []
-        """Subscription records applied since :meth:`take_arrived`."""
-        topics = {settings.topic(t): t for t in (CATALOG_TERMS, CATALOG_PLANS, CATALOG_SUBSCRIPTIONS)}
-        super().__init__(settings.bootstrap_servers, topics, settings.partitions, catch_up_timeout_s=60.0)
-
-    def hold_subscription(self, record: SubscriptionRecord) -> None:
-        self.subscriptions[record.id] = record
-        self.arrived.append(record)
-
-    def hold_terms(self, record: TermsRecord) -> None:
-        self.terms[record.tenant_id] = record.terms
-
-    def hold_plan(self, key: str, tenant_id: str, plan: Plan) -> None:
-        self.plans[key] = plan
-
-    def drop(self, kind: str, key: str) -> None:
-        if kind == CATALOG_TERMS:
-            self.terms.pop(key, None)
-        elif kind == CATALOG_PLANS:
-            self.plans.pop(key, None)
-        else:
-            self.subscriptions.pop(key, None)
-
-    def take_arrived(self) -> list[SubscriptionRecord]:
-        arrived, self.arrived = self.arrived, []
-        return arrived
-
-    def poll(self) -> list[SubscriptionRecord]:
-        """Apply what has arrived; returns the subscription records among it."""
-        self.refresh()
-        return self.take_arrived()
-
-    def plan_of(self, record: SubscriptionRecord) -> Plan | None:
-        sub = record.subscription
-        return self.plans.get(plan_key(sub.tenant_id, sub.plan_code, record.plan_version))
-
-
-class CalendarLog:
-    """The ``billing.calendar`` topic: per subscription, the changes applied and what was handed over."""
-
-    def __init__(self, settings: RaterSettings) -> None:
-        self.topic = settings.topic(BILLING_CALENDAR)
-        ensure_topics(
-            settings.bootstrap_servers,
-            1,
-            topics=[self.topic],
-            config={"cleanup.policy": "compact"},
-        )
-        self.settings = settings
-        self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, **TUNING, "linger.ms": 5})
-
-    def read(self, catalog: RaterCatalog) -> tuple[dict[str, list[Change]], dict[str, datetime]]:
-        """Everything recorded, decoded against the catalog (plans by version)."""
-        consumer = topic_reader(self.settings.bootstrap_servers, f"{self.settings.topic_prefix}billing-rater-calendar")
-        try:
-            end = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=30)[1]
-            consumer.assign([TopicPartition(self.topic, 0, 0)])
-            raw: dict[str, dict[str, Any]] = {}
-            read = 0
-            while read < end:
-                for message in record_messages(consumer.consume(1000, timeout=1.0)):
-                    key, value = message.key(), message.value()
-                    read = (message.offset() or 0) + 1
-                    if value is not None and key is not None:
-                        raw[key.decode()] = json.loads(value)
-        finally:
-            consumer.close()
-        history: dict[str, list[Change]] = {}
-        handed: dict[str, datetime] = {}
-        for sub, entry_of in raw.items():
-            changes = []
-            for entry in entry_of["changes"]:
-                record = subscription_from_json(entry["record"])
-                plan = catalog.plan_of(record)
-                if plan is None:
-                    raise UnknownReference(
-                        "plan_code", f"{sub}: plan version {record.plan_version} is not in the catalog"
-                    )
-                changes.append(
-                    Change(
-                        datetime.fromisoformat(entry["at"]),
-                        record.revision,
-                        record.subscription,
-                        plan,
-                        entry["canceled"],
-                        entry.get("trial_ended", False),
-                    )
-                )
-            history[sub] = changes
-            if entry_of["handed_over"] is not None:
-                handed[sub] = datetime.fromisoformat(entry_of["handed_over"])
-        return history, handed
-
-    def record(self, calendar: Calendar, subscription_ids: Iterable[str]) -> None:
-        """Write the subscriptions' current calendar record and wait until the broker has it."""
-        for sub in subscription_ids:
-            history = calendar.history.get(sub, [])
-            handed = calendar.handed_over.get(sub)
-            value = {
-                "changes": [
-                    {
-                        "at": rfc3339_exact(c.at),
-                        "canceled": c.canceled,
-                        "trial_ended": c.trial_ended,
-                        "record": subscription_to_json(
-                            SubscriptionRecord(
-                                c.subscription,
-                                c.plan.version,
-                                c.plan.billing_interval,
-                                SubscriptionStatus.CANCELED if c.canceled else SubscriptionStatus.ACTIVE,
-                                c.revision,
-                            )
-                        ),
-                    }
-                    for c in history
-                ],
-                "handed_over": None if handed is None else rfc3339_exact(handed),
-            }
-            self.producer.produce(self.topic, key=sub.encode(), value=json.dumps(value, separators=(",", ":")))
-        if self.producer.flush(30):
-            raise RuntimeError("the calendar record was not delivered to Kafka")
 
 
 class Rater:
@@ -441,72 +282,3 @@ class Rater:
         self.sink.close()
         self.catalog.close()
         self.offsets.close()
-
-
-def add_rater_command(commands: Any) -> None:
-    rater = commands.add_parser(
-        "rater", help="the billing calendar on the wall clock: catalog topics + usage → rating.results"
-    )
-    rater.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
-    rater.add_argument(
-        "--data-dir", default=".data/sink", help="the usage store (embedded chDB) unless $CLICKHOUSE_URL"
-    )
-    rater.add_argument("--ledger-dir", default=".data/ledger", help="embedded PostgreSQL unless $DATABASE_URL")
-    rater.add_argument("--topic-prefix", default="", help="prefix of every topic name (separate pipelines)")
-    rater.add_argument("--usage-group", default=None, help="the usage worker's --app-id (prefix + billing-usage)")
-    rater.add_argument("--grace-period", default="0s", help="how long after its end a period is invoiced (e.g. 1h)")
-    rater.add_argument("--partitions", type=int, default=6, help="partitions of the topics it creates")
-    rater.add_argument("--grpc-port", type=int, default=None, help="serve RatingService (running results) here")
-    rater.add_argument("--clock-file", default=None, help="read 'now' from this file (tests, rehearsals)")
-    rater.add_argument("--log-level", default="info")
-    rater.set_defaults(run=run_rater)
-
-
-def run_rater(args: Any) -> int:
-    from pathlib import Path
-
-    from sqlalchemy import create_engine
-
-    from billing.clock import FileClock, SystemClock
-    from billing.database import ledger_url
-    from billing.simulate.fields import duration
-    from billing.stores import open_usage_store
-    from billing.streaming import bootstrap_servers, logging_setup, stop_on_signals
-    from billing.usage_reader import StoreUsageReader
-    from invoicing.ledger.postgres import PostgresLedger, migrate
-
-    logging_setup(args.log_level)
-    settings = RaterSettings(
-        bootstrap_servers(args.bootstrap),
-        topic_prefix=args.topic_prefix,
-        usage_group=args.usage_group or args.topic_prefix + "billing-usage",
-        grace_period=duration(args.grace_period, "--grace-period"),
-        partitions=args.partitions,
-    )
-    url = ledger_url(Path(args.ledger_dir))
-    migrate(url)
-    engine = create_engine(url, pool_pre_ping=True)
-    store = open_usage_store(Path(args.data_dir))
-    clock: Clock = FileClock(args.clock_file) if args.clock_file else SystemClock()
-    rater = Rater(settings, store, StoreUsageReader(store), PostgresLedger(engine), clock)
-    server = None
-    if args.grpc_port is not None:
-        from billing.api.rating_service import RatingServer
-
-        cycles = rater.calendar.cycles
-
-        # RateSubscription (any period, read from the store) stays UNIMPLEMENTED here: the store's
-        # client belongs to the loop's thread; GetCurrentRating reads only the agent's results.
-        server = RatingServer(
-            rater.agent.current.get, tenant_of=lambda s: cycles[s].subscription.tenant_id if s in cycles else ""
-        )
-        port = server.start(args.grpc_port)
-        log.info("RatingService on port %d", port)
-    should_stop = stop_on_signals()
-    try:
-        rater.run(should_stop)
-    finally:
-        if server is not None:
-            server.stop()
-        engine.dispose()
-    return 0

@@ -1,4 +1,4 @@
-"""``billing worker``: the Faust app that runs the shared operators on ``usage.events``.
+"""``billing worker``'s batch step: the shared operators on a batch of ``usage.events`` (app.py wires it into Faust).
 
 Faust is the agent framework (consumer group, batches of events); the state and the outputs are
 ours, because what a committed offset implies must be durable before the commit, whatever Faust's
@@ -42,13 +42,13 @@ from typing import Any, NamedTuple, NoReturn
 import faust
 from faust.types import EventT
 
+from streams.aggregate.settings import WorkerSettings
 from streams.aggregate.usage_state import (
     LocalCheckpoint,
     Output,
     PartitionState,
     PartitionWriter,
     SourceTopicChanged,
-    ensure_state_topic,
     kill_point,
     read_changelog,
     read_source,
@@ -68,42 +68,6 @@ from streams.ports import DeadLetter, WindowRow
 
 log = logging.getLogger("billing.worker")
 Event = EventT[Any]
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    bootstrap_servers: str
-    partitions: int
-    app_id: str = "billing-usage"
-    store: str = "memory"
-    """``rocksdb``: each partition's state is also kept on local disk under ``data_dir`` (a restart
-    reads only the changelog's tail); ``memory``: restored from the changelog on every start."""
-    data_dir: str = ".data/worker"
-    batch_max: int = 2000
-    batch_within_s: float = 0.05
-    commit_events: int = 5000
-    """Events per transaction, about: a batch of batched messages (2,000 × 100 events) becomes many
-    transactions committed while the next ones are processed, so the sink starts at once."""
-    commit_interval_s: float = 1.0
-    session_timeout_s: float = 10.0
-    dedup_retention_ms: int = 40 * 86_400_000
-    """Dedup entries older than this (by event time) are purged: a period is closed and
-    invoiced long before; a later copy of such an event is late usage, handled downstream."""
-    purge_interval_s: float = 600.0
-    metrics_port: int | None = None
-    group_instance_id: str | None = None
-    topic_prefix: str = ""
-    """Prepended to every topic name (``usage.events`` …): separate pipelines on one cluster."""
-    catalog_refresh_s: float = 1.0
-    """How often new catalog records are applied while the worker runs (with catalog topics);
-    exactness does not rest on it: an unknown subscription or metric triggers a catch-up first."""
-
-    def topic(self, name: str) -> str:
-        return self.topic_prefix + name
-
-    @property
-    def kafka(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers}
 
 
 class SourceMessage(NamedTuple):
@@ -512,61 +476,3 @@ class UsageWorker:
             owned = self.owned.get(tp.partition)
             if highwater is not None and owned is not None:
                 self.metrics.lag.labels(partition=str(tp.partition)).set(max(0, highwater - owned.state.next_offset))
-
-
-def create_app(
-    settings: WorkerSettings,
-    catalog: Catalog,
-    now_ms: Callable[[], int],
-    catalog_tables: CatalogTables | None = None,
-) -> tuple[faust.App, UsageWorker]:
-    """The Faust app with its one agent (concurrency 1: faust issue 606); with ``catalog_tables``
-    (already caught up), a timer applies new catalog records as they come."""
-    app = faust.App(
-        settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
-        store="memory://",
-        datadir=settings.data_dir,
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        processing_guarantee="at_least_once",
-        broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        consumer_auto_offset_reset="earliest",
-        consumer_group_instance_id=settings.group_instance_id,
-        producer_acks=-1,
-        producer_linger_ms=5,
-        web_enabled=False,
-        table_standby_replicas=0,
-    )
-    worker = UsageWorker(app, settings, catalog, now_ms, WorkerMetrics(), catalog_tables)
-    ensure_state_topic(settings.bootstrap_servers, worker.state_topic, settings.partitions)
-
-    @app.agent(worker.source, concurrency=1)
-    async def usage(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            await worker.process(events)
-
-    async def lag() -> None:
-        worker.report_lag()
-
-    app.timer(interval=5.0)(lag)
-
-    if catalog_tables is not None:
-        tables = catalog_tables
-
-        async def refresh_catalog() -> None:
-            applied = tables.refresh()
-            if applied:
-                log.info("catalog: %d new records", applied)
-
-        app.timer(interval=settings.catalog_refresh_s)(refresh_catalog)
-
-    source = settings.topic(USAGE_EVENTS)
-
-    async def on_revoked(sender: Any, revoked: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await worker.on_revoked(tp.partition for tp in revoked if tp.topic == source)
-
-    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
-    return app, worker

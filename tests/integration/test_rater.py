@@ -19,7 +19,8 @@ from billing.catalog_cli import apply_catalog
 from billing.clock import FileClock, wall_ms
 from billing.invoice.worker import InvoiceWorker, InvoiceWorkerSettings
 from billing.publish.relay import OutboxRelay, RelaySettings
-from billing.rate.rater import Rater, RaterSettings
+from billing.rate.rater import Rater
+from billing.rate.settings import RaterSettings
 from billing.simulate import Simulation, load_scenario
 from billing.simulate.kafka import KafkaRun, usage_worker
 from billing.usage_reader import StoreUsageReader
