@@ -12,21 +12,19 @@ Of ``count`` events, ``round(count × rate)`` are of each kind, the rest are fre
   subscription or an empty idempotency key (in turn, by the seed).
 
 The first event is always fresh; copies are taken from the last ``RECENT`` valid events, as retries
-follow their originals closely. ``ground_truth`` computes, from the events alone and independently
-of the operators, what the pipeline must make of them.
+follow their originals closely.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from enum import StrEnum
 
-from streams.operators.records import Reason, UsageEvent
+from streams.operators.records import UsageEvent
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -152,64 +150,3 @@ def _spoil(event: UsageEvent, how: int) -> UsageEvent:
     if how == 3:
         return replace(event, subscription_id=UNKNOWN_SUBSCRIPTION)
     return replace(event, idempotency_key="")
-
-
-@dataclass
-class GroundTruth:
-    """What the pipeline must make of a sequence of events (in the order a partition delivers them)."""
-
-    distinct: dict[tuple[str, str], UsageEvent] = field(default_factory=dict)
-    """The first valid event of each identity ``(subscription_id, idempotency_key)``."""
-    duplicates: int = 0
-    conflicts: int = 0
-    invalid: Counter[Reason] = field(default_factory=Counter)
-    out_of_order: int = 0
-    """Distinct events recorded before the newest event delivered ahead of them."""
-
-    def totals(self) -> dict[tuple[str, str], tuple[int, Decimal]]:
-        """Count and exact sum of the distinct events per ``(subscription_id, metric_code)``."""
-        out: dict[tuple[str, str], tuple[int, Decimal]] = {}
-        for event in self.distinct.values():
-            count, total = out.get((event.subscription_id, event.metric_code), (0, Decimal(0)))
-            out[(event.subscription_id, event.metric_code)] = (count + 1, total + Decimal(repr(event.value)))
-        return out
-
-
-def _payload(event: UsageEvent) -> tuple[object, ...]:
-    return (event.tenant_id, event.metric_code, event.value, event.recorded_at_ms, sorted(event.metadata.items()))
-
-
-def ground_truth(events: Iterable[UsageEvent], subscriptions: Iterable[str], metrics: Iterable[str]) -> GroundTruth:
-    """Validate, then dedup (first write wins), plainly: the oracle for ``generate``'s events, for
-    a catalog that knows exactly ``subscriptions`` and ``metrics`` (any metric type: generated
-    values are never negative) and a clock after every event."""
-    known_subscriptions, known_metrics = set(subscriptions), set(metrics)
-    truth = GroundTruth()
-    newest: int | None = None
-    for event in events:
-        reason = None
-        if not event.subscription_id:
-            reason = Reason.MISSING_FIELD
-        elif not event.idempotency_key:
-            reason = Reason.MISSING_IDEMPOTENCY_KEY
-        elif event.metric_code not in known_metrics:
-            reason = Reason.UNKNOWN_METRIC
-        elif event.subscription_id not in known_subscriptions:
-            reason = Reason.UNKNOWN_SUBSCRIPTION
-        elif not math.isfinite(event.value):
-            reason = Reason.INVALID_VALUE
-        if reason is not None:
-            truth.invalid[reason] += 1
-            continue
-        identity = (event.subscription_id, event.idempotency_key)
-        first = truth.distinct.get(identity)
-        if first is None:
-            truth.distinct[identity] = event
-            if newest is not None and event.recorded_at_ms < newest:
-                truth.out_of_order += 1
-        elif _payload(first) == _payload(event):
-            truth.duplicates += 1
-        else:
-            truth.conflicts += 1
-        newest = event.recorded_at_ms if newest is None else max(newest, event.recorded_at_ms)
-    return truth

@@ -11,11 +11,15 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from streams.kafka.consumers import topic_reader
 
 _spec = importlib.util.spec_from_file_location("ops_kafka", Path(__file__).resolve().parents[1] / "ops" / "kafka.py")
 assert _spec is not None and _spec.loader is not None
@@ -55,3 +59,26 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield Broker(broker.bootstrap, time.monotonic() - started)
     finally:
         broker.stop(timeout=10)
+
+
+def read_committed(bootstrap: str, topics: Sequence[str], timeout_s: float = 30.0) -> Iterator[Any]:
+    """Every committed record of ``topics`` from the beginning to their current end (read_committed)."""
+    consumer = topic_reader(bootstrap, "outbox-reader")
+    try:
+        metadata = consumer.list_topics(timeout=timeout_s).topics
+        assignment = [TopicPartition(name, p, -2) for name in topics for p in metadata[name].partitions]
+        consumer.assign(assignment)
+        pending = {(tp.topic, tp.partition) for tp in assignment}
+        while pending:
+            message = consumer.poll(timeout_s)
+            if message is None:
+                raise TimeoutError(f"no end of {sorted(pending)} within {timeout_s}s")
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((message.topic() or "", message.partition() or 0))
+                    continue
+                raise KafkaException(error)
+            yield message
+    finally:
+        consumer.close()

@@ -38,16 +38,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from sqlalchemy import Connection, Engine, Text, cast, func, select, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from invoicing.ledger import tables as t
+from invoicing.ledger.outbox import OutboxRow, OutboxTable
 from streams.ingest.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.consumers import topic_reader
 from streams.kafka.topics import OUTBOX_PROGRESS, OUTBOX_TOPICS, ensure_topics
@@ -56,7 +56,6 @@ log = logging.getLogger("billing.relay")
 
 OUTBOX_ID_HEADER: Final = "outbox-id"
 DEFAULT_TRANSACTIONAL_ID: Final = "billing-outbox-relay"
-RELAY_LOCK: Final = 0x0B0C5  # first key of the two-key advisory lock; the second is the transactional.id's hash
 
 
 class RelayStopped(Exception):
@@ -85,14 +84,6 @@ class RelaySettings:
     topic_prefix: str = ""
     """Put before every outbox row's topic (and the topics created): a pipeline of its own on a
     shared cluster, like the workers' ``--topic-prefix``."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    topic: str
-    key: str
-    payload: bytes
 
 
 @dataclass(slots=True)
@@ -132,7 +123,7 @@ class OutboxRelay:
     """Publishes the outbox of the ledger on ``engine``; see the module docstring."""
 
     def __init__(self, engine: Engine, settings: RelaySettings, on_step: Step | None = None) -> None:
-        self.engine = engine
+        self.outbox = OutboxTable(engine)
         self.settings = settings
         self.on_step = on_step
         self.stats = RelayStats()
@@ -142,23 +133,18 @@ class OutboxRelay:
     # -- activation (steps 1-4) -----------------------------------------------------------------
 
     def _take_lock(self, stop: threading.Event) -> None:
-        key = select(func.hashtext(self.settings.transactional_id)).scalar_subquery()
         waiting = False
         while True:
             if stop.is_set():
                 raise RelayStopped
             try:
-                connection = self.engine.connect()
-                got = connection.execute(select(func.pg_try_advisory_lock(RELAY_LOCK, key))).scalar_one()
-                connection.commit()
+                self._lock = self.outbox.try_lock(self.settings.transactional_id)
             except DBAPIError as error:
                 log.warning("relay lock: database unavailable (%s)", error.orig)
                 stop.wait(self.settings.poll_interval_s * 5)
                 continue
-            if got:
-                self._lock = connection
+            if self._lock is not None:
                 return
-            connection.close()
             if not waiting:
                 log.info("relay %s: another relay is active, standing by", self.settings.transactional_id)
                 waiting = True
@@ -168,18 +154,14 @@ class OutboxRelay:
         """The lock's connection is alive (a server restart ends it, and the lock with it)."""
         if self._lock is None:
             return False
-        try:
-            self._lock.execute(text("SELECT 1"))
-            self._lock.commit()
-        except DBAPIError:
+        if not self.outbox.lock_alive(self._lock):
             self._release_lock()
             return False
         return True
 
     def _release_lock(self) -> None:
         if self._lock is not None:
-            with suppress(Exception):  # a closed connection has released its session locks already
-                self._lock.close()
+            self.outbox.release(self._lock)
             self._lock = None
 
     def _new_producer(self) -> Producer:
@@ -269,14 +251,7 @@ class OutboxRelay:
 
     def pending(self, limit: int) -> list[OutboxRow]:
         """Up to ``limit`` unpublished rows, oldest id first."""
-        query = (
-            select(t.outbox.c.id, t.outbox.c.topic, t.outbox.c.key, cast(t.outbox.c.payload, Text).label("payload"))
-            .where(t.outbox.c.published_at.is_(None))
-            .order_by(t.outbox.c.id)
-            .limit(limit)
-        )
-        with self.engine.connect() as connection:
-            return [OutboxRow(r.id, r.topic, r.key, r.payload.encode()) for r in connection.execute(query)]
+        return self.outbox.pending(limit)
 
     def _mark(self, ids: Sequence[int], stop: threading.Event) -> int:
         """Set ``published_at`` on those of ``ids`` not marked yet; retried while the database is
@@ -284,15 +259,9 @@ class OutboxRelay:
         stops first leaves it to the next activation, step 4)."""
         if not ids:
             return 0
-        statement = (
-            t.outbox.update()
-            .where(t.outbox.c.id.in_(ids), t.outbox.c.published_at.is_(None))
-            .values(published_at=func.now())
-        )
         while True:
             try:
-                with self.engine.begin() as connection:
-                    return connection.execute(statement).rowcount
+                return self.outbox.mark_published(ids)
             except DBAPIError as error:
                 log.warning("marking %d rows published: database unavailable (%s)", len(ids), error.orig)
                 if stop.wait(self.settings.poll_interval_s * 5):
@@ -395,27 +364,3 @@ class OutboxRelay:
         finally:
             self.deactivate()
         return self.stats
-
-
-def read_committed(bootstrap: str, topics: Sequence[str], timeout_s: float = 30.0) -> Iterator[Any]:
-    """Every committed record of ``topics`` from the beginning to their current end (read_committed);
-    for tests and checks."""
-    consumer = topic_reader(bootstrap, "outbox-reader")
-    try:
-        metadata = consumer.list_topics(timeout=timeout_s).topics
-        assignment = [TopicPartition(name, p, -2) for name in topics for p in metadata[name].partitions]
-        consumer.assign(assignment)
-        pending = {(tp.topic, tp.partition) for tp in assignment}
-        while pending:
-            message = consumer.poll(timeout_s)
-            if message is None:
-                raise TimeoutError(f"no end of {sorted(pending)} within {timeout_s}s")
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((message.topic() or "", message.partition() or 0))
-                    continue
-                raise KafkaException(error)
-            yield message
-    finally:
-        consumer.close()

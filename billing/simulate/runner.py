@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
@@ -24,7 +24,6 @@ from invoicing.engine.model import Invoice
 from invoicing.engine.subscriptions import (
     BillingCycle,
     ClosedPeriod,
-    SubscriptionStatus,
     cancel,
     change_plan,
     close_due,
@@ -334,7 +333,3 @@ class Simulation:
             self.on_event(self.arrived)
         unbilled = {k: v for k, v in self.late.items() if v}
         return SimulationResult(self.invoices, self.dead_letters.letters, self.pipeline.stats, self.cycles, unbilled)
-
-
-def statuses(cycles: Iterable[BillingCycle]) -> dict[str, SubscriptionStatus]:
-    return {c.subscription.id: c.status for c in cycles}

@@ -154,9 +154,6 @@ class Calendar:
         if closed.period.end > self.handed_over.get(sub, closed.period.start):
             self.handed_over[sub] = closed.period.end
 
-    def open_cycles(self) -> list[BillingCycle]:
-        return [c for c in self.cycles.values() if c.period is not None]
-
     # -- internals ---------------------------------------------------------------------------------
     def _replace(self, cycle: BillingCycle) -> None:
         self.cycles[cycle.subscription.id] = cycle

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from invoicing.engine.credit import apply_credit
 from invoicing.engine.discount import Coupon, discount_line
-from invoicing.engine.model import SUBTOTAL_TYPES, Invoice, InvoiceLineItem, InvoiceStatus, LineType
+from invoicing.engine.model import SUBTOTAL_TYPES, Invoice, InvoiceLineItem, InvoiceStatus
 from invoicing.engine.numbering import invoice_number
 from invoicing.engine.tax import TaxRule, tax_lines
 from rating.errors import InvalidValue
@@ -85,7 +85,3 @@ def finalize(invoice: Invoice, sequence: int, finalized_at: datetime) -> Invoice
     return replace(
         invoice, status=status, invoice_number=invoice_number(sequence, finalized_at), issued_at=finalized_at
     )
-
-
-def lines_of(invoice: Invoice, line_type: LineType) -> list[InvoiceLineItem]:
-    return [line for line in invoice.line_items if line.type is line_type]

@@ -249,9 +249,6 @@ class Writes:
         self.billed.append(usage)
         self.touched[usage.subscription_id] += 1
 
-    def empty(self) -> bool:
-        return not (self.invoices or self.billed or self.outbox) and self.numbers == self.written
-
     def mark(self) -> Mark:
         return Mark(len(self.invoices), len(self.billed), len(self.outbox), dict(self.numbers), dict(self.written))
 

@@ -28,13 +28,13 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from sqlalchemy import Engine, func, select
 
-from billing.publish.relay import OUTBOX_ID_HEADER, read_committed
+from billing.publish.relay import OUTBOX_ID_HEADER
 from invoicing.ledger import tables
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import OutboxMessage
 from streams.ingest.partitioning import partition_of
 from streams.kafka.topics import OUTBOX_PROGRESS
-from tests.kafka_fixtures import Broker
+from tests.kafka_fixtures import Broker, read_committed
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]

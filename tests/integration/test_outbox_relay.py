@@ -26,17 +26,18 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from sqlalchemy import Engine, func, select, text
 
-from billing.publish.relay import OUTBOX_ID_HEADER, RELAY_LOCK, OutboxRelay, RelaySettings, read_committed
+from billing.publish.relay import OUTBOX_ID_HEADER, OutboxRelay, RelaySettings
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.ledger import tables
 from invoicing.ledger.json_codec import plan_from_json, subscription_from_json
+from invoicing.ledger.outbox import RELAY_LOCK
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import OutboxMessage
 from rating.catalog import Plan, PlanMeter, PricingModel
 from rating.periods import BillingInterval
 from streams.ingest.partitioning import partition_of
 from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, COMPACTED_TOPICS, OUTBOX_PROGRESS
-from tests.kafka_fixtures import Broker
+from tests.kafka_fixtures import Broker, read_committed
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration

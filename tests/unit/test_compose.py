@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from invoicing.engine.compose import compose_invoice, finalize, lines_of
+from invoicing.engine.compose import compose_invoice, finalize
 from invoicing.engine.discount import Coupon
 from invoicing.engine.model import Invoice, InvoiceLineItem, InvoiceStatus, LineType
 from invoicing.engine.tax import TaxRule
@@ -16,6 +16,11 @@ from rating.money import Money
 from rating.periods import Period
 
 pytestmark = pytest.mark.unit
+
+
+def lines_of(invoice: Invoice, line_type: LineType) -> list[InvoiceLineItem]:
+    return [line for line in invoice.line_items if line.type is line_type]
+
 
 JAN = Period(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC))
 FEB_1 = datetime(2026, 2, 1, tzinfo=UTC)

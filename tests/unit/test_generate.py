@@ -4,14 +4,79 @@ proportion asked for, and the ground truth agrees with how the events were made.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
 
-from streams.generate import UNKNOWN_METRIC, UNKNOWN_SUBSCRIPTION, Kind, generate, ground_truth, planned
+from streams.generate import UNKNOWN_METRIC, UNKNOWN_SUBSCRIPTION, Kind, generate, planned
 from streams.operators.records import Reason, UsageEvent
 
 pytestmark = pytest.mark.unit
+
+
+@dataclass
+class GroundTruth:
+    """What the pipeline must make of a sequence of events (in the order a partition delivers them)."""
+
+    distinct: dict[tuple[str, str], UsageEvent] = field(default_factory=dict)
+    """The first valid event of each identity ``(subscription_id, idempotency_key)``."""
+    duplicates: int = 0
+    conflicts: int = 0
+    invalid: Counter[Reason] = field(default_factory=Counter)
+    out_of_order: int = 0
+    """Distinct events recorded before the newest event delivered ahead of them."""
+
+    def totals(self) -> dict[tuple[str, str], tuple[int, Decimal]]:
+        """Count and exact sum of the distinct events per ``(subscription_id, metric_code)``."""
+        out: dict[tuple[str, str], tuple[int, Decimal]] = {}
+        for event in self.distinct.values():
+            count, total = out.get((event.subscription_id, event.metric_code), (0, Decimal(0)))
+            out[(event.subscription_id, event.metric_code)] = (count + 1, total + Decimal(repr(event.value)))
+        return out
+
+
+def _payload(event: UsageEvent) -> tuple[object, ...]:
+    return (event.tenant_id, event.metric_code, event.value, event.recorded_at_ms, sorted(event.metadata.items()))
+
+
+def ground_truth(events: Iterable[UsageEvent], subscriptions: Iterable[str], metrics: Iterable[str]) -> GroundTruth:
+    """Validate, then dedup (first write wins), plainly: the oracle for ``generate``'s events, for
+    a catalog that knows exactly ``subscriptions`` and ``metrics`` (any metric type: generated
+    values are never negative) and a clock after every event."""
+    known_subscriptions, known_metrics = set(subscriptions), set(metrics)
+    truth = GroundTruth()
+    newest: int | None = None
+    for event in events:
+        reason = None
+        if not event.subscription_id:
+            reason = Reason.MISSING_FIELD
+        elif not event.idempotency_key:
+            reason = Reason.MISSING_IDEMPOTENCY_KEY
+        elif event.metric_code not in known_metrics:
+            reason = Reason.UNKNOWN_METRIC
+        elif event.subscription_id not in known_subscriptions:
+            reason = Reason.UNKNOWN_SUBSCRIPTION
+        elif not math.isfinite(event.value):
+            reason = Reason.INVALID_VALUE
+        if reason is not None:
+            truth.invalid[reason] += 1
+            continue
+        identity = (event.subscription_id, event.idempotency_key)
+        first = truth.distinct.get(identity)
+        if first is None:
+            truth.distinct[identity] = event
+            if newest is not None and event.recorded_at_ms < newest:
+                truth.out_of_order += 1
+        elif _payload(first) == _payload(event):
+            truth.duplicates += 1
+        else:
+            truth.conflicts += 1
+        newest = event.recorded_at_ms if newest is None else max(newest, event.recorded_at_ms)
+    return truth
+
 
 SUBS = [f"sub_{n}" for n in range(20)]
 METRICS = ["api_calls", "storage_gb"]
