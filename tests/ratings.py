@@ -7,10 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from billing.rate.messages import FinalRating, final_rating
+from invoicing.engine.charges import rate_closed
 from invoicing.engine.subscriptions import ClosedPeriod
 from invoicing.engine.terms import BillingTerms
 from rating.late import LateUsage
-from rating.rate import rate_period
 
 
 def final_rating_of_usage(
@@ -22,14 +22,5 @@ def final_rating_of_usage(
 ) -> FinalRating:
     """Rate ``closed`` on ``usage`` (quantity per metric; absent metrics count as 0) at
     ``finalized_at``, as ``InvoiceService.rate`` does, and make it the period's message."""
-    sub = closed.subscription
-    result = rate_period(
-        sub.id,
-        closed.plan,
-        closed.period,
-        usage,
-        rated_at=finalized_at,
-        proration=closed.share,
-        allow_overage=sub.allow_overage_billing,
-    )
+    result = rate_closed(closed, usage, finalized_at)
     return final_rating(closed, terms, result, late_usage)

@@ -19,11 +19,12 @@ from typing import Any
 from confluent_kafka import Producer
 
 from billing.rate.messages import FinalRating, final_rating, write_rating_result
+from invoicing.engine.charges import rate_closed
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod
 from invoicing.engine.terms import BillingTerms
 from invoicing.ports import Ledger, UsageReader
 from invoicing.service import InvoiceService
-from rating.rate import RatingResult, rate_period
+from rating.rate import RatingResult
 from streams.ingest.producer import TUNING
 from streams.kafka.topics import RATING_RESULTS
 
@@ -88,15 +89,7 @@ class RatingAgent:
         pricing = self.pricing(sub.tenant_id)
         period = closed.period
         if closed.is_adjustment:  # no usage of its own: its meters at zero, rated for the message's shape
-            result = rate_period(
-                sub.id,
-                closed.plan,
-                period,
-                {},
-                rated_at=finalized_at,
-                proration=closed.share,
-                allow_overage=sub.allow_overage_billing,
-            )
+            result = rate_closed(closed, {}, finalized_at)
         else:
             result = pricing.rate(sub, closed.plan, period, closed.share, finalized_at)
         return final_rating(closed, pricing.terms, result, pricing.late_usage(sub, late_periods))

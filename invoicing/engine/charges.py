@@ -3,6 +3,8 @@ whether another rating of an invoiced period rates it as its invoice billed it."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 
 from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
@@ -12,7 +14,7 @@ from invoicing.engine.subscriptions import ClosedPeriod
 from rating.catalog import Plan
 from rating.numbers import format_decimal
 from rating.periods import Period
-from rating.rate import RatingResult
+from rating.rate import RatingResult, rate_period
 
 
 def recurring_line(plan: Plan, result: RatingResult) -> InvoiceLineItem:
@@ -108,3 +110,17 @@ def _usage(line: InvoiceLineItem | None) -> str:
     quantity = "none" if line.quantity is None else format_decimal(line.quantity)
     price = "" if line.unit_price is None else f" at {format_decimal(line.unit_price)}"
     return f"{_code(line.metric_code)} {quantity}{price}: {line.amount} {dict(line.metadata)}"
+
+
+def rate_closed(closed: ClosedPeriod, usage: Mapping[str, Decimal], rated_at: datetime) -> RatingResult:
+    """``closed``'s usage (quantity per metric; absent metrics count as 0) priced by its plan
+    snapshot, with its share and its subscription's overage rule: a final rating."""
+    return rate_period(
+        closed.subscription.id,
+        closed.plan,
+        closed.period,
+        usage,
+        rated_at=rated_at,
+        proration=closed.share,
+        allow_overage=closed.subscription.allow_overage_billing,
+    )

@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import pytest
 
-from invoicing.engine.charges import rating_differences
+from invoicing.engine.charges import rate_closed, rating_differences
 from invoicing.engine.model import Invoice
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
 from invoicing.engine.terms import BillingTerms
@@ -23,7 +23,7 @@ from invoicing.ports import UsageRequest
 from invoicing.service import InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
 from rating.periods import Period
-from rating.rate import RatingResult, rate_period
+from rating.rate import RatingResult
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 JANUARY = Period(T0, datetime(2026, 2, 1, tzinfo=UTC))
@@ -63,16 +63,7 @@ def invoice(closed: ClosedPeriod = CLOSED, usage: Mapping[str, Decimal] = USAGE)
 
 def rating(closed: ClosedPeriod, usage: Mapping[str, Decimal], at: datetime = AT) -> RatingResult:
     """A final rating of ``closed``, as the rating agent prices it."""
-    sub = closed.subscription
-    return rate_period(
-        sub.id,
-        closed.plan,
-        closed.period,
-        usage,
-        rated_at=at,
-        proration=closed.share,
-        allow_overage=sub.allow_overage_billing,
-    )
+    return rate_closed(closed, usage, at)
 
 
 SAME = [
