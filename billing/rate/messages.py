@@ -90,7 +90,7 @@ def _trimmed(
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def _instant(value: datetime, name: str) -> datetime:
+def _wire_instant(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise InvalidValue(name, "must carry a timezone")
     if value.microsecond % 1000:
@@ -112,11 +112,11 @@ def rating_result_avro(rating: FinalRating) -> dict[str, Any]:
         "subscription_id": sub.id,
         "plan_code": result.plan_code,
         "plan_version": result.plan_version,
-        "period_start": _instant(closed.period.start, "period_start"),
-        "period_end": _instant(closed.period.end, "period_end"),
+        "period_start": _wire_instant(closed.period.start, "period_start"),
+        "period_end": _wire_instant(closed.period.end, "period_end"),
         "proration_numerator": closed.share.numerator,
         "proration_denominator": closed.share.denominator,
-        "rated_at": _instant(result.rated_at, "rated_at"),
+        "rated_at": _wire_instant(result.rated_at, "rated_at"),
         "items": [
             {
                 "metric_code": item.metric_code,
@@ -131,7 +131,7 @@ def rating_result_avro(rating: FinalRating) -> dict[str, Any]:
             "id": sub.id,
             "tenant_id": sub.tenant_id,
             "plan_code": sub.plan_code,
-            "start_at": _instant(sub.start_at, "subscription.start_at"),
+            "start_at": _wire_instant(sub.start_at, "subscription.start_at"),
             "timezone": sub.timezone,
             "region_code": sub.region_code,
             "allow_overage_billing": sub.allow_overage_billing,
@@ -144,8 +144,8 @@ def rating_result_avro(rating: FinalRating) -> dict[str, Any]:
         "terms": terms_to_json(terms),
         "late_usage": [
             {
-                "period_start": _instant(u.period.start, f"late_usage[{n}].period_start"),
-                "period_end": _instant(u.period.end, f"late_usage[{n}].period_end"),
+                "period_start": _wire_instant(u.period.start, f"late_usage[{n}].period_start"),
+                "period_end": _wire_instant(u.period.end, f"late_usage[{n}].period_end"),
                 "metric_code": u.metric_code,
                 "quantity": str(u.quantity),
             }

@@ -6,11 +6,12 @@ and inside every ``rating.results`` message."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.render import rfc3339_exact
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
@@ -168,11 +169,6 @@ def terms_from_json(raw: dict[str, Any], at: str = "terms") -> BillingTerms:
     return BillingTerms(raw["tenant_id"], metrics, tuple(rules), coupons)
 
 
-def _instant(value: datetime) -> str:
-    """RFC 3339 UTC with every microsecond, so the instant reads back exactly."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def subscription_to_json(record: SubscriptionRecord) -> dict[str, Any]:
     """The ``catalog.subscriptions`` value: plain JSON, decimals as strings, instants RFC 3339 UTC."""
     sub = record.subscription
@@ -182,7 +178,7 @@ def subscription_to_json(record: SubscriptionRecord) -> dict[str, Any]:
         "plan_code": sub.plan_code,
         "plan_version": record.plan_version,
         "billing_interval": str(record.billing_interval.value),
-        "start_at": _instant(sub.start_at),
+        "start_at": rfc3339_exact(sub.start_at),
         "timezone": sub.timezone,
         "region_code": sub.region_code,
         "allow_overage_billing": sub.allow_overage_billing,
