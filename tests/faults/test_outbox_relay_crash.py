@@ -5,7 +5,7 @@ commit and roll back outbox rows. Every committed row is on its topic exactly on
 in order per key, and nothing rolled back is; the aborted records a read_uncommitted reader still
 sees prove the kills hit open transactions.
 
-Size: OUTBOX_FAULT_KILLS (default 10) SIGKILLs of the active relay while rows are written.
+Size: OUTBOX_FAULT_KILLS (default 16) SIGKILLs of the active relay while rows are written.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
-KILLS = int(os.environ.get("OUTBOX_FAULT_KILLS", "10"))
+KILLS = int(os.environ.get("OUTBOX_FAULT_KILLS", "16"))
 MAX_ROWS = 200_000
 PARTITIONS = 3
 
