@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from invoicing.ledger.postgres import embedded_database_url
+from invoicing.ledger.embedded import embedded_database_url
 
 
 def ledger_url(data_dir: Path) -> str:

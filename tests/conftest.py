@@ -45,7 +45,7 @@ def clickhouse_db(chdb_client: Any) -> str:
 def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """DATABASE_URL, else a real PostgreSQL started from the pgserver wheel for this session (and
     stopped after it: the embedded server outlives its process unless stopped)."""
-    from invoicing.ledger.postgres import embedded_database_url, stop_embedded_database
+    from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
 
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]

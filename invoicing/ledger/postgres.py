@@ -29,22 +29,14 @@ from importlib.resources import files
 
 from sqlalchemy import Engine
 
-from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
 from invoicing.ledger.postgres_billed import PostgresBilledUsageSession
 from invoicing.ledger.postgres_catalog import PostgresCatalogSession
 from invoicing.ledger.postgres_credits import PostgresCreditSession
 from invoicing.ledger.postgres_invoices import PostgresInvoiceSession
 from invoicing.ledger.postgres_session import driver
-from invoicing.ledger.postgres_writes import CREDIT_LOCK, Batch
+from invoicing.ledger.postgres_writes import Batch
 
-__all__ = [
-    "CREDIT_LOCK",
-    "PostgresLedger",
-    "PostgresLedgerSession",
-    "embedded_database_url",
-    "migrate",
-    "stop_embedded_database",
-]
+__all__ = ["PostgresLedger", "PostgresLedgerSession", "migrate"]
 
 
 class PostgresLedgerSession(

@@ -22,7 +22,8 @@ from sqlalchemy import create_engine, func, select
 from billing.rate.messages import write_rating_result
 from invoicing.engine.render import invoice_to_dict
 from invoicing.ledger import tables as t
-from invoicing.ledger.postgres import embedded_database_url, migrate, stop_embedded_database
+from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
+from invoicing.ledger.postgres import migrate
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS, ensure_topics
 from tests.integration.test_invoice_worker import cases, invoices_in, outbox_rows, produce, reference
 from tests.waiting import wait_until

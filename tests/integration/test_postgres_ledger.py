@@ -180,7 +180,7 @@ def test_the_embedded_server_outlives_its_handle_until_stopped_and_keeps_its_dat
 STARTER = """
 import sys, tempfile
 from pathlib import Path
-from invoicing.ledger.postgres import embedded_database_url
+from invoicing.ledger.embedded import embedded_database_url
 from pgserver.utils import PostmasterInfo
 
 def start(data_dir):
