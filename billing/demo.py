@@ -183,18 +183,27 @@ def run_demo(data_dir: Path, subscriptions: int, events: int, seed: int) -> None
             invoices.append(invoice)
             progress.update(invoices_task, completed=len(invoices))
 
-        simulation = Simulation(scenario, stores.usage, stores.ledger, on_invoice=on_invoice, on_event=on_event)
+        simulation = Simulation(
+            scenario,
+            stores.usage,
+            stores.ledger,
+            on_invoice=on_invoice,
+            on_event=on_event,
+            dead_letters=stores.dead_letters,
+        )
         result = simulation.run()
     elapsed = monotonic() - started
     summarize(console, invoices, result.stats, elapsed)
     console.print(
         f"\n[bold]Where the data lives[/bold]\n"
         f"  usage (ClickHouse): {stores.clickhouse_where}, database 'billing': tables usage_events, "
-        "usage_windows (15-minute buckets), view usage_rollups (hours, days, months)\n"
+        "usage_windows (15-minute buckets), view usage_rollups (hours, days, months), dead_letters\n"
         f"  ledger (PostgreSQL): {stores.database_url}\n"
         f"[bold]Query it[/bold]\n"
         f"  billing query clickhouse --data-dir {data_dir} "
         "\"SELECT metric_code, sum(total) FROM billing.usage_rollups WHERE granularity = 'month' GROUP BY 1\"\n"
+        f"  billing query clickhouse --data-dir {data_dir} "
+        '"SELECT reason, count() FROM billing.dead_letters FINAL GROUP BY reason"\n'
         f"  billing query postgres --data-dir {data_dir} "
         '"SELECT status, currency_code, count(*), sum(total) FROM invoices GROUP BY 1, 2"'
     )

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine
 from billing.database import ledger_url
 from invoicing.ledger.postgres import PostgresLedger, migrate
 from streams.clickhouse.client import ensure_schema, open_client
-from streams.clickhouse.store import ClickHouseUsageStore
+from streams.clickhouse.store import ClickHouseDeadLetters, ClickHouseUsageStore
 
 DATABASE = "billing"
 
@@ -36,6 +36,11 @@ class Stores:
     engine: Engine
     clickhouse_where: str
     database_url: str
+
+    @property
+    def dead_letters(self) -> ClickHouseDeadLetters:
+        """Rejected usage, kept in the usage store's ``dead_letters`` table."""
+        return ClickHouseDeadLetters(self.usage.client, DATABASE)
 
     def close(self) -> None:
         self.usage.client.close()

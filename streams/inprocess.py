@@ -37,8 +37,12 @@ class InProcessPipeline:
         tenant_of: Callable[[str], str],
         on_accepted: Callable[[UsageRecord], None] | None = None,
         batch_size: int = 100_000,
+        original_of: Callable[[UsageEvent], bytes] | None = None,
     ) -> None:
         self.catalog = catalog
+        self.original_of = original_of
+        """Encodes a rejected event that came without its original bytes, for a dead-letter store
+        that tells letters apart by them (ClickHouse's ``dead_letters``); called on rejections only."""
         self.store = store
         self.dead_letters = dead_letters
         self.now_ms = now_ms
@@ -55,6 +59,8 @@ class InProcessPipeline:
     def process(self, event: UsageEvent, original: bytes = b"") -> Outcome:
         outcome = process_event(event, self.catalog, self._dedup, self._windows, self.now_ms())
         if outcome.rejection is not None:
+            if not original and self.original_of is not None:
+                original = self.original_of(event)
             self._letters.append(DeadLetter(outcome.rejection, original))
             if outcome.verdict is Verdict.CONFLICT:
                 self.stats.conflicts += 1

@@ -11,7 +11,7 @@ from rating.aggregations import Point, SummedTotals, WindowTotals, merge_all, su
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import UsageRecord
 from streams.operators.windows import Granularity, WindowKey
-from streams.ports import DeadLetter, WindowRow
+from streams.ports import DeadLetter, DeadLetterSink, WindowRow
 
 
 class MemoryUsageStore:
@@ -89,8 +89,14 @@ class MemoryUsageStore:
 
 
 class MemoryDeadLetters:
-    def __init__(self) -> None:
+    """Rejected events kept in memory (a run's result), and handed on to ``forward`` if given
+    (the usage store's ``dead_letters`` table, where they outlive the run)."""
+
+    def __init__(self, forward: DeadLetterSink | None = None) -> None:
         self.letters: list[DeadLetter] = []
+        self.forward = forward
 
     def publish(self, letters: Sequence[DeadLetter]) -> None:
         self.letters.extend(letters)
+        if self.forward is not None:
+            self.forward.publish(letters)

@@ -20,7 +20,7 @@ def simulate_embedded(
 
     def run(stores: Stores, where: Path) -> SimulationResult:
         if kafka is None:
-            return Simulation(scenario, stores.usage, stores.ledger).run()
+            return Simulation(scenario, stores.usage, stores.ledger, dead_letters=stores.dead_letters).run()
         from billing.simulate.kafka import simulate_over_kafka
 
         assert scenario_file is not None, "the Kafka worker reads the scenario file as its catalog"

@@ -40,11 +40,12 @@ from rating.money import Money, to_minor
 from rating.periods import Period, epoch_ms, from_epoch_ms
 from rating.rate import RatingResult
 from streams.inprocess import InProcessPipeline, PipelineStats
+from streams.kafka import messages
 from streams.memory import MemoryDeadLetters
 from streams.operators.process import Catalog
 from streams.operators.records import UsageEvent, UsageRecord
 from streams.operators.validate import SubscriptionRef
-from streams.ports import DeadLetter, UsageStore
+from streams.ports import DeadLetter, DeadLetterSink, UsageStore
 
 # Kinds of timeline entries, in the order they run at one instant.
 ARRIVAL, PERIOD_END, FINALIZE, ACTION = range(4)
@@ -110,6 +111,7 @@ class Simulation:
         batch_size: int = 100_000,
         driver: Callable[[Simulation], UsageDriver] | None = None,
         finalizer: Finalizer | None = None,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self.scenario = scenario
         self.store = store
@@ -123,7 +125,7 @@ class Simulation:
         self.refs = {
             s.id: SubscriptionRef(s.id, s.tenant_id, s.timezone, epoch_ms(s.start_at)) for s in scenario.subscriptions
         }
-        self.dead_letters = MemoryDeadLetters()
+        self.dead_letters = MemoryDeadLetters(forward=dead_letters)
         self.catalog = Catalog(metrics.get, self.refs.get)
         self.pipeline: UsageDriver = (
             driver(self)
@@ -136,6 +138,7 @@ class Simulation:
                 tenant_of=lambda sub: self.refs[sub].tenant_id,
                 on_accepted=self.accepted,
                 batch_size=batch_size,
+                original_of=None if dead_letters is None else messages.single_event,
             )
         )
         self.terms = terms_of(scenario)

@@ -41,3 +41,21 @@ def test_a_redelivered_letter_is_stored_once(chdb_client: Any, clickhouse_db: st
     sink.publish(LETTERS[1:2])  # the same letter in another batch: collapsed by FINAL
     assert len(sink.letters()) == len(LETTERS)
     assert sum(sink.counts().values()) == len(LETTERS)
+
+
+def test_a_run_on_embedded_stores_keeps_its_dead_letters_in_clickhouse(chdb_client: Any, clickhouse_db: str) -> None:
+    """``simulate --stores embedded`` and ``billing demo`` hand every rejected event to the usage
+    store's ``dead_letters`` table as well as to the run's result: the same letters, once each."""
+    from pathlib import Path
+
+    from billing.simulate import load_scenario
+    from billing.simulate.runner import Simulation
+    from invoicing.ledger.memory import MemoryLedger
+    from streams.clickhouse.store import ClickHouseUsageStore
+
+    case = Path(__file__).parents[1] / "scenarios" / "cases" / "21_duplicates_conflicts_invalid.yaml"
+    sink = ClickHouseDeadLetters(chdb_client, clickhouse_db)
+    store = ClickHouseUsageStore(chdb_client, clickhouse_db)
+    result = Simulation(load_scenario(case), store, MemoryLedger(), dead_letters=sink).run()
+    assert result.dead_letters
+    assert sorted(sink.letters(), key=repr) == sorted(result.dead_letters, key=repr)
