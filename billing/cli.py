@@ -11,6 +11,7 @@ from pathlib import Path
 from rating.errors import BillingError
 
 EXIT_INPUT_ERROR = 2
+EXIT_UNAVAILABLE = 1
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -310,12 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from streams.kafka.topics import BrokerUnavailable
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
     except BillingError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except BrokerUnavailable as error:
+        from billing.streaming import START_A_BROKER
+
+        print(f"error: {error}; {START_A_BROKER}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

@@ -370,7 +370,7 @@ def _guarded(run: Any) -> Any:
         from confluent_kafka import KafkaException
 
         from streams.ingest.producer import DeliveryError, UnknownTopicError
-        from streams.kafka.dlq import BrokerUnavailable
+        from streams.kafka.topics import BrokerUnavailable
 
         try:
             return int(run(args))

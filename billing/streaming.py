@@ -26,6 +26,7 @@ from streams.operators.process import Catalog
 from streams.operators.validate import SubscriptionRef
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
+START_A_BROKER = "start one with `python3.11 ops/kafka.py start` or set --bootstrap / $KAFKA_BOOTSTRAP_SERVERS"
 
 
 def bootstrap_servers(given: str | None) -> str:
@@ -115,13 +116,20 @@ def run_worker(args: Any) -> int:
     )
     clock: Clock = FileClock(args.clock_file) if getattr(args, "clock_file", None) else SystemClock()
     from billing.dlq_retention import dlq_retention_ms
-    from streams.kafka.dlq import BrokerUnavailable, admin_client
-    from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
+    from streams.kafka.dlq import admin_client
+    from streams.kafka.topics import (
+        USAGE_ACCEPTED,
+        USAGE_DLQ,
+        USAGE_EVENTS,
+        USAGE_WINDOWS,
+        BrokerUnavailable,
+        ensure_topics,
+    )
 
     try:
         admin, _ = admin_client(settings.bootstrap_servers, 10.0)
     except BrokerUnavailable as error:
-        print(f"error: {error}; start one with `python3.11 ops/kafka.py start` or set --bootstrap", file=sys.stderr)
+        print(f"error: {error}; {START_A_BROKER}", file=sys.stderr)
         return 1
     own = [settings.topic(t) for t in (USAGE_EVENTS, USAGE_DLQ, USAGE_ACCEPTED, USAGE_WINDOWS)]
     ensure_topics(admin, settings.partitions, topics=own, dlq_retention_ms=dlq_retention_ms())

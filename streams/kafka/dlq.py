@@ -34,6 +34,7 @@ from rating.periods import epoch_ms
 from streams.ingest.producer import TUNING, DeliveryError, UnknownTopicError
 from streams.kafka import messages
 from streams.kafka.consumers import topic_reader
+from streams.kafka.topics import BrokerUnavailable
 from streams.operators.records import UsageEvent
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,6 @@ KNOWN_FIELDS: Final = frozenset(
         "event_index",
     }
 )
-
-
-class BrokerUnavailable(RuntimeError):
-    """No Kafka broker answered at the bootstrap servers in time."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,6 +140,14 @@ def raise_retention(admin: AdminClient, topics: Sequence[str], wanted_ms: int, *
     return sorted(shorter)
 
 
+BROKER_WAIT_S: Final = 10.0
+"""How long a command waits for a broker to answer before it says there is none."""
+
+
+class BrokerUnavailable(RuntimeError):
+    """No Kafka broker answered at the bootstrap servers in time."""
+
+
 def ensure_topics(
     admin: AdminClient | str,
     partitions: int,
@@ -163,7 +171,13 @@ def ensure_topics(
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
     client = AdminClient({"bootstrap.servers": admin}) if isinstance(admin, str) else admin
-    existing = client.list_topics(timeout=timeout).topics
+    try:
+        existing = client.list_topics(timeout=min(timeout, BROKER_WAIT_S)).topics
+    except KafkaException as error:
+        where = admin if isinstance(admin, str) else "the bootstrap servers"
+        raise BrokerUnavailable(
+            f"no Kafka broker answered at {where} within {min(timeout, BROKER_WAIT_S):g}s ({error.args[0].str()})"
+        ) from None
     wanted = [
         NewTopic(
             name,
