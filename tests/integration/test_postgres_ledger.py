@@ -21,7 +21,8 @@ from sqlalchemy.engine import make_url
 
 from invoicing.engine.compose import finalize
 from invoicing.engine.credit import CreditNote, CreditType
-from invoicing.ledger.postgres import PostgresLedger, embedded_database_url, migrate, stop_embedded_database
+from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
+from invoicing.ledger.postgres import PostgresLedger, migrate
 from invoicing.ledger.tables import metadata
 from rating.errors import InvalidValue
 from rating.money import Money
