@@ -12,6 +12,7 @@ from rating.errors import BillingError
 
 EXIT_INPUT_ERROR = 2
 EXIT_UNAVAILABLE = 1
+START_A_BROKER = "start one with `python3.11 ops/kafka.py start` or set --bootstrap / $KAFKA_BOOTSTRAP_SERVERS"
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -320,8 +321,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except BrokerUnavailable as error:
-        from billing.streaming import START_A_BROKER
-
         print(f"error: {error}; {START_A_BROKER}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 

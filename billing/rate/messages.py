@@ -23,6 +23,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from invoicing.engine.charges import rate_closed
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.json_codec import bounded_decimal, plan_from_json, plan_to_json, terms_from_json, terms_to_json
@@ -31,7 +32,7 @@ from rating.errors import BillingError, InvalidValue
 from rating.late import LateUsage
 from rating.money import Money
 from rating.periods import Period
-from rating.rate import RatingResult, rate_period
+from rating.rate import RatingResult
 from schemas import avro_codec
 
 RATING_RESULT = "rating_result.v1"
@@ -256,15 +257,7 @@ def _final_rating(raw: dict[str, Any]) -> FinalRating:
     for n, item in enumerate(raw["items"]):
         usage[item["metric_code"]] = bounded_decimal(item["quantity"], f"items[{n}].quantity")
     closed = ClosedPeriod(subscription, plan, period, share, raw["is_trial"], raw["reason"])
-    result = rate_period(
-        subscription.id,
-        plan,
-        period,
-        usage,
-        rated_at=raw["rated_at"],
-        proration=share,
-        allow_overage=subscription.allow_overage_billing,
-    )
+    result = rate_closed(closed, usage, raw["rated_at"])
     _check_items(raw["items"], result)
     late = []
     seen: set[tuple[datetime, datetime, str]] = set()
