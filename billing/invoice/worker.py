@@ -10,7 +10,7 @@ because:
    nothing), and a unique constraint backs that up; the message must rate the period as that
    invoice billed it, else it is dead-lettered as ``conflicting_final_rating``, never dropped;
 2. the invoice, its billed usage and its outbox row commit in one PostgreSQL transaction (one per
-   Kafka batch when the ledger offers ``batch``), and a Kafka offset is committed only after it;
+   Kafka batch, ``Ledger.batch``), and a Kafka offset is committed only after it;
 3. PostgreSQL unreachable (``is_outage``: the connection lost or refused, the server stopping,
    starting or out of resources, told by SQLSTATE): the batch rolls back and is retried with
    backoff, never skipped and never acknowledged;
