@@ -17,8 +17,10 @@ START_A_BROKER = "start one with `python3.11 ops/kafka.py start` or set --bootst
 
 def _simulate(args: argparse.Namespace) -> int:
     from billing.simulate import load_scenario, result_to_dict, simulate_in_memory
+    from billing.streaming import tune_gc
 
     scenario = load_scenario(Path(args.scenario))
+    tune_gc()
     if args.via == "kafka":
         from billing.simulate.embedded import simulate_embedded
         from billing.streaming import bootstrap_servers

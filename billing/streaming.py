@@ -80,11 +80,12 @@ def logging_setup(level: str) -> None:
 
 
 def tune_gc() -> None:
-    """For a long-running stream process, after start-up: what is loaded by now (modules, the
-    catalog) is never scanned again, and a young collection waits for 50,000 new objects instead of
-    700. Each batch makes and drops hundreds of thousands of small objects (decoded records, rows);
-    with the defaults the collector's full passes took a quarter of the sink's CPU (py-spy,
-    bench/kafka_pipeline.py). Reference cycles are still collected, only less often."""
+    """For a long-running stream process or a run of many events (demo, simulate), after
+    start-up: what is loaded by now (modules, the catalog) is never scanned again, and a young
+    collection waits for 50,000 new objects instead of 700. Each batch makes and drops hundreds of
+    thousands of small objects (decoded records, rows); with the defaults the collector's full
+    passes took a quarter of the sink's CPU (py-spy, bench/kafka_pipeline.py) and a third of
+    bench/pipeline.py. Reference cycles are still collected, only less often."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
 
