@@ -155,12 +155,39 @@ class Simulation:
         (over Kafka, events are accepted, and ``accepted`` called, only when it flushes)."""
         self.invoices: list[Invoice] = []
         self._timeline: list[tuple[datetime, int, int, int, Any]] = []
+        """Everything but arrivals, as a heap of (instant, kind, rank, sequence, payload)."""
+        self._arrivals: list[tuple[datetime, int, int, int, Any]] = []
+        """Arrivals in the same order, sorted once: a million pushes and pops through the heap
+        took a tenth of ``billing demo``."""
+        self._arrived_upto = 0
         self._seq = 0
 
     # --- timeline -----------------------------------------------------------------------------
     def _at(self, when: datetime, kind: int, rank: int, payload: Any) -> None:
         self._seq += 1
         heapq.heappush(self._timeline, (when, kind, rank, self._seq, payload))
+
+    def _peek(self) -> tuple[datetime, int, int, int, Any] | None:
+        """The timeline's next entry: the earlier of the next arrival and the heap's top (never
+        equal: arrivals are the only entries of their kind)."""
+        arrival = self._arrivals[self._arrived_upto] if self._arrived_upto < len(self._arrivals) else None
+        top = self._timeline[0] if self._timeline else None
+        if arrival is None or (top is not None and top[:2] < arrival[:2]):
+            return top
+        return arrival
+
+    def _pop(self) -> tuple[datetime, int, int, int, Any]:
+        entry = self._peek()
+        assert entry is not None
+        if entry[1] == ARRIVAL:
+            self._arrived_upto += 1
+        else:
+            heapq.heappop(self._timeline)
+        return entry
+
+    def _due(self, until: datetime) -> bool:
+        entry = self._peek()
+        return entry is not None and entry[0] <= until
 
     def _schedule_period_end(self, cycle: BillingCycle) -> None:
         if cycle.period is not None:
@@ -292,8 +319,8 @@ class Simulation:
     # --- run ----------------------------------------------------------------------------------
     def _drain(self, until: datetime) -> None:
         """Process the timeline up to ``until``, in instant order."""
-        while self._timeline and self._timeline[0][0] <= until:
-            when, kind, rank, _, payload = heapq.heappop(self._timeline)
+        while self._due(until):
+            when, kind, rank, _, payload = self._pop()
             if when > self.clock.now():
                 self._check_trials()
                 self.clock.advance_to(when)
@@ -304,8 +331,8 @@ class Simulation:
                 self._period_end(*payload)
             elif kind == FINALIZE:
                 closing = [payload]
-                while self._timeline and self._timeline[0][0] == when and self._timeline[0][1] == FINALIZE:
-                    closing.append(heapq.heappop(self._timeline)[4])
+                while (following := self._peek()) is not None and following[:2] == (when, FINALIZE):
+                    closing.append(self._pop()[4])
                 self.pipeline.flush()
                 regular = [c for c in closing if not c.is_adjustment]
                 if regular:  # an adjustment invoice rates no usage of its own
@@ -321,15 +348,15 @@ class Simulation:
     def run(self) -> SimulationResult:
         for subscription in self.scenario.subscriptions:
             self._replace_cycle(open_cycle(subscription, self.scenario.plan(subscription.plan_code)))
-        for n, event in enumerate(self.scenario.events):
-            self._at(event.arrives_at, ARRIVAL, n, event)
+        events = self.scenario.events
+        self._arrivals = sorted((event.arrives_at, ARRIVAL, n, 0, event) for n, event in enumerate(events))
         for n, action in enumerate(self.scenario.actions):
             self._at(action.at, ACTION, n, action)
         until = self.scenario.run_until
         while True:
             self._drain(until)
             self._check_trials()  # may schedule the invoice of a trial that just ended
-            if not (self._timeline and self._timeline[0][0] <= until):
+            if not self._due(until):
                 break
         self.pipeline.flush()
         if self.on_event is not None:
