@@ -95,7 +95,7 @@ def _invoicer(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     from billing.query import print_result, run_query
 
-    columns, rows = run_query(args.store, args.sql, Path(args.data_dir))
+    columns, rows = run_query(args.store, args.sql, Path(args.data_dir), write=args.write)
     print_result(columns, rows, args.json)
     return 0
 
@@ -281,6 +281,12 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     query.add_argument("sql")
     query.add_argument("--data-dir", default=".data/demo", help="embedded stores' directory (as given to demo)")
     query.add_argument("--json", action="store_true", help="one JSON object per row")
+    query.add_argument(
+        "--write",
+        action="store_true",
+        help="allow writes (as the owner, several statements, committed); without it a query is one "
+        "read-only statement, on the embedded PostgreSQL as its read-only role",
+    )
     query.set_defaults(run=_query)
 
 

@@ -166,6 +166,7 @@ def run_demo(data_dir: Path, subscriptions: int, events: int, seed: int) -> None
     started = monotonic()
     scenario = demo_scenario(subscriptions, events, seed)
     console.print(f"generated {len(scenario.events):,} events in {monotonic() - started:.1f}s")
+    from billing.database import redact
     from billing.stores import open_stores
     from billing.streaming import tune_gc
 
@@ -200,7 +201,7 @@ def run_demo(data_dir: Path, subscriptions: int, events: int, seed: int) -> None
         f"\n[bold]Where the data lives[/bold]\n"
         f"  usage (ClickHouse): {stores.clickhouse_where}, database 'billing': tables usage_events, "
         "usage_windows (15-minute buckets), view usage_rollups (hours, days, months), dead_letters\n"
-        f"  ledger (PostgreSQL): {stores.database_url}\n"
+        f"  ledger (PostgreSQL): {redact(stores.database_url)}\n"
         f"[bold]Query it[/bold]\n"
         f"  billing query clickhouse --data-dir {data_dir} "
         "\"SELECT metric_code, sum(total) FROM billing.usage_rollups WHERE granularity = 'month' GROUP BY 1\"\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine
 
-from billing.database import ledger_url
+from billing.database import ledger_url, redact
 from invoicing.ledger.postgres import PostgresLedger, migrate
 from streams.clickhouse.client import ensure_schema, open_client
 from streams.clickhouse.store import ClickHouseDeadLetters, ClickHouseUsageStore
@@ -18,7 +18,8 @@ DATABASE = "billing"
 
 
 def clickhouse_where(data_dir: Path) -> str:
-    return os.environ.get("CLICKHOUSE_URL") or f"chDB at {data_dir / 'chdb'}"
+    url = os.environ.get("CLICKHOUSE_URL")
+    return redact(url) if url else f"chDB at {data_dir / 'chdb'}"
 
 
 def open_usage_store(data_dir: Path) -> ClickHouseUsageStore:

@@ -54,6 +54,21 @@ def embedded_database_url(data_dir: Path, keep_running: bool = True) -> str:
     ).render_as_string(hide_password=False)
 
 
+def embedded_reader_url(data_dir: Path, role: str) -> str:
+    """The URL of the embedded server (started if needed) as ``role``: a login role that may read
+    every table and nothing else (``pg_read_all_data``; no superuser, so no ``COPY … TO
+    PROGRAM``), created on first use. The socket trusts any role, as it does the superuser."""
+    import psycopg
+    from psycopg import sql
+
+    owner = embedded_database_url(data_dir).replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(owner, autocommit=True) as connection:
+        if connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+            connection.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(role)))
+        connection.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(role)))
+    return owner.replace(f"//{USER}:@", f"//{role}:@", 1)
+
+
 def stop_embedded_database(data_dir: Path) -> bool:
     """Stop the embedded PostgreSQL of ``data_dir`` if it runs (open connections are closed);
     True when it was running."""
