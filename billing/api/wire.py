@@ -3,7 +3,7 @@ money on the wire. Kept apart from the servicers so each of them stays a thin tr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NoReturn
@@ -50,15 +50,3 @@ def money(amount: Money) -> money_pb2.Money:
 
 def optional_timestamp(value: datetime | None) -> Timestamp | None:
     return None if value is None else timestamp(value)
-
-
-def enum_name(prefix: str) -> Callable[[str], str]:
-    """``PRICING_MODEL_TIERED`` → ``TIERED`` for a proto enum whose values carry ``prefix``."""
-    return lambda name: name.removeprefix(prefix)
-
-
-def check_size(context: Any, request: Any, limit: int) -> None:
-    """Refuse a request whose encoded size is above ``limit`` bytes (the server caps all at 1 MiB)."""
-    size = request.ByteSize()
-    if size > limit:
-        abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"request: {size} bytes, at most {limit} here")
