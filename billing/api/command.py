@@ -95,7 +95,8 @@ def run_serve(args: argparse.Namespace) -> int:
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, lambda *_: stop.set())
         print(f"billing serve: listening on {args.host}:{port} ({'TLS' if tls else 'plaintext'})", flush=True)
-        stop.wait()
+        while not stop.wait(0.5):  # a timed wait: the signal handler runs even if a wait is not woken
+            pass
         server.stop()
     finally:
         engine.dispose()
