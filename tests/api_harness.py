@@ -59,7 +59,11 @@ def terms(tenant: str) -> BillingTerms:
     return BillingTerms(
         tenant,
         {"api_calls": Metric("api_calls"), "storage_gb": Metric("storage_gb")},
-        (TaxRule("ID", "PPN", Decimal(11), is_default=True),),
+        (
+            TaxRule("ID", "PPN", Decimal(11), is_default=True),
+            TaxRule("SG", "GST", Decimal(9)),
+            TaxRule("EU-DE", "VAT", Decimal(19), is_active=False),
+        ),
         {"WELCOME10": Coupon("WELCOME10", percent_off=Decimal(10), duration=CouponDuration.ONCE)},
     )
 

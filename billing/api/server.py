@@ -21,6 +21,7 @@ from billing.api.invoice_service import InvoiceServicer
 from billing.api.keys import authenticate
 from billing.api.pricing_service import PricingServicer
 from billing.api.subscription_service import SubscriptionServicer
+from billing.api.tax_service import TaxServicer
 from billing.clock import Clock, SystemClock
 from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.postgres import PostgresLedger
@@ -28,12 +29,14 @@ from invoicing.ledger.postgres_api import PostgresApiLedger
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2, subscription_pb2_grpc
+from schemas.generated.smallbiznis.tax.v1 import tax_pb2, tax_pb2_grpc
 
 MAX_REQUEST_BYTES: Final = 1 << 20
 SERVED: Final[tuple[str, ...]] = (
     pricing_pb2.DESCRIPTOR.services_by_name["PricingService"].full_name,
     subscription_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name,
     invoice_pb2.DESCRIPTOR.services_by_name["InvoiceService"].full_name,
+    tax_pb2.DESCRIPTOR.services_by_name["TaxService"].full_name,
 )
 """The services ``billing serve`` answers (their RPCs not built answer UNIMPLEMENTED)."""
 
@@ -61,6 +64,7 @@ class ApiServer:
             SubscriptionServicer(ledger, api, now), self.server
         )
         invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(api), self.server)  # type: ignore[no-untyped-call]
+        tax_pb2_grpc.add_TaxServiceServicer_to_server(TaxServicer(ledger), self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection((*SERVED, health_name, reflection.SERVICE_NAME), self.server)

@@ -16,9 +16,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from billing.api.keys import parse_key
 from billing.api.server import SERVED
 from invoicing.ledger.api_keys import PostgresApiKeys
+from schemas.generated.smallbiznis.common.v1.money_pb2 import Money
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2 as I
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2 as P
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
+from schemas.generated.smallbiznis.tax.v1 import tax_pb2 as T
+from schemas.generated.smallbiznis.tax.v1 import tax_pb2_grpc
 from tests.api_harness import Api, pro_plan, status_of
 from tests.integration.test_api_invoices import invoice_periods
 
@@ -39,6 +42,7 @@ def t1_data(api: Api) -> str:
 
 def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
     """One valid request to every RPC ``billing serve`` implements."""
+    tax = tax_pb2_grpc.TaxServiceStub(api.channel)  # type: ignore[no-untyped-call]
     return [
         (api.pricing.CreatePlan, P.CreatePlanRequest(plan=pro_plan("other"))),
         (api.pricing.GetPlan, P.GetPlanRequest(id="pro@1")),
@@ -51,6 +55,8 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (api.subscriptions.ChangeSubscriptionPlan, S.ChangeSubscriptionPlanRequest(id="sub_1", new_plan_code="pro")),
         (api.invoices.GetInvoice, I.GetInvoiceRequest(id=invoice_id)),
         (api.invoices.ListInvoices, I.ListInvoicesRequest()),
+        (tax.ListTaxRules, T.ListTaxRulesRequest()),
+        (tax.CalculateTax, T.TaxCalculationRequest(subtotal=Money(units=100, currency_code="USD"))),
     ]
 
 
