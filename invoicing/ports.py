@@ -169,6 +169,18 @@ class StoredInvoice:
     invoice: Invoice
 
 
+@dataclass(frozen=True, slots=True)
+class StoredCreditNote:
+    """A credit note as the API shows it: its id, its tenant (its subscription's) and the id of the
+    invoice it names, if any."""
+
+    id: int
+    tenant_id: str
+    note: CreditNote
+    invoice_id: int | None = None
+    idempotency_key: str | None = None
+
+
 class ApiLedger(Protocol):
     """What the served API reads, each read scoped to one tenant (pages are keyset pages that start
     strictly after ``after``, the sort key of the previous page's last row), and its plan writes."""
@@ -194,6 +206,16 @@ class ApiLedger(Protocol):
         limit: int,
     ) -> list[SubscriptionRecord]:
         """Subscriptions by id."""
+        ...
+
+    def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
+        """Add the note, or find the subscription's note of that key (False, nothing added)."""
+        ...
+
+    def credit_notes(
+        self, tenant_id: str, subscription_id: str | None, invoice_number: str | None, after: int | None, limit: int
+    ) -> list[StoredCreditNote]:
+        """Credit notes of the tenant's subscriptions, by id."""
         ...
 
     def invoice(self, tenant_id: str, invoice_id: int) -> StoredInvoice | None: ...

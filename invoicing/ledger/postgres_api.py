@@ -8,7 +8,9 @@ from dataclasses import replace
 from typing import Any, Final
 
 from sqlalchemy import Row, and_, func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
 
+from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import InvoiceStatus
 from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.ledger import tables as t
@@ -16,8 +18,9 @@ from invoicing.ledger.catalog import plan_version_for
 from invoicing.ledger.json_codec import plan_from_json
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ledger.postgres_session import utc
-from invoicing.ports import StoredInvoice, StoredPlan, SubscriptionRecord
+from invoicing.ports import StoredCreditNote, StoredInvoice, StoredPlan, SubscriptionRecord
 from rating.catalog import Plan
+from rating.money import Money
 
 PLAN_LOCK: Final = 0x0B0C6  # first key of the per-tenant plan lock; the second is the tenant's hash
 
@@ -121,3 +124,74 @@ class PostgresApiLedger:
             rows = session.db.execute(select(t.invoices).where(where).order_by(t.invoices.c.id).limit(limit)).all()
             invoices = session._invoices(rows)
         return [StoredInvoice(int(row.id), invoice) for row, invoice in zip(rows, invoices, strict=True)]
+
+    # -- credit notes ------------------------------------------------------------------------------
+
+    def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
+        """Add the note (the row the balance query reads), or find the subscription's note of that
+        key: a concurrent twin waits on the unique index and then finds the first one's row."""
+        notes = t.credit_notes
+        values = {
+            "subscription_id": note.subscription_id,
+            "type": str(note.type),
+            "amount": note.amount.amount,
+            "currency_code": note.amount.currency,
+            "created_at": note.created_at,
+            "reason": note.reason,
+            "invoice_number": note.invoice_number,
+            "idempotency_key": idempotency_key,
+        }
+        statement = insert(notes).values(**values)
+        if idempotency_key is not None:
+            statement = statement.on_conflict_do_nothing(
+                index_elements=["subscription_id", "idempotency_key"],
+                index_where=notes.c.idempotency_key.isnot(None),
+            )
+        with self.ledger.engine.begin() as connection:
+            added = connection.execute(statement.returning(notes.c.id)).scalar_one_or_none()
+            created = added is not None
+            if added is None:
+                added = connection.execute(
+                    select(notes.c.id).where(
+                        notes.c.subscription_id == note.subscription_id, notes.c.idempotency_key == idempotency_key
+                    )
+                ).scalar_one()
+        return self._credit_notes(t.credit_notes.c.id == added, 1)[0], created
+
+    def credit_notes(
+        self, tenant_id: str, subscription_id: str | None, invoice_number: str | None, after: int | None, limit: int
+    ) -> list[StoredCreditNote]:
+        where = [t.subscriptions.c.tenant_id == tenant_id]
+        if subscription_id is not None:
+            where.append(t.credit_notes.c.subscription_id == subscription_id)
+        if invoice_number is not None:
+            where.append(t.credit_notes.c.invoice_number == invoice_number)
+        if after is not None:
+            where.append(t.credit_notes.c.id > after)
+        return self._credit_notes(and_(*where), limit)
+
+    def _credit_notes(self, where: Any, limit: int) -> list[StoredCreditNote]:
+        notes, subs, invoices = t.credit_notes, t.subscriptions, t.invoices
+        query = (
+            select(notes, subs.c.tenant_id, invoices.c.id.label("invoice_id"))
+            .join(subs, subs.c.id == notes.c.subscription_id)
+            .outerjoin(
+                invoices,
+                (invoices.c.tenant_id == subs.c.tenant_id) & (invoices.c.invoice_number == notes.c.invoice_number),
+            )
+            .where(where)
+            .order_by(notes.c.id)
+            .limit(limit)
+        )
+        with self.ledger.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [_stored_note(row) for row in rows]
+
+
+def _stored_note(row: Row[Any]) -> StoredCreditNote:
+    amount = Money(int(row.amount), row.currency_code)
+    note = CreditNote(
+        row.subscription_id, CreditType(row.type), amount, utc(row.created_at), row.reason, row.invoice_number
+    )
+    invoice_id = None if row.invoice_id is None else int(row.invoice_id)
+    return StoredCreditNote(int(row.id), row.tenant_id, note, invoice_id, row.idempotency_key)

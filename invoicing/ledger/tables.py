@@ -138,6 +138,14 @@ credit_notes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("reason", Text, nullable=False),
     Column("invoice_number", String),
+    Column("idempotency_key", String),  # CreateCreditNote's, unique per subscription (migration 0005)
+)
+Index(
+    "credit_notes_idempotency",
+    credit_notes.c.subscription_id,
+    credit_notes.c.idempotency_key,
+    unique=True,
+    postgresql_where=credit_notes.c.idempotency_key.isnot(None),
 )
 
 # What invoices took from the balance; the balance is BALANCE notes minus this, per currency.

@@ -17,6 +17,8 @@ from billing.api.keys import parse_key
 from billing.api.server import SERVED
 from invoicing.ledger.api_keys import PostgresApiKeys
 from schemas.generated.smallbiznis.common.v1.money_pb2 import Money
+from schemas.generated.smallbiznis.credit.v1 import credit_pb2 as C
+from schemas.generated.smallbiznis.credit.v1 import credit_pb2_grpc
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2 as I
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2 as P
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
@@ -43,6 +45,7 @@ def t1_data(api: Api) -> str:
 def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
     """One valid request to every RPC ``billing serve`` implements."""
     tax = tax_pb2_grpc.TaxServiceStub(api.channel)  # type: ignore[no-untyped-call]
+    credit = credit_pb2_grpc.CreditServiceStub(api.channel)  # type: ignore[no-untyped-call]
     return [
         (api.pricing.CreatePlan, P.CreatePlanRequest(plan=pro_plan("other"))),
         (api.pricing.GetPlan, P.GetPlanRequest(id="pro@1")),
@@ -57,6 +60,8 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (api.invoices.ListInvoices, I.ListInvoicesRequest()),
         (tax.ListTaxRules, T.ListTaxRulesRequest()),
         (tax.CalculateTax, T.TaxCalculationRequest(subtotal=Money(units=100, currency_code="USD"))),
+        (credit.CreateCreditNote, C.CreateCreditNoteRequest(subscription_id="sub_1", type=C.CREDIT_NOTE_TYPE_BALANCE)),
+        (credit.ListCreditNotes, C.ListCreditNotesRequest()),
     ]
 
 
