@@ -185,6 +185,11 @@ class ApiLedger(Protocol):
     """What the served API reads, each read scoped to one tenant (pages are keyset pages that start
     strictly after ``after``, the sort key of the previous page's last row), and its plan writes."""
 
+    def subscription_session(self, subscription_id: str) -> AbstractContextManager[LedgerSession]:
+        """A ledger transaction holding the subscription's lock: the API's changes of one
+        subscription (create, cancel, plan change) read, decide and save in turn."""
+        ...
+
     def create_plan(self, tenant_id: str, plan: Plan) -> tuple[StoredPlan, bool]:
         """Save ``plan`` as the next version of its code, or find it unchanged (False)."""
         ...

@@ -27,7 +27,7 @@ from billing.api.paging import decode_token, encode_token, page_size
 from billing.api.pricing_service import plan_id
 from billing.simulate.scenario_file import parse_subscription
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
-from invoicing.ports import ApiLedger, Ledger, SubscriptionRecord
+from invoicing.ports import ApiLedger, Ledger, LedgerSession, SubscriptionRecord
 from rating.errors import BillingError, InvalidValue
 from rating.money import minor_to_major
 from rating.periods import add_local_days
@@ -76,12 +76,12 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
         self.api = api
         self.now = now
 
-    def _owned(self, context: Any, tenant: str, subscription_id: str) -> SubscriptionRecord:
+    @staticmethod
+    def _owned_in(context: Any, session: LedgerSession, tenant: str, subscription_id: str) -> SubscriptionRecord:
         """The tenant's subscription of that id; NOT_FOUND for any other, as if it did not exist."""
         if not subscription_id:
             wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "id: is required")
-        with self.ledger.session() as session:
-            record = session.get_subscription(subscription_id)
+        record = session.get_subscription(subscription_id)
         if record is None or record.subscription.tenant_id != tenant:
             wire.abort(context, grpc.StatusCode.NOT_FOUND, f"id: no subscription {subscription_id!r}")
         return record
@@ -127,7 +127,7 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
         with wire.errors_as_status(context):
             subscription = self._requested(request, tenant)
             status = SubscriptionStatus.TRIALING if subscription.trial_days else SubscriptionStatus.ACTIVE
-            with self.ledger.session() as session:
+            with self.api.subscription_session(subscription.id) as session:
                 stored = session.get_subscription(subscription.id)
                 if stored is None:
                     stored = session.save_subscription(subscription, status=status)
@@ -149,7 +149,8 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def GetSubscription(
         self, request: subscription_pb2.GetSubscriptionRequest, context: Any
     ) -> subscription_pb2.GetSubscriptionResponse:
-        record = self._owned(context, wire.tenant(context), request.id)
+        with self.ledger.session() as session:
+            record = self._owned_in(context, session, wire.tenant(context), request.id)
         return subscription_pb2.GetSubscriptionResponse(subscription=subscription_message(record))
 
     def ListSubscriptions(
@@ -175,52 +176,58 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
     def CancelSubscription(
         self, request: subscription_pb2.CancelSubscriptionRequest, context: Any
     ) -> subscription_pb2.CancelSubscriptionResponse:
-        record = self._owned(context, wire.tenant(context), request.id)
-        if request.at_period_end or request.HasField("effective_at"):
-            field = "at_period_end" if request.at_period_end else "effective_at"
-            wire.abort(
-                context,
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"{field}: only a cancel now is built; the ledger's subscription has no effective instant yet",
-            )
-        with wire.errors_as_status(context):
-            _not_stored(request, ("reason",))
-        if record.status is SubscriptionStatus.TRIAL_EXPIRED:
-            wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"id: subscription {record.id!r} has ended")
-        if record.status is not SubscriptionStatus.CANCELED:  # canceling twice answers the first cancel
-            with self.ledger.session() as session:
+        tenant = wire.tenant(context)
+        with self.api.subscription_session(request.id) as session:  # read, decide and save in turn
+            record = self._owned_in(context, session, tenant, request.id)
+            if request.at_period_end or request.HasField("effective_at"):
+                field = "at_period_end" if request.at_period_end else "effective_at"
+                wire.abort(
+                    context,
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"{field}: only a cancel now is built; the ledger's subscription has no effective instant yet",
+                )
+            with wire.errors_as_status(context):
+                _not_stored(request, ("reason",))
+            if record.status is SubscriptionStatus.TRIAL_EXPIRED:
+                wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"id: subscription {record.id!r} has ended")
+            if record.status is not SubscriptionStatus.CANCELED:  # canceling twice answers the first cancel
                 record = session.save_subscription(
                     record.subscription, plan_version=record.plan_version, status=SubscriptionStatus.CANCELED
                 )
         return subscription_pb2.CancelSubscriptionResponse(subscription=subscription_message(record))
 
+    @staticmethod
+    def _changed(session: LedgerSession, tenant: str, record: SubscriptionRecord, code: str) -> SubscriptionRecord:
+        """The subscription moved to the newest version of plan ``code`` (same currency); a change
+        ends a trial, as the engine's ``change_plan`` does."""
+        plan = session.get_plan(tenant, code)
+        if plan is None:
+            raise InvalidValue("new_plan_code", f"no plan {code!r}")
+        current = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
+        if current is not None and plan.currency_code != current.currency_code:
+            raise InvalidValue(
+                "new_plan_code", f"plan {plan.code!r} bills in {plan.currency_code}, not in {current.currency_code}"
+            )
+        status = SubscriptionStatus.ACTIVE if record.status is SubscriptionStatus.TRIALING else record.status
+        changed = replace(record.subscription, plan_code=plan.code)
+        return session.save_subscription(changed, plan_version=plan.version, status=status)
+
     def ChangeSubscriptionPlan(
         self, request: subscription_pb2.ChangeSubscriptionPlanRequest, context: Any
     ) -> subscription_pb2.ChangeSubscriptionPlanResponse:
         tenant = wire.tenant(context)
-        record = self._owned(context, tenant, request.id)
-        if request.HasField("effective_at"):
-            wire.abort(
-                context,
-                grpc.StatusCode.UNIMPLEMENTED,
-                "effective_at: only a change now is built; the ledger's subscription has no effective instant yet",
-            )
-        if not request.new_plan_code:
-            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "new_plan_code: is required")
-        if record.status in ENDED:
-            wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"id: subscription {record.id!r} has ended")
-        with wire.errors_as_status(context), self.ledger.session() as session:
-            plan = session.get_plan(tenant, request.new_plan_code)
-            if plan is None:
-                raise InvalidValue("new_plan_code", f"no plan {request.new_plan_code!r}")
-            current = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
-            if current is not None and plan.currency_code != current.currency_code:
-                raise InvalidValue(
-                    "new_plan_code", f"plan {plan.code!r} bills in {plan.currency_code}, not in {current.currency_code}"
+        with self.api.subscription_session(request.id) as session:  # read, decide and save in turn
+            record = self._owned_in(context, session, tenant, request.id)
+            if request.HasField("effective_at"):
+                wire.abort(
+                    context,
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    "effective_at: only a change now is built; the ledger's subscription has no effective instant yet",
                 )
-            status = (
-                SubscriptionStatus.ACTIVE if record.status is SubscriptionStatus.TRIALING else record.status
-            )  # a change ends a trial
-            changed = replace(record.subscription, plan_code=plan.code)
-            record = session.save_subscription(changed, plan_version=plan.version, status=status)
+            if not request.new_plan_code:
+                wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "new_plan_code: is required")
+            if record.status in ENDED:
+                wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"id: subscription {record.id!r} has ended")
+            with wire.errors_as_status(context):
+                record = self._changed(session, tenant, record, request.new_plan_code)
         return subscription_pb2.ChangeSubscriptionPlanResponse(subscription=subscription_message(record))

@@ -4,6 +4,8 @@ back as the same value the finalization path writes; and plan creation, serialis
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Final
 
@@ -16,13 +18,14 @@ from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.ledger import tables as t
 from invoicing.ledger.catalog import plan_version_for
 from invoicing.ledger.json_codec import plan_from_json
-from invoicing.ledger.postgres import PostgresLedger
+from invoicing.ledger.postgres import PostgresLedger, PostgresLedgerSession
 from invoicing.ledger.postgres_session import utc
 from invoicing.ports import StoredCreditNote, StoredInvoice, StoredPlan, SubscriptionRecord
 from rating.catalog import Plan
 from rating.money import Money
 
 PLAN_LOCK: Final = 0x0B0C6  # first key of the per-tenant plan lock; the second is the tenant's hash
+SUBSCRIPTION_LOCK: Final = 0x0B0C7  # first key of the per-subscription lock; the second is the id's hash
 
 
 def _newest() -> Any:
@@ -44,6 +47,14 @@ class PostgresApiLedger:
 
     def __init__(self, ledger: PostgresLedger) -> None:
         self.ledger = ledger
+
+    @contextmanager
+    def subscription_session(self, subscription_id: str) -> Iterator[PostgresLedgerSession]:
+        """A ledger transaction holding the subscription's lock (until it ends)."""
+        with self.ledger.session() as session:
+            lock = func.pg_advisory_xact_lock(SUBSCRIPTION_LOCK, func.hashtext(subscription_id))
+            session.db.execute(select(lock))
+            yield session
 
     def create_plan(self, tenant_id: str, plan: Plan) -> tuple[StoredPlan, bool]:
         """Save ``plan`` as its code's next version, or find it unchanged (False). Creations of one

@@ -185,3 +185,38 @@ def test_a_plan_change_now_moves_the_subscription_to_the_newest_version(api: Api
     api.subscriptions.CancelSubscription(S.CancelSubscriptionRequest(id="sub_1"), metadata=api.auth())
     ended = S.ChangeSubscriptionPlanRequest(id="sub_1", new_plan_code="pro")
     assert status_of(change, ended, metadata=api.auth())[0] == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.usefixtures("plans")
+def test_concurrent_changes_of_one_subscription_take_turns(api: Api) -> None:
+    """Creates of one id with different content: one wins, the others are ALREADY_EXISTS (never an
+    overwrite); a cancel racing a plan change: the cancel is never lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(region: str) -> grpc.StatusCode:
+        try:
+            create(api, id="sub_race", region_code=region)
+        except grpc.RpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(attempt, ["ID", "SG", "MY", "TH", "VN", "PH"]))
+    assert sorted(codes, key=str) == sorted([grpc.StatusCode.OK] + [grpc.StatusCode.ALREADY_EXISTS] * 5, key=str)
+    assert outbox_keys(api) == ["sub_race"]
+    for n in range(8):
+        create(api, id=f"sub_{n}")
+        cancel = S.CancelSubscriptionRequest(id=f"sub_{n}")
+        change = S.ChangeSubscriptionPlanRequest(id=f"sub_{n}", new_plan_code="team")
+        with ThreadPoolExecutor(2) as pool:
+            pool.submit(api.subscriptions.CancelSubscription, cancel, metadata=api.auth())
+            changed = pool.submit(_try, api.subscriptions.ChangeSubscriptionPlan, change, api.auth())
+        final = api.subscriptions.GetSubscription(S.GetSubscriptionRequest(id=f"sub_{n}"), metadata=api.auth())
+        assert final.subscription.status == S.SUBSCRIPTION_STATUS_CANCELED, changed.result()
+
+
+def _try(call: object, request: object, metadata: list[tuple[str, str]]) -> object:
+    try:
+        return call(request, metadata=metadata)  # type: ignore[operator]
+    except grpc.RpcError as error:
+        return error.code()
