@@ -47,13 +47,20 @@ def add_apikey_command(commands: Any) -> None:
 
 
 def _engine(data_dir: str, pool_size: int = 5) -> Any:
+    """An engine on the migrated ledger; an unreachable server is one line and status 1."""
     from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
 
     from billing.database import ledger_url
     from invoicing.ledger.postgres import migrate
 
     url = ledger_url(Path(data_dir))
-    migrate(url)
+    try:
+        migrate(url)
+    except OperationalError as error:
+        reason = str(error.orig).splitlines()[0] if error.orig is not None else str(error)
+        print(f"error: the ledger's PostgreSQL does not answer: {reason}", file=sys.stderr)
+        raise SystemExit(1) from None
     return create_engine(url, pool_pre_ping=True, pool_size=pool_size)
 
 

@@ -128,3 +128,9 @@ def test_help_is_fast_and_names_the_options() -> None:
     assert done.returncode == 0 and "--tls-cert" in done.stdout and "--data-dir" in done.stdout
     wrong = subprocess.run([sys.executable, "-m", "billing.cli", "serve"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "--port" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_an_unreachable_ledger_is_one_line() -> None:
+    for command in (("serve", "--port", "0"), ("apikey", "list")):
+        error = one_error(billing("postgresql+psycopg://billing@127.0.0.1:1/ledger", *command), 1)
+        assert error.startswith("error: the ledger's PostgreSQL does not answer:"), error
