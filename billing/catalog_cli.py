@@ -65,7 +65,7 @@ def apply_catalog(ledger: Ledger, scenario: Scenario) -> dict[str, Any]:
     plan of another tenant) is an error naming it, and nothing is saved."""
     from billing.simulate.runner import terms_of
     from invoicing.engine.subscriptions import SubscriptionStatus
-    from invoicing.ledger.json_codec import plan_to_json
+    from invoicing.ledger.catalog import plan_version_for
 
     tenant = scenario.tenant_id
     with ledger.session() as session:
@@ -74,13 +74,9 @@ def apply_catalog(ledger: Ledger, scenario: Scenario) -> dict[str, Any]:
         plans = []
         for plan in scenario.plans:
             newest = session.get_plan(tenant, plan.code)
-            if newest is None:
-                version, change = 1, CREATED
-            elif plan_to_json(replace(plan, version=newest.version)) == plan_to_json(newest):
-                version, change = newest.version, UNCHANGED
-            else:
-                version, change = newest.version + 1, CHANGED
-            if change != UNCHANGED:
+            version, is_new = plan_version_for(plan, newest)
+            change = CREATED if newest is None else CHANGED if is_new else UNCHANGED
+            if is_new:
                 session.save_plan(tenant, replace(plan, version=version))
             plans.append({"code": plan.code, "version": version, "change": change})
         subscriptions = []

@@ -293,6 +293,7 @@ def _add_query(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def build_parser() -> argparse.ArgumentParser:
     """Every subcommand, in the order ``billing --help`` lists them; the commands that live with
     their own module (produce, catalog, relay, rater, dlq) register themselves."""
+    from billing.api.command import add_apikey_command, add_serve_command
     from billing.catalog_cli import add_catalog_command
     from billing.dlq import add_dlq_command
     from billing.produce import add_produce_command
@@ -312,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_relay_command,
         add_rater_command,
         add_dlq_command,
+        add_serve_command,
+        add_apikey_command,
         _add_explain,
         _add_query,
     ):

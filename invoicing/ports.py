@@ -11,7 +11,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from invoicing.engine.credit import CreditNote
-from invoicing.engine.model import Invoice
+from invoicing.engine.model import Invoice, InvoiceStatus
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.engine.terms import BillingTerms
 from rating.catalog import Aggregation, Plan
@@ -149,6 +149,91 @@ class OutboxSession(Protocol):
 
 class LedgerSession(InvoiceSession, CreditSession, BilledUsageSession, CatalogSession, OutboxSession, Protocol):
     """One transaction: everything done through it commits together or not at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPlan:
+    """A plan version as the API shows it: when it was saved, and whether it is its code's newest."""
+
+    tenant_id: str
+    plan: Plan
+    created_at: datetime
+    is_newest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInvoice:
+    """An invoice and the ledger's id of it (what ``GetInvoice`` takes)."""
+
+    id: int
+    invoice: Invoice
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCreditNote:
+    """A credit note as the API shows it: its id, its tenant (its subscription's) and the id of the
+    invoice it names, if any."""
+
+    id: int
+    tenant_id: str
+    note: CreditNote
+    invoice_id: int | None = None
+    idempotency_key: str | None = None
+
+
+class ApiLedger(Protocol):
+    """What the served API reads, each read scoped to one tenant (pages are keyset pages that start
+    strictly after ``after``, the sort key of the previous page's last row), and its plan writes."""
+
+    def subscription_session(self, subscription_id: str) -> AbstractContextManager[LedgerSession]:
+        """A ledger transaction holding the subscription's lock: the API's changes of one
+        subscription (create, cancel, plan change) read, decide and save in turn."""
+        ...
+
+    def create_plan(self, tenant_id: str, plan: Plan) -> tuple[StoredPlan, bool]:
+        """Save ``plan`` as the next version of its code, or find it unchanged (False)."""
+        ...
+
+    def plan(self, tenant_id: str, code: str, version: int | None = None) -> StoredPlan | None:
+        """A version of a plan code (the newest when None)."""
+        ...
+
+    def plans(self, tenant_id: str, newest_only: bool, after: tuple[str, int] | None, limit: int) -> list[StoredPlan]:
+        """Plan versions by (code, version)."""
+        ...
+
+    def subscriptions(
+        self,
+        tenant_id: str,
+        status: SubscriptionStatus | None,
+        plan_code: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[SubscriptionRecord]:
+        """Subscriptions by id."""
+        ...
+
+    def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
+        """Add the note, or find the subscription's note of that key (False, nothing added)."""
+        ...
+
+    def credit_notes(
+        self, tenant_id: str, subscription_id: str | None, invoice_number: str | None, after: int | None, limit: int
+    ) -> list[StoredCreditNote]:
+        """Credit notes of the tenant's subscriptions, by id."""
+        ...
+
+    def invoice(self, tenant_id: str, invoice_id: int) -> StoredInvoice | None: ...
+    def invoices(
+        self,
+        tenant_id: str,
+        subscription_id: str | None,
+        status: InvoiceStatus | None,
+        after: int | None,
+        limit: int,
+    ) -> list[StoredInvoice]:
+        """Invoices by id (the order they were stored)."""
+        ...
 
 
 class Ledger(Protocol):

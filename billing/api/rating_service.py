@@ -24,6 +24,11 @@ never iterates the dictionary (iteration during a write raises in CPython), it o
 
 Health (``grpc.health.v1``, the overall service ``""`` and ``smallbiznis.rating.v1.RatingService``)
 is SERVING while the server runs, NOT_SERVING once it stops; reflection lists both services.
+
+Keys. A server given ``authenticate`` obeys ``billing serve``'s rule (billing/api/auth.py): a call
+needs ``authorization: Bearer KEY`` (UNAUTHENTICATED otherwise) and sees only its key's tenant: a
+subscription of another tenant, or one whose tenant is not known, answers NOT_FOUND like an
+unknown one. Without ``authenticate`` (tests, the in-process loop) every caller sees everything.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from billing.api.auth import Authenticate, TenantAuth, caller_tenant
 from invoicing.engine.subscriptions import BillingCycle
 from invoicing.engine.terms import BillingTerms
 from invoicing.ports import Ledger, UsageReader
@@ -160,6 +166,14 @@ class RatingServicer(rating_pb2_grpc.RatingServiceServicer):
         tenant_id = self.tenant_of(result.subscription_id) if self.tenant_of is not None else None
         return rating_result_message(result, tenant_id or "")
 
+    def _hidden(self, subscription_id: str) -> bool:
+        """Whether an authenticated caller must not see the subscription (another tenant's, or
+        one whose tenant this server cannot tell)."""
+        caller = caller_tenant()
+        if caller is None:
+            return False
+        return self.tenant_of is None or self.tenant_of(subscription_id) != caller
+
     def GetCurrentRating(
         self, request: rating_pb2.GetCurrentRatingRequest, context: Any
     ) -> rating_pb2.GetCurrentRatingResponse:
@@ -167,7 +181,7 @@ class RatingServicer(rating_pb2_grpc.RatingServiceServicer):
         if not subscription_id:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: must not be empty")
         result = self.current(subscription_id)  # one dict lookup: see the module's note on threads
-        if result is None:
+        if result is None or self._hidden(subscription_id):
             _abort(
                 context,
                 grpc.StatusCode.NOT_FOUND,
@@ -196,7 +210,7 @@ class RatingServicer(rating_pb2_grpc.RatingServiceServicer):
             end = instant(request.period_end, "period_end")
             if end <= start:
                 raise BillingError("period_end", f"{end.isoformat()} is not after period_start {start.isoformat()}")
-            result = self.rate(subscription_id, Period(start, end))
+            result = None if self._hidden(subscription_id) else self.rate(subscription_id, Period(start, end))
         except BillingError as error:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         if result is None:
@@ -210,7 +224,7 @@ class RatingServer:
     ``current`` gives the running result of a subscription's open period (``agent.current.get``);
     ``rate`` rates arbitrary periods for ``RateSubscription`` (UNIMPLEMENTED without it, see
     ``PeriodRater``); ``tenant_of`` gives the ``tenant_id`` written into a subscription's results
-    (empty without it)."""
+    (empty without it); ``authenticate`` turns on API keys (see the module's note on keys)."""
 
     def __init__(
         self,
@@ -218,11 +232,15 @@ class RatingServer:
         *,
         rate: RatePeriod | None = None,
         tenant_of: TenantOf | None = None,
+        authenticate: Authenticate | None = None,
         max_workers: int = 4,
     ) -> None:
         self.servicer = RatingServicer(current, rate, tenant_of)
         self.health = health.HealthServicer()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rating-rpc"))
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rating-rpc"),
+            interceptors=[] if authenticate is None else [TenantAuth(authenticate)],
+        )
         rating_pb2_grpc.add_RatingServiceServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

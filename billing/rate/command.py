@@ -25,7 +25,12 @@ def add_rater_command(commands: Any) -> None:
     rater.add_argument("--usage-group", default=None, help="the usage worker's --app-id (prefix + billing-usage)")
     rater.add_argument("--grace-period", default="0s", help="how long after its end a period is invoiced (e.g. 1h)")
     rater.add_argument("--partitions", type=int, default=6, help="partitions of the topics it creates")
-    rater.add_argument("--grpc-port", type=int, default=None, help="serve RatingService (running results) here")
+    rater.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="serve RatingService (running results) here; calls need a key of billing apikey",
+    )
     rater.add_argument("--clock-file", default=None, help="read 'now' from this file (tests, rehearsals)")
     rater.add_argument("--log-level", default="info")
     rater.set_defaults(run=run_rater)
@@ -66,8 +71,14 @@ def run_rater(args: Any) -> int:
 
         # RateSubscription (any period, read from the store) stays UNIMPLEMENTED here: the store's
         # client belongs to the loop's thread; GetCurrentRating reads only the agent's results.
+        from billing.api.keys import authenticate
+        from invoicing.ledger.api_keys import PostgresApiKeys
+
+        keys = PostgresApiKeys(engine)
         server = RatingServer(
-            rater.agent.current.get, tenant_of=lambda s: cycles[s].subscription.tenant_id if s in cycles else ""
+            rater.agent.current.get,
+            tenant_of=lambda s: cycles[s].subscription.tenant_id if s in cycles else "",
+            authenticate=lambda key: authenticate(keys, key),  # billing apikey's keys, as billing serve
         )
         port = server.start(args.grpc_port)
         log.info("RatingService on port %d", port)

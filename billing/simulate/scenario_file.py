@@ -90,7 +90,8 @@ def _meter(raw: object, path: str) -> PlanMeter:
     )
 
 
-def _plan(raw: object, path: str, metrics: Mapping[str, Metric]) -> Plan:
+def parse_plan(raw: object, path: str, metrics: Mapping[str, Metric]) -> Plan:
+    """A plan from its mapping: the one definition of a valid plan (files and ``CreatePlan``)."""
     f = Fields(raw, path)
     meters = tuple(_meter(item, p) for item, p in f.items("meters"))
     for index, meter in enumerate(meters):
@@ -144,7 +145,10 @@ def _coupon(raw: object, path: str) -> Coupon:
     )
 
 
-def _subscription(raw: object, path: str, tenant_id: str, plans: Mapping[str, Plan], coupons: set[str]) -> Subscription:
+def parse_subscription(
+    raw: object, path: str, tenant_id: str, plans: Mapping[str, Plan], coupons: set[str]
+) -> Subscription:
+    """A subscription from its mapping, on one of ``plans`` (files and ``CreateSubscription``)."""
     f = Fields(raw, path)
     plan_code = f.get("plan_code", text, required=True)
     if plan_code not in plans:
@@ -229,11 +233,11 @@ def parse_scenario(raw: object) -> Scenario:
     f = Fields(raw, "")
     tenant_id = f.get("tenant_id", text, "default")
     metrics = unique([_metric(i, p) for i, p in f.items("metrics")], lambda m: m.code, "metrics")
-    plans = unique([_plan(i, p, metrics) for i, p in f.items("plans")], lambda p: p.code, "plans")
+    plans = unique([parse_plan(i, p, metrics) for i, p in f.items("plans")], lambda p: p.code, "plans")
     tax_rules = tuple(_tax_rule(i, p) for i, p in f.items("tax_rules"))
     coupons = unique([_coupon(i, p) for i, p in f.items("coupons")], lambda c: c.code, "coupons")
     subscriptions = unique(
-        [_subscription(i, p, tenant_id, plans, set(coupons)) for i, p in f.items("subscriptions")],
+        [parse_subscription(i, p, tenant_id, plans, set(coupons)) for i, p in f.items("subscriptions")],
         lambda s: s.id,
         "subscriptions",
     )

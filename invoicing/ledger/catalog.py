@@ -21,7 +21,11 @@ re-saves its plan adds nothing to the topics.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Final
+
+from invoicing.ledger.json_codec import plan_to_json
+from rating.catalog import Plan
 
 CATALOG_PLANS: Final = "catalog.plans"
 CATALOG_SUBSCRIPTIONS: Final = "catalog.subscriptions"
@@ -30,3 +34,14 @@ CATALOG_TERMS: Final = "catalog.terms"
 
 def plan_key(tenant_id: str, code: str, version: int) -> str:
     return f"{tenant_id}/{code}/{version}"
+
+
+def plan_version_for(plan: Plan, newest: Plan | None) -> tuple[int, bool]:
+    """The version ``plan`` is saved as, and whether that is a new one: 1 for a new code, the
+    newest version when the prices are the same (nothing to save), else newest + 1 (versions are
+    immutable: invoices stay priced with the version they were billed on)."""
+    if newest is None:
+        return 1, True
+    if plan_to_json(replace(plan, version=newest.version)) == plan_to_json(newest):
+        return newest.version, False
+    return newest.version + 1, True

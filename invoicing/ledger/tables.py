@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -137,6 +138,14 @@ credit_notes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("reason", Text, nullable=False),
     Column("invoice_number", String),
+    Column("idempotency_key", String),  # CreateCreditNote's, unique per subscription (migration 0005)
+)
+Index(
+    "credit_notes_idempotency",
+    credit_notes.c.subscription_id,
+    credit_notes.c.idempotency_key,
+    unique=True,
+    postgresql_where=credit_notes.c.idempotency_key.isnot(None),
 )
 
 # What invoices took from the balance; the balance is BALANCE notes minus this, per currency.
@@ -179,3 +188,16 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True)),
 )
 Index("outbox_unpublished", outbox.c.id, postgresql_where=outbox.c.published_at.is_(None))
+
+# API keys of ``billing serve`` (billing/api/keys.py): the secret is never stored, only its hash.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String, primary_key=True),
+    Column("tenant_id", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+Index("api_keys_by_tenant", api_keys.c.tenant_id)

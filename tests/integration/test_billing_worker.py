@@ -61,6 +61,9 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
     ensure_topics(kafka_broker.bootstrap, 2, topics=[prefix + t for t in PIPELINE_TOPICS])
     applied = _cli("catalog", "apply", str(CASE), env=env)
     assert applied.returncode == 0, applied.stderr
+    created = _cli("apikey", "create", "--tenant", scenario.tenant_id, env=env)  # the rater's gRPC needs a key
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.splitlines()[-1]
 
     clock = tmp_path / "now"
     FileClock.set(clock, min(s.start_at for s in scenario.subscriptions))
@@ -90,7 +93,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
             if instant == max(e.arrives_at for e in scenario.events):
                 # the February event is in: the open period's running result, served over gRPC
                 try:
-                    _wait_for_running_usage(port, "s", "6", data)
+                    _wait_for_running_usage(port, key, "s", "6", data)
                 except AssertionError as error:
                     raise AssertionError(f"{error}\n{_topic_dump(kafka_broker.bootstrap, prefix)}") from None
 
@@ -132,7 +135,7 @@ def _wait_for_invoices(
     )
 
 
-def _wait_for_running_usage(port: int, subscription_id: str, quantity: str, data: Path) -> None:
+def _wait_for_running_usage(port: int, key: str, subscription_id: str, quantity: str, data: Path) -> None:
     last = ""  # the last reply or error, for the failure message
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = rating_pb2_grpc.RatingServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -140,7 +143,8 @@ def _wait_for_running_usage(port: int, subscription_id: str, quantity: str, data
         def served() -> bool:
             nonlocal last
             try:
-                reply = stub.GetCurrentRating(rating_pb2.GetCurrentRatingRequest(subscription_id=subscription_id))
+                request = rating_pb2.GetCurrentRatingRequest(subscription_id=subscription_id)
+                reply = stub.GetCurrentRating(request, metadata=[("authorization", f"Bearer {key}")])
             except grpc.RpcError as error:
                 if error.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                     raise

@@ -138,6 +138,34 @@ def test_errors_name_what_is_wrong(serve: Any) -> None:
     assert "GetCurrentRating" in unrated.value.details()
 
 
+def test_with_keys_a_caller_sees_only_its_tenants_subscriptions(serve: Any) -> None:
+    """billing serve's rule on the rating server: no key is UNAUTHENTICATED; another tenant's
+    subscription, or one whose tenant is unknown, is NOT_FOUND like an unknown one; health is open."""
+    current = {"sub_1": priced("sub_1"), "sub_2": priced("sub_2"), "sub_x": priced("sub_x")}
+    keys = {"key-t1": "t1", "key-t2": "t2"}
+    _, stub, channel = serve(current.get, tenant_of={"sub_1": "t1", "sub_2": "t2"}.get, authenticate=keys.get)
+
+    def rating(subscription_id: str, key: str | None) -> Any:
+        metadata = [] if key is None else [("authorization", f"Bearer {key}")]
+        request = rating_pb2.GetCurrentRatingRequest(subscription_id=subscription_id)
+        return stub.GetCurrentRating(request, metadata=metadata, timeout=10)
+
+    assert rating("sub_1", "key-t1").result.tenant_id == "t1"
+    assert rating("sub_2", "key-t2").result.tenant_id == "t2"
+    for subscription_id, key, code in [
+        ("sub_1", None, grpc.StatusCode.UNAUTHENTICATED),
+        ("sub_1", "key-t3", grpc.StatusCode.UNAUTHENTICATED),
+        ("sub_1", "key-t2", grpc.StatusCode.NOT_FOUND),
+        ("sub_x", "key-t1", grpc.StatusCode.NOT_FOUND),
+        ("sub_nope", "key-t1", grpc.StatusCode.NOT_FOUND),
+    ]:
+        with pytest.raises(grpc.RpcError) as refused:
+            rating(subscription_id, key)
+        assert refused.value.code() is code, (subscription_id, key)
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_health_serving_and_reflection(serve: Any) -> None:
     _, _, channel = serve({}.get)
     health = health_pb2_grpc.HealthStub(channel)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from schemas.generated.smallbiznis.common.v1 import money_pb2 as smallbiznis_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"smallbiznis/credit/v1/credit.proto\x12\x15smallbiznis.credit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!smallbiznis/common/v1/money.proto\"\xef\x02\n\nCreditNote\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\ninvoice_id\x18\x03 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x04 \x01(\t\x12\x33\n\x04type\x18\x05 \x01(\x0e\x32%.smallbiznis.credit.v1.CreditNoteType\x12,\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x1c.smallbiznis.common.v1.Money\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x41\n\x08metadata\x18\x08 \x03(\x0b\x32/.smallbiznis.credit.v1.CreditNote.MetadataEntry\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcd\x02\n\x17\x43reateCreditNoteRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\ninvoice_id\x18\x02 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x03 \x01(\t\x12\x33\n\x04type\x18\x04 \x01(\x0e\x32%.smallbiznis.credit.v1.CreditNoteType\x12,\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1c.smallbiznis.common.v1.Money\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12N\n\x08metadata\x18\x07 \x03(\x0b\x32<.smallbiznis.credit.v1.CreateCreditNoteRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x18\x43reateCreditNoteResponse\x12\x36\n\x0b\x63redit_note\x18\x01 \x01(\x0b\x32!.smallbiznis.credit.v1.CreditNote\"\x7f\n\x16ListCreditNotesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\ninvoice_id\x18\x02 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"k\n\x17ListCreditNotesResponse\x12\x37\n\x0c\x63redit_notes\x18\x01 \x03(\x0b\x32!.smallbiznis.credit.v1.CreditNote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8e\x01\n\x0e\x43reditNoteType\x12 \n\x1c\x43REDIT_NOTE_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43REDIT_NOTE_TYPE_ADJUSTMENT\x10\x01\x12\x1b\n\x17\x43REDIT_NOTE_TYPE_REFUND\x10\x02\x12\x1c\n\x18\x43REDIT_NOTE_TYPE_BALANCE\x10\x03\x32\xf6\x01\n\rCreditService\x12s\n\x10\x43reateCreditNote\x12..smallbiznis.credit.v1.CreateCreditNoteRequest\x1a/.smallbiznis.credit.v1.CreateCreditNoteResponse\x12p\n\x0fListCreditNotes\x12-.smallbiznis.credit.v1.ListCreditNotesRequest\x1a..smallbiznis.credit.v1.ListCreditNotesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"smallbiznis/credit/v1/credit.proto\x12\x15smallbiznis.credit.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!smallbiznis/common/v1/money.proto\"\xef\x02\n\nCreditNote\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\ninvoice_id\x18\x03 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x04 \x01(\t\x12\x33\n\x04type\x18\x05 \x01(\x0e\x32%.smallbiznis.credit.v1.CreditNoteType\x12,\n\x06\x61mount\x18\x06 \x01(\x0b\x32\x1c.smallbiznis.common.v1.Money\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x41\n\x08metadata\x18\x08 \x03(\x0b\x32/.smallbiznis.credit.v1.CreditNote.MetadataEntry\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe6\x02\n\x17\x43reateCreditNoteRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\ninvoice_id\x18\x02 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x03 \x01(\t\x12\x33\n\x04type\x18\x04 \x01(\x0e\x32%.smallbiznis.credit.v1.CreditNoteType\x12,\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x1c.smallbiznis.common.v1.Money\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12N\n\x08metadata\x18\x07 \x03(\x0b\x32<.smallbiznis.credit.v1.CreateCreditNoteRequest.MetadataEntry\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x18\x43reateCreditNoteResponse\x12\x36\n\x0b\x63redit_note\x18\x01 \x01(\x0b\x32!.smallbiznis.credit.v1.CreditNote\"\x7f\n\x16ListCreditNotesRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x12\n\ninvoice_id\x18\x02 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"k\n\x17ListCreditNotesResponse\x12\x37\n\x0c\x63redit_notes\x18\x01 \x03(\x0b\x32!.smallbiznis.credit.v1.CreditNote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x8e\x01\n\x0e\x43reditNoteType\x12 \n\x1c\x43REDIT_NOTE_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43REDIT_NOTE_TYPE_ADJUSTMENT\x10\x01\x12\x1b\n\x17\x43REDIT_NOTE_TYPE_REFUND\x10\x02\x12\x1c\n\x18\x43REDIT_NOTE_TYPE_BALANCE\x10\x03\x32\xf6\x01\n\rCreditService\x12s\n\x10\x43reateCreditNote\x12..smallbiznis.credit.v1.CreateCreditNoteRequest\x1a/.smallbiznis.credit.v1.CreateCreditNoteResponse\x12p\n\x0fListCreditNotes\x12-.smallbiznis.credit.v1.ListCreditNotesRequest\x1a..smallbiznis.credit.v1.ListCreditNotesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,22 +37,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREDITNOTE_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_CREATECREDITNOTEREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_CREATECREDITNOTEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_CREDITNOTETYPE']._serialized_start=1158
-  _globals['_CREDITNOTETYPE']._serialized_end=1300
+  _globals['_CREDITNOTETYPE']._serialized_start=1183
+  _globals['_CREDITNOTETYPE']._serialized_end=1325
   _globals['_CREDITNOTE']._serialized_start=130
   _globals['_CREDITNOTE']._serialized_end=497
   _globals['_CREDITNOTE_METADATAENTRY']._serialized_start=450
   _globals['_CREDITNOTE_METADATAENTRY']._serialized_end=497
   _globals['_CREATECREDITNOTEREQUEST']._serialized_start=500
-  _globals['_CREATECREDITNOTEREQUEST']._serialized_end=833
+  _globals['_CREATECREDITNOTEREQUEST']._serialized_end=858
   _globals['_CREATECREDITNOTEREQUEST_METADATAENTRY']._serialized_start=450
   _globals['_CREATECREDITNOTEREQUEST_METADATAENTRY']._serialized_end=497
-  _globals['_CREATECREDITNOTERESPONSE']._serialized_start=835
-  _globals['_CREATECREDITNOTERESPONSE']._serialized_end=917
-  _globals['_LISTCREDITNOTESREQUEST']._serialized_start=919
-  _globals['_LISTCREDITNOTESREQUEST']._serialized_end=1046
-  _globals['_LISTCREDITNOTESRESPONSE']._serialized_start=1048
-  _globals['_LISTCREDITNOTESRESPONSE']._serialized_end=1155
-  _globals['_CREDITSERVICE']._serialized_start=1303
-  _globals['_CREDITSERVICE']._serialized_end=1549
+  _globals['_CREATECREDITNOTERESPONSE']._serialized_start=860
+  _globals['_CREATECREDITNOTERESPONSE']._serialized_end=942
+  _globals['_LISTCREDITNOTESREQUEST']._serialized_start=944
+  _globals['_LISTCREDITNOTESREQUEST']._serialized_end=1071
+  _globals['_LISTCREDITNOTESRESPONSE']._serialized_start=1073
+  _globals['_LISTCREDITNOTESRESPONSE']._serialized_end=1180
+  _globals['_CREDITSERVICE']._serialized_start=1328
+  _globals['_CREDITSERVICE']._serialized_end=1574
 # @@protoc_insertion_point(module_scope)

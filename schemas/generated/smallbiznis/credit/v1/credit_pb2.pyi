@@ -52,7 +52,7 @@ class CreditNote(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., invoice_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., type: _Optional[_Union[CreditNoteType, str]] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateCreditNoteRequest(_message.Message):
-    __slots__ = ("tenant_id", "invoice_id", "subscription_id", "type", "amount", "reason", "metadata")
+    __slots__ = ("tenant_id", "invoice_id", "subscription_id", "type", "amount", "reason", "metadata", "idempotency_key")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class CreateCreditNoteRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     invoice_id: str
     subscription_id: str
@@ -74,7 +75,8 @@ class CreateCreditNoteRequest(_message.Message):
     amount: _money_pb2.Money
     reason: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, tenant_id: _Optional[str] = ..., invoice_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., type: _Optional[_Union[CreditNoteType, str]] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, tenant_id: _Optional[str] = ..., invoice_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., type: _Optional[_Union[CreditNoteType, str]] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class CreateCreditNoteResponse(_message.Message):
     __slots__ = ("credit_note",)
