@@ -212,7 +212,9 @@ def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument(
         "--retention-days", type=int, default=40, help="dedup memory; older events are dead-lettered (event time)"
     )
-    worker.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    from billing.streaming import add_metrics_arguments
+
+    add_metrics_arguments(worker)
     worker.add_argument(
         "--app-id",
         default=None,
@@ -240,7 +242,9 @@ def _add_sink(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     sink = commands.add_parser("sink", help="write window totals and accepted events from Kafka into ClickHouse")
     sink.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
     sink.add_argument("--data-dir", default=".data/sink", help="embedded chDB lives here unless $CLICKHOUSE_URL")
-    sink.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    from billing.streaming import add_metrics_arguments
+
+    add_metrics_arguments(sink)
     sink.add_argument("--log-level", default="info")
     sink.add_argument("--topic-prefix", default="", help="the worker's --topic-prefix")
     sink.set_defaults(run=_sink)
@@ -255,7 +259,9 @@ def _add_invoicer(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     invoicer.add_argument("--data-dir", default=".data/invoicer", help="embedded PostgreSQL here unless $DATABASE_URL")
     invoicer.add_argument("--partitions", type=int, default=6, help="partitions of rating.results if it is created")
     invoicer.add_argument("--batch-max", type=int, default=500, help="messages per ledger transaction")
-    invoicer.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    from billing.streaming import add_metrics_arguments
+
+    add_metrics_arguments(invoicer)
     invoicer.add_argument("--log-level", default="info")
     invoicer.add_argument("--topic-prefix", default="", help="prefix of its topic names and consumer group")
     invoicer.set_defaults(run=_invoicer)

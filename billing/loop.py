@@ -79,9 +79,22 @@ def run_usage_processes(args: Any) -> int:
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     commands = usage_processes(command, args.processes, data, args.instance_id)
+    commands = with_metrics_ports(commands, args.metrics_port, args.metrics_host)
     roles = [Role(name, own, logs / f"{name}.log") for name, own in commands.items()]
     supervise(roles, stop_on_signals())
     return 0
+
+
+def with_metrics_ports(commands: dict[str, list[str]], first_port: int | None, host: str) -> dict[str, list[str]]:
+    """Each role's command with a metrics port of its own: ``first_port`` for the first role, then
+    one more per role in order (a port is one process's; roles share a machine). None: unchanged."""
+    if first_port is None:
+        return commands
+    ported = {}
+    for n, (name, command) in enumerate(commands.items()):
+        ported[name] = [*command, "--metrics-port", str(first_port + n), "--metrics-host", host]
+        log.info("role %s: metrics on http://%s:%d/metrics", name, host, first_port + n)
+    return ported
 
 
 def usage_processes(
@@ -148,7 +161,8 @@ def run_loop(args: Any) -> int:
     ensure_topics(servers, args.partitions, topics=[state_topic(args.app_id)], config=STATE_TOPIC_CONFIG)
     logs = Path(args.data_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    roles = [Role(name, command, logs / f"{name}.log") for name, command in role_commands(args).items()]
+    commands = with_metrics_ports(role_commands(args), args.metrics_port, args.metrics_host)
+    roles = [Role(name, command, logs / f"{name}.log") for name, command in commands.items()]
     stopping = stop_on_signals()
     relay = next((role for role in roles if role.name == "relay"), None)
     if relay is not None:

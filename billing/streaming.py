@@ -79,6 +79,14 @@ def logging_setup(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
+def add_metrics_arguments(parser: Any) -> None:
+    """``--metrics-port`` and ``--metrics-host`` of a role (loopback unless told otherwise)."""
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address the metrics port binds (default 127.0.0.1; 0.0.0.0: all)"
+    )
+
+
 def tune_gc() -> None:
     """For a long-running stream process or a run of many events (demo, simulate), after
     start-up: what is loaded by now (modules, the catalog) is never scanned again, and a young
@@ -151,7 +159,7 @@ def run_worker(args: Any) -> int:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     app, worker = create_app(settings, catalog, lambda: epoch_ms(clock.now()), tables)
     if settings.metrics_port:
-        serve(worker.metrics.registry, settings.metrics_port)
+        serve(worker.metrics.registry, settings.metrics_port, args.metrics_host)
     runner = faust.Worker(app, loglevel=args.log_level, quiet=True)
     # Faust's terminal spinner (kept at WARNING and above) sets the root logger to DEBUG so it can
     # spin on every record: every debug call in Faust and aiokafka then builds a LogRecord, about
@@ -176,7 +184,7 @@ def run_sink(args: Any) -> int:
     store = open_usage_store(Path(args.data_dir))
     sink = UsageSink(settings, store, now_ms=wall_ms)
     if settings.metrics_port:
-        serve(sink.metrics.registry, settings.metrics_port)
+        serve(sink.metrics.registry, settings.metrics_port, args.metrics_host)
     should_stop = stop_on_signals()
     logging.getLogger("billing.sink").info("sink started: %s", settings)
     tune_gc()

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from rating.errors import InvalidValue
+
 OUTCOMES = ("accepted", "duplicate", "conflict", "invalid", "replay", "late")
 
 
@@ -57,6 +59,14 @@ class SinkMetrics:
         )
 
 
-def serve(registry: CollectorRegistry, port: int) -> None:
-    """Expose ``registry`` at ``http://0.0.0.0:port/metrics`` from a daemon thread."""
-    start_http_server(port, registry=registry)
+LOOPBACK = "127.0.0.1"
+
+
+def serve(registry: CollectorRegistry, port: int, host: str = LOOPBACK) -> None:
+    """Expose ``registry`` at ``http://host:port/metrics`` from a daemon thread: loopback unless
+    told otherwise, since metrics name tenants and volumes (issue #15.3)."""
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise InvalidValue("--metrics-port", f"cannot serve metrics on {host}:{port}: {reason}") from None

@@ -37,7 +37,7 @@ def run_invoicer(args: Any) -> int:
     )
     worker = InvoiceWorker(settings, PostgresLedger(engine), now_ms=wall_ms)
     if settings.metrics_port:
-        serve(worker.metrics.registry, settings.metrics_port)
+        serve(worker.metrics.registry, settings.metrics_port, args.metrics_host)
     should_stop = stop_on_signals()
     try:
         worker.run(should_stop)

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from billing.streaming import bootstrap_servers, logging_setup
+from billing.streaming import add_metrics_arguments, bootstrap_servers, logging_setup
 
 
 def add_relay_command(commands: Any) -> None:
@@ -29,6 +29,7 @@ def add_relay_command(commands: Any) -> None:
     relay.add_argument("--batch", type=int, default=1000, help="rows per Kafka transaction")
     relay.add_argument("--poll-interval", type=float, default=0.2, help="seconds between polls when idle")
     relay.add_argument("--once", action="store_true", help="publish what is pending, print a summary and exit")
+    add_metrics_arguments(relay)
     relay.add_argument("--log-level", default="info")
     relay.set_defaults(run=run_relay)
 
@@ -63,8 +64,13 @@ def run_relay(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    relay = OutboxRelay(engine, settings)
+    if args.metrics_port:
+        from streams.metrics import serve
+
+        serve(relay.metrics.registry, args.metrics_port, args.metrics_host)
     try:
-        stats = OutboxRelay(engine, settings).run(stop, until_idle=args.once)
+        stats = relay.run(stop, until_idle=args.once)
     except ProgressTopicShared as error:
         print(f"error: {error}; give each --transactional-id its own --progress-topic", file=sys.stderr)
         return 2

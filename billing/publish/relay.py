@@ -38,15 +38,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from billing.clock import wall_ms
 from invoicing.ledger.outbox import OutboxRow, OutboxTable
 from streams.ingest.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.consumers import topic_reader
@@ -95,6 +98,42 @@ class RelayStats:
     activations: int = 0
 
 
+class RelayMetrics:
+    """What an operator watches on the relay: rows and batches published, whether this instance is
+    the active one, how long a batch takes, and the batches that failed and were retried."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.published = Counter(
+            "billing_outbox_published_rows",
+            "Outbox rows published to Kafka, by topic",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.batches = Counter("billing_outbox_batches", "Kafka transactions committed", registry=self.registry)
+        self.failures = Counter(
+            "billing_outbox_batch_failures",
+            "Batches aborted and retried, by cause: kafka, database",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.active = Gauge(
+            "billing_outbox_relay_active", "1 while this relay is the active one (0: standby)", registry=self.registry
+        )
+        self.batch_seconds = Histogram(
+            "billing_outbox_batch_seconds",
+            "One batch: select, produce, commit in Kafka, mark in PostgreSQL",
+            registry=self.registry,
+        )
+        self.last_published = Gauge(
+            "billing_outbox_last_published_timestamp_seconds",
+            "When this relay last committed a batch (Unix time)",
+            registry=self.registry,
+        )
+        for cause in ("kafka", "database"):
+            self.failures.labels(cause=cause)
+
+
 Step = Callable[[str, Sequence[int]], None]
 """Called with ``produced`` (the batch is on the brokers in the open transaction), ``committed``
 (not marked in PostgreSQL yet) and ``marked``, and the batch's ids; fault tests kill the relay there."""
@@ -122,11 +161,14 @@ def _fenced(error: KafkaError) -> bool:
 class OutboxRelay:
     """Publishes the outbox of the ledger on ``engine``; see the module docstring."""
 
-    def __init__(self, engine: Engine, settings: RelaySettings, on_step: Step | None = None) -> None:
+    def __init__(
+        self, engine: Engine, settings: RelaySettings, on_step: Step | None = None, metrics: RelayMetrics | None = None
+    ) -> None:
         self.outbox = OutboxTable(engine)
         self.settings = settings
         self.on_step = on_step
         self.stats = RelayStats()
+        self.metrics = metrics or RelayMetrics()
         self._lock: Connection | None = None
         self._producer: Producer | None = None
 
@@ -225,6 +267,7 @@ class OutboxRelay:
             marked = self._mark(last, stop)
             self.stats.recovered += marked
             self.stats.activations += 1
+            self.metrics.active.set(1)
             log.info(
                 "relay %s active: last committed batch %s, %d of its rows marked published now",
                 settings.transactional_id,
@@ -241,6 +284,7 @@ class OutboxRelay:
             with suppress(Exception):
                 self._producer.close()
             self._producer = None
+        self.metrics.active.set(0)
         self._release_lock()
 
     @property
@@ -275,6 +319,7 @@ class OutboxRelay:
         """Steps 5-8 once; the number of rows published (0 when none were pending)."""
         producer = self._producer
         assert producer is not None, "activate() first"
+        started = time.perf_counter()
         rows = self.pending(self.settings.batch_size)
         if not rows:
             return 0
@@ -301,6 +346,11 @@ class OutboxRelay:
         self._step("marked", ids)
         self.stats.published += len(rows)
         self.stats.batches += 1
+        for row in rows:
+            self.metrics.published.labels(topic=row.topic).inc()
+        self.metrics.batches.inc()
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.last_published.set(wall_ms() / 1000)
         return len(rows)
 
     @staticmethod
@@ -348,11 +398,13 @@ class OutboxRelay:
                         self.deactivate()
                         continue
                     log.error("batch aborted, retrying in %.1fs: %s", backoff, error.args[0])
+                    self.metrics.failures.labels(cause="kafka").inc()
                     stop.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue
                 except DBAPIError as error:
                     log.error("database error, retrying in %.1fs: %s", backoff, error.orig)
+                    self.metrics.failures.labels(cause="database").inc()
                     stop.wait(backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue

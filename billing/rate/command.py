@@ -32,6 +32,9 @@ def add_rater_command(commands: Any) -> None:
         help="serve RatingService (running results) here; calls need a key of billing apikey",
     )
     rater.add_argument("--clock-file", default=None, help="read 'now' from this file (tests, rehearsals)")
+    from billing.streaming import add_metrics_arguments
+
+    add_metrics_arguments(rater)
     rater.add_argument("--log-level", default="info")
     rater.set_defaults(run=run_rater)
 
@@ -82,6 +85,10 @@ def run_rater(args: Any) -> int:
         )
         port = server.start(args.grpc_port)
         log.info("RatingService on port %d", port)
+    if args.metrics_port:
+        from streams.metrics import serve
+
+        serve(rater.metrics.registry, args.metrics_port, args.metrics_host)
     should_stop = stop_on_signals()
     try:
         rater.run(should_stop)

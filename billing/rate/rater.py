@@ -36,6 +36,7 @@ from billing.clock import Clock, wall_ms
 from billing.rate.agent import RatingAgent
 from billing.rate.calendar_log import CalendarLog
 from billing.rate.catalog import RaterCatalog
+from billing.rate.metrics import RaterMetrics
 from billing.rate.settings import RaterSettings
 from invoicing.engine.calendar import Calendar, Change
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod, SubscriptionStatus
@@ -96,6 +97,7 @@ class Rater:
         )
         self.offsets = topic_reader(settings.bootstrap_servers, settings.usage_group)
         """Reads the usage worker's committed offsets; never joins its group."""
+        self.metrics = RaterMetrics()
         self.waiting: list[ClosedPeriod] = []
         """Due periods not handed over yet (the usage pipeline was behind, or terms are missing)."""
         self.handed = 0
@@ -241,6 +243,8 @@ class Rater:
             return 0
         if not self.usage_caught_up():
             log.warning("%d periods due, but the usage pipeline is behind; retrying", len(self.waiting))
+            self.metrics.behind.inc()
+            self.metrics.waiting.set(len(self.waiting))
             return 0
         ready: list[ClosedPeriod] = []
         later: list[ClosedPeriod] = []
@@ -262,8 +266,11 @@ class Rater:
             self.agent.publish(rating)
             self.calendar.handed(closed)
             handed.append(closed)
+            kind = "adjustment" if closed.is_adjustment else "period"
+            self.metrics.handed.labels(tenant=closed.subscription.tenant_id, kind=kind).inc()
         self.log.record(self.calendar, sorted({c.subscription.id for c in handed}))
         self.waiting = later
+        self.metrics.waiting.set(len(later))
         self.handed += len(handed)
         return len(handed)
 
@@ -271,8 +278,13 @@ class Rater:
         self._apply(self.catalog.poll())
         self.sink.run_once()
         self.end_used_up_trials()
-        self.close_due()
+        with self.metrics.close_seconds.time():
+            self.close_due()
         self.refresh_running()
+        cycles = self.calendar.cycles.values()
+        self.metrics.open_periods.set(sum(1 for cycle in cycles if cycle.period is not None))
+        self.metrics.running_results.set(len(self.agent.current))
+        self.metrics.last_loop.set(wall_ms() / 1000)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         self.start()

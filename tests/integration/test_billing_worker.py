@@ -6,11 +6,13 @@ equal ``billing simulate``'s for the same scenario."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +47,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (one metrics port per role)."""
+    for _ in range(50):
+        base = _free_port()
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "billing.cli", *args], env=env, capture_output=True, text=True)
 
@@ -73,6 +89,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
         *(sys.executable, "-m", "billing.cli", "worker", "--topic-prefix", prefix, "--data-dir", str(data)),
         *("--partitions", "2", "--store", "memory", "--retention-days", "36500"),
         *("--clock-file", str(clock), "--grpc-port", str(port), "--log-level", "info"),
+        *("--metrics-port", str(_free_ports(8))),
     ]
     supervisor_log = tmp_path / "worker.log"
     loop = subprocess.Popen(command, env=env, stdout=supervisor_log.open("wb"), stderr=subprocess.STDOUT)
@@ -100,6 +117,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
         assert [invoice_to_dict(i) for i in _invoices(ledger, scenario.tenant_id)] == [
             invoice_to_dict(i) for i in expected
         ]
+        _scrape_every_role(supervisor_log, scenario.tenant_id)
     finally:
         loop.send_signal(signal.SIGTERM)
         try:
@@ -109,6 +127,36 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
             raise
         engine.dispose()
     assert status == 0, supervisor_log.read_text()
+
+
+ROLE_METRIC = {
+    "usage": 'billing_usage_events_total{outcome="accepted"}',
+    "rater": 'billing_rater_periods_handed_total{kind="period",tenant="%s"}',
+    "invoicer": 'billing_invoicer_messages_total{outcome="finalized"}',
+    "relay": 'billing_outbox_published_rows_total{topic="invoice.finalized"}',
+}
+"""Per role, a metric its work must have moved above zero by the time the invoices are in."""
+
+
+def _scrape_every_role(supervisor_log: Path, tenant_id: str) -> None:
+    """Each role's own metrics port (``--metrics-port`` of the loop: one per role, on loopback),
+    scraped as Prometheus would; every role counted the work it did."""
+    urls = {}
+    for line in supervisor_log.read_text().splitlines():
+        if "metrics on http://" in line:
+            message = json.loads(line)["message"]  # role NAME: metrics on http://host:port/metrics
+            urls[message.split()[1].rstrip(":")] = message.split("metrics on ")[1]
+    assert {name.split("-")[0] for name in urls} == set(ROLE_METRIC), urls
+    seen: dict[str, float] = {}
+    for name, url in urls.items():
+        assert url.startswith("http://127.0.0.1:"), url
+        role = name.split("-")[0]
+        wanted = ROLE_METRIC[role].replace("%s", tenant_id)
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(wanted + " ")]
+        assert len(values) == 1, f"{name}: no {wanted} in\n{text[:2000]}"
+        seen[role] = seen.get(role, 0) + values[0]
+    assert all(seen[role] > 0 for role in ROLE_METRIC), seen
 
 
 def _wait_for_invoices(
