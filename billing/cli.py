@@ -329,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from streams.clickhouse.ownership import StoreBusy
     from streams.kafka.topics import BrokerUnavailable
 
     args = build_parser().parse_args(argv)
@@ -339,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT_ERROR
     except BrokerUnavailable as error:
         print(f"error: {error}; {START_A_BROKER}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except StoreBusy as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 
