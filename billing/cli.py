@@ -256,7 +256,11 @@ def _add_invoicer(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     invoicer.add_argument(
         "--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)"
     )
-    invoicer.add_argument("--data-dir", default=".data/invoicer", help="embedded PostgreSQL here unless $DATABASE_URL")
+    invoicer.add_argument(
+        "--data-dir",
+        default=".data/ledger",
+        help="embedded PostgreSQL here unless $DATABASE_URL (the default is catalog's, relay's and serve's)",
+    )
     invoicer.add_argument("--partitions", type=int, default=6, help="partitions of rating.results if it is created")
     invoicer.add_argument("--batch-max", type=int, default=500, help="messages per ledger transaction")
     from billing.streaming import add_metrics_arguments
