@@ -309,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     from billing.produce import add_produce_command
     from billing.publish.command import add_relay_command
     from billing.rate.command import add_rater_command
+    from billing.rebuild import add_rebuild_command
 
     parser = argparse.ArgumentParser(prog="billing", description="SmallBiznis usage-based billing engine")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_relay_command,
         add_rater_command,
         add_dlq_command,
+        add_rebuild_command,
         add_serve_command,
         add_apikey_command,
         _add_explain,
