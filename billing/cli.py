@@ -180,6 +180,9 @@ def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument("--grace-period", default="0s", help="with --role all: the rater's --grace-period")
     worker.add_argument("--grpc-port", type=int, default=None, help="with --role all: the rater's RatingService port")
     worker.add_argument(
+        "--api-port", type=int, default=None, help="with --role all: also run billing serve (the API) on this port"
+    )
+    worker.add_argument(
         "--clock-file", default=None, help="read 'now' from this file (tests, rehearsals); with --role all, the rater's"
     )
     worker.add_argument(
@@ -212,7 +215,7 @@ def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument(
         "--retention-days", type=int, default=40, help="dedup memory; older events are dead-lettered (event time)"
     )
-    from billing.streaming import add_metrics_arguments
+    from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(worker)
     worker.add_argument(
@@ -242,7 +245,7 @@ def _add_sink(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     sink = commands.add_parser("sink", help="write window totals and accepted events from Kafka into ClickHouse")
     sink.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
     sink.add_argument("--data-dir", default=".data/sink", help="embedded chDB lives here unless $CLICKHOUSE_URL")
-    from billing.streaming import add_metrics_arguments
+    from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(sink)
     sink.add_argument("--log-level", default="info")
@@ -263,7 +266,7 @@ def _add_invoicer(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     invoicer.add_argument("--partitions", type=int, default=6, help="partitions of rating.results if it is created")
     invoicer.add_argument("--batch-max", type=int, default=500, help="messages per ledger transaction")
-    from billing.streaming import add_metrics_arguments
+    from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(invoicer)
     invoicer.add_argument("--log-level", default="info")

@@ -48,6 +48,9 @@ def role_commands(args: Any) -> dict[str, list[str]]:
     relay = [*cli, "relay", *common, *prefix, "--data-dir", str(data / "ledger"), "--partitions", str(args.partitions)]
     every = {"rater": rater, "invoicer": invoicer, "relay": relay}
     chosen = args.roles.split(",")
+    if args.api_port is not None:  # billing serve on the loop's ledger, as one more role
+        every["api"] = [*cli, "serve", "--port", str(args.api_port), "--data-dir", str(data / "ledger")]
+        chosen.append("api")
     processes = args.processes or default_processes(args.partitions)
     commands = usage_processes(usage, processes, data / "worker") if "usage" in chosen else {}
     return {**commands, **{role: every[role] for role in chosen if role != "usage"}}

@@ -79,14 +79,6 @@ def logging_setup(level: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
-def add_metrics_arguments(parser: Any) -> None:
-    """``--metrics-port`` and ``--metrics-host`` of a role (loopback unless told otherwise)."""
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
-    parser.add_argument(
-        "--metrics-host", default="127.0.0.1", help="address the metrics port binds (default 127.0.0.1; 0.0.0.0: all)"
-    )
-
-
 def tune_gc() -> None:
     """For a long-running stream process or a run of many events (demo, simulate), after
     start-up: what is loaded by now (modules, the catalog) is never scanned again, and a young

@@ -4,6 +4,7 @@ run in one process (tests) without clashing; ``serve`` exposes one on an HTTP po
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -60,6 +61,14 @@ class SinkMetrics:
 
 
 LOOPBACK = "127.0.0.1"
+
+
+def add_metrics_arguments(parser: Any) -> None:
+    """``--metrics-port`` and ``--metrics-host`` of a role (loopback unless told otherwise)."""
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--metrics-host", default=LOOPBACK, help="address the metrics port binds (default 127.0.0.1; 0.0.0.0: all)"
+    )
 
 
 def serve(registry: CollectorRegistry, port: int, host: str = LOOPBACK) -> None:

@@ -23,6 +23,9 @@ def add_serve_command(commands: Any) -> None:
     serve.add_argument("--tls-cert", default=None, help="PEM certificate chain (with --tls-key: serve TLS)")
     serve.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     serve.add_argument("--workers", type=int, default=8, help="threads answering calls")
+    from streams.metrics import add_metrics_arguments
+
+    add_metrics_arguments(serve)
     serve.set_defaults(run=run_serve)
 
 
@@ -94,6 +97,10 @@ def run_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         server = ApiServer(engine, max_workers=args.workers)
+        if args.metrics_port:
+            from streams.metrics import serve as serve_metrics
+
+            serve_metrics(server.metrics.registry, args.metrics_port, args.metrics_host)
         try:
             port = server.start(args.port, args.host, tls)
         except OSError as error:

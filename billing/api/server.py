@@ -20,6 +20,7 @@ from billing.api.auth import TenantAuth
 from billing.api.credit_service import CreditServicer
 from billing.api.invoice_service import InvoiceServicer
 from billing.api.keys import authenticate
+from billing.api.metrics import ApiMetrics, ApiMetricsInterceptor
 from billing.api.pricing_service import PricingServicer
 from billing.api.subscription_service import SubscriptionServicer
 from billing.api.tax_service import TaxServicer
@@ -56,9 +57,11 @@ class ApiServer:
         api = PostgresApiLedger(ledger)
         keys = PostgresApiKeys(engine)
         self.health = health.HealthServicer()
+        self.metrics = ApiMetrics()
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="api-rpc"),
-            interceptors=[TenantAuth(lambda key: authenticate(keys, key))],
+            # metrics first: they see the calls TenantAuth refuses too
+            interceptors=[ApiMetricsInterceptor(self.metrics), TenantAuth(lambda key: authenticate(keys, key))],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
         )
         now = (clock or SystemClock()).now

@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from billing.streaming import add_metrics_arguments, bootstrap_servers, logging_setup
+from billing.streaming import bootstrap_servers, logging_setup
+from streams.metrics import add_metrics_arguments
 
 
 def add_relay_command(commands: Any) -> None:

@@ -37,7 +37,7 @@ def add_rater_command(commands: Any) -> None:
         help="serve RatingService (running results) here; calls need a key of billing apikey",
     )
     rater.add_argument("--clock-file", default=None, help="read 'now' from this file (tests, rehearsals)")
-    from billing.streaming import add_metrics_arguments
+    from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(rater)
     rater.add_argument("--log-level", default="info")

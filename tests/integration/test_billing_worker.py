@@ -29,6 +29,7 @@ from invoicing.engine.render import invoice_to_dict
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
 from schemas import avro_codec
+from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from streams.ingest.producer import TUNING
 from streams.kafka import messages
@@ -89,7 +90,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
         *(sys.executable, "-m", "billing.cli", "worker", "--topic-prefix", prefix, "--data-dir", str(data)),
         *("--partitions", "2", "--store", "memory", "--retention-days", "36500"),
         *("--clock-file", str(clock), "--grpc-port", str(port), "--log-level", "info"),
-        *("--metrics-port", str(_free_ports(8))),
+        *("--metrics-port", str(_free_ports(8)), "--api-port", str(api_port := _free_port())),
     ]
     supervisor_log = tmp_path / "worker.log"
     loop = subprocess.Popen(command, env=env, stdout=supervisor_log.open("wb"), stderr=subprocess.STDOUT)
@@ -117,6 +118,7 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
         assert [invoice_to_dict(i) for i in _invoices(ledger, scenario.tenant_id)] == [
             invoice_to_dict(i) for i in expected
         ]
+        _served_invoices(api_port, key, len(expected))
         _scrape_every_role(supervisor_log, scenario.tenant_id)
     finally:
         loop.send_signal(signal.SIGTERM)
@@ -129,11 +131,23 @@ def test_billing_worker_runs_the_whole_loop(kafka_broker: Any, pg_url: str, tmp_
     assert status == 0, supervisor_log.read_text()
 
 
+def _served_invoices(port: int, key: str, count: int) -> None:
+    """The loop's API role (``--api-port``: billing serve on the loop's ledger) lists the invoices."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = invoice_pb2_grpc.InvoiceServiceStub(channel)  # type: ignore[no-untyped-call]
+        reply = stub.ListInvoices(
+            invoice_pb2.ListInvoicesRequest(page_size=100), metadata=[("authorization", f"Bearer {key}")], timeout=30
+        )
+    assert len(reply.invoices) == count, reply
+
+
 ROLE_METRIC = {
     "usage": 'billing_usage_events_total{outcome="accepted"}',
     "rater": 'billing_rater_periods_handed_total{kind="period",tenant="%s"}',
     "invoicer": 'billing_invoicer_messages_total{outcome="finalized"}',
     "relay": 'billing_outbox_published_rows_total{topic="invoice.finalized"}',
+    "api": 'grpc_server_handled_total{grpc_code="OK",grpc_method="ListInvoices",'
+    'grpc_service="smallbiznis.invoice.v1.InvoiceService",grpc_type="unary"}',
 }
 """Per role, a metric its work must have moved above zero by the time the invoices are in."""
 
