@@ -240,6 +240,7 @@ class RatingServer:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rating-rpc"),
             interceptors=[] if authenticate is None else [TenantAuth(authenticate)],
+            options=[("grpc.so_reuseport", 0)],  # a taken port fails instead of being silently shared
         )
         rating_pb2_grpc.add_RatingServiceServicer_to_server(self.servicer, self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -247,8 +248,9 @@ class RatingServer:
         reflection.enable_server_reflection((SERVICE_NAME, health_name, reflection.SERVICE_NAME), self.server)
         self.port: int | None = None
 
-    def start(self, port: int = 0, host: str = "[::]") -> int:
-        """Listen on ``host:port`` (0: a free port) and serve; returns the bound port."""
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> int:
+        """Listen on ``host:port`` (0: a free port; loopback unless told otherwise) and serve;
+        returns the bound port."""
         bound = int(self.server.add_insecure_port(f"{host}:{port}"))
         if bound == 0:
             raise OSError(f"cannot listen on {host}:{port}")

@@ -36,6 +36,9 @@ def add_rater_command(commands: Any) -> None:
         default=None,
         help="serve RatingService (running results) here; calls need a key of billing apikey",
     )
+    rater.add_argument(
+        "--grpc-host", default="127.0.0.1", help="address --grpc-port binds (default loopback; 0.0.0.0: all)"
+    )
     rater.add_argument("--clock-file", default=None, help="read 'now' from this file (tests, rehearsals)")
     from streams.metrics import add_metrics_arguments
 
@@ -88,7 +91,7 @@ def run_rater(args: Any) -> int:
             tenant_of=lambda s: cycles[s].subscription.tenant_id if s in cycles else "",
             authenticate=lambda key: authenticate(keys, key),  # billing apikey's keys, as billing serve
         )
-        port = server.start(args.grpc_port)
+        port = server.start(args.grpc_port, args.grpc_host)
         log.info("RatingService on port %d", port)
     if args.metrics_port:
         from streams.metrics import serve
