@@ -118,7 +118,6 @@ PIPELINE: dict[str, tuple[Chart, ...]] = {
             "short",
             (Query("sum(billing_outbox_relay_active)", "active"),),
             single=True,
-            width=6,
         ),
         Chart(
             "Since the last relay batch",
@@ -126,7 +125,6 @@ PIPELINE: dict[str, tuple[Chart, ...]] = {
             "s",
             (Query("time() - max(billing_outbox_last_published_timestamp_seconds)", "age"),),
             single=True,
-            width=6,
         ),
     ),
 }
@@ -213,13 +211,13 @@ BILLING: dict[str, tuple[Chart, ...]] = {
 }
 
 
-def panel(chart: Chart, ref: str = "A") -> dashboard.Panel | stat.Panel | timeseries.Panel:
+def panel(chart: Chart, panel_id: int) -> stat.Panel | timeseries.Panel:
     """A stat or time-series panel of ``chart``'s queries on the provisioned Prometheus."""
     built = stat.Panel() if chart.single else timeseries.Panel()
-    built.title(chart.title).description(chart.description).unit(chart.unit).datasource(DATASOURCE)
+    built.id(panel_id).title(chart.title).description(chart.description).unit(chart.unit).datasource(DATASOURCE)
     built.height(8).span(chart.width)
     for n, query in enumerate(chart.queries):
-        target = prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(chr(ord(ref) + n))
+        target = prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(chr(ord("A") + n))
         built.with_target(target.datasource(DATASOURCE))
     return built
 
@@ -236,10 +234,11 @@ def build(uid: str, title: str, description: str, rows: dict[str, tuple[Chart, .
         .timezone("utc")
         .tooltip(DashboardCursorSync.CROSSHAIR)
     )
+    ids = iter(range(1, 1000))  # unique panel ids: Grafana links and alerts address panels by id
     for name, charts in rows.items():
-        board.with_row(dashboard.Row(name))
+        board.with_row(dashboard.Row(name).id(next(ids)))
         for chart in charts:
-            board.with_panel(panel(chart))
+            board.with_panel(panel(chart, next(ids)))
     encoded: dict[str, object] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
     return encoded
 

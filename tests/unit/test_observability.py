@@ -150,7 +150,7 @@ def test_promtool_without_go_fails_saying_what_is_missing(tmp_path: Path, monkey
         promtool.promtool()
 
 
-def test_the_dashboards_read_the_provisioned_datasource() -> None:
+def test_the_dashboards_read_the_provisioned_datasource_and_their_panels_have_unique_ids() -> None:
     provisioned = yaml.safe_load(
         (ROOT / "ops" / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )
@@ -159,3 +159,5 @@ def test_the_dashboards_read_the_provisioned_datasource() -> None:
     for board in dashboards.dashboards().values():
         refs = {json.dumps(p["datasource"], sort_keys=True) for p in board["panels"] if "datasource" in p}  # type: ignore[attr-defined]
         assert refs == {json.dumps({"type": "prometheus", "uid": "prometheus"}, sort_keys=True)}
+        ids = [p["id"] for p in board["panels"]]  # type: ignore[attr-defined]
+        assert len(set(ids)) == len(ids) and None not in ids
