@@ -256,7 +256,11 @@ def _add_invoicer(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     invoicer.add_argument(
         "--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)"
     )
-    invoicer.add_argument("--data-dir", default=".data/invoicer", help="embedded PostgreSQL here unless $DATABASE_URL")
+    invoicer.add_argument(
+        "--data-dir",
+        default=".data/ledger",
+        help="embedded PostgreSQL here unless $DATABASE_URL (the default is catalog's, relay's and serve's)",
+    )
     invoicer.add_argument("--partitions", type=int, default=6, help="partitions of rating.results if it is created")
     invoicer.add_argument("--batch-max", type=int, default=500, help="messages per ledger transaction")
     from billing.streaming import add_metrics_arguments
@@ -305,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     from billing.produce import add_produce_command
     from billing.publish.command import add_relay_command
     from billing.rate.command import add_rater_command
+    from billing.rebuild import add_rebuild_command
 
     parser = argparse.ArgumentParser(prog="billing", description="SmallBiznis usage-based billing engine")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -319,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_relay_command,
         add_rater_command,
         add_dlq_command,
+        add_rebuild_command,
         add_serve_command,
         add_apikey_command,
         _add_explain,
@@ -329,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from streams.clickhouse.ownership import StoreBusy
     from streams.kafka.topics import BrokerUnavailable
 
     args = build_parser().parse_args(argv)
@@ -339,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INPUT_ERROR
     except BrokerUnavailable as error:
         print(f"error: {error}; {START_A_BROKER}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except StoreBusy as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from streams.operators.dedup import DedupEntry, Verdict
@@ -24,6 +24,19 @@ class PipelineStats:
     @property
     def rejected(self) -> int:
         return self.conflicts + sum(self.invalid.values())
+
+
+def changed_rows(
+    dirty: Mapping[WindowKey, tuple[WindowSpan, ...]],
+    windows: Mapping[WindowKey, WindowAccumulator],
+    tenant_of: Callable[[str], str],
+) -> list[WindowRow]:
+    """The rows to store for the buckets ``dirty`` names: their current absolute totals."""
+    return [
+        WindowRow(key, tenant_of(key.subscription_id), spans[0][2], acc.version, acc.totals(), spans[1:])
+        for key, spans in dirty.items()
+        for acc in (windows[key],)
+    ]
 
 
 class InProcessPipeline:
@@ -89,11 +102,7 @@ class InProcessPipeline:
 
     def flush(self) -> None:
         """Write accepted events and the current absolute totals of every changed window."""
-        rows = [
-            WindowRow(key, self.tenant_of(key.subscription_id), spans[0][2], acc.version, acc.totals(), spans[1:])
-            for key, spans in self._dirty.items()
-            for acc in (self._windows[key],)
-        ]
+        rows = changed_rows(self._dirty, self._windows, self.tenant_of)
         if self._pending or rows:
             self.store.write(self._pending, rows)
         if self._letters:

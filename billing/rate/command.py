@@ -18,9 +18,14 @@ def add_rater_command(commands: Any) -> None:
     )
     rater.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
     rater.add_argument(
-        "--data-dir", default=".data/sink", help="the usage store (embedded chDB) unless $CLICKHOUSE_URL"
+        "--data-dir",
+        default=None,
+        help="embedded stores' directory: chDB (unless $CLICKHOUSE_URL) and, without --ledger-dir, PostgreSQL "
+        "(unless $DATABASE_URL) (default: .data/sink for chDB, as billing sink, and .data/ledger for PostgreSQL)",
     )
-    rater.add_argument("--ledger-dir", default=".data/ledger", help="embedded PostgreSQL unless $DATABASE_URL")
+    rater.add_argument(
+        "--ledger-dir", default=None, help="embedded PostgreSQL here unless $DATABASE_URL (default: --data-dir)"
+    )
     rater.add_argument("--topic-prefix", default="", help="prefix of every topic name (separate pipelines)")
     rater.add_argument("--usage-group", default=None, help="the usage worker's --app-id (prefix + billing-usage)")
     rater.add_argument("--grace-period", default="0s", help="how long after its end a period is invoiced (e.g. 1h)")
@@ -60,10 +65,10 @@ def run_rater(args: Any) -> int:
         grace_period=duration(args.grace_period, "--grace-period"),
         partitions=args.partitions,
     )
-    url = ledger_url(Path(args.ledger_dir))
+    url = ledger_url(Path(args.ledger_dir or args.data_dir or ".data/ledger"))
     migrate(url)
     engine = create_engine(url, pool_pre_ping=True)
-    store = open_usage_store(Path(args.data_dir))
+    store = open_usage_store(Path(args.data_dir or ".data/sink"))
     clock: Clock = FileClock(args.clock_file) if args.clock_file else SystemClock()
     rater = Rater(settings, store, StoreUsageReader(store), PostgresLedger(engine), clock)
     server = None

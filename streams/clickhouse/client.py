@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from streams.clickhouse.ownership import own_directory
+
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 SESSION_SETTINGS: dict[str, Any] = {
@@ -46,6 +48,7 @@ def open_client(url: str | None, path: str) -> Client:
             # totals() binds thousands of spans as array parameters: in the body, not the URL
             form_encode_query_params=True,
         )
+    own_directory(path)
     return clickhouse_connect.get_client(interface="chdb", path=path, settings=SESSION_SETTINGS)
 
 

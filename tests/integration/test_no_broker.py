@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from invoicing.ledger.embedded import stop_embedded_database
+
 pytestmark = pytest.mark.integration
 
 CASE = Path(__file__).parents[1] / "scenarios" / "cases" / "01_usd_sub_cent_rounding.yaml"
@@ -26,12 +28,16 @@ CASE = Path(__file__).parents[1] / "scenarios" / "cases" / "01_usd_sub_cent_roun
 )
 def test_no_broker_is_one_line_naming_the_address_and_what_to_do(command: tuple[str, ...], tmp_path: Path) -> None:
     args = [a.format(tmp=tmp_path) for a in command]
-    done = subprocess.run(
-        [sys.executable, "-m", "billing.cli", *args, "--bootstrap", "127.0.0.1:1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "billing.cli", *args, "--bootstrap", "127.0.0.1:1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:  # the embedded PostgreSQL a command started outlives it (the next command reuses it)
+        for data_dir in ("ledger", "sim"):
+            stop_embedded_database(tmp_path / data_dir / "postgres")
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == [errors[0]] and "no Kafka broker answered at 127.0.0.1:1" in errors[0], done.stderr
