@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from rating.errors import InvalidValue
+from streams.operators.records import Reason
 
 OUTCOMES = ("accepted", "duplicate", "conflict", "invalid", "replay", "late")
 
@@ -33,8 +34,17 @@ class WorkerMetrics:
             ["partition"],
             registry=self.registry,
         )
+        self.dead_letters = Counter(
+            "billing_usage_dead_letters",
+            "Dead letters written to usage.dlq, by reason (counted when written: a batch redone after a "
+            "crash counts its letters again)",
+            ["reason"],
+            registry=self.registry,
+        )
         for outcome in OUTCOMES:
             self.events.labels(outcome=outcome)
+        for reason in Reason:  # every reason at 0, so rate() and increase() see the first letter
+            self.dead_letters.labels(reason=reason.value)
 
     def observe_batch(self, counts: Mapping[str, int], messages: int, seconds: float) -> None:
         for outcome, count in counts.items():
@@ -44,8 +54,9 @@ class WorkerMetrics:
 
 
 class SinkMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """On ``registry`` when given: a role that embeds the sink (the rater) serves both on one port."""
+        self.registry = registry if registry is not None else CollectorRegistry()
         self.rows = Counter("billing_sink_rows", "Rows written to ClickHouse", ["table"], registry=self.registry)
         self.batch_seconds = Histogram(
             "billing_sink_batch_seconds",

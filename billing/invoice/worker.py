@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,7 @@ from invoicing.ledger.outage import is_outage, short_description
 from invoicing.ports import Ledger
 from invoicing.service import InvoiceFinalizer
 from rating.errors import BillingError
+from rating.money import currency_exponent
 from schemas import avro_codec
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
 from streams.kafka.messages import MAX_LETTER_DETAIL, encode_dead_letter
@@ -86,8 +87,34 @@ class InvoicerMetrics:
         self.ledger_up = Gauge(
             "billing_invoicer_ledger_up", "1 while the last ledger transaction succeeded", registry=self.registry
         )
+        self.invoices = Counter(
+            "billing_invoicer_invoices",
+            "Invoices finalized, by currency (counted once the ledger committed them)",
+            ["currency"],
+            registry=self.registry,
+        )
+        self.invoiced = Counter(
+            "billing_invoicer_invoiced_amount",
+            "Totals of the invoices finalized, by currency, in the currency's major unit (2.50 for 250 "
+            "cents): for charts; the ledger holds the exact amounts",
+            ["currency"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "billing_invoicer_dead_letters",
+            "rating.results messages dead-lettered to rating.dlq, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         for outcome in OUTCOMES:
             self.messages.labels(outcome=outcome)
+
+    def observe_invoices(self, invoices: Sequence[Invoice]) -> None:
+        """Count invoices the ledger has committed, so a batch retried after an outage counts once."""
+        for invoice in invoices:
+            total = invoice.total
+            self.invoices.labels(currency=total.currency).inc()
+            self.invoiced.labels(currency=total.currency).inc(total.amount / 10 ** currency_exponent(total.currency))
 
 
 @dataclass(frozen=True)
@@ -165,7 +192,7 @@ class InvoiceWorker:
                 letters.append(_Letter(message, "undecodable", str(error)))
             except BillingError as error:
                 letters.append(_Letter(message, "invalid_rating_result", error.message, error.field))
-        outcomes, rejected = self._finalize_with_retry(ratings)
+        outcomes, rejected, invoiced = self._finalize_with_retry(ratings)
         letters += rejected
         self._report_conflicts(rejected)
         self._dead_letter(letters)
@@ -173,10 +200,15 @@ class InvoiceWorker:
         for outcome, count in outcomes.items():
             self.metrics.messages.labels(outcome=outcome).inc(count)
         self.metrics.messages.labels(outcome="dead_lettered").inc(len(letters))
+        for letter in letters:
+            self.metrics.dead_letters.labels(reason=letter.reason).inc()
+        self.metrics.observe_invoices(invoiced)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return len(batch)
 
-    def _finalize_with_retry(self, ratings: list[tuple[Message, FinalRating]]) -> tuple[dict[str, int], list[_Letter]]:
+    def _finalize_with_retry(
+        self, ratings: list[tuple[Message, FinalRating]]
+    ) -> tuple[dict[str, int], list[_Letter], list[Invoice]]:
         delay = self.settings.retry_initial_s
         batched = True
         while True:
@@ -207,12 +239,13 @@ class InvoiceWorker:
 
     def _finalize(
         self, ratings: list[tuple[Message, FinalRating]], batched: bool
-    ) -> tuple[dict[str, int], list[_Letter]]:
+    ) -> tuple[dict[str, int], list[_Letter], list[Invoice]]:
         """Finalize every rating in one ledger batch (one transaction) when ``batched`` (else one each).
         A message the service refuses is given back by its session and dead-lettered; an outage
         raises, and nothing of the batch is committed."""
         outcomes = dict.fromkeys(("finalized", "redelivered"), 0)
         letters: list[_Letter] = []
+        created_invoices: list[Invoice] = []
         periods = [(r.closed.subscription.id, r.closed.period.start) for _, r in ratings]
         with self.ledger.batch(periods) if batched else nullcontext():
             for message, rating in ratings:
@@ -234,7 +267,9 @@ class InvoiceWorker:
                     letters.append(conflict)
                     continue
                 outcomes["finalized" if created else "redelivered"] += 1
-        return outcomes, letters
+                if created:
+                    created_invoices.append(invoice)
+        return outcomes, letters, created_invoices
 
     def _conflict(self, message: Message, rating: FinalRating, invoice: Invoice) -> _Letter | None:
         """A redelivery is acknowledged only if it rates the period as its invoice billed it;

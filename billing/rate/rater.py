@@ -48,6 +48,7 @@ from rating.periods import Period, from_epoch_ms
 from rating.rate import RatingResult
 from streams.kafka.consumers import run_until_stopped, topic_reader
 from streams.kafka.topics import RATING_RESULTS, USAGE_ACCEPTED, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
+from streams.metrics import SinkMetrics
 from streams.operators.records import UsageRecord
 from streams.ports import UsageStore, WindowRow
 from streams.store.sink import SinkSettings, UsageSink
@@ -84,6 +85,7 @@ class Rater:
         self.late_checks: set[str] = set()
         """Ended subscriptions with usage written since their late usage was last checked: only
         they are read when their cycle reaches a boundary (each check is a store read)."""
+        self.metrics = RaterMetrics()
         self.sink = UsageSink(
             SinkSettings(
                 settings.bootstrap_servers,
@@ -94,10 +96,11 @@ class Rater:
             store,
             on_written=self._written,
             now_ms=wall_ms,
+            # on the rater's registry: its one metrics port serves the embedded sink's latency too
+            metrics=SinkMetrics(self.metrics.registry),
         )
         self.offsets = topic_reader(settings.bootstrap_servers, settings.usage_group)
         """Reads the usage worker's committed offsets; never joins its group."""
-        self.metrics = RaterMetrics()
         self.waiting: list[ClosedPeriod] = []
         """Due periods not handed over yet (the usage pipeline was behind, or terms are missing)."""
         self.handed = 0

@@ -414,6 +414,7 @@ class UsageWorker:
         letter = DeadLetter(rejection, original, self.settings.topic(USAGE_EVENTS), message.partition, message.offset)
         value = messages.write_dead_letter(letter, now, message.key, event_index)
         out.letters.append(Output(self.settings.topic(USAGE_DLQ), message.key, value))
+        self.metrics.dead_letters.labels(reason=str(rejection.reason)).inc()
 
     def outputs(self, state: PartitionState, out: BatchOutputs, now: int) -> list[Output]:
         windows_topic = self.settings.topic(USAGE_WINDOWS)

@@ -35,6 +35,7 @@ from invoicing.ports import Ledger, UsageRequest
 from invoicing.service import INVOICE_FINALIZED, InvoiceService
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier
 from rating.late import LateUsage
+from rating.money import currency_exponent
 from rating.periods import Period
 from schemas import avro_codec
 from streams.kafka import messages
@@ -259,6 +260,15 @@ def test_messages_become_the_invoices_of_a_direct_call_and_redelivery_changes_no
     assert sorted(outbox_rows(pg_url)) == sorted((e["subscription_id"], e["invoice_number"]) for e in expected)
     assert worker.metrics.messages.labels(outcome="finalized")._value.get() == len(expected)
     assert worker.metrics.messages.labels(outcome="redelivered")._value.get() == 5
+    by_currency: dict[str, list[int]] = {}
+    for e in expected:
+        by_currency.setdefault(e["currency_code"], []).append(e["total"])
+    for currency, totals in by_currency.items():
+        exponent = currency_exponent(currency)
+        assert worker.metrics.invoices.labels(currency=currency)._value.get() == len(totals)
+        assert worker.metrics.invoiced.labels(currency=currency)._value.get() == pytest.approx(
+            sum(totals) / 10**exponent
+        )
 
     # every message again, to a worker of a new group: nothing changes
     again = worker_for(topic, dlq, group="replay")
@@ -295,6 +305,8 @@ def test_bad_messages_are_dead_lettered_with_their_reason_and_the_rest_invoiced(
     worker = worker_for(topic, dlq)
     drain(worker, lambda: worker.metrics.messages.labels(outcome="dead_lettered")._value.get() >= 2)
     letters = dead_letters(kafka_broker.bootstrap, dlq, 2)
+    assert worker.metrics.dead_letters.labels(reason="undecodable")._value.get() == 1
+    assert worker.metrics.dead_letters.labels(reason="invalid_rating_result")._value.get() == 1
     assert [(d["reason"], d["field"]) for d in letters] == [
         ("undecodable", None),
         ("invalid_rating_result", "items[0].amount"),

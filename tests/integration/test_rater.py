@@ -126,6 +126,8 @@ def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
                 assert current.waiting == [], "every due period is handed over once the usage is in"
                 due = [i for i in expected if i.issued_at is not None and i.issued_at <= instant]
                 _wait_finalized(ledger, scenario.tenant_id, len(due), current, invoices)
+            served = {family.name for family in current.metrics.registry.collect()}
+            assert {"billing_sink_rows", "billing_sink_event_to_queryable_seconds"} <= served, served
             published = _results_published(bootstrap, run.topic(RATING_RESULTS))
             again = rater()  # a restart at the end: nothing is due again
             again.run_once()

@@ -56,3 +56,33 @@ def test_prometheus_scrapes_every_role_on_its_metrics_port() -> None:
     assert set(ports) == {"worker", "rater", "invoicer", "relay"}
     targets = {t for job in PROMETHEUS["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
     assert targets == {f"{name}:{port}" for name, port in ports.items()}
+
+
+def _mounts(service: str) -> dict[str, str]:
+    """Container path → host path of a service's bind mounts."""
+    volumes = [v.split(":") for v in COMPOSE["services"][service]["volumes"] if v.startswith("./")]
+    return {container: host for host, container, *_ in volumes}
+
+
+def test_prometheus_evaluates_the_alert_rules_with_the_release_promtool_tests_them_with() -> None:
+    mounts = _mounts("prometheus")
+    assert [mounts[path] for path in PROMETHEUS["rule_files"]] == ["./ops/prometheus/alerts.yml"]
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./ops/compose/prometheus.yml"
+    major, minor, patch = COMPOSE["services"]["prometheus"]["image"].split(":v")[1].split(".")
+    promtool = (ROOT / "ops" / "promtool.py").read_text()
+    assert f'VERSION = "v0.{int(major) * 100 + int(minor)}.{patch}"' in promtool  # Prometheus 3.5.0 is v0.305.0
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_generated_dashboards() -> None:
+    grafana = COMPOSE["services"]["grafana"]
+    assert re.fullmatch(r"grafana/grafana:\d+\.\d+\.\d+", grafana["image"]), "a pinned release"
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == (
+        "${GRAFANA_ADMIN_PASSWORD:?set GRAFANA_ADMIN_PASSWORD in .env}"
+    )
+    mounts = _mounts("grafana")
+    provisioning = ROOT / mounts["/etc/grafana/provisioning"]
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["url"] == "http://prometheus:9090" and "prometheus" in COMPOSE["services"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "smallbiznis.yml").read_text())["providers"]
+    dashboards = ROOT / mounts[provider["options"]["path"]]
+    assert {p.name for p in dashboards.glob("*.json")} == {"pipeline.json", "billing.json"}
