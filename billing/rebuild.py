@@ -38,12 +38,23 @@ def accepted_records(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Ite
     """Every committed record of ``topic`` up to each partition's end when called, with where it is."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+    from rating.errors import InvalidValue
     from streams.kafka import messages
     from streams.kafka.consumers import topic_reader
+    from streams.kafka.topics import BROKER_WAIT_S, BrokerUnavailable
 
     consumer = topic_reader(bootstrap, "billing-rebuild-usage")
     try:
-        partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+        try:
+            metadata = consumer.list_topics(topic, timeout=BROKER_WAIT_S).topics[topic]
+        except KafkaException as unreachable:
+            reason = unreachable.args[0].str()
+            raise BrokerUnavailable(
+                f"no Kafka broker answered at {bootstrap} within {BROKER_WAIT_S:g}s ({reason})"
+            ) from None
+        if metadata.error is not None:
+            raise InvalidValue("--topic-prefix", f"no topic {topic} at {bootstrap} ({metadata.error.str()})")
+        partitions = metadata.partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions}
         pending = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, -2) for p in pending])

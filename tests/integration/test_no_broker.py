@@ -23,6 +23,7 @@ CASE = Path(__file__).parents[1] / "scenarios" / "cases" / "01_usd_sub_cent_roun
         ("invoicer", "--data-dir", "{tmp}/ledger"),
         ("relay", "--data-dir", "{tmp}/ledger"),
         ("simulate", str(CASE), "--via", "kafka", "--data-dir", "{tmp}/sim"),
+        ("rebuild-usage", "--catalog", str(CASE), "--data-dir", "{tmp}/sink"),
     ],
     ids=lambda c: c[0],
 )
