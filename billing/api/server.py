@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from billing.api.auth import TenantAuth
 from billing.api.credit_service import CreditServicer
+from billing.api.invoice_engine_service import InvoiceEngineServicer
 from billing.api.invoice_service import InvoiceServicer
 from billing.api.keys import authenticate
 from billing.api.pricing_service import PricingServicer
@@ -29,6 +30,7 @@ from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ledger.postgres_api import PostgresApiLedger
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2, credit_pb2_grpc
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
+from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2, invoice_engine_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2, subscription_pb2_grpc
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2, tax_pb2_grpc
@@ -40,6 +42,7 @@ SERVED: Final[tuple[str, ...]] = (
     invoice_pb2.DESCRIPTOR.services_by_name["InvoiceService"].full_name,
     tax_pb2.DESCRIPTOR.services_by_name["TaxService"].full_name,
     credit_pb2.DESCRIPTOR.services_by_name["CreditService"].full_name,
+    invoice_engine_pb2.DESCRIPTOR.services_by_name["InvoiceEngineService"].full_name,
 )
 """The services ``billing serve`` answers (their RPCs not built answer UNIMPLEMENTED)."""
 
@@ -70,6 +73,9 @@ class ApiServer:
         tax_pb2_grpc.add_TaxServiceServicer_to_server(TaxServicer(ledger), self.server)  # type: ignore[no-untyped-call]
         credit_pb2_grpc.add_CreditServiceServicer_to_server(  # type: ignore[no-untyped-call]
             CreditServicer(ledger, api, now), self.server
+        )
+        invoice_engine_pb2_grpc.add_InvoiceEngineServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            InvoiceEngineServicer(ledger), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

@@ -25,6 +25,7 @@ from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2 as T
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2_grpc
 from tests.api_harness import Api, pro_plan, status_of
+from tests.integration.test_api_invoice_engine import engine_calls
 from tests.integration.test_api_invoices import invoice_periods
 
 pytestmark = pytest.mark.integration
@@ -62,6 +63,7 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (tax.CalculateTax, T.TaxCalculationRequest(subtotal=Money(units=100, currency_code="USD"))),
         (credit.CreateCreditNote, C.CreateCreditNoteRequest(subscription_id="sub_1", type=C.CREDIT_NOTE_TYPE_BALANCE)),
         (credit.ListCreditNotes, C.ListCreditNotesRequest()),
+        *engine_calls(api),
     ]
 
 
@@ -114,9 +116,11 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
     by_id = [
         (call, request)
         for call, request in served_calls(api, t1_data)
-        if type(request).DESCRIPTOR.name.startswith(("Get", "Cancel", "Change"))
+        if type(request).DESCRIPTOR.name.startswith(("Get", "Cancel", "Change", "RunProration", "Apply"))
     ]
-    assert len(by_id) == 6  # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice
+    # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, and the
+    # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit (their subscription_id)
+    assert len(by_id) == 10
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
