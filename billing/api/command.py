@@ -23,6 +23,12 @@ def add_serve_command(commands: Any) -> None:
     serve.add_argument("--tls-cert", default=None, help="PEM certificate chain (with --tls-key: serve TLS)")
     serve.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     serve.add_argument("--workers", type=int, default=8, help="threads answering calls")
+    serve.add_argument(
+        "--usage-dir",
+        default=None,
+        help="embedded chDB of the usage store lives in USAGE_DIR/chdb unless $CLICKHOUSE_URL (default --data-dir); "
+        "serve owns it while it runs",
+    )
     serve.set_defaults(run=run_serve)
 
 
@@ -79,11 +85,25 @@ def _tls(cert: str | None, key: str | None) -> tuple[bytes, bytes] | None:
         raise InvalidValue("--tls-cert/--tls-key", f"cannot load {cert} with {key}: {error}") from None
 
 
+def _usage_store(data_dir: Path) -> tuple[Any, str]:
+    """The usage store, or None and why not: serve starts without it (its usage RPCs answer
+    UNAVAILABLE), e.g. when another process owns the embedded chDB directory."""
+    from billing.stores import clickhouse_where, open_usage_store
+
+    try:
+        return open_usage_store(data_dir), ""
+    except Exception as error:  # any failure of the store's driver: serve still starts without it
+        problem = f"{clickhouse_where(data_dir)}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        print(f"billing serve: the usage store is not open ({problem})", file=sys.stderr, flush=True)
+        return None, problem
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
     from billing.api.server import ApiServer
+    from billing.usage_reader import StoreUsageReader
 
     if not 0 <= args.port <= 65535:
         raise InvalidValue("--port", f"must be 0 to 65535, got {args.port}")
@@ -91,9 +111,11 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidValue("--workers", f"must be at least 1, got {args.workers}")
     tls = _tls(args.tls_cert, args.tls_key)
     engine = _engine(args.data_dir, pool_size=args.workers)
+    usage, problem = _usage_store(Path(args.usage_dir or args.data_dir))
     stop = threading.Event()
     try:
-        server = ApiServer(engine, max_workers=args.workers)
+        reader = None if usage is None else StoreUsageReader(usage)
+        server = ApiServer(engine, max_workers=args.workers, usage=reader, usage_problem=problem)
         try:
             port = server.start(args.port, args.host, tls)
         except OSError as error:
@@ -107,6 +129,8 @@ def run_serve(args: argparse.Namespace) -> int:
         server.stop()
     finally:
         engine.dispose()
+        if usage is not None:
+            usage.client.close()
     print("billing serve: stopped", flush=True)
     return 0
 

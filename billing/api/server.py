@@ -24,14 +24,17 @@ from billing.api.keys import authenticate
 from billing.api.pricing_service import PricingServicer
 from billing.api.subscription_service import SubscriptionServicer
 from billing.api.tax_service import TaxServicer
+from billing.api.usage_access import ServedRating, SharedUsage
 from billing.clock import Clock, SystemClock
 from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ledger.postgres_api import PostgresApiLedger
+from invoicing.ports import UsageReader
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2, credit_pb2_grpc
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2, invoice_engine_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2, subscription_pb2_grpc
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2, tax_pb2_grpc
 
@@ -43,6 +46,7 @@ SERVED: Final[tuple[str, ...]] = (
     tax_pb2.DESCRIPTOR.services_by_name["TaxService"].full_name,
     credit_pb2.DESCRIPTOR.services_by_name["CreditService"].full_name,
     invoice_engine_pb2.DESCRIPTOR.services_by_name["InvoiceEngineService"].full_name,
+    rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,
 )
 """The services ``billing serve`` answers (their RPCs not built answer UNIMPLEMENTED)."""
 
@@ -52,9 +56,19 @@ def _address(host: str, port: int) -> str:
 
 
 class ApiServer:
-    """The served services on a migrated ledger database (``engine``)."""
+    """The served services on a migrated ledger database (``engine``) and the usage store
+    (``usage``; None when it could not be opened, ``usage_problem`` saying why: the RPCs reading
+    usage then answer UNAVAILABLE)."""
 
-    def __init__(self, engine: Engine, *, clock: Clock | None = None, max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock | None = None,
+        max_workers: int = 8,
+        usage: UsageReader | None = None,
+        usage_problem: str = "no usage store was given",
+    ) -> None:
         ledger = PostgresLedger(engine)
         api = PostgresApiLedger(ledger)
         keys = PostgresApiKeys(engine)
@@ -76,6 +90,10 @@ class ApiServer:
         )
         invoice_engine_pb2_grpc.add_InvoiceEngineServiceServicer_to_server(  # type: ignore[no-untyped-call]
             InvoiceEngineServicer(ledger), self.server
+        )
+        shared = None if usage is None else SharedUsage(usage)
+        rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            ServedRating(ledger, shared, usage_problem, now), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

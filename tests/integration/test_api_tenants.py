@@ -27,9 +27,16 @@ from schemas.generated.smallbiznis.tax.v1 import tax_pb2_grpc
 from tests.api_harness import Api, pro_plan, status_of
 from tests.integration.test_api_invoice_engine import engine_calls
 from tests.integration.test_api_invoices import invoice_periods
+from tests.integration.test_api_rating import rate
 
 pytestmark = pytest.mark.integration
 NOT_FOUND, UNAUTHENTICATED = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.fixture
+def api(api_usage: Api) -> Api:
+    """The server with its usage store: every served RPC answers."""
+    return api_usage
 
 
 @pytest.fixture
@@ -64,6 +71,7 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (credit.CreateCreditNote, C.CreateCreditNoteRequest(subscription_id="sub_1", type=C.CREDIT_NOTE_TYPE_BALANCE)),
         (credit.ListCreditNotes, C.ListCreditNotesRequest()),
         *engine_calls(api),
+        (api.rating.RateSubscription, rate("sub_1", "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")),
     ]
 
 
@@ -116,11 +124,11 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
     by_id = [
         (call, request)
         for call, request in served_calls(api, t1_data)
-        if type(request).DESCRIPTOR.name.startswith(("Get", "Cancel", "Change", "RunProration", "Apply"))
+        if type(request).DESCRIPTOR.name.startswith(("Get", "Cancel", "Change", "RunProration", "Apply", "Rate"))
     ]
-    # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, and the
-    # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit (their subscription_id)
-    assert len(by_id) == 10
+    # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
+    # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, and RateSubscription
+    assert len(by_id) == 11
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
