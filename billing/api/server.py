@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from billing.api.auth import TenantAuth
 from billing.api.credit_service import CreditServicer
+from billing.api.dry_run import DryRun
 from billing.api.invoice_engine_service import InvoiceEngineServicer
 from billing.api.invoice_service import InvoiceServicer
 from billing.api.keys import authenticate
@@ -83,7 +84,10 @@ class ApiServer:
         subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             SubscriptionServicer(ledger, api, now), self.server
         )
-        invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(api), self.server)  # type: ignore[no-untyped-call]
+        shared = None if usage is None else SharedUsage(usage)
+        invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            InvoiceServicer(api, DryRun(ledger, api, shared, usage_problem, now)), self.server
+        )
         tax_pb2_grpc.add_TaxServiceServicer_to_server(TaxServicer(ledger), self.server)  # type: ignore[no-untyped-call]
         credit_pb2_grpc.add_CreditServiceServicer_to_server(  # type: ignore[no-untyped-call]
             CreditServicer(ledger, api, now), self.server
@@ -91,7 +95,6 @@ class ApiServer:
         invoice_engine_pb2_grpc.add_InvoiceEngineServiceServicer_to_server(  # type: ignore[no-untyped-call]
             InvoiceEngineServicer(ledger), self.server
         )
-        shared = None if usage is None else SharedUsage(usage)
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ServedRating(ledger, shared, usage_problem, now), self.server
         )

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -39,7 +39,7 @@ class SharedUsage:
             return self.reader.quantities(requests)
 
 
-def unavailable(context: Any, problem: str) -> None:
+def unavailable(context: Any, problem: str) -> NoReturn:
     wire.abort(
         context,
         grpc.StatusCode.UNAVAILABLE,

@@ -25,6 +25,7 @@ from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2 as T
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2_grpc
 from tests.api_harness import Api, pro_plan, status_of
+from tests.integration.test_api_dry_run import generate
 from tests.integration.test_api_invoice_engine import engine_calls
 from tests.integration.test_api_invoices import invoice_periods
 from tests.integration.test_api_rating import rate
@@ -72,6 +73,7 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (credit.ListCreditNotes, C.ListCreditNotesRequest()),
         *engine_calls(api),
         (api.rating.RateSubscription, rate("sub_1", "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")),
+        (api.invoices.GenerateInvoiceForSubscription, generate("sub_1")),
     ]
 
 
@@ -124,11 +126,14 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
     by_id = [
         (call, request)
         for call, request in served_calls(api, t1_data)
-        if type(request).DESCRIPTOR.name.startswith(("Get", "Cancel", "Change", "RunProration", "Apply", "Rate"))
+        if type(request).DESCRIPTOR.name.startswith(
+            ("Get", "Cancel", "Change", "RunProration", "Apply", "Rate", "Generate")
+        )
     ]
     # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
-    # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, and RateSubscription
-    assert len(by_id) == 11
+    # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription and
+    # GenerateInvoiceForSubscription (a dry run)
+    assert len(by_id) == 12
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
@@ -154,8 +159,8 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
 
 
 def test_rpcs_not_built_answer_unimplemented(api: Api) -> None:
-    generate = I.GenerateInvoiceForSubscriptionRequest(subscription_id="sub_1")
-    assert status_of(api.invoices.GenerateInvoiceForSubscription, generate, metadata=api.auth())[0] == (
+    stored = I.GenerateInvoiceForSubscriptionRequest(subscription_id="sub_1")  # not a dry run
+    assert status_of(api.invoices.GenerateInvoiceForSubscription, stored, metadata=api.auth())[0] == (
         grpc.StatusCode.UNIMPLEMENTED
     )
     assert status_of(api.invoices.GetInvoicePdf, I.GetInvoicePdfRequest(id="1"))[0] == UNAUTHENTICATED
