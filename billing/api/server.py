@@ -26,6 +26,7 @@ from billing.api.pricing_service import PricingServicer
 from billing.api.subscription_service import SubscriptionServicer
 from billing.api.tax_service import TaxServicer
 from billing.api.usage_access import ServedRating, SharedUsage
+from billing.api.usage_service import UsageServicer
 from billing.clock import Clock, SystemClock
 from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.postgres import PostgresLedger
@@ -38,6 +39,7 @@ from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_gr
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2, subscription_pb2_grpc
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2, tax_pb2_grpc
+from schemas.generated.smallbiznis.usage.v1 import usage_pb2, usage_pb2_grpc
 
 MAX_REQUEST_BYTES: Final = 1 << 20
 SERVED: Final[tuple[str, ...]] = (
@@ -48,6 +50,7 @@ SERVED: Final[tuple[str, ...]] = (
     credit_pb2.DESCRIPTOR.services_by_name["CreditService"].full_name,
     invoice_engine_pb2.DESCRIPTOR.services_by_name["InvoiceEngineService"].full_name,
     rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
 )
 """The services ``billing serve`` answers (their RPCs not built answer UNIMPLEMENTED)."""
 
@@ -94,6 +97,9 @@ class ApiServer:
         )
         invoice_engine_pb2_grpc.add_InvoiceEngineServiceServicer_to_server(  # type: ignore[no-untyped-call]
             InvoiceEngineServicer(ledger), self.server
+        )
+        usage_pb2_grpc.add_UsageServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            UsageServicer(ledger, shared, usage_problem), self.server
         )
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ServedRating(ledger, shared, usage_problem, now), self.server

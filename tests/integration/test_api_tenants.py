@@ -24,11 +24,13 @@ from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2 as P
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2 as T
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2_grpc
+from schemas.generated.smallbiznis.usage.v1 import usage_pb2 as U
 from tests.api_harness import Api, pro_plan, status_of
 from tests.integration.test_api_dry_run import generate
 from tests.integration.test_api_invoice_engine import engine_calls
 from tests.integration.test_api_invoices import invoice_periods
 from tests.integration.test_api_rating import rate
+from tests.integration.test_api_usage import summary, usage
 
 pytestmark = pytest.mark.integration
 NOT_FOUND, UNAUTHENTICATED = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED
@@ -74,6 +76,8 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         *engine_calls(api),
         (api.rating.RateSubscription, rate("sub_1", "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")),
         (api.invoices.GenerateInvoiceForSubscription, generate("sub_1")),
+        (usage(api).GetUsageSummary, summary(subscription_id="sub_1")),
+        (usage(api).ListUsageMetrics, U.ListUsageMetricsRequest()),
     ]
 
 
@@ -131,9 +135,9 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
         )
     ]
     # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
-    # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription and
-    # GenerateInvoiceForSubscription (a dry run)
-    assert len(by_id) == 12
+    # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription,
+    # GenerateInvoiceForSubscription (a dry run) and GetUsageSummary
+    assert len(by_id) == 13
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
