@@ -27,6 +27,7 @@ from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2_grpc
+from streams.clickhouse.events import ClickHouseEventLog
 from streams.clickhouse.store import ClickHouseUsageStore
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -125,7 +126,8 @@ def serving(engine: Engine, usage: ClickHouseUsageStore | None) -> Iterator[Api]
     keys = {tenant: create_key(store, tenant, "test")[1] for tenant in TENANTS}
     clock = TestClock(NOW)
     reader = None if usage is None else StoreUsageReader(usage)
-    server = ApiServer(engine, clock=clock, usage=reader, usage_problem="none in this test")
+    log = None if usage is None else ClickHouseEventLog(usage.client, usage.db)
+    server = ApiServer(engine, clock=clock, usage=reader, events=log, usage_problem="none in this test")
     port = server.start(0)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield Api(engine, ledger, port, channel, keys, clock, usage)

@@ -103,6 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import threading
 
     from billing.api.server import ApiServer
+    from billing.stores import event_log
     from billing.usage_reader import StoreUsageReader
 
     if not 0 <= args.port <= 65535:
@@ -115,7 +116,8 @@ def run_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         reader = None if usage is None else StoreUsageReader(usage)
-        server = ApiServer(engine, max_workers=args.workers, usage=reader, usage_problem=problem)
+        log = None if usage is None else event_log(usage)
+        server = ApiServer(engine, max_workers=args.workers, usage=reader, events=log, usage_problem=problem)
         try:
             port = server.start(args.port, args.host, tls)
         except OSError as error:

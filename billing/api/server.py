@@ -40,6 +40,7 @@ from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2, subscription_pb2_grpc
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2, tax_pb2_grpc
 from schemas.generated.smallbiznis.usage.v1 import usage_pb2, usage_pb2_grpc
+from streams.ports import EventLog
 
 MAX_REQUEST_BYTES: Final = 1 << 20
 SERVED: Final[tuple[str, ...]] = (
@@ -71,6 +72,7 @@ class ApiServer:
         clock: Clock | None = None,
         max_workers: int = 8,
         usage: UsageReader | None = None,
+        events: EventLog | None = None,
         usage_problem: str = "no usage store was given",
     ) -> None:
         ledger = PostgresLedger(engine)
@@ -87,7 +89,8 @@ class ApiServer:
         subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             SubscriptionServicer(ledger, api, now), self.server
         )
-        shared = None if usage is None else SharedUsage(usage)
+        shared = None if usage is None else SharedUsage(usage, events)
+        log = None if shared is None or events is None else shared
         invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             InvoiceServicer(api, DryRun(ledger, api, shared, usage_problem, now)), self.server
         )
@@ -99,7 +102,7 @@ class ApiServer:
             InvoiceEngineServicer(ledger), self.server
         )
         usage_pb2_grpc.add_UsageServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            UsageServicer(ledger, shared, usage_problem), self.server
+            UsageServicer(ledger, shared, log, usage_problem), self.server
         )
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ServedRating(ledger, shared, usage_problem, now), self.server

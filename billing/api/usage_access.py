@@ -25,18 +25,33 @@ from invoicing.engine.subscriptions import BillingCycle, open_cycle
 from invoicing.engine.terms import BillingTerms
 from invoicing.ports import Ledger, UsageReader, UsageRequest
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2
+from streams.ports import EventLog, StoredEvent
 
 
 class SharedUsage:
-    """A usage reader for many threads: one read at a time through ``reader``."""
+    """The usage store's reads for many threads: one read at a time, quantities or events."""
 
-    def __init__(self, reader: UsageReader) -> None:
+    def __init__(self, reader: UsageReader, log: EventLog | None = None) -> None:
         self.reader = reader
+        self.log = log
         self.lock = threading.Lock()
 
     def quantities(self, requests: Sequence[UsageRequest]) -> list[Decimal]:
         with self.lock:
             return self.reader.quantities(requests)
+
+    def events(
+        self,
+        subscription_id: str,
+        metric_code: str | None,
+        start_ms: int,
+        end_ms: int,
+        after: tuple[int, str, str] | None,
+        limit: int,
+    ) -> list[StoredEvent]:
+        assert self.log is not None
+        with self.lock:
+            return self.log.events(subscription_id, metric_code, start_ms, end_ms, after, limit)
 
 
 def unavailable(context: Any, problem: str) -> NoReturn:

@@ -4,8 +4,9 @@ summaries of the caller's subscription read through the same ``UsageReader`` as 
 ``GetUsageSummary`` walks the windows of the pipeline's roll-ups (``rollup_windows``: the local
 hour, day or month of the subscription's timezone), clipped to ``[start_time, end_time)``, and asks
 each window's quantity with the metric's own aggregation, and its distinct events with COUNT:
-exactly what rating that window would read (deduplicated, any instants). Not served yet:
-``IngestUsage`` (Kafka) and ``ListUsage`` (no paged read of the stored events behind a port yet).
+exactly what rating that window would read (deduplicated, any instants). ``ListUsage`` pages the
+distinct stored events (``EventLog``) by (recorded_at, metric_code, idempotency_key). Not served
+yet: ``IngestUsage`` (Kafka).
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from typing import Any
 import grpc
 
 from billing.api import wire
+from billing.api.paging import decode_token, encode_token, page_size
 from billing.api.usage_access import unavailable
-from invoicing.ports import Ledger, UsageReader, UsageRequest
-from rating.catalog import Aggregation, Metric
+from invoicing.ports import Ledger, SubscriptionRecord, UsageReader, UsageRequest
+from rating.catalog import Aggregation, Metric, Plan
 from rating.errors import InvalidValue
 from rating.numbers import format_decimal
 from rating.periods import epoch_ms, from_epoch_ms
 from schemas.generated.smallbiznis.usage.v1 import usage_pb2, usage_pb2_grpc
 from streams.operators.windows import Granularity, rollup_windows
+from streams.ports import EventLog, StoredEvent
 
 MAX_WINDOWS = 10_000
 """Windows × metrics one summary answers at most (a year of hours is 8,760)."""
@@ -58,10 +61,36 @@ def windows(start: datetime, end: datetime, granularity: str, timezone: str) -> 
     return cuts
 
 
+def _interval(request: Any) -> tuple[datetime, datetime]:
+    """The request's required ``[start_time, end_time)``."""
+    for name in ("start_time", "end_time"):
+        if not request.HasField(name):
+            raise InvalidValue(name, "is required")
+    start = wire.instant(request.start_time, "start_time")
+    end = wire.instant(request.end_time, "end_time")
+    if end <= start:
+        raise InvalidValue("end_time", "must be after start_time")
+    return start, end
+
+
+def _record(event: StoredEvent) -> usage_pb2.UsageRecord:
+    return usage_pb2.UsageRecord(
+        id=event.event_id,
+        tenant_id=event.tenant_id,
+        subscription_id=event.subscription_id,
+        metric_code=event.metric_code,
+        value=float(event.value),  # the wire's double; the stored value is exact to 12 places
+        recorded_at=wire.timestamp(from_epoch_ms(event.recorded_at_ms)),
+        idempotency_key=event.idempotency_key,
+        metadata=dict(event.metadata),
+    )
+
+
 class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
-    def __init__(self, ledger: Ledger, usage: UsageReader | None, problem: str) -> None:
+    def __init__(self, ledger: Ledger, usage: UsageReader | None, events: EventLog | None, problem: str) -> None:
         self.ledger = ledger
         self.usage = usage
+        self.events = events
         self.problem = problem
 
     def _metrics(self, tenant: str) -> dict[str, Metric]:
@@ -76,34 +105,51 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         metrics = self._metrics(wire.tenant(context, request.tenant_id))
         return usage_pb2.ListUsageMetricsResponse(metrics=[metric_message(metrics[c]) for c in sorted(metrics)])
 
-    def GetUsageSummary(
-        self, request: usage_pb2.GetUsageSummaryRequest, context: Any
-    ) -> usage_pb2.GetUsageSummaryResponse:
-        tenant = wire.tenant(context, request.tenant_id)
-        if not request.subscription_id:
+    def _subscription(self, context: Any, tenant: str, subscription_id: str) -> tuple[SubscriptionRecord, Plan]:
+        """The caller's subscription and its plan; NOT_FOUND for another tenant's."""
+        if not subscription_id:
             wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: is required")
         with self.ledger.session() as session:
-            record = session.get_subscription(request.subscription_id)
+            record = session.get_subscription(subscription_id)
             plan = None
             if record is not None and record.subscription.tenant_id == tenant:
                 plan = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
         if record is None or plan is None:
-            wire.abort(
-                context, grpc.StatusCode.NOT_FOUND, f"subscription_id: no subscription {request.subscription_id!r}"
-            )
+            wire.abort(context, grpc.StatusCode.NOT_FOUND, f"subscription_id: no subscription {subscription_id!r}")
+        return record, plan
+
+    def ListUsage(self, request: usage_pb2.ListUsageRequest, context: Any) -> usage_pb2.ListUsageResponse:
+        """The subscription's distinct stored events in ``[start_time, end_time)``, by recorded_at."""
+        tenant = wire.tenant(context, request.tenant_id)
+        self._subscription(context, tenant, request.subscription_id)
+        with wire.errors_as_status(context):
+            limit = page_size(request.page_size)
+            after = decode_token(request.page_token, (int, str, str))
+            start, end = _interval(request)
+            for name, at in (("start_time", start), ("end_time", end)):
+                if at.microsecond % 1000:
+                    raise InvalidValue(name, "is finer than a millisecond (events are stored to the millisecond)")
+        if self.events is None:
+            unavailable(context, self.problem)
+        cursor = None if after is None else (int(after[0]), str(after[1]), str(after[2]))
+        found = self.events.events(
+            request.subscription_id, request.metric_code or None, epoch_ms(start), epoch_ms(end), cursor, limit + 1
+        )
+        token = encode_token(found[limit - 1].cursor) if len(found) > limit else ""
+        return usage_pb2.ListUsageResponse(records=[_record(e) for e in found[:limit]], next_page_token=token)
+
+    def GetUsageSummary(
+        self, request: usage_pb2.GetUsageSummaryRequest, context: Any
+    ) -> usage_pb2.GetUsageSummaryResponse:
+        tenant = wire.tenant(context, request.tenant_id)
+        record, plan = self._subscription(context, tenant, request.subscription_id)
         metrics = self._metrics(tenant)
         with wire.errors_as_status(context):
             codes = list(request.metric_codes) or [m.metric_code for m in plan.meters if m.is_metered]
             for index, code in enumerate(codes):
                 if code not in metrics:
                     raise InvalidValue(f"metric_codes[{index}]", f"no metric {code!r}")
-            for name in ("start_time", "end_time"):
-                if not request.HasField(name):
-                    raise InvalidValue(name, "is required")
-            start = wire.instant(request.start_time, "start_time")
-            end = wire.instant(request.end_time, "end_time")
-            if end <= start:
-                raise InvalidValue("end_time", "must be after start_time")
+            start, end = _interval(request)
             cuts = windows(start, end, request.granularity, record.subscription.timezone)
             if len(cuts) * len(codes) > MAX_WINDOWS:
                 raise InvalidValue("end_time", f"more than {MAX_WINDOWS} windows × metrics; ask fewer")
@@ -136,11 +182,3 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     def IngestUsage(self, request: usage_pb2.IngestUsageRequest, context: Any) -> usage_pb2.IngestUsageResponse:
         wire.tenant(context)
         wire.abort(context, grpc.StatusCode.UNIMPLEMENTED, "IngestUsage: not served yet; use the SDK's producer")
-
-    def ListUsage(self, request: usage_pb2.ListUsageRequest, context: Any) -> usage_pb2.ListUsageResponse:
-        wire.tenant(context, request.tenant_id)
-        wire.abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            "ListUsage: not served yet (no paged read of the stored events through the API's ports)",
-        )

@@ -30,6 +30,7 @@ from tests.integration.test_api_dry_run import generate
 from tests.integration.test_api_invoice_engine import engine_calls
 from tests.integration.test_api_invoices import invoice_periods
 from tests.integration.test_api_rating import rate
+from tests.integration.test_api_usage import listing as usage_listing
 from tests.integration.test_api_usage import summary, usage
 
 pytestmark = pytest.mark.integration
@@ -78,6 +79,7 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (api.invoices.GenerateInvoiceForSubscription, generate("sub_1")),
         (usage(api).GetUsageSummary, summary(subscription_id="sub_1")),
         (usage(api).ListUsageMetrics, U.ListUsageMetricsRequest()),
+        (usage(api).ListUsage, usage_listing(subscription_id="sub_1")),
     ]
 
 
@@ -131,13 +133,13 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
         (call, request)
         for call, request in served_calls(api, t1_data)
         if type(request).DESCRIPTOR.name.startswith(
-            ("Get", "Cancel", "Change", "RunProration", "Apply", "Rate", "Generate")
+            ("Get", "Cancel", "Change", "RunProration", "Apply", "Rate", "Generate", "ListUsageR")
         )
     ]
     # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
     # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription,
-    # GenerateInvoiceForSubscription (a dry run) and GetUsageSummary
-    assert len(by_id) == 13
+    # GenerateInvoiceForSubscription (a dry run), GetUsageSummary and ListUsage
+    assert len(by_id) == 14
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)

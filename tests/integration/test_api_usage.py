@@ -1,8 +1,8 @@
 """UsageService reads over the wire: ListUsageMetrics lists the tenant's metrics;
 GetUsageSummary cuts any [start, end) at the subscription's local hour/day/month windows and gives
-each window's exact, deduplicated quantity and distinct events from the usage store; errors name
-the field; another tenant's subscription is NOT_FOUND; IngestUsage and ListUsage say they are not
-served."""
+each window's exact, deduplicated quantity and distinct events from the usage store; ListUsage
+pages the distinct events; errors name the field; another tenant's subscription is NOT_FOUND;
+IngestUsage says it is not served."""
 
 from __future__ import annotations
 
@@ -105,11 +105,41 @@ def test_summary_errors_and_tenants(used: Api) -> None:
     ):
         code, details = status_of(usage(api).GetUsageSummary, request, metadata=api.auth())
         assert (code, details.split(":")[0]) == (grpc.StatusCode.INVALID_ARGUMENT, field), details
-    for call, request in (
-        (usage(api).IngestUsage, U.IngestUsageRequest()),
-        (usage(api).ListUsage, U.ListUsageRequest()),
+    assert status_of(usage(api).IngestUsage, U.IngestUsageRequest(), metadata=api.auth())[0] == (
+        grpc.StatusCode.UNIMPLEMENTED
+    )
+
+
+def listing(token: str = "", start: str = "2026-03-02T04:00:00Z", **fields: Any) -> U.ListUsageRequest:
+    request = U.ListUsageRequest(**{"subscription_id": "sub_k", "page_size": 2, "page_token": token, **fields})
+    request.start_time.FromJsonString(start)
+    request.end_time.FromJsonString("2026-03-02T07:00:00Z")
+    return request
+
+
+def test_list_usage_pages_the_distinct_events(used: Api) -> None:
+    api = used
+    first = usage(api).ListUsage(listing(), metadata=api.auth())
+    second = usage(api).ListUsage(listing(first.next_page_token), metadata=api.auth())
+    assert second.next_page_token == ""
+    records = [*first.records, *second.records]
+    assert [(r.id, r.idempotency_key, r.value, r.recorded_at.ToJsonString()) for r in records] == [
+        ("e0", "a", 2.5, "2026-03-02T04:15:00Z"),
+        ("e1", "b", 4.0, "2026-03-02T04:35:00Z"),  # its duplicate e2 is not listed: first write wins
+        ("e3", "c", 1.0, "2026-03-02T06:05:00Z"),
+    ]
+    assert {(r.tenant_id, r.subscription_id, r.metric_code) for r in records} == {("t1", "sub_k", "api_calls")}
+    assert usage(api).ListUsage(listing(metric_code="storage_gb"), metadata=api.auth()).records == []
+    code, details = status_of(usage(api).ListUsage, listing(), metadata=api.auth("t2"))
+    assert (code, details) == (grpc.StatusCode.NOT_FOUND, "subscription_id: no subscription 'sub_k'")
+    for request, field in (
+        (listing("not-a-token"), "page_token"),
+        (listing(start="2026-03-02T04:00:00.000500Z"), "start_time"),
+        (listing(start="2026-03-02T08:00:00Z"), "end_time"),
+        (listing(page_size=-1), "page_size"),
     ):
-        assert status_of(call, request, metadata=api.auth())[0] == grpc.StatusCode.UNIMPLEMENTED
+        code, details = status_of(usage(api).ListUsage, request, metadata=api.auth())
+        assert (code, details.split(":")[0]) == (grpc.StatusCode.INVALID_ARGUMENT, field), details
 
 
 def test_list_usage_metrics_is_the_tenants(api: Api) -> None:
