@@ -13,6 +13,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
+from billing.api.ingest import UsageRecorder
 from billing.api.keys import create_key
 from billing.api.server import ApiServer
 from billing.clock import TestClock
@@ -117,7 +118,7 @@ def api_usage(engine: Engine, chdb_client: Any, clickhouse_db: str) -> Iterator[
     yield from serving(engine, ClickHouseUsageStore(chdb_client, clickhouse_db))
 
 
-def serving(engine: Engine, usage: ClickHouseUsageStore | None) -> Iterator[Api]:
+def serving(engine: Engine, usage: ClickHouseUsageStore | None, recorder: UsageRecorder | None = None) -> Iterator[Api]:
     ledger = PostgresLedger(engine)
     with ledger.session() as session:
         for tenant in TENANTS:
@@ -127,7 +128,9 @@ def serving(engine: Engine, usage: ClickHouseUsageStore | None) -> Iterator[Api]
     clock = TestClock(NOW)
     reader = None if usage is None else StoreUsageReader(usage)
     log = None if usage is None else ClickHouseEventLog(usage.client, usage.db)
-    server = ApiServer(engine, clock=clock, usage=reader, events=log, usage_problem="none in this test")
+    server = ApiServer(
+        engine, clock=clock, usage=reader, events=log, usage_problem="none in this test", recorder=recorder
+    )
     port = server.start(0)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     yield Api(engine, ledger, port, channel, keys, clock, usage)

@@ -5,6 +5,7 @@ of ``billing catalog`` and ``billing relay``, so they share one ledger)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import threading
 
     from billing.api.server import ApiServer
+    from billing.api_kafka import KafkaRecorder
     from billing.stores import event_log
     from billing.usage_reader import StoreUsageReader
 
@@ -117,7 +119,11 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         reader = None if usage is None else StoreUsageReader(usage)
         log = None if usage is None else event_log(usage)
-        server = ApiServer(engine, max_workers=args.workers, usage=reader, events=log, usage_problem=problem)
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        recorder = None if not bootstrap else KafkaRecorder(bootstrap)
+        server = ApiServer(
+            engine, max_workers=args.workers, usage=reader, events=log, usage_problem=problem, recorder=recorder
+        )
         try:
             port = server.start(args.port, args.host, tls)
         except OSError as error:

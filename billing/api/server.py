@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from billing.api.auth import TenantAuth
 from billing.api.credit_service import CreditServicer
 from billing.api.dry_run import DryRun
+from billing.api.ingest import UsageRecorder
 from billing.api.invoice_engine_service import InvoiceEngineServicer
 from billing.api.invoice_service import InvoiceServicer
 from billing.api.keys import authenticate
@@ -61,9 +62,9 @@ def _address(host: str, port: int) -> str:
 
 
 class ApiServer:
-    """The served services on a migrated ledger database (``engine``) and the usage store
-    (``usage``; None when it could not be opened, ``usage_problem`` saying why: the RPCs reading
-    usage then answer UNAVAILABLE)."""
+    """The served services on a migrated ledger database (``engine``), the usage store (``usage``
+    and ``events``; None when it could not be opened, ``usage_problem`` saying why: the RPCs reading
+    usage then answer UNAVAILABLE) and Kafka (``recorder``; None: IngestUsage is UNAVAILABLE)."""
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class ApiServer:
         usage: UsageReader | None = None,
         events: EventLog | None = None,
         usage_problem: str = "no usage store was given",
+        recorder: UsageRecorder | None = None,
     ) -> None:
         ledger = PostgresLedger(engine)
         api = PostgresApiLedger(ledger)
@@ -102,7 +104,7 @@ class ApiServer:
             InvoiceEngineServicer(ledger), self.server
         )
         usage_pb2_grpc.add_UsageServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            UsageServicer(ledger, shared, log, usage_problem), self.server
+            UsageServicer(ledger, shared, log, usage_problem, recorder), self.server
         )
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ServedRating(ledger, shared, usage_problem, now), self.server

@@ -5,8 +5,10 @@ summaries of the caller's subscription read through the same ``UsageReader`` as 
 hour, day or month of the subscription's timezone), clipped to ``[start_time, end_time)``, and asks
 each window's quantity with the metric's own aggregation, and its distinct events with COUNT:
 exactly what rating that window would read (deduplicated, any instants). ``ListUsage`` pages the
-distinct stored events (``EventLog``) by (recorded_at, metric_code, idempotency_key). Not served
-yet: ``IngestUsage`` (Kafka).
+distinct stored events (``EventLog``) by (recorded_at, metric_code, idempotency_key).
+``IngestUsage`` takes one event or a batch through the SDK's checks and producer (``UsageRecorder``):
+every event is checked before any is sent, and the call answers once Kafka acknowledged them all
+(acks=all); without a broker it is UNAVAILABLE and says how to start one.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ from typing import Any
 import grpc
 
 from billing.api import wire
+from billing.api.ingest import NO_BROKER, BrokerUnavailable, UsageInput, UsageRecorder
 from billing.api.paging import decode_token, encode_token, page_size
 from billing.api.usage_access import unavailable
 from invoicing.ports import Ledger, SubscriptionRecord, UsageReader, UsageRequest
 from rating.catalog import Aggregation, Metric, Plan
 from rating.errors import InvalidValue
-from rating.numbers import format_decimal
+from rating.numbers import decimal_from_double, format_decimal
 from rating.periods import epoch_ms, from_epoch_ms
 from schemas.generated.smallbiznis.usage.v1 import usage_pb2, usage_pb2_grpc
 from streams.operators.windows import Granularity, rollup_windows
 from streams.ports import EventLog, StoredEvent
 
+MAX_INGEST = 10_000
+"""Events one IngestUsage call takes at most (the request is also capped at 1 MiB)."""
 MAX_WINDOWS = 10_000
 """Windows × metrics one summary answers at most (a year of hours is 8,760)."""
 _INDEX = {Granularity.HOUR: 1, Granularity.DAY: 2, Granularity.MONTH: 3}
@@ -87,11 +92,19 @@ def _record(event: StoredEvent) -> usage_pb2.UsageRecord:
 
 
 class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
-    def __init__(self, ledger: Ledger, usage: UsageReader | None, events: EventLog | None, problem: str) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        usage: UsageReader | None,
+        events: EventLog | None,
+        problem: str,
+        recorder: UsageRecorder | None = None,
+    ) -> None:
         self.ledger = ledger
         self.usage = usage
         self.events = events
         self.problem = problem
+        self.recorder = recorder
 
     def _metrics(self, tenant: str) -> dict[str, Metric]:
         with self.ledger.session() as session:
@@ -180,5 +193,53 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         )
 
     def IngestUsage(self, request: usage_pb2.IngestUsageRequest, context: Any) -> usage_pb2.IngestUsageResponse:
-        wire.tenant(context)
-        wire.abort(context, grpc.StatusCode.UNIMPLEMENTED, "IngestUsage: not served yet; use the SDK's producer")
+        """``record`` and ``records``, checked whole, then on Kafka with acks=all: accepted = durable."""
+        tenant = wire.tenant(context)
+        given = ([("record", request.record)] if request.HasField("record") else []) + [
+            (f"records[{n}]", record) for n, record in enumerate(request.records)
+        ]
+        if not given:
+            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "record: give record or records")
+        if len(given) > MAX_INGEST:
+            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"records: at most {MAX_INGEST} in one call")
+        for _, record in given:
+            wire.tenant(context, record.tenant_id)  # another tenant's: PERMISSION_DENIED
+        with self.ledger.session() as session:
+            owners = {
+                r.subscription_id: session.get_subscription(r.subscription_id) for _, r in given if r.subscription_id
+            }
+        events = []
+        with wire.errors_as_status(context):
+            for field, record in given:
+                owner = owners.get(record.subscription_id)
+                if owner is not None and owner.subscription.tenant_id != tenant:
+                    owner = None
+                if record.subscription_id and owner is None:
+                    wire.abort(
+                        context,
+                        grpc.StatusCode.NOT_FOUND,
+                        f"{field}.subscription_id: no subscription {record.subscription_id!r}",
+                    )
+                if not record.HasField("recorded_at"):
+                    raise InvalidValue(f"{field}.recorded_at", "is required")
+                events.append(
+                    UsageInput(
+                        field,
+                        tenant,
+                        record.subscription_id,
+                        record.metric_code,
+                        decimal_from_double(record.value, f"{field}.value"),
+                        wire.instant(record.recorded_at, f"{field}.recorded_at"),
+                        record.idempotency_key,
+                        dict(record.metadata),
+                        record.id or None,
+                    )
+                )
+        if self.recorder is None:
+            wire.abort(context, grpc.StatusCode.UNAVAILABLE, NO_BROKER)
+        try:
+            with wire.errors_as_status(context):
+                sent = self.recorder.record(events)
+        except BrokerUnavailable as error:
+            wire.abort(context, grpc.StatusCode.UNAVAILABLE, f"{error}; {NO_BROKER}")
+        return usage_pb2.IngestUsageResponse(accepted_count=sent)

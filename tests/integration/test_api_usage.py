@@ -1,8 +1,8 @@
 """UsageService reads over the wire: ListUsageMetrics lists the tenant's metrics;
 GetUsageSummary cuts any [start, end) at the subscription's local hour/day/month windows and gives
 each window's exact, deduplicated quantity and distinct events from the usage store; ListUsage
-pages the distinct events; errors name the field; another tenant's subscription is NOT_FOUND;
-IngestUsage says it is not served."""
+pages the distinct events; errors name the field; another tenant's subscription is NOT_FOUND
+(IngestUsage: test_api_ingest.py)."""
 
 from __future__ import annotations
 
@@ -105,9 +105,6 @@ def test_summary_errors_and_tenants(used: Api) -> None:
     ):
         code, details = status_of(usage(api).GetUsageSummary, request, metadata=api.auth())
         assert (code, details.split(":")[0]) == (grpc.StatusCode.INVALID_ARGUMENT, field), details
-    assert status_of(usage(api).IngestUsage, U.IngestUsageRequest(), metadata=api.auth())[0] == (
-        grpc.StatusCode.UNIMPLEMENTED
-    )
 
 
 def listing(token: str = "", start: str = "2026-03-02T04:00:00Z", **fields: Any) -> U.ListUsageRequest:
