@@ -23,7 +23,7 @@ from billing.api import wire
 from billing.api.invoice_service import draft_message, invoice_message
 from billing.api.usage_access import unavailable
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription, SubscriptionStatus, close_due, open_cycle
-from invoicing.ports import ApiLedger, Ledger, UsageReader
+from invoicing.ports import ApiLedger, Ledger, SubscriptionRecord, UsageReader
 from invoicing.service import InvoiceService
 from rating.catalog import Plan
 from rating.errors import InvalidValue
@@ -48,6 +48,18 @@ def ended_period(subscription: Subscription, plan: Plan, wanted: Period | None, 
             break
         latest = closed
     return None if wanted is not None else latest
+
+
+def unchanged(context: Any, record: SubscriptionRecord) -> None:
+    """FAILED_PRECONDITION for a subscription whose periods the ledger cannot tell: one changed
+    since it was created (the ledger does not record where a plan change or cancel cut them)."""
+    if record.revision > 1 or record.status is SubscriptionStatus.CANCELED:
+        wire.abort(
+            context,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "subscription_id: changed since it was created (plan change, cancel or catalog update); the ledger "
+            "does not record where that cut its periods",
+        )
 
 
 def _wanted(request: invoice_pb2.GenerateInvoiceForSubscriptionRequest) -> Period | None:
@@ -87,13 +99,7 @@ class DryRun:
             wire.abort(
                 context, grpc.StatusCode.NOT_FOUND, f"subscription_id: no subscription {request.subscription_id!r}"
             )
-        if record.revision > 1 or record.status is SubscriptionStatus.CANCELED:
-            wire.abort(
-                context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "subscription_id: changed since it was created (plan change, cancel or catalog update); the ledger "
-                "does not record where that cut its periods, so they are not invoiced here",
-            )
+        unchanged(context, record)
         now, subscription = self.now(), record.subscription
         closed = ended_period(subscription, plan, wanted, now)
         if closed is None:

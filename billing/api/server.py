@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
 from billing.api.auth import TenantAuth
+from billing.api.billing_service import BillingServicer
 from billing.api.credit_service import CreditServicer
 from billing.api.dry_run import DryRun
 from billing.api.ingest import UsageRecorder
@@ -33,6 +34,7 @@ from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ledger.postgres_api import PostgresApiLedger
 from invoicing.ports import UsageReader
+from schemas.generated.smallbiznis.billing.v1 import billing_pb2, billing_pb2_grpc
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2, credit_pb2_grpc
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2, invoice_engine_pb2_grpc
@@ -53,6 +55,7 @@ SERVED: Final[tuple[str, ...]] = (
     invoice_engine_pb2.DESCRIPTOR.services_by_name["InvoiceEngineService"].full_name,
     rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+    billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
 )
 """The services ``billing serve`` answers (their RPCs not built answer UNIMPLEMENTED)."""
 
@@ -102,6 +105,9 @@ class ApiServer:
         )
         invoice_engine_pb2_grpc.add_InvoiceEngineServiceServicer_to_server(  # type: ignore[no-untyped-call]
             InvoiceEngineServicer(ledger), self.server
+        )
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            BillingServicer(ledger, api, now), self.server
         )
         usage_pb2_grpc.add_UsageServiceServicer_to_server(  # type: ignore[no-untyped-call]
             UsageServicer(ledger, shared, log, usage_problem, recorder), self.server

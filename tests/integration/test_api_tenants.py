@@ -26,6 +26,7 @@ from schemas.generated.smallbiznis.tax.v1 import tax_pb2 as T
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2_grpc
 from schemas.generated.smallbiznis.usage.v1 import usage_pb2 as U
 from tests.api_harness import Api, pro_plan, status_of
+from tests.integration.test_api_billing import billing_calls
 from tests.integration.test_api_dry_run import generate
 from tests.integration.test_api_ingest import record as usage_record
 from tests.integration.test_api_invoice_engine import engine_calls
@@ -82,6 +83,7 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (usage(api).ListUsageMetrics, U.ListUsageMetricsRequest()),
         (usage(api).ListUsage, usage_listing(subscription_id="sub_1")),
         (usage(api).IngestUsage, U.IngestUsageRequest(record=usage_record("k1", sub="sub_1"))),
+        *billing_calls(api),
     ]
 
 
@@ -135,13 +137,25 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
         (call, request)
         for call, request in served_calls(api, t1_data)
         if type(request).DESCRIPTOR.name.startswith(
-            ("Get", "Cancel", "Change", "RunProration", "Apply", "Rate", "Generate", "ListUsageR", "Ingest")
+            (
+                "Get",
+                "Cancel",
+                "Change",
+                "RunProration",
+                "Apply",
+                "Rate",
+                "Generate",
+                "ListUsageR",
+                "Ingest",
+                "ListBillingP",
+            )
         )
     ]
     # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
     # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription,
-    # GenerateInvoiceForSubscription (a dry run), GetUsageSummary, ListUsage and IngestUsage
-    assert len(by_id) == 15
+    # GenerateInvoiceForSubscription (a dry run), GetUsageSummary, ListUsage, IngestUsage,
+    # GetCurrentBillingPeriod, ListBillingPeriods and GetBalance
+    assert len(by_id) == 18
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
