@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from fractions import Fraction
 from typing import Any
 
 from billing.api import wire
@@ -18,10 +19,14 @@ from rating.errors import BillingError, InvalidValue
 from rating.limits import MAX_TEXT, bounded_metadata, bounded_text
 from rating.money import Money
 from rating.numbers import format_decimal, parse_decimal
+from rating.periods import Period
+from rating.pricing.charge import TierCharge
+from rating.rate import RatingResult, RatingResultItem
 from schemas.generated.smallbiznis.common.v1 import money_pb2
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2
 from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2 as engine_pb2
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2
+from schemas.generated.smallbiznis.rating.v1 import rating_pb2
 
 _LINE_PREFIX = "INVOICE_LINE_ITEM_TYPE_"
 
@@ -105,3 +110,66 @@ def plan_in(snapshot: engine_pb2.PlanSnapshot, metrics: Mapping[str, Metric]) ->
     if snapshot.plan_version < 1:
         raise InvalidValue("plan_snapshot.plan_version", f"must be 1 or more, got {snapshot.plan_version}")
     return replace(parse_plan(mapping, "plan_snapshot", metrics), version=snapshot.plan_version)
+
+
+def _fraction(metadata: Mapping[str, str], key: str, field: str) -> Fraction:
+    if key not in metadata:
+        raise InvalidValue(f"{field}.metadata", f"{key!r} is required (the rating's breakdown)")
+    return Fraction(parse_decimal(metadata[key], f"{field}.metadata[{key!r}]", allow_negative=False))
+
+
+def _tiers(metadata: Mapping[str, str], field: str) -> tuple[TierCharge, ...]:
+    tiers, n = [], 1
+    while f"tier_{n}_units" in metadata:
+        at = f"{field}.metadata"
+        tiers.append(
+            TierCharge(
+                n - 1,
+                _fraction(metadata, f"tier_{n}_units", field),
+                parse_decimal(metadata.get(f"tier_{n}_unit_price"), f"{at}['tier_{n}_unit_price']"),
+                parse_decimal(metadata.get(f"tier_{n}_flat_fee"), f"{at}['tier_{n}_flat_fee']"),
+                _fraction(metadata, f"tier_{n}_amount", field),
+            )
+        )
+        n += 1
+    return tuple(tiers)
+
+
+def rating_in(message: rating_pb2.RatingResult, currency: str) -> RatingResult:
+    """A RatingResult as ``RateSubscription`` answers it, read back (its breakdown from each item's
+    metadata, so the USAGE lines carry it unchanged)."""
+    items = []
+    for index, item in enumerate(message.items):
+        field = f"rating_result.items[{index}]"
+        metadata = dict(item.metadata)
+        if not item.HasField("amount"):
+            raise InvalidValue(f"{field}.amount", "is required")
+        items.append(
+            RatingResultItem(
+                metric_code=bounded_text(item.metric_code, f"{field}.metric_code"),
+                quantity=parse_decimal(item.quantity, f"{field}.quantity"),
+                amount=money_in(item.amount, f"{field}.amount", currency),
+                included_units=_fraction(metadata, "included_units", field),
+                billable_units=_fraction(metadata, "billable_units", field),
+                unbilled_units=_fraction(metadata, "unbilled_units", field),
+                unit_price=parse_decimal(item.unit_price, f"{field}.unit_price")
+                if item.HasField("unit_price")
+                else None,
+                tiers=_tiers(metadata, field),
+            )
+        )
+    try:
+        proration = Fraction(message.proration or "1")
+    except (ValueError, ZeroDivisionError):
+        raise InvalidValue("rating_result.proration", f"not a fraction: {message.proration!r}") from None
+    if not 0 <= proration <= 1:
+        raise InvalidValue("rating_result.proration", f"must be between 0 and 1, got {message.proration}")
+    start = wire.instant(message.period_start, "rating_result.period_start")
+    end = wire.instant(message.period_end, "rating_result.period_end")
+    if end <= start:
+        raise InvalidValue("rating_result.period_end", "must be after period_start")
+    rated_at = wire.instant(message.rated_at, "rating_result.rated_at")
+    period = Period(start, end)
+    return RatingResult(
+        message.subscription_id, message.plan_code, message.plan_version, period, proration, tuple(items), rated_at
+    )

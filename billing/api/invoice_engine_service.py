@@ -4,7 +4,9 @@ Each served RPC is one engine function on the request's values, the same functio
 ``compose_invoice`` calls, so a client chaining them gets the lines and totals the loop's invoice
 would carry: ``RunProration`` (``base_fee_line`` over the exact share of seconds), ``ApplyDiscount``
 (``discount_line``), ``ApplyTax`` (``rules_for`` + ``tax_lines`` on subtotal − discount) and
-``ApplyCredit`` (``apply_credit`` on the subscription's BALANCE credit). They store nothing. The
+``ApplyCredit`` (``apply_credit`` on the subscription's BALANCE credit), ``BuildChargesFromRating``
+(``base_fee_line`` + ``usage_lines`` on a RatingResult as ``RateSubscription`` answers it). They
+store nothing. The
 subscription names the tenant's terms (coupons, tax rules, metrics) and the currency; another
 tenant's subscription is NOT_FOUND.
 
@@ -12,7 +14,7 @@ Not served (UNIMPLEMENTED, each with its reason): ``GenerateInvoiceNumber`` (a n
 its invoice would leave a gap in the gapless sequence), ``FinalizeInvoice`` (the ledger finalizes
 invoices it composed from its own rating, never totals a client computed), ``Open/CloseBillingPeriod``
 (the ledger keeps no period rows: periods follow from the subscription's calendar), and
-``BuildInvoice`` / ``BuildChargesFromRating`` (not built yet).
+``BuildInvoice`` (not built yet).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import grpc
 
 from billing.api import engine_wire as ew
 from billing.api import wire
-from invoicing.engine.charges import base_fee_line
+from invoicing.engine.charges import base_fee_line, usage_lines
 from invoicing.engine.credit import apply_credit
 from invoicing.engine.discount import discount_line
 from invoicing.engine.model import SUBTOTAL_TYPES
@@ -46,7 +48,6 @@ NOT_SERVED = {
     "OpenBillingPeriod": "the ledger keeps no billing period rows; periods follow from the subscription",
     "CloseBillingPeriod": "the ledger keeps no billing period rows; periods follow from the subscription",
     "BuildInvoice": "not served yet",
-    "BuildChargesFromRating": "not served yet",
 }
 
 
@@ -85,6 +86,35 @@ class InvoiceEngineServicer(invoice_engine_pb2_grpc.InvoiceEngineServiceServicer
             )
         own = BillingTerms(tenant, {}) if terms is None else terms.terms
         return _Context(request.subscription_id, plan.currency_code, own)
+
+    def BuildChargesFromRating(
+        self, request: E.BuildChargesFromRatingRequest, context: Any
+    ) -> E.BuildChargesFromRatingResponse:
+        """The lines a period's rating puts on its invoice (``period_charges``): the snapshot's base
+        fee times the rating's proration (none when it is 0: a trial), then its USAGE lines."""
+        sub = self._subscription(context, request)
+        with wire.errors_as_status(context):
+            if not request.HasField("plan_snapshot"):
+                raise InvalidValue("plan_snapshot", "is required")
+            if not request.HasField("rating_result"):
+                raise InvalidValue("rating_result", "is required")
+            plan = ew.plan_in(request.plan_snapshot, sub.terms.metrics)
+            if plan.currency_code != sub.currency:
+                raise InvalidValue("plan_snapshot.currency_code", f"must be the subscription's {sub.currency}")
+            result = ew.rating_in(request.rating_result, plan.currency_code)
+            if result.subscription_id != sub.subscription_id:
+                raise InvalidValue("rating_result.subscription_id", "must be the request's subscription_id")
+            if (result.plan_code, result.plan_version) != (plan.code, plan.version):
+                raise InvalidValue("rating_result.plan_code", "the rating was priced by another plan than the snapshot")
+            priced = {m.metric_code for m in plan.meters if m.is_metered}
+            for index, item in enumerate(result.items):
+                if item.metric_code not in priced:
+                    raise InvalidValue(f"rating_result.items[{index}].metric_code", "the snapshot does not price it")
+        lines = ([] if result.proration == 0 else [base_fee_line(plan, result.proration)]) + usage_lines(result)
+        subtotal = sum((line.amount for line in lines), Money.zero(plan.currency_code))
+        return E.BuildChargesFromRatingResponse(
+            line_items=[ew.line_out(line) for line in lines], subtotal=wire.money(subtotal)
+        )
 
     def RunProration(self, request: E.RunProrationRequest, context: Any) -> E.RunProrationResponse:
         """The base fee for the share of ``[period_start, period_end)`` before ``cut_at``."""

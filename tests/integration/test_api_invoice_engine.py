@@ -16,9 +16,12 @@ from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2 as I
 from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2 as E
 from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2 as P
+from schemas.generated.smallbiznis.rating.v1 import rating_pb2 as R
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
 from tests.api_harness import Api, pro_plan, status_of
+from tests.integration.test_api_dry_run import JANUARY, generate
 from tests.integration.test_api_invoices import invoice_periods
+from tests.integration.test_api_rating import ingest, rate
 
 pytestmark = pytest.mark.integration
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
@@ -217,7 +220,17 @@ def engine_calls(api: Api) -> list[tuple[Any, Any]]:
         ),
         (engine(api).ApplyTax, E.ApplyTaxRequest(subscription_id="sub_1", subtotal=usd(1))),
         (engine(api).ApplyCredit, E.ApplyCreditRequest(subscription_id="sub_1", total=usd(1))),
+        (engine(api).BuildChargesFromRating, charges_request()),
     ]
+
+
+def charges_request() -> E.BuildChargesFromRatingRequest:
+    """A rating of sub_1 on pro v1 without usage, and its snapshot."""
+    result = R.RatingResult(subscription_id="sub_1", plan_code="pro", plan_version=1, proration="1")
+    result.period_start.FromJsonString("2026-01-01T00:00:00Z")
+    result.period_end.FromJsonString("2026-02-01T00:00:00Z")
+    result.rated_at.FromJsonString("2026-02-01T00:00:00Z")
+    return E.BuildChargesFromRatingRequest(subscription_id="sub_1", rating_result=result, plan_snapshot=pro_snapshot())
 
 
 def test_the_ledger_rpcs_not_served_say_why(api: Api) -> None:
@@ -228,7 +241,51 @@ def test_the_ledger_rpcs_not_served_say_why(api: Api) -> None:
         (engine(api).OpenBillingPeriod, E.OpenBillingPeriodRequest()),
         (engine(api).CloseBillingPeriod, E.CloseBillingPeriodRequest()),
         (engine(api).BuildInvoice, E.BuildInvoiceRequest()),
-        (engine(api).BuildChargesFromRating, E.BuildChargesFromRatingRequest()),
     ):
         assert status_of(call, request, metadata=api.auth())[0] == grpc.StatusCode.UNIMPLEMENTED
         assert status_of(call, request)[0] == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_build_charges_from_a_rating_gives_the_invoice_lines(api_usage: Api) -> None:
+    """A RateSubscription answer and the plan snapshot give the lines the dry-run invoice carries."""
+    api = api_usage
+    api.pricing.CreatePlan(P.CreatePlanRequest(plan=pro_plan()), metadata=api.auth())
+    request = S.CreateSubscriptionRequest(id="sub_1", plan_code="pro")
+    request.start_at.FromJsonString("2026-01-01T00:00:00Z")
+    api.subscriptions.CreateSubscription(request, metadata=api.auth())
+    ingest(
+        api, [("sub_1", "api_calls", 25_000, "2026-01-15T00:00:00"), ("sub_1", "storage_gb", 31, "2026-01-20T00:00:00")]
+    )
+    rated = api.rating.RateSubscription(rate("sub_1", *JANUARY), metadata=api.auth()).result
+    built = engine(api).BuildChargesFromRating(
+        E.BuildChargesFromRatingRequest(subscription_id="sub_1", rating_result=rated, plan_snapshot=pro_snapshot()),
+        metadata=api.auth(),
+    )
+    invoice = api.invoices.GenerateInvoiceForSubscription(generate(period=JANUARY), metadata=api.auth()).invoice
+    charges = [
+        x for x in invoice.line_items if x.type in (I.INVOICE_LINE_ITEM_TYPE_RECURRING, I.INVOICE_LINE_ITEM_TYPE_USAGE)
+    ]
+    fields = ("type", "description", "amount", "quantity", "unit_price", "metric_code")
+    assert [[getattr(x, f) for f in fields] + [dict(x.metadata)] for x in built.line_items] == [
+        [getattr(x, f) for f in fields] + [dict(x.metadata)] for x in charges
+    ]
+    assert built.subtotal == invoice.subtotal and len(built.line_items) == 3
+    trial = E.BuildChargesFromRatingRequest(subscription_id="sub_1", rating_result=rated, plan_snapshot=pro_snapshot())
+    trial.rating_result.proration = "0"  # a trial's share: no base fee, as on a trial invoice
+    types = [x.type for x in engine(api).BuildChargesFromRating(trial, metadata=api.auth()).line_items]
+    assert I.INVOICE_LINE_ITEM_TYPE_RECURRING not in types
+    other_version = E.BuildChargesFromRatingRequest(
+        subscription_id="sub_1", rating_result=rated, plan_snapshot=pro_snapshot()
+    )
+    other_version.plan_snapshot.plan_version = 2
+    broken = E.BuildChargesFromRatingRequest(subscription_id="sub_1", rating_result=rated, plan_snapshot=pro_snapshot())
+    del broken.rating_result.items[0].metadata["billable_units"]
+    for request, field in (
+        (other_version, "rating_result.plan_code"),
+        (broken, "rating_result.items[0].metadata"),
+        (E.BuildChargesFromRatingRequest(subscription_id="sub_1", plan_snapshot=pro_snapshot()), "rating_result"),
+    ):
+        code, details = status_of(engine(api).BuildChargesFromRating, request, metadata=api.auth())
+        assert (code, details.split(":")[0]) == (INVALID, field), details
+    code, _ = status_of(engine(api).BuildChargesFromRating, other_version, metadata=api.auth("t2"))
+    assert code == NOT_FOUND

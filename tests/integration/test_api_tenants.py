@@ -148,14 +148,15 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
                 "ListUsageR",
                 "Ingest",
                 "ListBillingP",
+                "BuildCharges",
             )
         )
     ]
     # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
     # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription,
     # GenerateInvoiceForSubscription (a dry run), GetUsageSummary, ListUsage, IngestUsage,
-    # GetCurrentBillingPeriod, ListBillingPeriods and GetBalance
-    assert len(by_id) == 18
+    # GetCurrentBillingPeriod, ListBillingPeriods, GetBalance and BuildChargesFromRating
+    assert len(by_id) == 19
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
