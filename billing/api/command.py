@@ -17,7 +17,7 @@ LEDGER_DIR = ".data/ledger"
 
 def add_serve_command(commands: Any) -> None:
     """Register ``billing serve`` on the CLI's subcommands."""
-    serve = commands.add_parser("serve", help="serve the gRPC API (pricing, subscriptions, invoices) with API keys")
+    serve = commands.add_parser("serve", help="serve the gRPC API with API keys (docs/api.md)")
     serve.add_argument("--port", type=int, required=True, help="TCP port (0: any free port, printed)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     serve.add_argument("--data-dir", default=LEDGER_DIR, help="embedded PostgreSQL lives here unless $DATABASE_URL")
