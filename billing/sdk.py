@@ -30,7 +30,7 @@ from streams.ingest.producer import DeliveryError, UsageProducer
 from streams.kafka.topics import USAGE_EVENTS
 from streams.operators.records import UsageEvent
 
-__all__ = ["BillingClient", "DeliveryError", "InvalidValue"]
+__all__ = ["BillingClient", "DeliveryError", "InvalidValue", "usage_event"]
 
 
 def exact_double(value: object, field: str = "value") -> float:
@@ -40,6 +40,51 @@ def exact_double(value: object, field: str = "value") -> float:
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         raise InvalidValue(field, f"pass a Decimal or an int, not {type(value).__name__}")
     return numbers.exact_double(value, field)
+
+
+def usage_event(
+    tenant_id: str,
+    subscription_id: str,
+    metric_code: str,
+    value: Decimal | int,
+    recorded_at: datetime,
+    *,
+    idempotency_key: str,
+    metadata: Mapping[str, str] | None = None,
+    event_id: str | None = None,
+) -> UsageEvent:
+    """The event ``record_usage`` sends, after its checks (InvalidValue naming the field); apart
+    so that a batch (``billing serve``'s IngestUsage) is checked whole before any of it is sent."""
+    for name, text, limit in (
+        ("tenant_id", tenant_id, MAX_CODE),
+        ("subscription_id", subscription_id, MAX_CODE),
+        ("metric_code", metric_code, MAX_CODE),
+        ("idempotency_key", idempotency_key, MAX_KEY),
+        ("event_id", event_id, MAX_KEY),
+    ):
+        if name == "event_id" and text is None:
+            continue
+        if not isinstance(text, str) or not text:
+            detail = "required: it makes retries count once" if name == "idempotency_key" else "required"
+            raise InvalidValue(name, f"{detail}; got {text!r}")
+        bounded_text(text, name, limit)
+    number = exact_double(value)
+    if not isinstance(recorded_at, datetime) or recorded_at.tzinfo is None:
+        raise InvalidValue("recorded_at", f"must be a timezone-aware datetime, got {recorded_at!r}")
+    for key, item in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise InvalidValue(f"metadata[{key!r}]", "metadata keys and values must be strings")
+    bounded_metadata(metadata or {}, "metadata")
+    return UsageEvent(
+        event_id or idempotency_key,
+        tenant_id,
+        subscription_id,
+        metric_code,
+        number,
+        epoch_ms(recorded_at),
+        idempotency_key,
+        dict(metadata or {}),
+    )
 
 
 class BillingClient:
@@ -62,38 +107,17 @@ class BillingClient:
     ) -> None:
         """Queue one usage event; ``flush`` (or leaving the ``with`` block) confirms delivery.
         Raises InvalidValue naming the field for input the pipeline could not bill exactly."""
-        for name, text, limit in (
-            ("tenant_id", tenant_id, MAX_CODE),
-            ("subscription_id", subscription_id, MAX_CODE),
-            ("metric_code", metric_code, MAX_CODE),
-            ("idempotency_key", idempotency_key, MAX_KEY),
-            ("event_id", event_id, MAX_KEY),
-        ):
-            if name == "event_id" and text is None:
-                continue
-            if not isinstance(text, str) or not text:
-                detail = "required: it makes retries count once" if name == "idempotency_key" else "required"
-                raise InvalidValue(name, f"{detail}; got {text!r}")
-            bounded_text(text, name, limit)
-        number = exact_double(value)
-        if not isinstance(recorded_at, datetime) or recorded_at.tzinfo is None:
-            raise InvalidValue("recorded_at", f"must be a timezone-aware datetime, got {recorded_at!r}")
-        for key, item in (metadata or {}).items():
-            if not isinstance(key, str) or not isinstance(item, str):
-                raise InvalidValue(f"metadata[{key!r}]", "metadata keys and values must be strings")
-        bounded_metadata(metadata or {}, "metadata")
-        self.producer.send(
-            UsageEvent(
-                event_id or idempotency_key,
-                tenant_id,
-                subscription_id,
-                metric_code,
-                number,
-                epoch_ms(recorded_at),
-                idempotency_key,
-                dict(metadata or {}),
-            )
+        event = usage_event(
+            tenant_id,
+            subscription_id,
+            metric_code,
+            value,
+            recorded_at,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
+            event_id=event_id,
         )
+        self.producer.send(event)
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until every recorded event is acknowledged; DeliveryError if any was not (record

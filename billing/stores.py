@@ -12,6 +12,7 @@ from sqlalchemy import Engine, create_engine
 from billing.database import ledger_url, redact
 from invoicing.ledger.postgres import PostgresLedger, migrate
 from streams.clickhouse.client import ensure_schema, open_client
+from streams.clickhouse.events import ClickHouseEventLog
 from streams.clickhouse.store import ClickHouseDeadLetters, ClickHouseUsageStore
 
 DATABASE = "billing"
@@ -28,6 +29,11 @@ def open_usage_store(data_dir: Path) -> ClickHouseUsageStore:
     client = open_client(os.environ.get("CLICKHOUSE_URL"), str(data_dir / "chdb"))
     ensure_schema(client, DATABASE)
     return ClickHouseUsageStore(client, DATABASE)
+
+
+def event_log(store: ClickHouseUsageStore) -> ClickHouseEventLog:
+    """The stored events of ``store`` (``ListUsage``), on its client."""
+    return ClickHouseEventLog(store.client, store.db)
 
 
 @dataclass

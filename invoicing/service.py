@@ -7,7 +7,7 @@ period's usage from the usage store (and ``late_usage`` reads what earlier perio
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -31,6 +31,16 @@ from rating.periods import Period
 from rating.rate import RatingResult, RatingResultItem, rate_meter, rate_period
 
 INVOICE_FINALIZED = "invoice.finalized"
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A composed invoice and what finalizing it records beside it."""
+
+    invoice: Invoice
+    balance_used: Money
+    billed: tuple[RatingResultItem, ...]
+    rebilled: list[BilledUsage]
 
 
 class InvoiceFinalizer:
@@ -61,50 +71,73 @@ class InvoiceFinalizer:
             existing = session.find_invoice(subscription.id, closed.period.start)
             if existing is not None:
                 return existing, False
-            adjustments, rebilled = self._late_usage(session, subscription, late_usage, plan.currency_code)
-            if closed.is_adjustment and not adjustments:
-                raise InvalidValue(
-                    "late_usage", f"{subscription.id}: no late usage changed since it was billed, nothing to invoice"
-                )
-            if not closed.is_adjustment and result is None:
-                raise InvalidValue("result", f"{subscription.id}: a regular period is finalized from its rating")
             if session.get_plan(subscription.tenant_id, plan.code, plan.version) is None:
                 session.save_plan(subscription.tenant_id, plan)
-            charges: list[InvoiceLineItem] = []
-            billed: tuple[RatingResultItem, ...] = ()
-            if result is not None and not closed.is_adjustment:
-                charges += period_charges(closed, result)
-                billed = result.items
-            charges += adjustments
-            coupon = self._coupon(session, subscription, closed.is_trial)
-            balance = session.credit_balance(subscription.id, plan.currency_code)
-            allowance = self._trial_allowance(closed, charges, plan.currency_code)
-            metadata = {"closed_by": closed.reason, "rated_at": rfc3339(finalized_at)}
-            draft = compose_invoice(
-                tenant_id=subscription.tenant_id,
-                subscription_id=subscription.id,
-                plan_code=plan.code,
-                period=closed.period,
-                currency=plan.currency_code,
-                charges=charges,
-                coupon=coupon,
-                tax_rules=rules_for(subscription.region_code, self.terms.tax_rules),
-                tax_inclusive=plan.tax_inclusive,
-                credit_available=balance + allowance,
-                metadata=metadata,
-            )
-            trial_used = Money(min(allowance.amount, draft.credits_applied.amount), plan.currency_code)
-            balance_used = draft.credits_applied - trial_used
-            if closed.is_trial:  # the draft's own dict (a local value until finalize): no copy of it
-                metadata["trial_credit"] = str(trial_used.amount)
-            invoice = finalize(draft, session.next_invoice_sequence(subscription.tenant_id), finalized_at)
+            draft = self._draft(session, closed, result, late_usage, finalized_at)
+            invoice = finalize(draft.invoice, session.next_invoice_sequence(subscription.tenant_id), finalized_at)
             assert invoice.invoice_number is not None
             session.add_invoice(invoice)
-            if balance_used.amount:
-                session.use_credit(subscription.id, balance_used, invoice.invoice_number)
-            self._record_billed(session, closed, billed, rebilled)
+            if draft.balance_used.amount:
+                session.use_credit(subscription.id, draft.balance_used, invoice.invoice_number)
+            self._record_billed(session, closed, draft.billed, draft.rebilled)
             session.add_outbox(OutboxMessage(INVOICE_FINALIZED, subscription.id, invoice_to_dict(invoice)))
             return invoice, True
+
+    def preview(
+        self, closed: ClosedPeriod, result: RatingResult | None, late_usage: Collection[LateUsage], at: datetime
+    ) -> Invoice:
+        """The invoice ``finalize`` would store at ``at``, as a DRAFT without a number, storing
+        nothing (a dry run); the stored invoice when the period was finalized already."""
+        with self.ledger.session() as session:
+            existing = session.find_invoice(closed.subscription.id, closed.period.start)
+            if existing is not None:
+                return existing
+            return self._draft(session, closed, result, late_usage, at).invoice
+
+    def _draft(
+        self,
+        session: LedgerSession,
+        closed: ClosedPeriod,
+        result: RatingResult | None,
+        late_usage: Collection[LateUsage],
+        at: datetime,
+    ) -> _Draft:
+        """Compose the invoice of ``closed`` from the ledger's state; reads only."""
+        subscription, plan = closed.subscription, closed.plan
+        adjustments, rebilled = self._late_usage(session, subscription, late_usage, plan.currency_code)
+        if closed.is_adjustment and not adjustments:
+            raise InvalidValue(
+                "late_usage", f"{subscription.id}: no late usage changed since it was billed, nothing to invoice"
+            )
+        if not closed.is_adjustment and result is None:
+            raise InvalidValue("result", f"{subscription.id}: a regular period is finalized from its rating")
+        charges: list[InvoiceLineItem] = []
+        billed: tuple[RatingResultItem, ...] = ()
+        if result is not None and not closed.is_adjustment:
+            charges += period_charges(closed, result)
+            billed = result.items
+        charges += adjustments
+        coupon = self._coupon(session, subscription, closed.is_trial)
+        balance = session.credit_balance(subscription.id, plan.currency_code)
+        allowance = self._trial_allowance(closed, charges, plan.currency_code)
+        metadata = {"closed_by": closed.reason, "rated_at": rfc3339(at)}
+        draft = compose_invoice(
+            tenant_id=subscription.tenant_id,
+            subscription_id=subscription.id,
+            plan_code=plan.code,
+            period=closed.period,
+            currency=plan.currency_code,
+            charges=charges,
+            coupon=coupon,
+            tax_rules=rules_for(subscription.region_code, self.terms.tax_rules),
+            tax_inclusive=plan.tax_inclusive,
+            credit_available=balance + allowance,
+            metadata=metadata,
+        )
+        trial_used = Money(min(allowance.amount, draft.credits_applied.amount), plan.currency_code)
+        if closed.is_trial:  # the draft's own dict (a local value until finalize): no copy of it
+            metadata["trial_credit"] = str(trial_used.amount)
+        return _Draft(draft, draft.credits_applied - trial_used, billed, rebilled)
 
     @staticmethod
     def _record_billed(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import NamedTuple, Protocol
 
 from rating.aggregations import SummedTotals, WindowTotals
@@ -64,3 +65,36 @@ class UsageStore(Protocol):
 
 class DeadLetterSink(Protocol):
     def publish(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+class StoredEvent(NamedTuple):
+    """One distinct stored usage event, as ``UsageService.ListUsage`` lists it."""
+
+    tenant_id: str
+    subscription_id: str
+    metric_code: str
+    recorded_at_ms: int
+    idempotency_key: str
+    event_id: str
+    value: Decimal
+    metadata: Mapping[str, str]
+
+    @property
+    def cursor(self) -> tuple[int, str, str]:
+        """Its place in the listing order: (recorded_at_ms, metric_code, idempotency_key)."""
+        return (self.recorded_at_ms, self.metric_code, self.idempotency_key)
+
+
+class EventLog(Protocol):
+    def events(
+        self,
+        subscription_id: str,
+        metric_code: str | None,
+        start_ms: int,
+        end_ms: int,
+        after: tuple[int, str, str] | None,
+        limit: int,
+    ) -> list[StoredEvent]:
+        """Distinct events of the subscription recorded in ``[start_ms, end_ms)`` (of one metric
+        when given), in ``cursor`` order, strictly after ``after``; at most ``limit``."""
+        ...

@@ -13,9 +13,11 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
+from billing.api.ingest import UsageRecorder
 from billing.api.keys import create_key
 from billing.api.server import ApiServer
 from billing.clock import TestClock
+from billing.usage_reader import StoreUsageReader
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
@@ -24,7 +26,10 @@ from invoicing.ledger.postgres import PostgresLedger
 from rating.catalog import Metric
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from schemas.generated.smallbiznis.rating.v1 import rating_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2_grpc
+from streams.clickhouse.events import ClickHouseEventLog
+from streams.clickhouse.store import ClickHouseUsageStore
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 TENANTS = ("t1", "t2")
@@ -38,6 +43,7 @@ class Api:
     channel: grpc.Channel
     keys: dict[str, str]
     clock: TestClock
+    usage: ClickHouseUsageStore | None = None
 
     def auth(self, tenant: str = "t1") -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.keys[tenant]}")]
@@ -53,6 +59,10 @@ class Api:
     @property
     def invoices(self) -> Any:
         return invoice_pb2_grpc.InvoiceServiceStub(self.channel)
+
+    @property
+    def rating(self) -> Any:
+        return rating_pb2_grpc.RatingServiceStub(self.channel)
 
 
 def terms(tenant: str) -> BillingTerms:
@@ -99,6 +109,16 @@ def pro_plan(code: str = "pro", base_price: str = "49.00", currency: str = "USD"
 
 @pytest.fixture
 def api(engine: Engine) -> Iterator[Api]:
+    yield from serving(engine, None)
+
+
+@pytest.fixture
+def api_usage(engine: Engine, chdb_client: Any, clickhouse_db: str) -> Iterator[Api]:
+    """``api`` with the usage store: a chDB database of the test's (``Api.usage``)."""
+    yield from serving(engine, ClickHouseUsageStore(chdb_client, clickhouse_db))
+
+
+def serving(engine: Engine, usage: ClickHouseUsageStore | None, recorder: UsageRecorder | None = None) -> Iterator[Api]:
     ledger = PostgresLedger(engine)
     with ledger.session() as session:
         for tenant in TENANTS:
@@ -106,10 +126,14 @@ def api(engine: Engine) -> Iterator[Api]:
     store = PostgresApiKeys(engine)
     keys = {tenant: create_key(store, tenant, "test")[1] for tenant in TENANTS}
     clock = TestClock(NOW)
-    server = ApiServer(engine, clock=clock)
+    reader = None if usage is None else StoreUsageReader(usage)
+    log = None if usage is None else ClickHouseEventLog(usage.client, usage.db)
+    server = ApiServer(
+        engine, clock=clock, usage=reader, events=log, usage_problem="none in this test", recorder=recorder
+    )
     port = server.start(0)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Api(engine, ledger, port, channel, keys, clock)
+    yield Api(engine, ledger, port, channel, keys, clock, usage)
     channel.close()
     server.stop(0)
 

@@ -90,5 +90,5 @@ def engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-from tests.api_harness import api  # noqa: E402,F401  (a fixture used by name)
+from tests.api_harness import api, api_usage  # noqa: E402,F401  (fixtures used by name)
 from tests.kafka_fixtures import kafka_broker  # noqa: E402,F401  (a fixture used by name)

@@ -5,6 +5,7 @@ of ``billing catalog`` and ``billing relay``, so they share one ledger)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,17 +13,25 @@ from typing import Any
 from rating.errors import InvalidValue
 
 LEDGER_DIR = ".data/ledger"
+NO_USAGE_STORE = "off"
+"""``--usage-dir off``: no embedded usage store (its owner is another process, e.g. the loop's rater)."""
 
 
 def add_serve_command(commands: Any) -> None:
     """Register ``billing serve`` on the CLI's subcommands."""
-    serve = commands.add_parser("serve", help="serve the gRPC API (pricing, subscriptions, invoices) with API keys")
+    serve = commands.add_parser("serve", help="serve the gRPC API with API keys (docs/api.md)")
     serve.add_argument("--port", type=int, required=True, help="TCP port (0: any free port, printed)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     serve.add_argument("--data-dir", default=LEDGER_DIR, help="embedded PostgreSQL lives here unless $DATABASE_URL")
     serve.add_argument("--tls-cert", default=None, help="PEM certificate chain (with --tls-key: serve TLS)")
     serve.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     serve.add_argument("--workers", type=int, default=8, help="threads answering calls")
+    serve.add_argument(
+        "--usage-dir",
+        default=None,
+        help="embedded chDB of the usage store lives in USAGE_DIR/chdb unless $CLICKHOUSE_URL (default --data-dir); "
+        "serve owns it while it runs; 'off': none (beside a loop whose rater owns it)",
+    )
     from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(serve)
@@ -82,11 +91,27 @@ def _tls(cert: str | None, key: str | None) -> tuple[bytes, bytes] | None:
         raise InvalidValue("--tls-cert/--tls-key", f"cannot load {cert} with {key}: {error}") from None
 
 
+def _usage_store(data_dir: Path) -> tuple[Any, str]:
+    """The usage store, or None and why not: serve starts without it (its usage RPCs answer
+    UNAVAILABLE), e.g. when another process owns the embedded chDB directory."""
+    from billing.stores import clickhouse_where, open_usage_store
+
+    try:
+        return open_usage_store(data_dir), ""
+    except Exception as error:  # any failure of the store's driver: serve still starts without it
+        problem = f"{clickhouse_where(data_dir)}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        print(f"billing serve: the usage store is not open ({problem})", file=sys.stderr, flush=True)
+        return None, problem
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
     from billing.api.server import ApiServer
+    from billing.api_kafka import KafkaRecorder
+    from billing.stores import event_log
+    from billing.usage_reader import StoreUsageReader
 
     if not 0 <= args.port <= 65535:
         raise InvalidValue("--port", f"must be 0 to 65535, got {args.port}")
@@ -94,9 +119,19 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidValue("--workers", f"must be at least 1, got {args.workers}")
     tls = _tls(args.tls_cert, args.tls_key)
     engine = _engine(args.data_dir, pool_size=args.workers)
+    if args.usage_dir == NO_USAGE_STORE and not os.environ.get("CLICKHOUSE_URL"):
+        usage, problem = None, "this serve runs without the embedded usage store (--usage-dir off); set CLICKHOUSE_URL"
+    else:
+        usage, problem = _usage_store(Path(args.usage_dir or args.data_dir))
     stop = threading.Event()
     try:
-        server = ApiServer(engine, max_workers=args.workers)
+        reader = None if usage is None else StoreUsageReader(usage)
+        log = None if usage is None else event_log(usage)
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        recorder = None if not bootstrap else KafkaRecorder(bootstrap)
+        server = ApiServer(
+            engine, max_workers=args.workers, usage=reader, events=log, usage_problem=problem, recorder=recorder
+        )
         if args.metrics_port:
             from streams.metrics import serve as serve_metrics
 
@@ -114,6 +149,8 @@ def run_serve(args: argparse.Namespace) -> int:
         server.stop()
     finally:
         engine.dispose()
+        if usage is not None:
+            usage.client.close()
     print("billing serve: stopped", flush=True)
     return 0
 

@@ -5,18 +5,21 @@ metadata); the ``taxes`` breakdown is not filled."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from billing.api import wire
 from billing.api.paging import decode_token, encode_token, page_size
-from invoicing.engine.model import InvoiceLineItem, InvoiceStatus
+from invoicing.engine.model import Invoice, InvoiceLineItem, InvoiceStatus
 from invoicing.ports import ApiLedger, StoredInvoice
 from rating.numbers import format_decimal
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 
 MAX_ID = 2**63 - 1
+Generate = Callable[[str, invoice_pb2.GenerateInvoiceForSubscriptionRequest, Any], invoice_pb2.Invoice]
+"""The dry-run invoice of the tenant's request (billing/api/dry_run.py); aborts the call on errors."""
 
 
 def _metadata(values: dict[str, Any]) -> dict[str, str]:
@@ -40,7 +43,11 @@ def _line(invoice_id: str, line: InvoiceLineItem) -> invoice_pb2.InvoiceLineItem
 
 
 def invoice_message(stored: StoredInvoice) -> invoice_pb2.Invoice:
-    invoice, invoice_id = stored.invoice, str(stored.id)
+    return draft_message(stored.invoice, str(stored.id))
+
+
+def draft_message(invoice: Invoice, invoice_id: str = "") -> invoice_pb2.Invoice:
+    """An invoice on the wire; a draft (not stored) has no id."""
     version = next(
         (line.metadata.get("plan_version") for line in invoice.line_items if "plan_version" in line.metadata), None
     )
@@ -71,8 +78,26 @@ def invoice_message(stored: StoredInvoice) -> invoice_pb2.Invoice:
 
 
 class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
-    def __init__(self, api: ApiLedger) -> None:
+    def __init__(self, api: ApiLedger, generate: Generate | None = None) -> None:
         self.api = api
+        self.generate = generate
+
+    def GenerateInvoiceForSubscription(
+        self, request: invoice_pb2.GenerateInvoiceForSubscriptionRequest, context: Any
+    ) -> invoice_pb2.GenerateInvoiceForSubscriptionResponse:
+        """A dry run only: the invoice the loop would finalize for the period, stored nowhere."""
+        tenant = wire.tenant(context)
+        if not request.dry_run:
+            wire.abort(
+                context,
+                grpc.StatusCode.UNIMPLEMENTED,
+                "dry_run: only a dry run is served; the loop (billing worker) finalizes each period as its "
+                "calendar closes it, and an invoice stored here would take the period from it",
+            )
+        if self.generate is None:
+            wire.abort(context, grpc.StatusCode.UNAVAILABLE, "the usage store is not open in this server")
+        invoice = self.generate(tenant, request, context)
+        return invoice_pb2.GenerateInvoiceForSubscriptionResponse(invoice=invoice)
 
     def GetInvoice(self, request: invoice_pb2.GetInvoiceRequest, context: Any) -> invoice_pb2.GetInvoiceResponse:
         tenant = wire.tenant(context)

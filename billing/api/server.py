@@ -17,22 +17,34 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Engine
 
 from billing.api.auth import TenantAuth
+from billing.api.billing_service import BillingServicer
 from billing.api.credit_service import CreditServicer
+from billing.api.dry_run import DryRun
+from billing.api.ingest import UsageRecorder
+from billing.api.invoice_engine_service import InvoiceEngineServicer
 from billing.api.invoice_service import InvoiceServicer
 from billing.api.keys import authenticate
 from billing.api.metrics import ApiMetrics, ApiMetricsInterceptor
 from billing.api.pricing_service import PricingServicer
 from billing.api.subscription_service import SubscriptionServicer
 from billing.api.tax_service import TaxServicer
+from billing.api.usage_access import ServedRating, SharedUsage
+from billing.api.usage_service import UsageServicer
 from billing.clock import Clock, SystemClock
 from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ledger.postgres_api import PostgresApiLedger
+from invoicing.ports import UsageReader
+from schemas.generated.smallbiznis.billing.v1 import billing_pb2, billing_pb2_grpc
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2, credit_pb2_grpc
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
+from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2, invoice_engine_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_grpc
+from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2, subscription_pb2_grpc
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2, tax_pb2_grpc
+from schemas.generated.smallbiznis.usage.v1 import usage_pb2, usage_pb2_grpc
+from streams.ports import EventLog
 
 MAX_REQUEST_BYTES: Final = 1 << 20
 SERVED: Final[tuple[str, ...]] = (
@@ -41,6 +53,10 @@ SERVED: Final[tuple[str, ...]] = (
     invoice_pb2.DESCRIPTOR.services_by_name["InvoiceService"].full_name,
     tax_pb2.DESCRIPTOR.services_by_name["TaxService"].full_name,
     credit_pb2.DESCRIPTOR.services_by_name["CreditService"].full_name,
+    invoice_engine_pb2.DESCRIPTOR.services_by_name["InvoiceEngineService"].full_name,
+    rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,
+    usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+    billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
 )
 """The services ``billing serve`` answers (their RPCs not built answer UNIMPLEMENTED)."""
 
@@ -50,9 +66,21 @@ def _address(host: str, port: int) -> str:
 
 
 class ApiServer:
-    """The served services on a migrated ledger database (``engine``)."""
+    """The served services on a migrated ledger database (``engine``), the usage store (``usage``
+    and ``events``; None when it could not be opened, ``usage_problem`` saying why: the RPCs reading
+    usage then answer UNAVAILABLE) and Kafka (``recorder``; None: IngestUsage is UNAVAILABLE)."""
 
-    def __init__(self, engine: Engine, *, clock: Clock | None = None, max_workers: int = 8) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock | None = None,
+        max_workers: int = 8,
+        usage: UsageReader | None = None,
+        events: EventLog | None = None,
+        usage_problem: str = "no usage store was given",
+        recorder: UsageRecorder | None = None,
+    ) -> None:
         ledger = PostgresLedger(engine)
         api = PostgresApiLedger(ledger)
         keys = PostgresApiKeys(engine)
@@ -69,10 +97,26 @@ class ApiServer:
         subscription_pb2_grpc.add_SubscriptionServiceServicer_to_server(  # type: ignore[no-untyped-call]
             SubscriptionServicer(ledger, api, now), self.server
         )
-        invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(InvoiceServicer(api), self.server)  # type: ignore[no-untyped-call]
+        shared = None if usage is None else SharedUsage(usage, events)
+        log = None if shared is None or events is None else shared
+        invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            InvoiceServicer(api, DryRun(ledger, api, shared, usage_problem, now)), self.server
+        )
         tax_pb2_grpc.add_TaxServiceServicer_to_server(TaxServicer(ledger), self.server)  # type: ignore[no-untyped-call]
         credit_pb2_grpc.add_CreditServiceServicer_to_server(  # type: ignore[no-untyped-call]
             CreditServicer(ledger, api, now), self.server
+        )
+        invoice_engine_pb2_grpc.add_InvoiceEngineServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            InvoiceEngineServicer(ledger), self.server
+        )
+        billing_pb2_grpc.add_BillingServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            BillingServicer(ledger, api, now), self.server
+        )
+        usage_pb2_grpc.add_UsageServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            UsageServicer(ledger, shared, log, usage_problem, recorder), self.server
+        )
+        rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            ServedRating(ledger, shared, usage_problem, now), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
+from fractions import Fraction
 
 from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
 from invoicing.engine.proration import prorated_base
@@ -19,12 +20,17 @@ from rating.rate import RatingResult, rate_period
 
 def recurring_line(plan: Plan, result: RatingResult) -> InvoiceLineItem:
     """The plan's base price for the period, prorated when the period was cut short."""
-    amount = prorated_base(plan.base_price, plan.currency_code, result.proration)
+    return base_fee_line(plan, result.proration)
+
+
+def base_fee_line(plan: Plan, share: Fraction) -> InvoiceLineItem:
+    """The RECURRING line for ``share`` of a period (1: the whole), rounded once."""
+    amount = prorated_base(plan.base_price, plan.currency_code, share)
     metadata = {"plan_code": plan.code, "plan_version": str(plan.version)}
     description = f"{plan.name or plan.code} base fee"
-    if result.proration != 1:
-        metadata["proration"] = f"{result.proration.numerator}/{result.proration.denominator}"
-        description += f" (prorated {format_decimal(result.proration)})"
+    if share != 1:
+        metadata["proration"] = f"{share.numerator}/{share.denominator}"
+        description += f" (prorated {format_decimal(share)})"
     return InvoiceLineItem(LineType.RECURRING, description, amount, Decimal(1), plan.base_price, None, metadata)
 
 

@@ -38,13 +38,16 @@ def one_error(done: subprocess.CompletedProcess[str], status: int) -> str:
 
 
 @pytest.fixture
-def serve(pg_url: str) -> Iterator[object]:
+def serve(pg_url: str, tmp_path: Path) -> Iterator[object]:
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> tuple[subprocess.Popen[str], int]:
         env = {**os.environ, "DATABASE_URL": pg_url}
         process = subprocess.Popen(
-            [sys.executable, "-m", "billing.cli", "serve", *args], stdout=subprocess.PIPE, text=True, env=env
+            [sys.executable, "-m", "billing.cli", "serve", "--usage-dir", str(tmp_path), *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         started.append(process)
         assert process.stdout is not None
@@ -113,7 +116,7 @@ def test_a_taken_port_and_bad_tls_files_are_one_line(pg_url: str, tmp_path: Path
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        error = one_error(billing(pg_url, "serve", "--port", port), 1)
+        error = one_error(billing(pg_url, "serve", "--port", port, "--usage-dir", str(tmp_path)), 1)
         assert error.startswith(f"error: --port: cannot listen on 127.0.0.1:{port}")
     assert one_error(billing(pg_url, "serve", "--port", "0", "--tls-cert", "x.pem"), 2).startswith("error: --tls-key:")
     junk = tmp_path / "junk.pem"

@@ -24,11 +24,25 @@ from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2 as P
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2 as T
 from schemas.generated.smallbiznis.tax.v1 import tax_pb2_grpc
+from schemas.generated.smallbiznis.usage.v1 import usage_pb2 as U
 from tests.api_harness import Api, pro_plan, status_of
+from tests.integration.test_api_billing import billing_calls
+from tests.integration.test_api_dry_run import generate
+from tests.integration.test_api_ingest import record as usage_record
+from tests.integration.test_api_invoice_engine import engine_calls
 from tests.integration.test_api_invoices import invoice_periods
+from tests.integration.test_api_rating import rate
+from tests.integration.test_api_usage import listing as usage_listing
+from tests.integration.test_api_usage import summary, usage
 
 pytestmark = pytest.mark.integration
 NOT_FOUND, UNAUTHENTICATED = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.fixture
+def api(api_usage: Api) -> Api:
+    """The server with its usage store: every served RPC answers."""
+    return api_usage
 
 
 @pytest.fixture
@@ -62,6 +76,14 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (tax.CalculateTax, T.TaxCalculationRequest(subtotal=Money(units=100, currency_code="USD"))),
         (credit.CreateCreditNote, C.CreateCreditNoteRequest(subscription_id="sub_1", type=C.CREDIT_NOTE_TYPE_BALANCE)),
         (credit.ListCreditNotes, C.ListCreditNotesRequest()),
+        *engine_calls(api),
+        (api.rating.RateSubscription, rate("sub_1", "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")),
+        (api.invoices.GenerateInvoiceForSubscription, generate("sub_1")),
+        (usage(api).GetUsageSummary, summary(subscription_id="sub_1")),
+        (usage(api).ListUsageMetrics, U.ListUsageMetricsRequest()),
+        (usage(api).ListUsage, usage_listing(subscription_id="sub_1")),
+        (usage(api).IngestUsage, U.IngestUsageRequest(record=usage_record("k1", sub="sub_1"))),
+        *billing_calls(api),
     ]
 
 
@@ -114,9 +136,27 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
     by_id = [
         (call, request)
         for call, request in served_calls(api, t1_data)
-        if type(request).DESCRIPTOR.name.startswith(("Get", "Cancel", "Change"))
+        if type(request).DESCRIPTOR.name.startswith(
+            (
+                "Get",
+                "Cancel",
+                "Change",
+                "RunProration",
+                "Apply",
+                "Rate",
+                "Generate",
+                "ListUsageR",
+                "Ingest",
+                "ListBillingP",
+                "BuildCharges",
+            )
+        )
     ]
-    assert len(by_id) == 6  # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice
+    # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
+    # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription,
+    # GenerateInvoiceForSubscription (a dry run), GetUsageSummary, ListUsage, IngestUsage,
+    # GetCurrentBillingPeriod, ListBillingPeriods, GetBalance and BuildChargesFromRating
+    assert len(by_id) == 19
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
@@ -142,8 +182,8 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
 
 
 def test_rpcs_not_built_answer_unimplemented(api: Api) -> None:
-    generate = I.GenerateInvoiceForSubscriptionRequest(subscription_id="sub_1")
-    assert status_of(api.invoices.GenerateInvoiceForSubscription, generate, metadata=api.auth())[0] == (
+    stored = I.GenerateInvoiceForSubscriptionRequest(subscription_id="sub_1")  # not a dry run
+    assert status_of(api.invoices.GenerateInvoiceForSubscription, stored, metadata=api.auth())[0] == (
         grpc.StatusCode.UNIMPLEMENTED
     )
     assert status_of(api.invoices.GetInvoicePdf, I.GetInvoicePdfRequest(id="1"))[0] == UNAUTHENTICATED

@@ -1,0 +1,131 @@
+"""``GenerateInvoiceForSubscription`` with ``dry_run``: the invoice the loop would finalize for an
+ended period of the subscription, computed now and stored nowhere (no number, no credit used, no
+outbox row): the period's usage rated from the usage store (``InvoiceService.rate``), then the
+same composition as finalization (``InvoiceService.preview``: discount, tax, credit, and the
+ADJUSTMENT lines of every finalized period whose usage changed since it was billed). A period
+finalized already answers its stored invoice.
+
+The periods are the subscription's calendar from its start on its current plan (``open_cycle``,
+``close_due``). The ledger does not record where a plan change or a cancel cut a period (the rater's
+calendar does), so a subscription changed since it was created is refused (FAILED_PRECONDITION)
+rather than invoiced over the wrong periods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import grpc
+
+from billing.api import wire
+from billing.api.invoice_service import draft_message, invoice_message
+from billing.api.usage_access import unavailable
+from invoicing.engine.subscriptions import ClosedPeriod, Subscription, SubscriptionStatus, close_due, open_cycle
+from invoicing.ports import ApiLedger, Ledger, SubscriptionRecord, UsageReader
+from invoicing.service import InvoiceService
+from rating.catalog import Plan
+from rating.errors import InvalidValue
+from rating.periods import Period
+from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2
+
+MAX_PERIODS = 100_000
+"""Periods walked from the start at most (over 8,000 years of months)."""
+
+
+def ended_period(subscription: Subscription, plan: Plan, wanted: Period | None, now: datetime) -> ClosedPeriod | None:
+    """The ended period ``wanted`` of the calendar (the latest ended one when None); None when
+    there is no such period."""
+    cycle, latest = open_cycle(subscription, plan), None
+    for _ in range(MAX_PERIODS):
+        if cycle.period is None or cycle.period.end > now:
+            break
+        closed, cycle = close_due(cycle)
+        if wanted is not None and closed.period == wanted:
+            return closed
+        if wanted is not None and closed.period.start >= wanted.end:
+            break
+        latest = closed
+    return None if wanted is not None else latest
+
+
+def unchanged(context: Any, record: SubscriptionRecord) -> None:
+    """FAILED_PRECONDITION for a subscription whose periods the ledger cannot tell: one changed
+    since it was created (the ledger does not record where a plan change or cancel cut them)."""
+    if record.revision > 1 or record.status is SubscriptionStatus.CANCELED:
+        wire.abort(
+            context,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "subscription_id: changed since it was created (plan change, cancel or catalog update); the ledger "
+            "does not record where that cut its periods",
+        )
+
+
+def _wanted(request: invoice_pb2.GenerateInvoiceForSubscriptionRequest) -> Period | None:
+    given = [request.HasField(name) for name in ("period_start", "period_end")]
+    if not any(given):
+        return None
+    if not all(given):
+        raise InvalidValue("period_end" if given[0] else "period_start", "give both ends of the period, or neither")
+    start, end = wire.instant(request.period_start, "period_start"), wire.instant(request.period_end, "period_end")
+    if end <= start:
+        raise InvalidValue("period_end", "must be after period_start")
+    return Period(start, end)
+
+
+class DryRun:
+    """The dry-run invoices of ``billing serve`` (``usage`` None: UNAVAILABLE, ``problem`` says why)."""
+
+    def __init__(
+        self, ledger: Ledger, api: ApiLedger, usage: UsageReader | None, problem: str, now: Callable[[], datetime]
+    ) -> None:
+        self.ledger, self.api, self.usage, self.problem, self.now = ledger, api, usage, problem, now
+
+    def __call__(
+        self, tenant: str, request: invoice_pb2.GenerateInvoiceForSubscriptionRequest, context: Any
+    ) -> invoice_pb2.Invoice:
+        if not request.subscription_id:
+            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: is required")
+        with wire.errors_as_status(context):
+            wanted = _wanted(request)
+        with self.ledger.session() as session:
+            record = session.get_subscription(request.subscription_id)
+            plan = terms = None
+            if record is not None and record.subscription.tenant_id == tenant:
+                plan = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
+                terms = session.get_terms(tenant)
+        if record is None or plan is None or terms is None:
+            wire.abort(
+                context, grpc.StatusCode.NOT_FOUND, f"subscription_id: no subscription {request.subscription_id!r}"
+            )
+        unchanged(context, record)
+        now, subscription = self.now(), record.subscription
+        closed = ended_period(subscription, plan, wanted, now)
+        if closed is None:
+            field = "period_start" if wanted is not None else "subscription_id"
+            wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{field}: no such billing period has ended")
+        stored = self._stored(tenant, closed)
+        if stored is not None:
+            return stored
+        if self.usage is None:
+            unavailable(context, self.problem)
+        pricing = InvoiceService(self.ledger, self.usage, terms.terms)
+        with wire.errors_as_status(context, grpc.StatusCode.FAILED_PRECONDITION):
+            result = pricing.rate(subscription, plan, closed.period, closed.share, now)
+            invoice = pricing.preview(closed, result, pricing.late_usage(subscription, None), now)
+        return draft_message(invoice)
+
+    def _stored(self, tenant: str, closed: ClosedPeriod) -> invoice_pb2.Invoice | None:
+        """The period's finalized invoice, with its id (a subscription has one invoice a period)."""
+        key = (closed.subscription.id, closed.period.start)
+        with self.ledger.session() as session:
+            if session.find_invoice(*key) is None:
+                return None
+        after = None
+        while page := self.api.invoices(tenant, key[0], None, after, 500):
+            found = next((stored for stored in page if stored.invoice.key == key), None)
+            if found is not None:
+                return invoice_message(found)
+            after = page[-1].id
+        return None
