@@ -20,6 +20,7 @@ import grpc
 
 from billing.api import wire
 from billing.api.dry_run import MAX_PERIODS, unchanged
+from billing.api.owned import owned_subscription
 from billing.api.paging import decode_token, encode_token, page_size
 from invoicing.engine.render import rfc3339
 from invoicing.engine.subscriptions import close_due, open_cycle
@@ -54,17 +55,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self.ledger, self.api, self.now = ledger, api, now
 
     def _subscription(self, context: Any, subscription_id: str) -> tuple[SubscriptionRecord, Plan]:
-        tenant = wire.tenant(context)
-        if not subscription_id:
-            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: is required")
-        with self.ledger.session() as session:
-            record = session.get_subscription(subscription_id)
-            plan = None
-            if record is not None and record.subscription.tenant_id == tenant:
-                plan = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
-        if record is None or plan is None:
-            wire.abort(context, grpc.StatusCode.NOT_FOUND, f"subscription_id: no subscription {subscription_id!r}")
-        return record, plan
+        owned = owned_subscription(context, self.ledger, wire.tenant(context), subscription_id)
+        return owned.record, owned.plan
 
     def _messages(
         self, record: SubscriptionRecord, found: list[tuple[Period, bool]]

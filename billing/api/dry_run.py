@@ -21,6 +21,7 @@ import grpc
 
 from billing.api import wire
 from billing.api.invoice_service import draft_message, invoice_message
+from billing.api.owned import owned_subscription
 from billing.api.usage_access import unavailable
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription, SubscriptionStatus, close_due, open_cycle
 from invoicing.ports import ApiLedger, Ledger, SubscriptionRecord, UsageReader
@@ -89,16 +90,8 @@ class DryRun:
             wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: is required")
         with wire.errors_as_status(context):
             wanted = _wanted(request)
-        with self.ledger.session() as session:
-            record = session.get_subscription(request.subscription_id)
-            plan = terms = None
-            if record is not None and record.subscription.tenant_id == tenant:
-                plan = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
-                terms = session.get_terms(tenant)
-        if record is None or plan is None or terms is None:
-            wire.abort(
-                context, grpc.StatusCode.NOT_FOUND, f"subscription_id: no subscription {request.subscription_id!r}"
-            )
+        owned = owned_subscription(context, self.ledger, tenant, request.subscription_id)
+        record, plan = owned.record, owned.plan
         unchanged(context, record)
         now, subscription = self.now(), record.subscription
         closed = ended_period(subscription, plan, wanted, now)
@@ -110,7 +103,7 @@ class DryRun:
             return stored
         if self.usage is None:
             unavailable(context, self.problem)
-        pricing = InvoiceService(self.ledger, self.usage, terms.terms)
+        pricing = InvoiceService(self.ledger, self.usage, owned.terms)
         with wire.errors_as_status(context, grpc.StatusCode.FAILED_PRECONDITION):
             result = pricing.rate(subscription, plan, closed.period, closed.share, now)
             invoice = pricing.preview(closed, result, pricing.late_usage(subscription, None), now)

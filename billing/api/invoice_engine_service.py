@@ -27,6 +27,7 @@ import grpc
 
 from billing.api import engine_wire as ew
 from billing.api import wire
+from billing.api.owned import owned_subscription
 from invoicing.engine.charges import base_fee_line, usage_lines
 from invoicing.engine.credit import apply_credit
 from invoicing.engine.discount import discount_line
@@ -72,20 +73,8 @@ class InvoiceEngineServicer(invoice_engine_pb2_grpc.InvoiceEngineServiceServicer
 
     def _subscription(self, context: Any, request: Any) -> _Context:
         tenant = wire.tenant(context, request.tenant_id)
-        if not request.subscription_id:
-            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: is required")
-        with self.ledger.session() as session:
-            record = session.get_subscription(request.subscription_id)
-            plan = terms = None
-            if record is not None and record.subscription.tenant_id == tenant:
-                plan = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
-                terms = session.get_terms(tenant)
-        if plan is None:
-            wire.abort(
-                context, grpc.StatusCode.NOT_FOUND, f"subscription_id: no subscription {request.subscription_id!r}"
-            )
-        own = BillingTerms(tenant, {}) if terms is None else terms.terms
-        return _Context(request.subscription_id, plan.currency_code, own)
+        owned = owned_subscription(context, self.ledger, tenant, request.subscription_id)
+        return _Context(request.subscription_id, owned.plan.currency_code, owned.terms)
 
     def BuildChargesFromRating(
         self, request: E.BuildChargesFromRatingRequest, context: Any

@@ -20,6 +20,7 @@ import grpc
 
 from billing.api import wire
 from billing.api.ingest import NO_BROKER, BrokerUnavailable, UsageInput, UsageRecorder
+from billing.api.owned import owned_subscription
 from billing.api.paging import decode_token, encode_token, page_size
 from billing.api.usage_access import unavailable
 from invoicing.ports import Ledger, SubscriptionRecord, UsageReader, UsageRequest
@@ -120,16 +121,8 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
 
     def _subscription(self, context: Any, tenant: str, subscription_id: str) -> tuple[SubscriptionRecord, Plan]:
         """The caller's subscription and its plan; NOT_FOUND for another tenant's."""
-        if not subscription_id:
-            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: is required")
-        with self.ledger.session() as session:
-            record = session.get_subscription(subscription_id)
-            plan = None
-            if record is not None and record.subscription.tenant_id == tenant:
-                plan = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
-        if record is None or plan is None:
-            wire.abort(context, grpc.StatusCode.NOT_FOUND, f"subscription_id: no subscription {subscription_id!r}")
-        return record, plan
+        owned = owned_subscription(context, self.ledger, tenant, subscription_id)
+        return owned.record, owned.plan
 
     def ListUsage(self, request: usage_pb2.ListUsageRequest, context: Any) -> usage_pb2.ListUsageResponse:
         """The subscription's distinct stored events in ``[start_time, end_time)``, by recorded_at."""
