@@ -220,6 +220,9 @@ class Rater:
     def refresh_running(self) -> None:
         """Re-rate the open periods of subscriptions with new usage or a new period; drop the
         running result of one whose subscription ended (a closed period is never served as current)."""
+        if self.calendar.moved:  # cycles change only through the calendar, which notes them here
+            every = self.calendar.cycles.values()
+            self.metrics.open_periods.set(sum(1 for cycle in every if cycle.period is not None))
         self.touched |= self.calendar.moved
         self.calendar.moved.clear()
         if not self.touched:
@@ -244,6 +247,11 @@ class Rater:
         self.waiting += self.calendar.due(now) + self.calendar.late_due(now)
         if not self.waiting:
             return 0
+        with self.metrics.close_seconds.time():  # passes with periods due only, not every loop turn
+            return self._hand_over()
+
+    def _hand_over(self) -> int:
+        """``close_due`` once periods wait: the pipeline caught up, rate and publish them."""
         if not self.usage_caught_up():
             log.warning("%d periods due, but the usage pipeline is behind; retrying", len(self.waiting))
             self.metrics.behind.inc()
@@ -281,11 +289,8 @@ class Rater:
         self._apply(self.catalog.poll())
         self.sink.run_once()
         self.end_used_up_trials()
-        with self.metrics.close_seconds.time():
-            self.close_due()
+        self.close_due()
         self.refresh_running()
-        cycles = self.calendar.cycles.values()
-        self.metrics.open_periods.set(sum(1 for cycle in cycles if cycle.period is not None))
         self.metrics.running_results.set(len(self.agent.current))
         self.metrics.last_loop.set(wall_ms() / 1000)
 
