@@ -46,12 +46,13 @@ def _no_tenant_yet(code: str) -> Metric | None:
     return Metric(code) if code else None
 
 
-def metric_lookup(catalog: Catalog, event: UsageEvent) -> Callable[[str], Metric | None]:
-    """The metric lookup for ``event``: by code alone, or under the tenant of its subscription."""
+def metric_lookup(catalog: Catalog, subscription_id: str) -> Callable[[str], Metric | None]:
+    """The metric lookup for an event of ``subscription_id``: by code alone, or under the tenant
+    of the subscription."""
     metric_for = catalog.metric_for
     if metric_for is None:
         return catalog.metric_of
-    subscription = catalog.subscription_of(event.subscription_id)
+    subscription = catalog.subscription_of(subscription_id)
     if subscription is None:
         return _no_tenant_yet
     tenant_id = subscription.tenant_id
@@ -76,7 +77,7 @@ def process_event(
     REPLAY: it goes through the windows again, which count it only where their persisted state
     missed it, so the driver re-emits their absolute totals and a crash loses or doubles nothing.
     ``oldest_ms`` is the dedup horizon of a driver whose dedup state has a bounded retention."""
-    metric_of = metric_lookup(catalog, event)
+    metric_of = metric_lookup(catalog, event.subscription_id)
     checked = validate(event, metric_of, catalog.subscription_of, now_ms, max_future_skew_ms, oldest_ms)
     if isinstance(checked, Rejection):
         return Outcome(None, rejection=checked)

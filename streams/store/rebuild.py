@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from rating.errors import UnknownReference
 from streams.inprocess import changed_rows
 from streams.operators.dedup import dedup_key
-from streams.operators.process import Catalog
+from streams.operators.process import Catalog, metric_lookup
 from streams.operators.records import UsageRecord
 from streams.operators.windows import WindowAccumulator, WindowKey, WindowSpan, observe
 from streams.ports import UsageStore
@@ -57,11 +57,7 @@ class UsageRebuild:
             raise UnknownReference(
                 where or "subscription_id", f"subscription {record.subscription_id!r} is not in the catalog"
             )
-        metric_for = self.catalog.metric_for
-        if metric_for is not None:
-            metric = metric_for(subscription.tenant_id, record.metric_code)
-        else:
-            metric = self.catalog.metric_of(record.metric_code)
+        metric = metric_lookup(self.catalog, record.subscription_id)(record.metric_code)
         if metric is None:
             raise UnknownReference(where or "metric_code", f"metric {record.metric_code!r} is not in the catalog")
         self._identities.add(identity)
