@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +12,14 @@ from typing import Any, Protocol
 
 from invoicing.engine.credit import CreditNote
 from invoicing.engine.model import Invoice, InvoiceStatus
+from invoicing.engine.payments import (
+    ChargeRequest,
+    PaymentEvent,
+    ProviderCharge,
+    ProviderName,
+    ProviderRefund,
+    RefundRequest,
+)
 from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
 from invoicing.engine.terms import BillingTerms
 from rating.catalog import Aggregation, Plan
@@ -245,4 +253,47 @@ class Ledger(Protocol):
         """One transaction for every session this thread opens inside the block, committed once at
         its end (or not at all when it raises); batches do not nest. ``periods`` (subscription,
         period start) are those about to be finalized, which the ledger may read ahead."""
+        ...
+
+
+class ProviderUnavailable(Exception):
+    """The provider did not answer (timeout, 5xx, network): the outcome is unknown, and the call is
+    retried with the same idempotency key."""
+
+
+class WebhookRejected(Exception):
+    """A webhook that is unsigned, badly signed, stale or unreadable; ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PaymentProvider(Protocol):
+    """One payment provider (DUMMY, Stripe, Xendit, Midtrans) behind a thin adapter."""
+
+    name: ProviderName
+
+    def charge(self, request: ChargeRequest) -> ProviderCharge:
+        """Charge once per idempotency key; raises ProviderUnavailable when the outcome is unknown."""
+        ...
+
+    def refund(self, request: RefundRequest) -> ProviderRefund: ...
+
+
+class WebhookVerifier(Protocol):
+    """Checks one provider's webhook signature and reads the event it carries."""
+
+    provider: ProviderName
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
+        """The verified event; raises WebhookRejected otherwise. Header names are lower case."""
+        ...
+
+
+class PaymentSettlement(Protocol):
+    """Applies verified provider events to attempts and invoices."""
+
+    def settle(self, event: PaymentEvent) -> bool:
+        """Apply ``event`` once; False when its (provider, event id) was settled before."""
         ...

@@ -1,0 +1,1 @@
+"""Payments: provider adapters, secrets, webhooks and the payment worker (issue #14)."""

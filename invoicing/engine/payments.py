@@ -1,0 +1,92 @@
+"""Payments' pure vocabulary: the providers, the attempt statuses and the transitions between them,
+the provider-side values a charge and a refund produce, and the idempotency key every provider call
+carries (derived from the attempt, so a retry or a crash between the provider's answer and our
+commit reaches the provider with the same key and never charges twice)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from rating.money import Money
+
+
+class ProviderName(StrEnum):
+    DUMMY = "DUMMY"
+    STRIPE = "STRIPE"
+    XENDIT = "XENDIT"
+    MIDTRANS = "MIDTRANS"
+
+
+class AttemptStatus(StrEnum):
+    PENDING = "PENDING"  # recorded, the provider not called yet
+    PROCESSING = "PROCESSING"  # the provider accepted it; its outcome comes later (webhook)
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+
+
+# An attempt moves only forward; a provider's late or repeated word cannot move it back.
+ATTEMPT_TRANSITIONS: dict[AttemptStatus, frozenset[AttemptStatus]] = {
+    AttemptStatus.PENDING: frozenset({AttemptStatus.PROCESSING, AttemptStatus.SUCCEEDED, AttemptStatus.FAILED}),
+    AttemptStatus.PROCESSING: frozenset({AttemptStatus.SUCCEEDED, AttemptStatus.FAILED}),
+    AttemptStatus.SUCCEEDED: frozenset({AttemptStatus.REFUNDED}),
+    AttemptStatus.FAILED: frozenset(),
+    AttemptStatus.REFUNDED: frozenset(),
+}
+
+
+def attempt_idempotency_key(tenant_id: str, invoice_number: str, attempt_number: int) -> str:
+    """The key every provider call of one attempt carries: the same attempt always sends the same
+    key, and a new attempt (a dunning retry) a new one."""
+    return f"{tenant_id}:{invoice_number}:attempt-{attempt_number}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """One charge as a provider receives it."""
+
+    idempotency_key: str
+    amount: Money
+    method_token: str  # the provider's handle of the payment method (Stripe pm_…, a DUMMY token, a bank code…)
+    customer_reference: str  # the tenant's customer (subscription) the charge is for
+    invoice_number: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCharge:
+    """A provider's answer to a charge. PROCESSING means the outcome arrives later by webhook."""
+
+    reference: str  # the provider's id (PaymentIntent, Xendit invoice, Midtrans order)
+    status: AttemptStatus
+    failure_reason: str | None = None
+    action_url: str | None = None  # where the customer completes the payment, when the provider has one
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    idempotency_key: str
+    charge_reference: str
+    amount: Money
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRefund:
+    reference: str
+    status: AttemptStatus  # REFUNDED, PROCESSING or FAILED
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentEvent:
+    """A provider's word about a charge or refund, from a webhook whose signature was verified."""
+
+    provider: ProviderName
+    event_id: str  # the provider's id of this notification: settlement is idempotent on it
+    status: AttemptStatus  # SUCCEEDED, FAILED or REFUNDED
+    charge_reference: str | None = None
+    idempotency_key: str | None = None
+    amount: Money | None = None
+    failure_reason: str | None = None
