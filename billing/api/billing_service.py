@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from billing.api import wire
-from billing.api.dry_run import MAX_PERIODS, unchanged
+from billing.api.generate import MAX_PERIODS, unchanged
 from billing.api.owned import owned_subscription
 from billing.api.paging import decode_token, encode_token, page_size
 from invoicing.engine.render import rfc3339

@@ -19,7 +19,7 @@ from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_gr
 
 MAX_ID = 2**63 - 1
 Generate = Callable[[str, invoice_pb2.GenerateInvoiceForSubscriptionRequest, Any], invoice_pb2.Invoice]
-"""The dry-run invoice of the tenant's request (billing/api/dry_run.py); aborts the call on errors."""
+"""The invoice of the tenant's request (billing/api/generate.py); aborts the call on errors."""
 
 
 def _metadata(values: dict[str, Any]) -> dict[str, str]:
@@ -85,15 +85,8 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
     def GenerateInvoiceForSubscription(
         self, request: invoice_pb2.GenerateInvoiceForSubscriptionRequest, context: Any
     ) -> invoice_pb2.GenerateInvoiceForSubscriptionResponse:
-        """A dry run only: the invoice the loop would finalize for the period, stored nowhere."""
+        """The period's invoice, finalized now (or found finalized), or with ``dry_run`` stored nowhere."""
         tenant = wire.tenant(context)
-        if not request.dry_run:
-            wire.abort(
-                context,
-                grpc.StatusCode.UNIMPLEMENTED,
-                "dry_run: only a dry run is served; the loop (billing worker) finalizes each period as its "
-                "calendar closes it, and an invoice stored here would take the period from it",
-            )
         if self.generate is None:
             wire.abort(context, grpc.StatusCode.UNAVAILABLE, "the usage store is not open in this server")
         invoice = self.generate(tenant, request, context)

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from billing.api.auth import TenantAuth
 from billing.api.billing_service import BillingServicer
 from billing.api.credit_service import CreditServicer
-from billing.api.dry_run import DryRun
+from billing.api.generate import GenerateInvoice
 from billing.api.ingest import UsageRecorder
 from billing.api.invoice_engine_service import InvoiceEngineServicer
 from billing.api.invoice_service import InvoiceServicer
@@ -100,7 +100,7 @@ class ApiServer:
         shared = None if usage is None else SharedUsage(usage, events)
         log = None if shared is None or events is None else shared
         invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InvoiceServicer(api, DryRun(ledger, api, shared, usage_problem, now)), self.server
+            InvoiceServicer(api, GenerateInvoice(ledger, api, shared, usage_problem, now)), self.server
         )
         tax_pb2_grpc.add_TaxServiceServicer_to_server(TaxServicer(ledger), self.server)  # type: ignore[no-untyped-call]
         credit_pb2_grpc.add_CreditServiceServicer_to_server(  # type: ignore[no-untyped-call]

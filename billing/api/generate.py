@@ -1,9 +1,11 @@
-"""``GenerateInvoiceForSubscription`` with ``dry_run``: the invoice the loop would finalize for an
-ended period of the subscription, computed now and stored nowhere (no number, no credit used, no
-outbox row): the period's usage rated from the usage store (``InvoiceService.rate``), then the
-same composition as finalization (``InvoiceService.preview``: discount, tax, credit, and the
-ADJUSTMENT lines of every finalized period whose usage changed since it was billed). A period
-finalized already answers its stored invoice.
+"""``GenerateInvoiceForSubscription``: the invoice of an ended period of the subscription, rated
+from the usage store (``InvoiceService.rate``) with the ADJUSTMENT lines of every finalized period
+whose usage changed since it was billed (``late_usage``), then either finalized through the invoice
+worker's own step (``InvoiceFinalizer.finalize``: composed, numbered from the tenant's gapless
+sequence, billed usage and ``invoice.finalized`` outbox row in one ledger transaction) or, with
+``dry_run``, composed the same way and stored nowhere (``preview``: no number, no credit used, no
+outbox row). A period finalized already (by an earlier call or by the loop) answers its stored
+invoice: at most one invoice per (subscription, period), whoever finalizes it first.
 
 The periods are the subscription's calendar from its start on its current plan (``open_cycle``,
 ``close_due``). The ledger does not record where a plan change or a cancel cut a period (the rater's
@@ -75,8 +77,8 @@ def _wanted(request: invoice_pb2.GenerateInvoiceForSubscriptionRequest) -> Perio
     return Period(start, end)
 
 
-class DryRun:
-    """The dry-run invoices of ``billing serve`` (``usage`` None: UNAVAILABLE, ``problem`` says why)."""
+class GenerateInvoice:
+    """The generated invoices of ``billing serve`` (``usage`` None: UNAVAILABLE, ``problem`` says why)."""
 
     def __init__(
         self, ledger: Ledger, api: ApiLedger, usage: UsageReader | None, problem: str, now: Callable[[], datetime]
@@ -106,8 +108,17 @@ class DryRun:
         pricing = InvoiceService(self.ledger, self.usage, owned.terms)
         with wire.errors_as_status(context, grpc.StatusCode.FAILED_PRECONDITION):
             result = pricing.rate(subscription, plan, closed.period, closed.share, now)
-            invoice = pricing.preview(closed, result, pricing.late_usage(subscription, None), now)
-        return draft_message(invoice)
+            late = pricing.late_usage(subscription, None)
+            if request.dry_run:
+                return draft_message(pricing.preview(closed, result, late, now))
+            try:
+                pricing.finalize(closed, result, late, now)
+            except InvalidValue:
+                if self._stored(tenant, closed) is None:  # not the race lost to the loop or a twin call
+                    raise
+        stored = self._stored(tenant, closed)
+        assert stored is not None  # finalized just now, or by whoever won the race to it
+        return stored
 
     def _stored(self, tenant: str, closed: ClosedPeriod) -> invoice_pb2.Invoice | None:
         """The period's finalized invoice, with its id (a subscription has one invoice a period)."""

@@ -1,7 +1,8 @@
 """GenerateInvoiceForSubscription with dry_run over the wire: the invoice of an ended period from
 the usage store, equal to the one finalization then stores, while the dry run stores nothing; a
 finalized period answers its stored invoice; errors name the field; another tenant's subscription
-is NOT_FOUND; a stored (non-dry) generation is UNIMPLEMENTED and says why."""
+is NOT_FOUND. Without dry_run the invoice is finalized through the invoice worker's own step:
+stored once, numbered gaplessly, announced on the outbox, the same invoice on every later call."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import text
 
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.subscriptions import close_due, open_cycle
@@ -93,8 +95,8 @@ def test_dry_run_errors(api_usage: Api) -> None:
     call = api.invoices.GenerateInvoiceForSubscription
     code, details = status_of(call, generate(), metadata=api.auth("t2"))
     assert (code, details) == (grpc.StatusCode.NOT_FOUND, "subscription_id: no subscription 'sub_1'")
-    code, details = status_of(call, generate(dry_run=False), metadata=api.auth())
-    assert (code, details.startswith("dry_run:")) == (grpc.StatusCode.UNIMPLEMENTED, True)
+    code, details = status_of(call, generate(dry_run=False), metadata=api.auth("t2"))
+    assert (code, details) == (grpc.StatusCode.NOT_FOUND, "subscription_id: no subscription 'sub_1'")
     only_start = generate()
     only_start.period_start.FromJsonString(JANUARY[0])
     for request, code, field in (
@@ -123,3 +125,47 @@ def test_a_dry_run_without_the_usage_store_is_unavailable(api: Api) -> None:
     subscribe(api)
     code, details = status_of(api.invoices.GenerateInvoiceForSubscription, generate(), metadata=api.auth())
     assert (code, "CLICKHOUSE_URL" in details) == (grpc.StatusCode.UNAVAILABLE, True)
+
+
+def outbox_count(api: Api) -> int:
+    with api.engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM outbox WHERE topic = 'invoice.finalized'")).scalar())
+
+
+def test_a_stored_generation_finalizes_the_dry_run_once_with_the_next_number(api_usage: Api) -> None:
+    api = api_usage
+    subscribe(api)
+    subscribe(api, sub="sub_3")
+    ingest(api, [("sub_1", "api_calls", 3000, "2026-01-15T00:00:00"), ("sub_3", "api_calls", 5, "2026-01-02T00:00:00")])
+    call = api.invoices.GenerateInvoiceForSubscription
+    dry = call(generate(period=JANUARY), metadata=api.auth()).invoice
+    stored = call(generate(period=JANUARY, dry_run=False), metadata=api.auth()).invoice
+    assert content(stored) == content(dry)
+    assert (stored.status, stored.invoice_number) == (I.INVOICE_STATUS_PENDING, "INV-2026-000001")
+    assert stored == api.invoices.GetInvoice(I.GetInvoiceRequest(id=stored.id), metadata=api.auth()).invoice
+    assert outbox_count(api) == 1
+    # a second call, and the loop finalizing the same period, answer the same invoice and write nothing
+    assert call(generate(period=JANUARY, dry_run=False), metadata=api.auth()).invoice == stored
+    finalize_january(api)
+    assert call(generate(dry_run=False), metadata=api.auth()).invoice.billing_period_start.ToJsonString() == (
+        "2026-02-01T00:00:00Z"
+    )
+    other = call(generate("sub_3", JANUARY, dry_run=False), metadata=api.auth()).invoice
+    listed = api.invoices.ListInvoices(I.ListInvoicesRequest(), metadata=api.auth()).invoices
+    assert [i.invoice_number for i in listed] == ["INV-2026-000001", "INV-2026-000002", "INV-2026-000003"]
+    assert other.invoice_number == "INV-2026-000003" and outbox_count(api) == 3
+    # the coupon (once) was used by January's stored invoice: February's dry run has no discount
+    february = call(generate(period=("2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")), metadata=api.auth()).invoice
+    assert february.discount_total.units == 0
+
+
+def test_a_refused_stored_generation_takes_no_number(api_usage: Api) -> None:
+    api = api_usage
+    subscribe(api)
+    call = api.invoices.GenerateInvoiceForSubscription
+    future = generate(period=("2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"), dry_run=False)
+    assert status_of(call, future, metadata=api.auth())[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert call(generate(period=JANUARY, dry_run=False), metadata=api.auth()).invoice.invoice_number == (
+        "INV-2026-000001"
+    )
+    assert outbox_count(api) == 1
