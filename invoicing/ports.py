@@ -171,10 +171,14 @@ class StoredPlan:
 
 @dataclass(frozen=True, slots=True)
 class StoredInvoice:
-    """An invoice and the ledger's id of it (what ``GetInvoice`` takes)."""
+    """An invoice and the ledger's id of it (what ``GetInvoice`` takes), with what its credit notes
+    took off it: ADJUSTMENT notes off ``amount_due``, REFUND notes returned of ``amount_paid`` (minor
+    units of its currency)."""
 
     id: int
     invoice: Invoice
+    amount_credited: int = 0
+    amount_refunded: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,14 @@ class ApiLedger(Protocol):
 
     def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
         """Add the note, or find the subscription's note of that key (False, nothing added)."""
+        ...
+
+    def credit_invoice(
+        self, tenant_id: str, invoice_id: int, note: CreditNote, idempotency_key: str | None
+    ) -> tuple[StoredCreditNote, bool] | None:
+        """Add an ADJUSTMENT or REFUND note against the tenant's invoice and move the invoice by it
+        (``invoicing.engine.credit.credit_invoice``) in one transaction, or find the subscription's
+        note of that key (False); None when the tenant has no such invoice."""
         ...
 
     def credit_notes(

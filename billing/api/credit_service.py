@@ -2,9 +2,11 @@
 
 A BALANCE note adds prepaid balance to its subscription: the next finalized invoices apply it to
 ``amount_due`` (never below zero) and carry the rest forward, exactly as a scenario's credit note
-does. ADJUSTMENT and REFUND notes have no effect in the engine yet, so creating one answers
-UNIMPLEMENTED instead of storing a note that changes nothing. ``idempotency_key`` (per
-subscription) makes a retry answer the note it created rather than credit twice.
+does. ADJUSTMENT and REFUND notes act on one invoice (``invoicing.engine.credit.credit_invoice``,
+docs/decisions/0007): an ADJUSTMENT takes its amount off what an unpaid invoice owes (PAID when
+nothing is left), a REFUND records money returned of what a PAID invoice was paid (REFUNDED when
+all of it is). ``idempotency_key`` (per subscription) makes a retry answer the note it created
+rather than credit twice.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import grpc
 
 from billing.api import wire
 from billing.api.paging import decode_token, encode_token, page_size
-from invoicing.engine.credit import CreditNote, CreditType
+from invoicing.engine.credit import CreditNote, CreditType, InvoiceStateError
 from invoicing.ports import ApiLedger, Ledger, StoredCreditNote
 from rating.errors import InvalidValue
 from rating.limits import MAX_KEY, MAX_TEXT, bounded_text
@@ -82,11 +84,7 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
         if request.type == credit_pb2.CREDIT_NOTE_TYPE_UNSPECIFIED:
             wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "type: is required")
         if request.type != credit_pb2.CREDIT_NOTE_TYPE_BALANCE:
-            wire.abort(
-                context,
-                grpc.StatusCode.UNIMPLEMENTED,
-                "type: only BALANCE notes have an effect yet; ADJUSTMENT and REFUND would change nothing",
-            )
+            return self._against_invoice(tenant, request, context)
         if not request.subscription_id:
             wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: is required")
         with self.ledger.session() as session:
@@ -105,13 +103,45 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
             amount = self._checked(request, plan.currency_code)
         note = CreditNote(request.subscription_id, CreditType.BALANCE, amount, self.now(), request.reason, number)
         stored, created = self.api.add_credit_note(note, request.idempotency_key or None)
+        self._replayed(context, stored, note, created)
+        return credit_pb2.CreateCreditNoteResponse(credit_note=credit_note_message(stored))
+
+    def _against_invoice(
+        self, tenant: str, request: credit_pb2.CreateCreditNoteRequest, context: Any
+    ) -> credit_pb2.CreateCreditNoteResponse:
+        """An ADJUSTMENT or REFUND note: it moves its invoice (``credit_invoice``) as it is stored."""
+        kind = CreditType(credit_pb2.CreditNoteType.Name(request.type).removeprefix("CREDIT_NOTE_TYPE_"))
+        if not request.invoice_id:
+            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"invoice_id: a {kind} note is against one invoice")
+        number = _invoice_id(request.invoice_id)
+        stored_invoice = None if number is None else self.api.invoice(tenant, number)
+        subscription_id = request.subscription_id or None
+        if stored_invoice is None or subscription_id not in (None, stored_invoice.invoice.subscription_id):
+            wire.abort(context, grpc.StatusCode.NOT_FOUND, f"invoice_id: no invoice {request.invoice_id!r}")
+        assert number is not None
+        invoice = stored_invoice.invoice
+        with wire.errors_as_status(context):
+            amount = self._checked(request, invoice.currency_code)
+        note = CreditNote(invoice.subscription_id, kind, amount, self.now(), request.reason, invoice.invoice_number)
+        with wire.errors_as_status(context):
+            try:
+                found = self.api.credit_invoice(tenant, number, note, request.idempotency_key or None)
+            except InvoiceStateError as error:
+                wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        assert found is not None  # invoices are never deleted
+        stored, created = found
+        self._replayed(context, stored, note, created)
+        return credit_pb2.CreateCreditNoteResponse(credit_note=credit_note_message(stored))
+
+    @staticmethod
+    def _replayed(context: Any, stored: StoredCreditNote, note: CreditNote, created: bool) -> None:
+        """ALREADY_EXISTS when an idempotency key found a note that is not this request's."""
         if not created and replace(stored.note, created_at=note.created_at) != note:
             wire.abort(
                 context,
                 grpc.StatusCode.ALREADY_EXISTS,
                 "idempotency_key: used by another credit note of the subscription",
             )
-        return credit_pb2.CreateCreditNoteResponse(credit_note=credit_note_message(stored))
 
     def ListCreditNotes(
         self, request: credit_pb2.ListCreditNotesRequest, context: Any

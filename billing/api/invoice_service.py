@@ -14,6 +14,7 @@ from billing.api import wire
 from billing.api.paging import decode_token, encode_token, page_size
 from invoicing.engine.model import Invoice, InvoiceLineItem, InvoiceStatus
 from invoicing.ports import ApiLedger, StoredInvoice
+from rating.money import Money
 from rating.numbers import format_decimal
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 
@@ -43,7 +44,11 @@ def _line(invoice_id: str, line: InvoiceLineItem) -> invoice_pb2.InvoiceLineItem
 
 
 def invoice_message(stored: StoredInvoice) -> invoice_pb2.Invoice:
-    return draft_message(stored.invoice, str(stored.id))
+    message = draft_message(stored.invoice, str(stored.id))
+    currency = stored.invoice.currency_code
+    message.amount_credited.CopyFrom(wire.money(Money(stored.amount_credited, currency)))
+    message.amount_refunded.CopyFrom(wire.money(Money(stored.amount_refunded, currency)))
+    return message
 
 
 def draft_message(invoice: Invoice, invoice_id: str = "") -> invoice_pb2.Invoice:

@@ -12,7 +12,7 @@ from typing import Any, Final
 from sqlalchemy import Row, and_, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
-from invoicing.engine.credit import CreditNote, CreditType
+from invoicing.engine.credit import CreditNote, CreditType, InvoiceBalance, credit_invoice
 from invoicing.engine.model import InvoiceStatus
 from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.ledger import tables as t
@@ -26,6 +26,7 @@ from rating.money import Money
 
 PLAN_LOCK: Final = 0x0B0C6  # first key of the per-tenant plan lock; the second is the tenant's hash
 SUBSCRIPTION_LOCK: Final = 0x0B0C7  # first key of the per-subscription lock; the second is the id's hash
+_BALANCE_COLUMNS: Final = ("amount_paid", "amount_due", "amount_credited", "amount_refunded")
 
 
 def _newest() -> Any:
@@ -134,7 +135,10 @@ class PostgresApiLedger:
         with self.ledger.session() as session:
             rows = session.db.execute(select(t.invoices).where(where).order_by(t.invoices.c.id).limit(limit)).all()
             invoices = session._invoices(rows)
-        return [StoredInvoice(int(row.id), invoice) for row, invoice in zip(rows, invoices, strict=True)]
+        return [
+            StoredInvoice(int(row.id), invoice, int(row.amount_credited), int(row.amount_refunded))
+            for row, invoice in zip(rows, invoices, strict=True)
+        ]
 
     # -- credit notes ------------------------------------------------------------------------------
 
@@ -168,6 +172,60 @@ class PostgresApiLedger:
                     )
                 ).scalar_one()
         return self._credit_notes(t.credit_notes.c.id == added, 1)[0], created
+
+    def credit_invoice(
+        self, tenant_id: str, invoice_id: int, note: CreditNote, idempotency_key: str | None
+    ) -> tuple[StoredCreditNote, bool] | None:
+        """Add an ADJUSTMENT or REFUND ``note`` against the tenant's invoice ``invoice_id`` and move
+        the invoice by it (``credit_invoice``), in one transaction holding the invoice's row lock,
+        so two notes never take the same amount twice; or find the subscription's note of that key
+        (False, nothing changed). None when the tenant has no such invoice. The note's subscription
+        and invoice number are the invoice's. Raises what ``credit_invoice`` raises, changing nothing."""
+        invoices, notes = t.invoices, t.credit_notes
+        with self.ledger.session() as session:
+            row = session.db.execute(
+                select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id).with_for_update()
+            ).one_or_none()
+            if row is None:
+                return None
+            note = replace(note, subscription_id=row.subscription_id, invoice_number=row.invoice_number)
+            if idempotency_key is not None:
+                found = session.db.execute(
+                    select(notes.c.id).where(
+                        notes.c.subscription_id == note.subscription_id, notes.c.idempotency_key == idempotency_key
+                    )
+                ).scalar_one_or_none()
+                if found is not None:
+                    return self._credit_notes(notes.c.id == found, 1)[0], False
+            currency = row.currency_code
+            before = InvoiceBalance(
+                InvoiceStatus(row.status),
+                *(Money(int(getattr(row, name)), currency) for name in _BALANCE_COLUMNS),
+            )
+            after = credit_invoice(before, note.type, note.amount)
+            session.db.execute(
+                invoices.update()
+                .where(invoices.c.id == invoice_id)
+                .values(
+                    status=str(after.status),
+                    **{name: getattr(after, name).amount for name in _BALANCE_COLUMNS},
+                )
+            )
+            added = session.db.execute(
+                insert(notes)
+                .values(
+                    subscription_id=note.subscription_id,
+                    type=str(note.type),
+                    amount=note.amount.amount,
+                    currency_code=note.amount.currency,
+                    created_at=note.created_at,
+                    reason=note.reason,
+                    invoice_number=note.invoice_number,
+                    idempotency_key=idempotency_key,
+                )
+                .returning(notes.c.id)
+            ).scalar_one()
+        return self._credit_notes(notes.c.id == added, 1)[0], True
 
     def credit_notes(
         self, tenant_id: str, subscription_id: str | None, invoice_number: str | None, after: int | None, limit: int

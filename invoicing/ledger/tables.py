@@ -100,6 +100,9 @@ invoices = Table(
     Column("amount_paid", BigInteger, nullable=False),
     Column("amount_due", BigInteger, nullable=False),
     Column("metadata", JSON, nullable=False),
+    # ADJUSTMENT notes taken off amount_due, REFUND notes returned of amount_paid (migration 0007)
+    Column("amount_credited", BigInteger, nullable=False, server_default=text("0")),
+    Column("amount_refunded", BigInteger, nullable=False, server_default=text("0")),
     UniqueConstraint("subscription_id", "billing_period_start", name="invoices_one_per_period"),
     UniqueConstraint("tenant_id", "invoice_number", name="invoices_number_unique"),
 )

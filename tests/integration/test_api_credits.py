@@ -1,11 +1,16 @@
 """CreditService over the wire: a BALANCE note reduces what the next invoices finalized by the real
 path ask for and the rest carries forward; a retry with its idempotency key credits once; notes
-list by subscription and invoice; ADJUSTMENT and REFUND, which would change nothing, are refused."""
+list by subscription and invoice. An ADJUSTMENT note takes its amount off an unpaid invoice's
+amount_due (PAID at zero); a REFUND returns money of a PAID invoice's payments (REFUNDED when all
+is); neither goes below zero, even when many race on one invoice."""
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 import pytest
+from sqlalchemy import text
 
 from schemas.generated.smallbiznis.common.v1.money_pb2 import Money
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2 as C
@@ -82,8 +87,9 @@ def test_a_balance_note_reduces_the_next_invoices_once_even_when_retried(api: Ap
     ("request_", "code", "message"),
     [
         (balance(100, type=C.CREDIT_NOTE_TYPE_UNSPECIFIED), INVALID, "type: is required"),
-        (balance(100, type=C.CREDIT_NOTE_TYPE_REFUND), grpc.StatusCode.UNIMPLEMENTED, "type: only BALANCE"),
-        (balance(100, type=C.CREDIT_NOTE_TYPE_ADJUSTMENT), grpc.StatusCode.UNIMPLEMENTED, "type: only BALANCE"),
+        (balance(100, type=C.CREDIT_NOTE_TYPE_REFUND), INVALID, "invoice_id: a REFUND note is against one invoice"),
+        (balance(100, type=C.CREDIT_NOTE_TYPE_ADJUSTMENT), INVALID, "invoice_id: a ADJUSTMENT note"),
+        (balance(100, type=C.CREDIT_NOTE_TYPE_ADJUSTMENT, invoice_id="77"), grpc.StatusCode.NOT_FOUND, "invoice_id"),
         (balance(100, sub=""), INVALID, "subscription_id: is required"),
         (balance(100, sub="sub_nope"), grpc.StatusCode.NOT_FOUND, "subscription_id: no subscription"),
         (balance(0), INVALID, "amount.units: must be above 0"),
@@ -122,3 +128,100 @@ def test_another_tenants_subscription_and_invoice_are_not_found(api: Api) -> Non
     listed = C.ListCreditNotesRequest(invoice_id=invoice_id)
     assert status_of(credits(api).ListCreditNotes, listed, metadata=t2)[0] == grpc.StatusCode.NOT_FOUND
     assert credits(api).ListCreditNotes(C.ListCreditNotesRequest(), metadata=api.auth()).credit_notes == []
+
+
+def note(kind: int, units: int, invoice_id: str, key: str = "") -> C.CreateCreditNoteRequest:
+    amount = Money(units=units, currency_code="USD")
+    return C.CreateCreditNoteRequest(invoice_id=invoice_id, type=kind, amount=amount, idempotency_key=key)  # type: ignore[arg-type]
+
+
+def invoice(api: Api, invoice_id: str) -> I.Invoice:
+    return api.invoices.GetInvoice(I.GetInvoiceRequest(id=invoice_id), metadata=api.auth()).invoice
+
+
+def paid(api: Api, invoice_id: str) -> None:
+    """The invoice paid in full by a provider, as payment settlement records it (the payments work)."""
+    with api.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE invoices SET amount_paid = amount_due, amount_due = 0, status = 'PAID' WHERE id = :id"),
+            {"id": int(invoice_id)},
+        )
+
+
+ADJUSTMENT, REFUND = C.CREDIT_NOTE_TYPE_ADJUSTMENT, C.CREDIT_NOTE_TYPE_REFUND
+
+
+@pytest.mark.usefixtures("subscribed")
+def test_an_adjustment_reduces_what_an_unpaid_invoice_owes_and_a_refund_returns_what_was_paid(api: Api) -> None:
+    invoice_periods(api, "sub_1", 2)
+    first, second = (i.id for i in api.invoices.ListInvoices(I.ListInvoicesRequest(), metadata=api.auth()).invoices)
+    made = credits(api).CreateCreditNote(note(ADJUSTMENT, 300, first, key="a1"), metadata=api.auth()).credit_note
+    assert (made.subscription_id, made.invoice_id, made.type) == ("sub_1", first, ADJUSTMENT)
+    got = invoice(api, first)
+    # lines and totals stay as finalized; what is owed moves
+    assert (got.total.units, got.amount_credited.units, got.amount_due.units, got.status) == (
+        1110,
+        300,
+        810,
+        I.INVOICE_STATUS_PENDING,
+    )
+    again = credits(api).CreateCreditNote(note(ADJUSTMENT, 300, first, key="a1"), metadata=api.auth()).credit_note
+    assert again == made and invoice(api, first).amount_due.units == 810  # a retry credits once
+    code, details = status_of(credits(api).CreateCreditNote, note(ADJUSTMENT, 811, first), metadata=api.auth())
+    assert (code, details) == (INVALID, "amount.units: more than the invoice's amount due 810")
+    credits(api).CreateCreditNote(note(ADJUSTMENT, 810, first), metadata=api.auth())
+    assert (invoice(api, first).amount_due.units, invoice(api, first).status) == (0, I.INVOICE_STATUS_PAID)
+    code, details = status_of(credits(api).CreateCreditNote, note(ADJUSTMENT, 1, first), metadata=api.auth())
+    assert (code, details.startswith("invoice_id: the invoice is PAID")) == (grpc.StatusCode.FAILED_PRECONDITION, True)
+    # nothing of the first was paid in money: there is nothing to refund
+    code, _ = status_of(credits(api).CreateCreditNote, note(REFUND, 1, first), metadata=api.auth())
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert status_of(credits(api).CreateCreditNote, note(REFUND, 1, second), metadata=api.auth())[0] == (
+        grpc.StatusCode.FAILED_PRECONDITION  # PENDING: not paid yet
+    )
+    paid(api, second)
+    credits(api).CreateCreditNote(note(REFUND, 1000, second), metadata=api.auth())
+    got = invoice(api, second)
+    assert (got.amount_paid.units, got.amount_refunded.units, got.status) == (1110, 1000, I.INVOICE_STATUS_PAID)
+    code, details = status_of(credits(api).CreateCreditNote, note(REFUND, 111, second), metadata=api.auth())
+    assert (code, details) == (INVALID, "amount.units: more than the invoice's refundable amount 110")
+    credits(api).CreateCreditNote(note(REFUND, 110, second), metadata=api.auth())
+    assert (invoice(api, second).amount_refunded.units, invoice(api, second).status) == (
+        1110,
+        I.INVOICE_STATUS_REFUNDED,
+    )
+    assert status_of(credits(api).CreateCreditNote, note(REFUND, 1, second), metadata=api.auth())[0] == (
+        grpc.StatusCode.FAILED_PRECONDITION
+    )
+    listed = credits(api).ListCreditNotes(C.ListCreditNotesRequest(invoice_id=second), metadata=api.auth())
+    assert [(n.type, n.amount.units) for n in listed.credit_notes] == [(REFUND, 1000), (REFUND, 110)]
+    # neither kind is prepaid balance: the next invoice is not reduced by them
+    with api.ledger.session() as session:
+        assert session.credit_balance("sub_1", "USD").amount == 0
+    # another tenant's key finds no such invoice and changes nothing
+    code, _ = status_of(credits(api).CreateCreditNote, note(ADJUSTMENT, 1, second), metadata=api.auth("t2"))
+    assert code == grpc.StatusCode.NOT_FOUND and invoice(api, second).amount_refunded.units == 1110
+
+
+@pytest.mark.usefixtures("subscribed")
+def test_racing_adjustments_never_take_an_invoice_below_zero(api: Api) -> None:
+    invoice_periods(api, "sub_1", 1)
+    (first,) = (i.id for i in api.invoices.ListInvoices(I.ListInvoicesRequest(), metadata=api.auth()).invoices)
+    codes: list[grpc.StatusCode] = []
+
+    def adjust() -> None:
+        try:
+            credits(api).CreateCreditNote(note(ADJUSTMENT, 100, first), metadata=api.auth())
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as error:
+            codes.append(error.code())
+
+    threads = [threading.Thread(target=adjust) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # 11.10 owed: eleven notes of 1.00 fit, the rest are refused
+    assert sorted(c.name for c in codes) == sorted(["OK"] * 11 + ["INVALID_ARGUMENT"] * 5)
+    got = invoice(api, first)
+    assert (got.amount_due.units, got.amount_credited.units) == (10, 1100)

@@ -19,7 +19,7 @@ from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2 as P
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2 as R
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
 from tests.api_harness import Api, pro_plan, status_of
-from tests.integration.test_api_dry_run import JANUARY, generate
+from tests.integration.test_api_generate import JANUARY, generate
 from tests.integration.test_api_invoices import invoice_periods
 from tests.integration.test_api_rating import ingest, rate
 

@@ -27,7 +27,7 @@ from schemas.generated.smallbiznis.tax.v1 import tax_pb2_grpc
 from schemas.generated.smallbiznis.usage.v1 import usage_pb2 as U
 from tests.api_harness import Api, pro_plan, status_of
 from tests.integration.test_api_billing import billing_calls
-from tests.integration.test_api_dry_run import generate
+from tests.integration.test_api_generate import generate
 from tests.integration.test_api_ingest import record as usage_record
 from tests.integration.test_api_invoice_engine import engine_calls
 from tests.integration.test_api_invoices import invoice_periods
@@ -79,6 +79,7 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         *engine_calls(api),
         (api.rating.RateSubscription, rate("sub_1", "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")),
         (api.invoices.GenerateInvoiceForSubscription, generate("sub_1")),
+        (api.invoices.GenerateInvoiceForSubscription, generate("sub_1", dry_run=False)),
         (usage(api).GetUsageSummary, summary(subscription_id="sub_1")),
         (usage(api).ListUsageMetrics, U.ListUsageMetricsRequest()),
         (usage(api).ListUsage, usage_listing(subscription_id="sub_1")),
@@ -154,9 +155,9 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
     ]
     # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
     # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription,
-    # GenerateInvoiceForSubscription (a dry run), GetUsageSummary, ListUsage, IngestUsage,
+    # GenerateInvoiceForSubscription (a dry run and a stored one), GetUsageSummary, ListUsage, IngestUsage,
     # GetCurrentBillingPeriod, ListBillingPeriods, GetBalance and BuildChargesFromRating
-    assert len(by_id) == 19
+    assert len(by_id) == 20
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
@@ -182,8 +183,4 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
 
 
 def test_rpcs_not_built_answer_unimplemented(api: Api) -> None:
-    stored = I.GenerateInvoiceForSubscriptionRequest(subscription_id="sub_1")  # not a dry run
-    assert status_of(api.invoices.GenerateInvoiceForSubscription, stored, metadata=api.auth())[0] == (
-        grpc.StatusCode.UNIMPLEMENTED
-    )
     assert status_of(api.invoices.GetInvoicePdf, I.GetInvoicePdfRequest(id="1"))[0] == UNAUTHENTICATED
