@@ -243,6 +243,10 @@ class ApiLedger(Protocol):
         """Credit notes of the tenant's subscriptions, by id."""
         ...
 
+    def last_invoice_sequence(self, tenant_id: str) -> int:
+        """The last number the tenant's gapless sequence gave an invoice (0 before the first)."""
+        ...
+
     def invoice(self, tenant_id: str, invoice_id: int) -> StoredInvoice | None: ...
     def invoices(
         self,

@@ -6,7 +6,7 @@ period's usage from the usage store (and ``late_usage`` reads what earlier perio
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -60,12 +60,14 @@ class InvoiceFinalizer:
         result: RatingResult | None,
         late_usage: Collection[LateUsage],
         finalized_at: datetime,
+        check: Callable[[Invoice], None] | None = None,
     ) -> tuple[Invoice, bool]:
         """Compose, number and store the invoice of ``closed`` from its final rating (``result``,
         unused on a standalone adjustment invoice) and the current usage of late periods, with
         its billed usage and ``invoice.finalized`` outbox row, in one ledger session. Returns the
         invoice and whether it was created now; an invoice of the period that exists already is
-        returned as it is (a redelivery writes nothing)."""
+        returned as it is (a redelivery writes nothing). ``check`` sees the composed draft before
+        it takes a number: raising there stores nothing and takes no number."""
         subscription, plan = closed.subscription, closed.plan
         with self.ledger.session() as session:
             existing = session.find_invoice(subscription.id, closed.period.start)
@@ -74,6 +76,8 @@ class InvoiceFinalizer:
             if session.get_plan(subscription.tenant_id, plan.code, plan.version) is None:
                 session.save_plan(subscription.tenant_id, plan)
             draft = self._draft(session, closed, result, late_usage, finalized_at)
+            if check is not None:
+                check(draft.invoice)
             invoice = finalize(draft.invoice, session.next_invoice_sequence(subscription.tenant_id), finalized_at)
             assert invoice.invoice_number is not None
             session.add_invoice(invoice)

@@ -25,8 +25,9 @@ from billing.api import wire
 from billing.api.invoice_service import draft_message, invoice_message
 from billing.api.owned import owned_subscription
 from billing.api.usage_access import unavailable
+from invoicing.engine.model import Invoice
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription, SubscriptionStatus, close_due, open_cycle
-from invoicing.ports import ApiLedger, Ledger, SubscriptionRecord, UsageReader
+from invoicing.ports import ApiLedger, Ledger, StoredInvoice, SubscriptionRecord, UsageReader
 from invoicing.service import InvoiceService
 from rating.catalog import Plan
 from rating.errors import InvalidValue
@@ -92,7 +93,24 @@ class GenerateInvoice:
             wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "subscription_id: is required")
         with wire.errors_as_status(context):
             wanted = _wanted(request)
-        owned = owned_subscription(context, self.ledger, tenant, request.subscription_id)
+        invoice = self.period_invoice(context, tenant, request.subscription_id, wanted, store=not request.dry_run)
+        return draft_message(invoice) if isinstance(invoice, Invoice) else invoice_message(invoice)
+
+    def period_invoice(
+        self,
+        context: Any,
+        tenant: str,
+        subscription_id: str,
+        wanted: Period | None,
+        *,
+        store: bool,
+        check: Callable[[Invoice], None] | None = None,
+    ) -> StoredInvoice | Invoice:
+        """The invoice of the ended period ``wanted`` (the latest when None): finalized (``store``),
+        else a draft stored nowhere; the stored one when the period was finalized already.
+        ``check`` sees the invoice (the stored one too) before it is answered or stored; a
+        BillingError it raises answers FAILED_PRECONDITION, nothing stored."""
+        owned = owned_subscription(context, self.ledger, tenant, subscription_id)
         record, plan = owned.record, owned.plan
         unchanged(context, record)
         now, subscription = self.now(), record.subscription
@@ -100,27 +118,34 @@ class GenerateInvoice:
         if closed is None:
             field = "period_start" if wanted is not None else "subscription_id"
             wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{field}: no such billing period has ended")
-        stored = self._stored(tenant, closed)
-        if stored is not None:
-            return stored
-        if self.usage is None:
-            unavailable(context, self.problem)
-        pricing = InvoiceService(self.ledger, self.usage, owned.terms)
         with wire.errors_as_status(context, grpc.StatusCode.FAILED_PRECONDITION):
+            stored = self.stored(tenant, closed)
+            if stored is not None:
+                if check is not None:
+                    check(stored.invoice)
+                return stored
+            if self.usage is None:
+                unavailable(context, self.problem)
+            pricing = InvoiceService(self.ledger, self.usage, owned.terms)
             result = pricing.rate(subscription, plan, closed.period, closed.share, now)
             late = pricing.late_usage(subscription, None)
-            if request.dry_run:
-                return draft_message(pricing.preview(closed, result, late, now))
+            if not store:
+                draft = pricing.preview(closed, result, late, now)
+                if check is not None:
+                    check(draft)
+                return draft
             try:
-                pricing.finalize(closed, result, late, now)
+                pricing.finalize(closed, result, late, now, check)
             except InvalidValue:
-                if self._stored(tenant, closed) is None:  # not the race lost to the loop or a twin call
+                if self.stored(tenant, closed) is None:  # not the race lost to the loop or a twin call
                     raise
-        stored = self._stored(tenant, closed)
-        assert stored is not None  # finalized just now, or by whoever won the race to it
+            stored = self.stored(tenant, closed)
+            assert stored is not None  # finalized just now, or by whoever won the race to it
+            if check is not None:
+                check(stored.invoice)  # the winner of a race may have composed another invoice
         return stored
 
-    def _stored(self, tenant: str, closed: ClosedPeriod) -> invoice_pb2.Invoice | None:
+    def stored(self, tenant: str, closed: ClosedPeriod) -> StoredInvoice | None:
         """The period's finalized invoice, with its id (a subscription has one invoice a period)."""
         key = (closed.subscription.id, closed.period.start)
         with self.ledger.session() as session:
@@ -130,6 +155,6 @@ class GenerateInvoice:
         while page := self.api.invoices(tenant, key[0], None, after, 500):
             found = next((stored for stored in page if stored.invoice.key == key), None)
             if found is not None:
-                return invoice_message(found)
+                return found
             after = page[-1].id
         return None

@@ -10,11 +10,8 @@ store nothing. The
 subscription names the tenant's terms (coupons, tax rules, metrics) and the currency; another
 tenant's subscription is NOT_FOUND.
 
-Not served (UNIMPLEMENTED, each with its reason): ``GenerateInvoiceNumber`` (a number taken without
-its invoice would leave a gap in the gapless sequence), ``FinalizeInvoice`` (the ledger finalizes
-invoices it composed from its own rating, never totals a client computed), ``Open/CloseBillingPeriod``
-(the ledger keeps no period rows: periods follow from the subscription's calendar), and
-``BuildInvoice`` (not built yet).
+The steps that touch the ledger (``BuildInvoice``, ``FinalizeInvoice``, ``GenerateInvoiceNumber``,
+``Open/CloseBillingPeriod``) are mapped onto what the ledger keeps in billing/api/engine_ledger.py.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ import grpc
 
 from billing.api import engine_wire as ew
 from billing.api import wire
+from billing.api.engine_ledger import EngineLedgerSteps
 from billing.api.owned import owned_subscription
 from invoicing.engine.charges import base_fee_line, usage_lines
 from invoicing.engine.credit import apply_credit
@@ -42,14 +40,6 @@ from rating.periods import Period, proration
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2
 from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2 as E
 from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2_grpc
-
-NOT_SERVED = {
-    "GenerateInvoiceNumber": "a number taken without its invoice would leave a gap in the gapless sequence",
-    "FinalizeInvoice": "the ledger finalizes only invoices it composed from its own rating (billing worker)",
-    "OpenBillingPeriod": "the ledger keeps no billing period rows; periods follow from the subscription",
-    "CloseBillingPeriod": "the ledger keeps no billing period rows; periods follow from the subscription",
-    "BuildInvoice": "not served yet",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +58,31 @@ def _not_negative(amount: Money, field: str) -> Money:
 
 
 class InvoiceEngineServicer(invoice_engine_pb2_grpc.InvoiceEngineServiceServicer):
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, steps: EngineLedgerSteps) -> None:
         self.ledger = ledger
+        self.steps = steps
+
+    def BuildInvoice(self, request: E.BuildInvoiceRequest, context: Any) -> E.BuildInvoiceResponse:
+        """The invoice of one ended period, composed as finalization would, stored nowhere."""
+        return self.steps.build_invoice(request, context)
+
+    def FinalizeInvoice(self, request: E.FinalizeInvoiceRequest, context: Any) -> E.FinalizeInvoiceResponse:
+        """The period's invoice finalized, when the request's components are the ledger's own."""
+        return self.steps.finalize_invoice(request, context)
+
+    def GenerateInvoiceNumber(
+        self, request: E.GenerateInvoiceNumberRequest, context: Any
+    ) -> E.GenerateInvoiceNumberResponse:
+        """The number the tenant's next invoice gets; nothing is taken."""
+        return self.steps.generate_invoice_number(request, context)
+
+    def OpenBillingPeriod(self, request: E.OpenBillingPeriodRequest, context: Any) -> E.OpenBillingPeriodResponse:
+        """The calendar's period holding now, when it is the one asked for."""
+        return self.steps.open_billing_period(request, context)
+
+    def CloseBillingPeriod(self, request: E.CloseBillingPeriodRequest, context: Any) -> E.CloseBillingPeriodResponse:
+        """An ended period closed: its invoice finalized (INVOICED)."""
+        return self.steps.close_billing_period(request, context)
 
     def _subscription(self, context: Any, request: Any) -> _Context:
         tenant = wire.tenant(context, request.tenant_id)
@@ -212,16 +225,3 @@ class InvoiceEngineServicer(invoice_engine_pb2_grpc.InvoiceEngineServiceServicer
             if added != subtotal:
                 raise InvalidValue("subtotal", f"the line items add up to {added.amount}, not {subtotal.amount}")
         return subtotal
-
-
-def _not_served(name: str) -> Any:
-    def method(self: InvoiceEngineServicer, request: Any, context: Any) -> Any:
-        wire.tenant(context, getattr(request, "tenant_id", ""))
-        wire.abort(context, grpc.StatusCode.UNIMPLEMENTED, f"{name}: {NOT_SERVED[name]}")
-
-    method.__name__ = name
-    return method
-
-
-for _name in NOT_SERVED:
-    setattr(InvoiceEngineServicer, _name, _not_served(_name))

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from billing.api.auth import TenantAuth
 from billing.api.billing_service import BillingServicer
 from billing.api.credit_service import CreditServicer
+from billing.api.engine_ledger import EngineLedgerSteps
 from billing.api.generate import GenerateInvoice
 from billing.api.ingest import UsageRecorder
 from billing.api.invoice_engine_service import InvoiceEngineServicer
@@ -99,15 +100,16 @@ class ApiServer:
         )
         shared = None if usage is None else SharedUsage(usage, events)
         log = None if shared is None or events is None else shared
+        generate = GenerateInvoice(ledger, api, shared, usage_problem, now)
         invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InvoiceServicer(api, GenerateInvoice(ledger, api, shared, usage_problem, now)), self.server
+            InvoiceServicer(api, generate), self.server
         )
         tax_pb2_grpc.add_TaxServiceServicer_to_server(TaxServicer(ledger), self.server)  # type: ignore[no-untyped-call]
         credit_pb2_grpc.add_CreditServiceServicer_to_server(  # type: ignore[no-untyped-call]
             CreditServicer(ledger, api, now), self.server
         )
         invoice_engine_pb2_grpc.add_InvoiceEngineServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InvoiceEngineServicer(ledger), self.server
+            InvoiceEngineServicer(ledger, EngineLedgerSteps(ledger, api, generate, now)), self.server
         )
         billing_pb2_grpc.add_BillingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             BillingServicer(ledger, api, now), self.server

@@ -110,6 +110,14 @@ class PostgresApiLedger:
             rows = session.db.execute(query.order_by(table.c.id).limit(limit)).all()
             return [session._subscription(row) for row in rows]
 
+    def last_invoice_sequence(self, tenant_id: str) -> int:
+        sequences = t.invoice_sequences
+        with self.ledger.engine.connect() as connection:
+            last = connection.execute(
+                select(sequences.c.last_number).where(sequences.c.tenant_id == tenant_id)
+            ).scalar_one_or_none()
+        return 0 if last is None else int(last)
+
     def invoice(self, tenant_id: str, invoice_id: int) -> StoredInvoice | None:
         found = self._invoices(and_(t.invoices.c.tenant_id == tenant_id, t.invoices.c.id == invoice_id), 1)
         return found[0] if found else None

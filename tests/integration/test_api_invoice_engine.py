@@ -1,6 +1,9 @@
 """InvoiceEngineService over the wire: each step answers what the real invoice carries (the steps
 chained on a finalized invoice's subtotal give its lines and totals), errors name the field,
-another tenant's subscription is NOT_FOUND, and the ledger RPCs not served say why."""
+another tenant's subscription is NOT_FOUND. The ledger's steps: BuildInvoice composes a period's
+invoice, FinalizeInvoice stores the chained steps' components only when they are the ledger's own
+(else nothing, and no number), GenerateInvoiceNumber previews the next number, Open/CloseBillingPeriod
+follow the calendar and close a period into its invoice."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from typing import Any
 import grpc
 import pytest
 
+from schemas.generated.smallbiznis.billing.v1 import billing_pb2 as B
+from schemas.generated.smallbiznis.billing.v1 import billing_pb2_grpc
 from schemas.generated.smallbiznis.common.v1.money_pb2 import Money
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2 as C
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2_grpc
@@ -29,6 +34,10 @@ INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
 
 def engine(api: Api) -> Any:
     return invoice_engine_pb2_grpc.InvoiceEngineServiceStub(api.channel)  # type: ignore[no-untyped-call]
+
+
+def billing(api: Api) -> Any:
+    return billing_pb2_grpc.BillingServiceStub(api.channel)  # type: ignore[no-untyped-call]
 
 
 def usd(units: int) -> Money:
@@ -221,6 +230,16 @@ def engine_calls(api: Api) -> list[tuple[Any, Any]]:
         (engine(api).ApplyTax, E.ApplyTaxRequest(subscription_id="sub_1", subtotal=usd(1))),
         (engine(api).ApplyCredit, E.ApplyCreditRequest(subscription_id="sub_1", total=usd(1))),
         (engine(api).BuildChargesFromRating, charges_request()),
+        (engine(api).BuildInvoice, january(E.BuildInvoiceRequest(subscription_id="sub_1"))),
+        (engine(api).FinalizeInvoice, january(E.FinalizeInvoiceRequest(subscription_id="sub_1", currency_code="USD"))),
+        (
+            engine(api).OpenBillingPeriod,
+            january(E.OpenBillingPeriodRequest(subscription_id="sub_1"), "period_start", "period_end"),
+        ),
+        (
+            engine(api).CloseBillingPeriod,
+            E.CloseBillingPeriodRequest(subscription_id="sub_1", billing_period_id="sub_1@2026-01-01T00:00:00Z"),
+        ),
     ]
 
 
@@ -233,17 +252,155 @@ def charges_request() -> E.BuildChargesFromRatingRequest:
     return E.BuildChargesFromRatingRequest(subscription_id="sub_1", rating_result=result, plan_snapshot=pro_snapshot())
 
 
-def test_the_ledger_rpcs_not_served_say_why(api: Api) -> None:
-    code, details = status_of(engine(api).GenerateInvoiceNumber, E.GenerateInvoiceNumberRequest(), metadata=api.auth())
-    assert (code, "gap" in details) == (grpc.StatusCode.UNIMPLEMENTED, True)
-    for call, request in (
-        (engine(api).FinalizeInvoice, E.FinalizeInvoiceRequest()),
-        (engine(api).OpenBillingPeriod, E.OpenBillingPeriodRequest()),
-        (engine(api).CloseBillingPeriod, E.CloseBillingPeriodRequest()),
-        (engine(api).BuildInvoice, E.BuildInvoiceRequest()),
+def january(message: Any, start: str = "billing_period_start", end: str = "billing_period_end") -> Any:
+    getattr(message, start).FromJsonString(JANUARY[0])
+    getattr(message, end).FromJsonString(JANUARY[1])
+    return message
+
+
+def number(api: Api, tenant: str = "t1") -> str:
+    request = E.GenerateInvoiceNumberRequest()
+    return str(engine(api).GenerateInvoiceNumber(request, metadata=api.auth(tenant)).invoice_number)
+
+
+@pytest.mark.usefixtures("subscribed")
+def test_finalize_invoice_stores_the_chained_steps_when_they_are_the_ledgers_own(api_usage: Api) -> None:
+    api = api_usage
+    ingest(api, [("sub_1", "api_calls", 3000, "2026-01-15T00:00:00")])
+    dry = api.invoices.GenerateInvoiceForSubscription(generate(period=JANUARY), metadata=api.auth()).invoice
+    built = engine(api).BuildInvoice(january(E.BuildInvoiceRequest(subscription_id="sub_1")), metadata=api.auth())
+    assert [(x.type, x.amount, x.description) for x in built.line_items] == [
+        (x.type, x.amount, x.description) for x in dry.line_items
+    ]
+    assert (built.subtotal, built.discount_total, built.tax_total, built.total) == (
+        dry.subtotal,
+        dry.discount_total,
+        dry.tax_total,
+        dry.total,
+    )
+    # the steps one by one, as a client composes the invoice
+    rated = api.rating.RateSubscription(rate("sub_1", *JANUARY), metadata=api.auth()).result
+    charges = engine(api).BuildChargesFromRating(
+        E.BuildChargesFromRatingRequest(subscription_id="sub_1", rating_result=rated, plan_snapshot=pro_snapshot()),
+        metadata=api.auth(),
+    )
+    discount = (
+        engine(api)
+        .ApplyDiscount(
+            E.ApplyDiscountRequest(subscription_id="sub_1", subtotal=charges.subtotal, coupon_code="WELCOME10"),
+            metadata=api.auth(),
+        )
+        .result
+    )
+    tax = (
+        engine(api)
+        .ApplyTax(
+            E.ApplyTaxRequest(
+                subscription_id="sub_1",
+                subtotal=charges.subtotal,
+                discount_total=discount.discount_total,
+                region_code="ID",
+            ),
+            metadata=api.auth(),
+        )
+        .result
+    )
+    total = usd(charges.subtotal.units - discount.discount_total.units + tax.tax_total.units)
+    credit = engine(api).ApplyCredit(E.ApplyCreditRequest(subscription_id="sub_1", total=total), metadata=api.auth())
+    finalize = january(
+        E.FinalizeInvoiceRequest(
+            subscription_id="sub_1",
+            line_items=charges.line_items,
+            discounts=discount.discount_lines,
+            tax_lines=tax.tax_lines,
+            subtotal=charges.subtotal,
+            discount_total=discount.discount_total,
+            tax_total=tax.tax_total,
+            total=total,
+            credits_applied=credit.result.credits_applied,
+            currency_code="USD",
+        )
+    )
+    assert number(api) == number(api) == "INV-2026-000001"  # a preview takes nothing
+    wrong = E.FinalizeInvoiceRequest()
+    wrong.CopyFrom(finalize)
+    wrong.total.units += 1
+    code, details = status_of(engine(api).FinalizeInvoice, wrong, metadata=api.auth())
+    assert (code, details.split(":")[0]) == (grpc.StatusCode.FAILED_PRECONDITION, "total"), details
+    wrong.CopyFrom(finalize)
+    wrong.tax_lines[0].amount.units -= 1
+    code, details = status_of(engine(api).FinalizeInvoice, wrong, metadata=api.auth())
+    assert (code, details.split(":")[0]) == (grpc.StatusCode.FAILED_PRECONDITION, "tax_lines[0]"), details
+    assert api.invoices.ListInvoices(I.ListInvoicesRequest(), metadata=api.auth()).invoices == []
+    assert number(api) == "INV-2026-000001"  # the refused ones took no number
+    done = engine(api).FinalizeInvoice(finalize, metadata=api.auth())
+    assert (done.invoice_number, done.status, done.total, done.amount_due) == (
+        "INV-2026-000001",
+        I.INVOICE_STATUS_PENDING,
+        dry.total,
+        dry.amount_due,
+    )
+    stored = api.invoices.GetInvoice(I.GetInvoiceRequest(id=done.invoice_id), metadata=api.auth()).invoice
+    assert [(x.type, x.amount) for x in stored.line_items] == [(x.type, x.amount) for x in dry.line_items]
+    assert engine(api).FinalizeInvoice(finalize, metadata=api.auth()) == done  # a retry: the same invoice
+    assert (number(api), number(api, "t2")) == ("INV-2026-000002", "INV-2026-000001")
+    code, _ = status_of(engine(api).FinalizeInvoice, finalize, metadata=api.auth("t2"))
+    assert code == NOT_FOUND
+    named = E.GenerateInvoiceNumberRequest(tenant_id="t1")
+    assert status_of(engine(api).GenerateInvoiceNumber, named, metadata=api.auth("t2"))[0] == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert status_of(engine(api).GenerateInvoiceNumber, named)[0] == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.usefixtures("subscribed")
+def test_billing_periods_open_with_the_calendar_and_close_into_their_invoice(api_usage: Api) -> None:
+    api = api_usage
+    march = E.OpenBillingPeriodRequest(subscription_id="sub_1")
+    march.period_start.FromJsonString("2026-03-01T00:00:00Z")
+    march.period_end.FromJsonString("2026-04-01T00:00:00Z")
+    opened = engine(api).OpenBillingPeriod(march, metadata=api.auth()).billing_period
+    assert (opened.id, opened.status) == ("sub_1@2026-03-01T00:00:00Z", B.BILLING_PERIOD_STATUS_OPEN)
+    short = E.OpenBillingPeriodRequest()
+    short.CopyFrom(march)
+    short.period_end.FromJsonString("2026-03-15T00:00:00Z")
+    old = january(E.OpenBillingPeriodRequest(subscription_id="sub_1"), "period_start", "period_end")
+    close = E.CloseBillingPeriodRequest(subscription_id="sub_1", billing_period_id="sub_1@2026-01-01T00:00:00Z")
+    early = E.CloseBillingPeriodRequest()
+    early.CopyFrom(close)
+    early.closed_at.FromJsonString("2026-01-15T00:00:00Z")
+    for call, request, code, field in (
+        (engine(api).OpenBillingPeriod, old, grpc.StatusCode.FAILED_PRECONDITION, "period_start"),
+        (engine(api).OpenBillingPeriod, short, grpc.StatusCode.FAILED_PRECONDITION, "period_end"),
+        (
+            engine(api).CloseBillingPeriod,
+            E.CloseBillingPeriodRequest(subscription_id="sub_1", billing_period_id=opened.id),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "billing_period_id",
+        ),
+        (engine(api).CloseBillingPeriod, early, grpc.StatusCode.FAILED_PRECONDITION, "closed_at"),
+        (
+            engine(api).CloseBillingPeriod,
+            E.CloseBillingPeriodRequest(subscription_id="sub_1", billing_period_id="sub_1@2026-01-02T00:00:00Z"),
+            NOT_FOUND,
+            "billing_period_id",
+        ),
     ):
-        assert status_of(call, request, metadata=api.auth())[0] == grpc.StatusCode.UNIMPLEMENTED
-        assert status_of(call, request)[0] == grpc.StatusCode.UNAUTHENTICATED
+        got, details = status_of(call, request, metadata=api.auth())
+        assert (got, details.split(":")[0]) == (code, field), details
+    assert status_of(engine(api).CloseBillingPeriod, close, metadata=api.auth("t2"))[0] == NOT_FOUND
+    assert api.invoices.ListInvoices(I.ListInvoicesRequest(), metadata=api.auth()).invoices == []
+    closed = engine(api).CloseBillingPeriod(close, metadata=api.auth()).billing_period
+    assert (closed.id, closed.status) == (close.billing_period_id, B.BILLING_PERIOD_STATUS_INVOICED)
+    (invoice,) = api.invoices.ListInvoices(I.ListInvoicesRequest(), metadata=api.auth()).invoices
+    assert (closed.invoice_id, invoice.invoice_number) == (invoice.id, "INV-2026-000001")
+    assert engine(api).CloseBillingPeriod(close, metadata=api.auth()).billing_period == closed  # once
+    listed = billing(api).ListBillingPeriods(B.ListBillingPeriodsRequest(subscription_id="sub_1"), metadata=api.auth())
+    assert [p.status for p in listed.billing_periods] == [
+        B.BILLING_PERIOD_STATUS_INVOICED,
+        B.BILLING_PERIOD_STATUS_CLOSED,
+        B.BILLING_PERIOD_STATUS_OPEN,
+    ]
 
 
 def test_build_charges_from_a_rating_gives_the_invoice_lines(api_usage: Api) -> None:

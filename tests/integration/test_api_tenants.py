@@ -150,14 +150,19 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
                 "Ingest",
                 "ListBillingP",
                 "BuildCharges",
+                "BuildInvoice",
+                "FinalizeInvoice",
+                "OpenBilling",
+                "CloseBilling",
             )
         )
     ]
     # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
     # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription,
     # GenerateInvoiceForSubscription (a dry run and a stored one), GetUsageSummary, ListUsage, IngestUsage,
-    # GetCurrentBillingPeriod, ListBillingPeriods, GetBalance and BuildChargesFromRating
-    assert len(by_id) == 20
+    # GetCurrentBillingPeriod, ListBillingPeriods, GetBalance, BuildChargesFromRating, BuildInvoice,
+    # FinalizeInvoice, OpenBillingPeriod and CloseBillingPeriod
+    assert len(by_id) == 24
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)
