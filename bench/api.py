@@ -11,11 +11,12 @@ one started by ops/kafka.py in a temporary directory). In one run:
    tenant's gapless sequence as finalization numbers them): GetInvoice of random ids, ListInvoices
    pages of 50 at random keyset tokens, and of one subscription's invoices.
 3. **GetUsageSummary** p50/p99 over ``--events`` raw events of one subscription (loaded in bulk with
-   ``INSERT … SELECT … FROM numbers()`` as bench/billing_run.py loads them), by day over the 25
-   days they span and uncut over the whole span; the answer is checked against a SQL sum.
+   ``INSERT … SELECT … FROM numbers()``, with their 15-minute buckets and roll-up columns), by day
+   over the 25 days they span and uncut over the whole span; each answer is checked against a SQL
+   sum of the raw events.
 
 Usage: python bench/api.py [--events 10000000] [--invoices 100000] [--ingest 200000] [--batch 1000]
-       [--reads 300] [--quick]
+       [--reads 300] [--summary-reads 50] [--quick]
 ``--quick`` is a smoke run (100k events, 2,000 invoices, 20,000 ingested).
 """
 
@@ -35,11 +36,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import grpc
-from billing_run import METRICS, OPEN_START, PLAN, load_latency_usage  # bench/billing_run.py, the same loader
+from billing_run import METRICS, OPEN_START, PLAN  # bench/billing_run.py: the latency subscription's plan
 
 from billing.api.keys import create_key
 from billing.api.paging import encode_token
@@ -57,7 +57,7 @@ from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.embedded import stop_embedded_database
 from invoicing.ledger.postgres_api import PostgresApiLedger
 from rating.money import Money
-from rating.periods import Period
+from rating.periods import Period, epoch_ms
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 from schemas.generated.smallbiznis.usage.v1 import usage_pb2, usage_pb2_grpc
 from streams.clickhouse.events import ClickHouseEventLog
@@ -217,9 +217,49 @@ def _token(after: int) -> str:
     return encode_token((after,))
 
 
+def load_usage(stores: Stores, subscription_id: str, events: int) -> int:
+    """``events`` raw api_calls events over 25 days of February, value 1…100, and their 15-minute
+    buckets with the UTC hour, day and month they roll up into, aggregated from them in ClickHouse as
+    the window operator writes them (version = distinct events, first and latest by (time, key),
+    Σ value × Δms). Returns the last event's epoch ms."""
+    db, client = stores.usage.db, stores.usage.client
+    start_ms = epoch_ms(OPEN_START)
+    step = max(1, (25 * 86_400_000) // events)  # 10M events: one per 216 ms
+    client.command(
+        f"""
+        INSERT INTO {db}.usage_events
+            (tenant_id, subscription_id, metric_code, idempotency_key, event_id, value, recorded_at, metadata,
+             unique_value)
+        SELECT '{TENANT}', '{subscription_id}', 'api_calls', concat('k', toString(number)),
+               concat('e', toString(number)), toDecimal128(number % 100 + 1, 12),
+               fromUnixTimestamp64Milli(toInt64({start_ms} + number * {step}), 'UTC'), map(), NULL
+        FROM numbers({events})
+        """
+    )
+    # evenly spaced events: Σ value × Δms inside a bucket is step × (total − latest value)
+    client.command(
+        f"""
+        INSERT INTO {db}.usage_windows
+        SELECT any(tenant_id), subscription_id, metric_code, '15m', ws, ws + toIntervalMinute(15),
+               count(), count(), sum(value), max(value),
+               max(recorded_at), argMax(idempotency_key, (recorded_at, idempotency_key)),
+               argMax(value, (recorded_at, idempotency_key)), NULL,
+               min(recorded_at), argMin(idempotency_key, (recorded_at, idempotency_key)),
+               argMin(value, (recorded_at, idempotency_key)), NULL,
+               toDecimal256(sum(value) - argMax(value, (recorded_at, idempotency_key)), 12) * {step}, [],
+               toStartOfHour(ws), toStartOfDay(ws), toStartOfDay(ws) + toIntervalDay(1),
+               toStartOfMonth(ws), toStartOfMonth(ws) + toIntervalMonth(1)
+        FROM {db}.usage_events
+        WHERE subscription_id = '{subscription_id}'
+        GROUP BY subscription_id, metric_code, toStartOfInterval(recorded_at, toIntervalMinute(15)) AS ws
+        """
+    )
+    return start_ms + (events - 1) * step
+
+
 def summaries(channel: grpc.Channel, auth: Any, stores: Stores, sub: str, args: Any) -> None:
     started = time.perf_counter()
-    _step, last_ms = load_latency_usage(SimpleNamespace(usage=stores.usage), sub, args.events)  # type: ignore[arg-type]
+    last_ms = load_usage(stores, sub, args.events)
     loaded = time.perf_counter() - started
     print(f"setup: {args.events:,} events and their 15-minute windows in the store in {loaded:.1f} s")
     expected = stores.usage.client.query(
@@ -238,7 +278,7 @@ def summaries(channel: grpc.Channel, auth: Any, stores: Stores, sub: str, args: 
         events = sum(a.event_count for a in answer.aggregations)
         assert (total, events) == (expected[0], expected[1]), (total, events, expected)
         what = f"{len(answer.aggregations)} day windows" if granularity else "uncut"
-        measured = timed(lambda asked=request: stub.GetUsageSummary(asked, metadata=auth, timeout=60), args.reads, 3)
+        measured = timed(lambda asked=request: stub.GetUsageSummary(asked, metadata=auth, timeout=60), args.summary_reads, 3)
         print(f"GetUsageSummary over {args.events:,} events, {what} (= SQL sum {total}): {measured}")
 
 
@@ -248,12 +288,13 @@ def main() -> None:
     parser.add_argument("--invoices", type=int, default=100_000, help="invoices stored before the reads")
     parser.add_argument("--ingest", type=int, default=200_000, help="events sent by IngestUsage (and by the SDK)")
     parser.add_argument("--batch", type=int, default=1000, help="events per IngestUsage call")
-    parser.add_argument("--reads", type=int, default=300, help="calls per latency measurement")
+    parser.add_argument("--reads", type=int, default=300, help="calls per invoice read measurement")
+    parser.add_argument("--summary-reads", type=int, default=50, help="calls per GetUsageSummary measurement")
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if args.quick:
-        args.events, args.invoices, args.ingest, args.reads = 100_000, 2_000, 20_000, 50
+        args.events, args.invoices, args.ingest, args.reads, args.summary_reads = 100_000, 2_000, 20_000, 50, 20
 
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         started = time.perf_counter()

@@ -197,10 +197,9 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
             wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"records: at most {MAX_INGEST} in one call")
         for _, record in given:
             wire.tenant(context, record.tenant_id)  # another tenant's: PERMISSION_DENIED
-        with self.ledger.session() as session:
-            owners = {
-                r.subscription_id: session.get_subscription(r.subscription_id) for _, r in given if r.subscription_id
-            }
+        named = {r.subscription_id for _, r in given if r.subscription_id}
+        with self.ledger.session() as session:  # each subscription once: a batch is mostly one or a few
+            owners = {subscription_id: session.get_subscription(subscription_id) for subscription_id in named}
         events = []
         with wire.errors_as_status(context):
             for field, record in given:
