@@ -6,6 +6,7 @@ stored once, numbered gaplessly, announced on the outbox, the same invoice on ev
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import grpc
@@ -169,3 +170,34 @@ def test_a_refused_stored_generation_takes_no_number(api_usage: Api) -> None:
         "INV-2026-000001"
     )
     assert outbox_count(api) == 1
+
+
+def test_racing_stored_generations_store_one_invoice_a_period_numbered_without_gap(api_usage: Api) -> None:
+    api = api_usage
+    subscribe(api)
+    for sub in ("sub_3", "sub_4"):
+        subscribe(api, sub=sub)
+    ingest(api, [("sub_1", "api_calls", 3000, "2026-01-15T00:00:00")])
+    answers: list[Any] = []
+    lock = threading.Lock()
+
+    def generate_one(sub: str) -> None:
+        request = generate(sub, JANUARY, dry_run=False)
+        answer = api.invoices.GenerateInvoiceForSubscription(request, metadata=api.auth()).invoice
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=generate_one, args=(sub,)) for sub in ("sub_1", "sub_3", "sub_4") * 4]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 12
+    by_sub = {
+        a.subscription_id: {(b.id, b.invoice_number) for b in answers if b.subscription_id == a.subscription_id}
+        for a in answers
+    }
+    assert all(len(found) == 1 for found in by_sub.values())  # every caller of a period got the one invoice
+    listed = api.invoices.ListInvoices(I.ListInvoicesRequest(), metadata=api.auth()).invoices
+    assert sorted(i.invoice_number for i in listed) == [f"INV-2026-00000{n}" for n in (1, 2, 3)]
+    assert outbox_count(api) == 3
