@@ -396,3 +396,17 @@ def test_midtrans_environment_picks_the_documented_urls() -> None:
     assert MidtransProvider.from_env({}) is None
     with pytest.raises(InvalidValue, match="MIDTRANS_ENVIRONMENT"):
         MidtransProvider.from_env({"MIDTRANS_SERVER_KEY": "k", "MIDTRANS_ENVIRONMENT": "live"})
+
+
+def test_xendit_retry_prefers_the_paid_invoice_and_creates_when_none_is_found(
+    httpserver: HTTPServer, xendit: XenditProvider
+) -> None:
+    expired, paid = {**INVOICE, "id": "old", "status": "EXPIRED"}, {**INVOICE, "id": "paid", "status": "PAID"}
+    httpserver.expect_ordered_request("/v2/invoices", method="GET").respond_with_json([expired, paid])
+    httpserver.expect_ordered_request("/v2/invoices", method="GET").respond_with_json(
+        {"error_code": "INVOICE_NOT_FOUND_ERROR", "message": "Could not find invoice"}, status=404
+    )
+    httpserver.expect_ordered_request("/v2/invoices", method="POST").respond_with_json(INVOICE)
+    assert xendit.charge(charge("ANY")).reference == "paid"
+    assert xendit.charge(charge("ANY")).reference == INVOICE["id"]
+    httpserver.check_assertions()

@@ -81,7 +81,7 @@ class XenditProvider:
         amount = whole_units(request.amount, "Xendit", CURRENCIES)
         found = self._api.request("GET", "/v2/invoices", params={"external_id": request.idempotency_key})
         if found.status == 200 and isinstance(found.body, list) and found.body:
-            return _invoice_charge(found.body[-1])
+            return _invoice_charge(_furthest(found.body))
         body: dict[str, Any] = {
             "external_id": request.idempotency_key,
             "amount": amount,
@@ -141,6 +141,17 @@ def _invoice_charge(invoice: Any) -> ProviderCharge:
         failure_reason="the Xendit invoice expired unpaid" if status is AttemptStatus.FAILED else None,
         action_url=str(invoice["invoice_url"]) if invoice.get("invoice_url") else None,
     )
+
+
+def _furthest(invoices: list[Any]) -> Any:
+    """Of the invoices of one external id, the one that got furthest: paid, else open, else expired."""
+
+    def rank(invoice: Any) -> int:
+        status = INVOICE_STATUS.get(str(invoice.get("status"))) if isinstance(invoice, dict) else None
+        order = (AttemptStatus.SUCCEEDED, AttemptStatus.PROCESSING, AttemptStatus.FAILED)
+        return order.index(status) if status in order else len(order)
+
+    return min(invoices, key=rank)
 
 
 def _refuse_credentials(status: int) -> None:
