@@ -108,6 +108,9 @@ class WebhookServer:
         except WebhookRejected as rejected:
             log.warning("webhook %s refused, not authenticated: %s", provider, rejected.reason)
             return HTTPStatus.UNAUTHORIZED, "unauthenticated"
+        except Exception:  # a verifier's bug: answered (the provider retries), never a dropped connection
+            log.exception("webhook %s: the verifier failed", provider)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, "error"
         try:
             settled = self.settlement.settle(event)
         except BillingError as error:

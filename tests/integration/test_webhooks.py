@@ -35,6 +35,7 @@ from billing.payments.providers.xendit import XenditProvider, XenditWebhookVerif
 from billing.payments.webhooks import MAX_BODY, WebhookServer, verifiers_from_env
 from invoicing.engine.payments import AttemptStatus, ChargeRequest, PaymentEvent, ProviderName
 from invoicing.ports import PaymentSettlement, ProviderUnavailable, WebhookVerifier
+from rating.errors import UnknownReference
 from rating.money import Money
 
 pytestmark = pytest.mark.integration
@@ -240,6 +241,31 @@ def test_unknown_provider_wrong_method_and_no_length(endpoint: str, settlement: 
         )
         assert raw.recv(4096).startswith(b"HTTP/1.1 411")
     assert settlement.settled == {}
+
+
+class RefusingSettlement:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def settle(self, event: PaymentEvent) -> bool:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "outcome"),
+    [
+        (
+            UnknownReference("charge_reference", "no attempt of Xendit invoice 593f4ed1c3d3bb7f39733d83"),
+            422,
+            "unprocessable",
+        ),
+        (RuntimeError("a bug"), 500, "error"),
+    ],
+)
+def test_settlement_refusals_and_failures_are_answered(error: Exception, status: int, outcome: str) -> None:
+    with serving(RefusingSettlement(error)) as endpoint:
+        answer = post(endpoint, "xendit", xendit_paid(), {"x-callback-token": XENDIT_TOKEN})
+    assert (answer.status_code, answer.json()) == (status, {"status": outcome})
 
 
 def test_database_down_answers_503_so_the_provider_retries(database_down: str) -> None:
