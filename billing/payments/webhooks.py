@@ -155,7 +155,14 @@ class _Handler(BaseHTTPRequestHandler):
             log.warning("webhook %s refused: a body of %d bytes (at most %d)", provider, length, self.endpoint.max_body)
             self.close_connection = True  # its body is never read
             return self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too large")
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except OSError:  # the client stalled past the read timeout or went away: nobody to answer
+            body = b""
+        if len(body) < length:
+            log.info("webhook %s: the client sent %d of %d bytes and stopped", provider, len(body), length)
+            self.close_connection = True
+            return None
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, outcome = self.endpoint.handle(provider, headers, body)
         self._answer(status, outcome)

@@ -243,6 +243,16 @@ def test_unknown_provider_wrong_method_and_no_length(endpoint: str, settlement: 
     assert settlement.settled == {}
 
 
+def test_a_client_that_stops_mid_body_is_dropped(endpoint: str, settlement: RecordingSettlement) -> None:
+    host, port = endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(b'POST /webhooks/xendit HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"id": 1')
+        raw.shutdown(socket.SHUT_WR)
+        assert raw.recv(4096) == b""
+    assert settlement.settled == {}
+    assert post(endpoint, "xendit", xendit_paid(), {"x-callback-token": XENDIT_TOKEN}).status_code == 200
+
+
 class RefusingSettlement:
     def __init__(self, error: Exception) -> None:
         self.error = error
