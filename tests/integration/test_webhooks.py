@@ -4,11 +4,13 @@ wrong or missing token or signature, an unreadable or oversize body, an unknown 
 refused without detail and never reach the settlement; a settlement whose database is down
 answers 503 so the provider retries; and no secret ever reaches a log line.
 
-Merging issue #14: ``settlement`` below is a recording PaymentSettlement that keeps the port's
-promise (idempotent on (provider, event id)). Swap the fixture for the ledger's PostgreSQL
-settlement over the ``engine`` fixture (with an attempt whose idempotency key / charge reference
-the notifications name) and every test here must pass unchanged; ``database_down`` then becomes
-that settlement on an engine whose server is stopped."""
+Merging issue #14: the ``settlement`` fixture records what the endpoint hands to a settlement and
+what it answered; the settlement inside it is ``InMemorySettlement``, a stand-in keeping the port's
+promise (once per (provider, event id)) until the ledger's is merged. Put the ledger's PostgreSQL
+settlement inside instead (over the ``engine`` fixture, with an attempt of idempotency key ``KEY``,
+Xendit invoice ``593f4ed1c3d3bb7f39733d83`` and Midtrans order ``order_id_for(KEY)``) and every test
+must pass unchanged; ``database_down`` then becomes that settlement on an engine whose server is
+stopped."""
 
 from __future__ import annotations
 
@@ -46,19 +48,38 @@ MIDTRANS_KEY = "SB-Mid-server-key-kept-secret-0123456789"
 KEY = "acme:INV-2026-000042:attempt-1"
 
 
-class RecordingSettlement:
-    """A PaymentSettlement that records what it settles, once per (provider, event id)."""
+class InMemorySettlement:
+    """The stand-in PaymentSettlement: applies each (provider, event id) once."""
 
     def __init__(self) -> None:
-        self.settled: dict[tuple[ProviderName, str], PaymentEvent] = {}
+        self.seen: set[tuple[ProviderName, str]] = set()
         self._lock = threading.Lock()
 
     def settle(self, event: PaymentEvent) -> bool:
         with self._lock:
-            if (event.provider, event.event_id) in self.settled:
+            if (event.provider, event.event_id) in self.seen:
                 return False
-            self.settled[(event.provider, event.event_id)] = event
+            self.seen.add((event.provider, event.event_id))
             return True
+
+
+class RecordingSettlement:
+    """A PaymentSettlement around another: every event handed to it (``calls``), and those it
+    settled now (``settled``, by (provider, event id))."""
+
+    def __init__(self, inner: PaymentSettlement) -> None:
+        self.inner = inner
+        self.calls: list[PaymentEvent] = []
+        self.settled: dict[tuple[ProviderName, str], PaymentEvent] = {}
+        self._lock = threading.Lock()
+
+    def settle(self, event: PaymentEvent) -> bool:
+        settled = self.inner.settle(event)
+        with self._lock:
+            self.calls.append(event)
+            if settled:
+                self.settled[(event.provider, event.event_id)] = event
+        return settled
 
 
 class DatabaseSettlement:
@@ -79,7 +100,7 @@ def verifiers() -> dict[str, WebhookVerifier]:
 
 @pytest.fixture
 def settlement() -> RecordingSettlement:
-    return RecordingSettlement()
+    return RecordingSettlement(InMemorySettlement())  # merging #14: the ledger's settlement goes inside
 
 
 @contextmanager
@@ -181,13 +202,13 @@ def test_concurrent_redeliveries_settle_once(endpoint: str, settlement: Recordin
     for thread in threads:
         thread.join()
     assert sorted(answers) == ["duplicate"] * 7 + ["settled"]
-    assert len(settlement.settled) == 1
+    assert len(settlement.settled) == 1 and len(settlement.calls) == 8
 
 
 def test_pending_notification_is_acknowledged_and_not_settled(endpoint: str, settlement: RecordingSettlement) -> None:
     answer = post(endpoint, "midtrans", json.dumps(midtrans_settled("pending", "201")).encode())
     assert (answer.status_code, answer.json()) == (200, {"status": "ignored"})
-    assert settlement.settled == {}
+    assert settlement.calls == []
 
 
 @pytest.mark.parametrize(
@@ -215,7 +236,7 @@ def test_refused_notifications_never_reach_the_settlement(
         answer = post(endpoint, provider, body, headers)
     assert answer.status_code == status
     assert answer.json() == {"status": "unauthenticated" if status == 401 else "malformed"}  # no detail
-    assert settlement.settled == {}
+    assert settlement.calls == []
     assert f"webhook {provider} refused" in caplog.text  # the reason is logged for the operator
 
 
@@ -240,7 +261,7 @@ def test_unknown_provider_wrong_method_and_no_length(endpoint: str, settlement: 
             b"POST /webhooks/xendit HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
         )
         assert raw.recv(4096).startswith(b"HTTP/1.1 411")
-    assert settlement.settled == {}
+    assert settlement.calls == []
 
 
 def test_a_client_that_stops_mid_body_is_dropped(endpoint: str, settlement: RecordingSettlement) -> None:
@@ -249,7 +270,7 @@ def test_a_client_that_stops_mid_body_is_dropped(endpoint: str, settlement: Reco
         raw.sendall(b'POST /webhooks/xendit HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"id": 1')
         raw.shutdown(socket.SHUT_WR)
         assert raw.recv(4096) == b""
-    assert settlement.settled == {}
+    assert settlement.calls == []
     assert post(endpoint, "xendit", xendit_paid(), {"x-callback-token": XENDIT_TOKEN}).status_code == 200
 
 
