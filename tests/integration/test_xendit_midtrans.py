@@ -410,3 +410,15 @@ def test_xendit_retry_prefers_the_paid_invoice_and_creates_when_none_is_found(
     assert xendit.charge(charge("ANY")).reference == "paid"
     assert xendit.charge(charge("ANY")).reference == INVOICE["id"]
     httpserver.check_assertions()
+
+
+def test_xendit_conflict_on_the_key_answers_with_its_invoice(httpserver: HTTPServer, xendit: XenditProvider) -> None:
+    """Another call with the same key got there first: Xendit's 409 is not a failed charge."""
+    httpserver.expect_ordered_request("/v2/invoices", method="GET").respond_with_json([])
+    httpserver.expect_ordered_request("/v2/invoices", method="POST").respond_with_json(
+        {"error_code": "DUPLICATE_ERROR", "message": "idempotency key already used"}, status=409
+    )
+    httpserver.expect_ordered_request("/v2/invoices", method="GET").respond_with_json([INVOICE])
+    answer = xendit.charge(charge("ANY"))
+    httpserver.check_assertions()
+    assert answer.status is AttemptStatus.PROCESSING and answer.reference == INVOICE["id"]

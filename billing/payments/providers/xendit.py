@@ -79,9 +79,9 @@ class XenditProvider:
 
     def charge(self, request: ChargeRequest) -> ProviderCharge:
         amount = whole_units(request.amount, "Xendit", CURRENCIES)
-        found = self._api.request("GET", "/v2/invoices", params={"external_id": request.idempotency_key})
-        if found.status == 200 and isinstance(found.body, list) and found.body:
-            return _invoice_charge(_furthest(found.body))
+        found = self._find(request.idempotency_key)
+        if found is not None:
+            return found
         body: dict[str, Any] = {
             "external_id": request.idempotency_key,
             "amount": amount,
@@ -94,10 +94,22 @@ class XenditProvider:
         answer = self._api.request("POST", "/v2/invoices", body, headers={"X-IDEMPOTENCY-KEY": request.idempotency_key})
         if answer.status in (200, 201):
             return _invoice_charge(answer.body)
+        if answer.status == 409:  # the key was used (a concurrent or earlier call): its invoice is the answer
+            found = self._find(request.idempotency_key)
+            if found is None:
+                raise ProviderUnavailable("Xendit answered 409 to the key, and has no invoice of it yet")
+            return found
         _refuse_credentials(answer.status)
         return ProviderCharge(
             reference="", status=AttemptStatus.FAILED, failure_reason=_error(answer.body, answer.status)
         )
+
+    def _find(self, external_id: str) -> ProviderCharge | None:
+        """The invoice opened before under this external id, if any."""
+        found = self._api.request("GET", "/v2/invoices", params={"external_id": external_id})
+        if found.status == 200 and isinstance(found.body, list) and found.body:
+            return _invoice_charge(_furthest(found.body))
+        return None
 
     def refund(self, request: RefundRequest) -> ProviderRefund:
         amount = whole_units(request.amount, "Xendit", CURRENCIES)
