@@ -422,3 +422,15 @@ def test_xendit_conflict_on_the_key_answers_with_its_invoice(httpserver: HTTPSer
     answer = xendit.charge(charge("ANY"))
     httpserver.check_assertions()
     assert answer.status is AttemptStatus.PROCESSING and answer.reference == INVOICE["id"]
+
+
+def test_midtrans_snap_retry_reads_the_order_it_opened(httpserver: HTTPServer, midtrans: MidtransProvider) -> None:
+    httpserver.expect_ordered_request("/snap/v1/transactions", method="POST").respond_with_json(
+        {"error_messages": ["transaction_details.order_id has already been taken"]}, status=400
+    )
+    httpserver.expect_ordered_request(f"/v2/{ORDER}/status", method="GET").respond_with_json(
+        {"status_code": "404", "status_message": "Transaction doesn't exist."}, status=404
+    )
+    answer = midtrans.charge(charge("snap"))
+    httpserver.check_assertions()
+    assert answer.status is AttemptStatus.PROCESSING and answer.reference == ORDER
