@@ -11,7 +11,7 @@ Each request, in order:
 4. a settlement whose database is down answers 503, so the provider delivers again later.
 
 The server is the standard library's threading HTTP server in a daemon thread, like the metrics
-endpoint (docs/decisions/0007-webhooks-on-the-standard-library-server.md)."""
+endpoint (docs/decisions/0008-webhooks-on-the-standard-library-server.md)."""
 
 from __future__ import annotations
 
