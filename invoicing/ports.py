@@ -269,6 +269,20 @@ class WebhookRejected(Exception):
         self.reason = reason
 
 
+class WebhookMalformed(WebhookRejected):
+    """A webhook whose body cannot be read (not JSON, a field missing): a bad request rather than a
+    bad signature, answered 400 where a signature failure is answered 401."""
+
+
+class WebhookIgnored(Exception):
+    """A genuine notification that carries no outcome to settle (Midtrans ``pending``, a refund that
+    failed): acknowledged, so the provider stops resending it, and not settled."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class PaymentProvider(Protocol):
     """One payment provider (DUMMY, Stripe, Xendit, Midtrans) behind a thin adapter."""
 
@@ -287,7 +301,9 @@ class WebhookVerifier(Protocol):
     provider: ProviderName
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
-        """The verified event; raises WebhookRejected otherwise. Header names are lower case."""
+        """The verified event; raises WebhookRejected otherwise (WebhookMalformed for an unreadable
+        body), or WebhookIgnored for a genuine notification without an outcome. Header names are
+        lower case."""
         ...
 
 
