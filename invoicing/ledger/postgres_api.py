@@ -48,7 +48,8 @@ def status_is(status: SubscriptionStatus, now: datetime) -> Any:
     (``effective_at`` may be NULL, so NULLs are tested explicitly)."""
     s = t.subscriptions.c
     written = s.status
-    canceled = or_(and_(s.cancel_at.is_not(None), s.cancel_at <= now), and_(s.cancel_at.is_(None), written == "CANCELED"))
+    took_effect = and_(s.cancel_at.is_not(None), s.cancel_at <= now)
+    canceled = or_(took_effect, and_(s.cancel_at.is_(None), written == "CANCELED"))
     expired_before = and_(s.cancel_at.is_(None), written == "TRIAL_EXPIRED")
     going = and_(~canceled, written != "PAST_DUE", ~expired_before)
     trial_over = and_(s.trial_end_at.is_not(None), s.trial_end_at <= now)
