@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from datetime import datetime
 from fractions import Fraction
 from functools import partial
 
@@ -71,6 +72,7 @@ class Rater:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.ledger = ledger
         self.calendar = Calendar(settings.grace_period)
         self.catalog = RaterCatalog(settings)
         self.log = CalendarLog(settings)
@@ -149,8 +151,27 @@ class Rater:
             self.calendar.apply(Change(end, revision, cycle.subscription, cycle.plan, trial_ended=True))
             del self.trial_usage[sub]
             ended.append(sub)
+            self._trial_ended_in_ledger(sub, end)
         if ended:
             self.log.record(self.calendar, ended)
+
+    def _trial_ended_in_ledger(self, subscription_id: str, end: datetime) -> None:
+        """Write the trial's early end on the ledger's subscription, so its status is read true
+        (ACTIVE, or TRIAL_EXPIRED without a payment method) from then on. The billing does not
+        depend on it (the calendar record has it): a failed write is logged, not retried."""
+        try:
+            with self.ledger.session() as session:
+                record = session.get_subscription(subscription_id)
+                if record is None:
+                    return
+                life = record.lifecycle
+                if life.trial_end_at is not None and life.trial_end_at <= end:
+                    return  # ended by then already (a plan change cut it, or this was written)
+                session.save_subscription(
+                    record.subscription, record.plan_version, record.status, replace(life, trial_end_at=end)
+                )
+        except Exception:  # the ledger is down: billing goes on, the status follows the nominal end
+            log.exception("the early end of the trial of %s was not written to the ledger", subscription_id)
 
     def _rate_trial(self, cycle: BillingCycle, usage: Period) -> RatingResult:
         pricing = self.agent.pricing(cycle.subscription.tenant_id)
