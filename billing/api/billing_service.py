@@ -260,8 +260,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
                 f"recorded_at: no billing period of subscription {sub.id!r} holds {rfc3339_exact(at)}",
             )
         plan = self._plan_at(owned, at)
-        anchor = life.plan_changed_at if life.plan_changed_at is not None and life.plan_changed_at <= at else None
-        cycle = cycle_at(replace(sub, plan_code=plan.code), plan, anchor, at)
+        cycle = cycle_at(replace(sub, plan_code=plan.code), plan, life.anchor(sub, at), at)
         if cycle.period is None:
             wire.abort(
                 context,

@@ -263,7 +263,7 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
                 self._refuse_scheduled(context, record, now)  # a scheduled cancel may be moved
             if request.at_period_end:
                 plan = self._current_plan(context, session, record)
-                cycle = cycle_at(sub, plan, life.plan_changed_at, now)
+                cycle = cycle_at(sub, plan, life.anchor(sub, now), now)
                 if cycle.period is None:
                     wire.abort(
                         context, grpc.StatusCode.FAILED_PRECONDITION, f"id: subscription {record.id!r} has ended"

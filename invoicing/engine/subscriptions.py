@@ -83,6 +83,18 @@ class Lifecycle:
         """Whether the revision takes effect after ``now`` (scheduled, not yet in force)."""
         return self.effective_at is not None and self.effective_at > now
 
+    def anchor(self, subscription: Subscription, at: datetime) -> datetime | None:
+        """Where the periods holding ``at`` are anchored: the latest plan change, or the instant
+        the trial's balance ran out (the rater's finding, as ``trial_end_at`` before the nominal
+        end); None: the periods run from the start."""
+        if self.plan_changed_at is not None and self.plan_changed_at <= at:
+            return self.plan_changed_at
+        nominal = trial_end(subscription)
+        ended = self.trial_end_at
+        if ended is not None and nominal is not None and ended < nominal and not self.trial_cut and ended <= at:
+            return ended
+        return None
+
 
 def lifecycle_of(subscription: Subscription) -> Lifecycle:
     """The lifecycle of a subscription saved without one (created, or changed by a catalog file)."""
@@ -112,12 +124,12 @@ def status_at(
     return SubscriptionStatus.TRIAL_EXPIRED
 
 
-def cycle_at(subscription: Subscription, plan: Plan, plan_changed_at: datetime | None, now: datetime) -> BillingCycle:
+def cycle_at(subscription: Subscription, plan: Plan, anchor: datetime | None, now: datetime) -> BillingCycle:
     """The cycle holding ``now`` (or the first one, before the start), as the rater's calendar has
-    it without trial-balance findings: the periods run from the start, or from the latest plan
-    change (``plan_changed_at``, which anchors the new plan's periods and ends a trial)."""
+    it: the periods run from the start, or from ``anchor`` (``Lifecycle.anchor``: a plan change or
+    a trial's balance running out, which start regular periods there)."""
     first = open_cycle(subscription, plan)
-    cycle = first if plan_changed_at is None else _regular(subscription, plan, plan_changed_at)
+    cycle = first if anchor is None else _regular(subscription, plan, anchor)
     while cycle.period is not None and cycle.period.end <= now:
         _, cycle = close_due(cycle)
     return cycle

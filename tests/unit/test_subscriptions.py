@@ -229,3 +229,12 @@ def test_a_trial_canceled_at_its_end_bills_nothing_after_it() -> None:
     _, pending = cancel(trial, utc(2026, 1, 3), at_period_end=True)
     closed, after = close_due(pending)
     assert closed.is_trial and after.period is None and after.status is SubscriptionStatus.CANCELED
+
+
+def test_periods_are_anchored_at_a_plan_change_or_where_a_trial_balance_ran_out() -> None:
+    trial = sub(start_at=JAN1, trial_days=14)
+    assert Lifecycle(trial_end_at=utc(2026, 1, 15)).anchor(trial, utc(2026, 2, 1)) is None  # nominal end
+    ran_out = Lifecycle(trial_end_at=utc(2026, 1, 4))
+    assert ran_out.anchor(trial, utc(2026, 1, 3)) is None and ran_out.anchor(trial, utc(2026, 2, 1)) == utc(2026, 1, 4)
+    cut = Lifecycle(trial_end_at=utc(2026, 1, 6), trial_cut=True, plan_changed_at=utc(2026, 1, 6))
+    assert cut.anchor(trial, utc(2026, 1, 5)) is None and cut.anchor(trial, utc(2026, 1, 6)) == utc(2026, 1, 6)
