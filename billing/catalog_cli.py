@@ -64,7 +64,7 @@ def apply_catalog(ledger: Ledger, scenario: Scenario) -> dict[str, Any]:
     created, changed or left unchanged. A subscription the ledger refuses (another tenant's id, a
     plan of another tenant) is an error naming it, and nothing is saved."""
     from billing.simulate.runner import terms_of
-    from invoicing.engine.subscriptions import SubscriptionStatus
+    from invoicing.engine.subscriptions import SubscriptionStatus, trial_end
     from invoicing.ledger.catalog import plan_version_for
 
     tenant = scenario.tenant_id
@@ -83,8 +83,16 @@ def apply_catalog(ledger: Ledger, scenario: Scenario) -> dict[str, Any]:
         for index, subscription in enumerate(scenario.subscriptions):
             before = session.get_subscription(subscription.id)
             status = SubscriptionStatus.ACTIVE if before is None else before.status
+            # a stored subscription keeps its lifecycle (a cancel scheduled through the API); a
+            # plan the file changes takes effect when the rater reads it, as before
+            lifecycle = None if before is None else before.lifecycle
+            if lifecycle is not None and not lifecycle.trial_cut:  # the file may change the trial
+                lifecycle = replace(lifecycle, trial_end_at=trial_end(subscription))
+            if before is not None and before.subscription.plan_code != subscription.plan_code:
+                lifecycle = replace(before.lifecycle, effective_at=None, previous_plan_code=None)
+                lifecycle = replace(lifecycle, previous_plan_version=None)
             try:
-                record = session.save_subscription(subscription, status=status)
+                record = session.save_subscription(subscription, status=status, lifecycle=lifecycle)
             except BillingError as error:
                 raise error.at(f"subscriptions[{index}]") from None
             subscriptions.append(

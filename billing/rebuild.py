@@ -36,11 +36,11 @@ def add_rebuild_command(commands: Any) -> None:
 
 def accepted_records(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Iterator[tuple[UsageRecord, str]]:
     """Every committed record of ``topic`` up to each partition's end when called, with where it is."""
-    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+    from confluent_kafka import KafkaException, TopicPartition
 
     from rating.errors import InvalidValue
     from streams.kafka import messages
-    from streams.kafka.consumers import topic_reader
+    from streams.kafka.consumers import read_ranges, topic_reader
     from streams.kafka.topics import BROKER_WAIT_S, BrokerUnavailable
 
     consumer = topic_reader(bootstrap, "billing-rebuild-usage")
@@ -54,28 +54,14 @@ def accepted_records(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Ite
             ) from None
         if metadata.error is not None:
             raise InvalidValue("--topic-prefix", f"no topic {topic} at {bootstrap} ({metadata.error.str()})")
-        partitions = metadata.partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in partitions}
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, -2) for p in pending])
-        while pending:
-            batch = consumer.consume(num_messages=10_000, timeout=timeout_s)
-            if not batch:
-                raise TimeoutError(f"{topic}: partitions {sorted(pending)} did not reach their end in {timeout_s}s")
-            for message in batch:
-                error = message.error()
-                partition = message.partition() or 0
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-                    pending.discard(partition)
-                    continue
-                offset = message.offset() or 0
-                value = message.value()
-                if value is not None and offset < ends[partition]:
-                    yield messages.read_record(value), f"{topic}[{partition}]@{offset}"
-                if offset + 1 >= ends[partition]:
-                    pending.discard(partition)
+        ranges = {
+            (topic, p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            for p in metadata.partitions
+        }
+        for message in read_ranges(consumer, ranges, timeout_s):
+            value = message.value()
+            if value is not None:
+                yield messages.read_record(value), f"{topic}[{message.partition()}]@{message.offset()}"
     finally:
         consumer.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -20,7 +20,7 @@ from invoicing.engine.payments import (
     ProviderRefund,
     RefundRequest,
 )
-from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus, status_at
 from invoicing.engine.terms import BillingTerms
 from rating.catalog import Aggregation, Plan
 from rating.money import Money
@@ -61,11 +61,26 @@ class SubscriptionRecord:
     plan_version: int
     billing_interval: BillingInterval
     status: SubscriptionStatus = SubscriptionStatus.ACTIVE
+    """As written with the revision; :meth:`status_at` is the status on a clock."""
     revision: int = 1
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     @property
     def id(self) -> str:
         return self.subscription.id
+
+    def status_at(self, now: datetime) -> SubscriptionStatus:
+        """The status at ``now`` (design section 6). A scheduled cancel or trial-cutting plan
+        change has its instant after ``now``, so the status before it follows by itself."""
+        return status_at(self.status, self.subscription, self.lifecycle, now)
+
+    def plan_at(self, now: datetime) -> tuple[str, int]:
+        """The plan code and version in force at ``now``: the previous ones before a scheduled
+        plan change takes effect."""
+        life = self.lifecycle
+        if life.pending(now) and life.previous_plan_code is not None and life.previous_plan_version is not None:
+            return life.previous_plan_code, life.previous_plan_version
+        return self.subscription.plan_code, self.plan_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +156,11 @@ class CatalogSession(Protocol):
         subscription: Subscription,
         plan_version: int | None = None,
         status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+        lifecycle: Lifecycle | None = None,
     ) -> SubscriptionRecord:
         """Create or change a subscription on a saved plan version (the newest when None) and
-        announce it on ``catalog.subscriptions``; saving what is stored already announces nothing."""
+        announce it on ``catalog.subscriptions``; saving what is stored already announces nothing.
+        Without ``lifecycle``, the revision takes effect when read (``lifecycle_of``)."""
         ...
 
     def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None: ...
@@ -221,8 +238,10 @@ class ApiLedger(Protocol):
         plan_code: str | None,
         after: str | None,
         limit: int,
+        now: datetime,
     ) -> list[SubscriptionRecord]:
-        """Subscriptions by id."""
+        """Subscriptions by id; ``status`` and ``plan_code`` as they are at ``now``
+        (``SubscriptionRecord.status_at``, ``plan_at``)."""
         ...
 
     def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
@@ -285,6 +304,20 @@ class WebhookRejected(Exception):
         self.reason = reason
 
 
+class WebhookMalformed(WebhookRejected):
+    """A webhook whose body cannot be read (not JSON, a field missing): a bad request rather than a
+    bad signature, answered 400 where a signature failure is answered 401."""
+
+
+class WebhookIgnored(Exception):
+    """A genuine notification that carries no outcome to settle (Midtrans ``pending``, a refund that
+    failed): acknowledged, so the provider stops resending it, and not settled."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class PaymentProvider(Protocol):
     """One payment provider (DUMMY, Stripe, Xendit, Midtrans) behind a thin adapter."""
 
@@ -303,7 +336,9 @@ class WebhookVerifier(Protocol):
     provider: ProviderName
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
-        """The verified event; raises WebhookRejected otherwise. Header names are lower case."""
+        """The verified event; raises WebhookRejected otherwise (WebhookMalformed for an unreadable
+        body), or WebhookIgnored for a genuine notification without an outcome. Header names are
+        lower case."""
         ...
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
-from streams.kafka.consumers import topic_reader
+from streams.kafka.consumers import read_ranges, topic_reader
 
 _spec = importlib.util.spec_from_file_location("ops_kafka", Path(__file__).resolve().parents[1] / "ops" / "kafka.py")
 assert _spec is not None and _spec.loader is not None
@@ -66,19 +66,11 @@ def read_committed(bootstrap: str, topics: Sequence[str], timeout_s: float = 30.
     consumer = topic_reader(bootstrap, "outbox-reader")
     try:
         metadata = consumer.list_topics(timeout=timeout_s).topics
-        assignment = [TopicPartition(name, p, -2) for name in topics for p in metadata[name].partitions]
-        consumer.assign(assignment)
-        pending = {(tp.topic, tp.partition) for tp in assignment}
-        while pending:
-            message = consumer.poll(timeout_s)
-            if message is None:
-                raise TimeoutError(f"no end of {sorted(pending)} within {timeout_s}s")
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((message.topic() or "", message.partition() or 0))
-                    continue
-                raise KafkaException(error)
-            yield message
+        ranges = {
+            (name, p): consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout_s)
+            for name in topics
+            for p in metadata[name].partitions
+        }
+        yield from read_ranges(consumer, ranges, timeout_s)
     finally:
         consumer.close()

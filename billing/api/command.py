@@ -32,6 +32,15 @@ def add_serve_command(commands: Any) -> None:
         help="embedded chDB of the usage store lives in USAGE_DIR/chdb unless $CLICKHOUSE_URL (default --data-dir); "
         "serve owns it while it runs; 'off': none (beside a loop whose rater owns it)",
     )
+    serve.add_argument(
+        "--webhooks-port",
+        type=int,
+        default=None,
+        help="serve POST /webhooks/{stripe,xendit,midtrans} on this port (docs/payments.md)",
+    )
+    serve.add_argument(
+        "--webhooks-host", default="127.0.0.1", help="address the webhooks port binds (default loopback only)"
+    )
     from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(serve)
@@ -104,6 +113,28 @@ def _usage_store(data_dir: Path) -> tuple[Any, str]:
         return None, problem
 
 
+def _webhook_verifiers(port: int | None) -> dict[str, Any]:
+    """The providers' webhook verifiers from the environment; checked before anything starts."""
+    from billing.payments.webhooks import verifiers_from_env
+
+    if port is None:
+        return {}
+    if not 0 <= port <= 65535:
+        raise InvalidValue("--webhooks-port", f"must be 0 to 65535, got {port}")
+    verifiers = verifiers_from_env()
+    if not verifiers:
+        raise InvalidValue(
+            "--webhooks-port", "no provider's webhook secret is set: XENDIT_CALLBACK_TOKEN or MIDTRANS_SERVER_KEY"
+        )
+    return verifiers
+
+
+def _payment_settlement(engine: Any) -> Any:
+    """The ledger's PaymentSettlement on ``engine``: it comes with the payment attempts' tables
+    (issue #14, payments side); until those are merged, webhooks have nothing to settle into."""
+    raise InvalidValue("--webhooks-port", "this build has no payment ledger to settle webhooks into (issue #14)")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -118,12 +149,14 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise InvalidValue("--workers", f"must be at least 1, got {args.workers}")
     tls = _tls(args.tls_cert, args.tls_key)
+    verifiers = _webhook_verifiers(args.webhooks_port)
     engine = _engine(args.data_dir, pool_size=args.workers)
     if args.usage_dir == NO_USAGE_STORE and not os.environ.get("CLICKHOUSE_URL"):
         usage, problem = None, "this serve runs without the embedded usage store (--usage-dir off); set CLICKHOUSE_URL"
     else:
         usage, problem = _usage_store(Path(args.usage_dir or args.data_dir))
     stop = threading.Event()
+    webhooks = None
     try:
         reader = None if usage is None else StoreUsageReader(usage)
         log = None if usage is None else event_log(usage)
@@ -136,6 +169,17 @@ def run_serve(args: argparse.Namespace) -> int:
             from streams.metrics import serve as serve_metrics
 
             serve_metrics(server.metrics.registry, args.metrics_port, args.metrics_host)
+        if verifiers:
+            from billing.payments.webhooks import WebhookServer
+
+            webhooks = WebhookServer(verifiers, _payment_settlement(engine))
+            try:
+                webhooks_port = webhooks.start(args.webhooks_port, args.webhooks_host)
+            except OSError as error:
+                print(f"error: --webhooks-port: {error} (is another server using it?)", file=sys.stderr)
+                return 1
+            names = ", ".join(sorted(verifiers))
+            print(f"billing serve: webhooks of {names} on http://{args.webhooks_host}:{webhooks_port}", flush=True)
         try:
             port = server.start(args.port, args.host, tls)
         except OSError as error:
@@ -148,6 +192,8 @@ def run_serve(args: argparse.Namespace) -> int:
             pass
         server.stop()
     finally:
+        if webhooks is not None:
+            webhooks.stop()
         engine.dispose()
         if usage is not None:
             usage.client.close()

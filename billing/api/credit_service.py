@@ -3,7 +3,7 @@
 A BALANCE note adds prepaid balance to its subscription: the next finalized invoices apply it to
 ``amount_due`` (never below zero) and carry the rest forward, exactly as a scenario's credit note
 does. ADJUSTMENT and REFUND notes act on one invoice (``invoicing.engine.credit.credit_invoice``,
-docs/decisions/0007): an ADJUSTMENT takes its amount off what an unpaid invoice owes (PAID when
+docs/decisions/0010): an ADJUSTMENT takes its amount off what an unpaid invoice owes (PAID when
 nothing is left), a REFUND records money returned of what a PAID invoice was paid (REFUNDED when
 all of it is). ``idempotency_key`` (per subscription) makes a retry answer the note it created
 rather than credit twice.

@@ -112,7 +112,7 @@ class ApiServer:
             InvoiceEngineServicer(ledger, EngineLedgerSteps(ledger, api, generate, now)), self.server
         )
         billing_pb2_grpc.add_BillingServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            BillingServicer(ledger, api, now), self.server
+            BillingServicer(ledger, api, now, shared, usage_problem, recorder), self.server
         )
         usage_pb2_grpc.add_UsageServiceServicer_to_server(  # type: ignore[no-untyped-call]
             UsageServicer(ledger, shared, log, usage_problem, recorder), self.server

@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
 from fractions import Fraction
 from functools import partial
 
@@ -42,6 +44,7 @@ from invoicing.engine.calendar import Calendar, Change
 from invoicing.engine.subscriptions import BillingCycle, ClosedPeriod, SubscriptionStatus
 from invoicing.engine.terms import BillingTerms
 from invoicing.engine.trials import trial_used_up_at
+from invoicing.ledger.catalog import plan_key
 from invoicing.ports import Ledger, SubscriptionRecord, UsageReader
 from rating.errors import BillingError, UnknownReference
 from rating.periods import Period, from_epoch_ms
@@ -69,6 +72,7 @@ class Rater:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.ledger = ledger
         self.calendar = Calendar(settings.grace_period)
         self.catalog = RaterCatalog(settings)
         self.log = CalendarLog(settings)
@@ -104,6 +108,8 @@ class Rater:
         self.waiting: list[ClosedPeriod] = []
         """Due periods not handed over yet (the usage pipeline was behind, or terms are missing)."""
         self.handed = 0
+        self.scheduled: dict[str, SubscriptionRecord] = {}
+        """Revisions that take effect later (a cancel or plan change at an instant), by subscription."""
 
     def _terms(self, tenant_id: str) -> BillingTerms:
         terms = self.catalog.terms.get(tenant_id)
@@ -145,8 +151,27 @@ class Rater:
             self.calendar.apply(Change(end, revision, cycle.subscription, cycle.plan, trial_ended=True))
             del self.trial_usage[sub]
             ended.append(sub)
+            self._trial_ended_in_ledger(sub, end)
         if ended:
             self.log.record(self.calendar, ended)
+
+    def _trial_ended_in_ledger(self, subscription_id: str, end: datetime) -> None:
+        """Write the trial's early end on the ledger's subscription, so its status is read true
+        (ACTIVE, or TRIAL_EXPIRED without a payment method) from then on. The billing does not
+        depend on it (the calendar record has it): a failed write is logged, not retried."""
+        try:
+            with self.ledger.session() as session:
+                record = session.get_subscription(subscription_id)
+                if record is None:
+                    return
+                life = record.lifecycle
+                if life.trial_end_at is not None and life.trial_end_at <= end:
+                    return  # ended by then already (a plan change cut it, or this was written)
+                session.save_subscription(
+                    record.subscription, record.plan_version, record.status, replace(life, trial_end_at=end)
+                )
+        except Exception:  # the ledger is down: billing goes on, the status follows the nominal end
+            log.exception("the early end of the trial of %s was not written to the ledger", subscription_id)
 
     def _rate_trial(self, cycle: BillingCycle, usage: Period) -> RatingResult:
         pricing = self.agent.pricing(cycle.subscription.tenant_id)
@@ -169,6 +194,8 @@ class Rater:
         )
 
     def _apply(self, records: Iterable[SubscriptionRecord]) -> None:
+        """Apply new revisions: each at its ``effective_at`` (a cancel or plan change at an instant,
+        kept in ``scheduled`` until the clock reaches it), or now for one without (a catalog file)."""
         now = self.clock.now()
         changed = []
         for record in records:
@@ -179,12 +206,49 @@ class Rater:
             if plan is None:
                 log.warning("subscription %s waits for plan version %s", record.id, record.plan_version)
                 continue
-            at = record.subscription.start_at if not history else max(now, history[-1].at)
+            effective = record.lifecycle.effective_at
+            start = record.subscription.start_at
+            if not history and effective is not None and effective > start and not self._open_before(record):
+                continue
+            if record.lifecycle.pending(now):
+                self.scheduled[record.id] = record
+                if not history:
+                    changed.append(record.id)
+                continue
+            self.scheduled.pop(record.id, None)
+            history = self.calendar.history.get(record.id)
+            if not history:
+                at = start
+            else:
+                at = max(now if effective is None else effective, history[-1].at)
+                cycle = self.calendar.cycles.get(record.id)
+                if cycle is not None and cycle.period is not None and at < cycle.period.start:
+                    at = cycle.period.start  # the calendar moved on between the request and this read
             canceled = record.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.TRIAL_EXPIRED)
             self.calendar.apply(Change(at, record.revision, record.subscription, plan, canceled))
             changed.append(record.id)
         if changed:
             self.log.record(self.calendar, changed)
+
+    def _open_before(self, record: SubscriptionRecord) -> bool:
+        """Open a subscription first seen at a revision that takes effect after its start: on its
+        state before that revision (the previous plan of a plan change), from the start. False
+        while that plan version has not arrived."""
+        life, sub = record.lifecycle, record.subscription
+        code, version = record.plan_at(sub.start_at)
+        plan = self.catalog.plans.get(plan_key(sub.tenant_id, code, version))
+        if plan is None:
+            log.warning("subscription %s waits for plan version %s", record.id, version)
+            return False
+        before = replace(sub, plan_code=code)
+        canceled = life.cancel_at is None and record.status is SubscriptionStatus.CANCELED
+        self.calendar.apply(Change(sub.start_at, record.revision - 1, before, plan, canceled))
+        return True
+
+    def due_scheduled(self) -> list[SubscriptionRecord]:
+        """Scheduled revisions whose instant the clock reached."""
+        now = self.clock.now()
+        return [r for r in self.scheduled.values() if not r.lifecycle.pending(now)]
 
     # -- usage ---------------------------------------------------------------------------------------
     def _ends(self, topic: str) -> list[TopicPartition]:
@@ -286,7 +350,7 @@ class Rater:
         return len(handed)
 
     def run_once(self) -> None:
-        self._apply(self.catalog.poll())
+        self._apply([*self.catalog.poll(), *self.due_scheduled()])
         self.sink.run_once()
         self.end_used_up_trials()
         self.close_due()

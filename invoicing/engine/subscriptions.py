@@ -49,6 +49,92 @@ class Subscription:
             raise InvalidValue("start_at", "must carry a timezone")
 
 
+def trial_end(subscription: Subscription) -> datetime | None:
+    """The nominal end of the subscription's trial (None without one)."""
+    if not subscription.trial_days:
+        return None
+    return add_local_days(subscription.start_at, subscription.trial_days, subscription.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """The instants a subscription's stored revision carries beside its terms (design section 6):
+    when the revision takes effect, what it changed, and what decides the status on any clock.
+
+    A revision is the state from ``effective_at`` on (None: from when the rater read it, as for
+    catalog files); before that instant the subscription was on ``previous_plan_code`` /
+    ``previous_plan_version`` when the revision changes the plan. ``plan_changed_at`` anchors the
+    current plan's periods (its latest plan change; None: the periods run from the start).
+    ``trial_end_at`` is when the trial ends: its nominal end, or a plan change's instant when one
+    cut it short (``trial_cut``: the subscription goes on ACTIVE, never TRIAL_EXPIRED)."""
+
+    effective_at: datetime | None = None
+    previous_plan_code: str | None = None
+    previous_plan_version: int | None = None
+    plan_changed_at: datetime | None = None
+    trial_end_at: datetime | None = None
+    trial_cut: bool = False
+    cancel_at: datetime | None = None
+    canceled_at: datetime | None = None
+    cancel_at_period_end: bool = False
+    cancel_reason: str | None = None
+
+    def pending(self, now: datetime) -> bool:
+        """Whether the revision takes effect after ``now`` (scheduled, not yet in force)."""
+        return self.effective_at is not None and self.effective_at > now
+
+    def anchor(self, subscription: Subscription, at: datetime) -> datetime | None:
+        """Where the periods holding ``at`` are anchored: the latest plan change, or the instant
+        the trial's balance ran out (the rater's finding, as ``trial_end_at`` before the nominal
+        end); None: the periods run from the start."""
+        if self.plan_changed_at is not None and self.plan_changed_at <= at:
+            return self.plan_changed_at
+        nominal = trial_end(subscription)
+        ended = self.trial_end_at
+        if ended is not None and nominal is not None and ended < nominal and not self.trial_cut and ended <= at:
+            return ended
+        return None
+
+
+def lifecycle_of(subscription: Subscription) -> Lifecycle:
+    """The lifecycle of a subscription saved without one (created, or changed by a catalog file)."""
+    return Lifecycle(trial_end_at=trial_end(subscription))
+
+
+def status_at(
+    written: SubscriptionStatus, subscription: Subscription, lifecycle: Lifecycle, now: datetime
+) -> SubscriptionStatus:
+    """The status at ``now``: CANCELED from ``cancel_at``; TRIALING until the trial ends, then
+    ACTIVE, or TRIAL_EXPIRED without a payment method (unless a plan change ended the trial).
+    ``written`` is the status the revision was saved with: PAST_DUE is the payments' to set and
+    clear, and a CANCELED or TRIAL_EXPIRED written without instants (before they were kept) stays."""
+    if lifecycle.cancel_at is not None and lifecycle.cancel_at <= now:
+        return SubscriptionStatus.CANCELED
+    if written is SubscriptionStatus.PAST_DUE:
+        return written
+    if lifecycle.cancel_at is None and written in (SubscriptionStatus.CANCELED, SubscriptionStatus.TRIAL_EXPIRED):
+        return written
+    end = lifecycle.trial_end_at
+    if end is None:
+        return SubscriptionStatus.ACTIVE
+    if now < end:
+        return SubscriptionStatus.TRIALING
+    if lifecycle.trial_cut or subscription.has_payment_method:
+        return SubscriptionStatus.ACTIVE
+    return SubscriptionStatus.TRIAL_EXPIRED
+
+
+def cycle_at(subscription: Subscription, plan: Plan, anchor: datetime | None, now: datetime) -> BillingCycle:
+    """The cycle holding ``now`` (or the first one, before the start), as the rater's calendar has
+    it: the periods run from the start, or from ``anchor`` (``Lifecycle.anchor``: a plan change or
+    a trial's balance running out, which start regular periods there)."""
+    first = open_cycle(subscription, plan)
+    cycle = first if anchor is None else _regular(subscription, plan, anchor)
+    while cycle.period is not None and cycle.period.end <= now:
+        _, cycle = close_due(cycle)
+    return cycle
+
+
 @dataclass(frozen=True, slots=True)
 class ClosedPeriod:
     """A period that ended and is to be invoiced. ``share`` scales the base fee and included units
@@ -141,10 +227,10 @@ def close_due(cycle: BillingCycle) -> tuple[ClosedPeriod, BillingCycle]:
     end = cycle.period.end
     closed = _close(cycle, end, "trial_end" if cycle.is_trial else "period_end")
     assert closed is not None
+    if cycle.cancel_at_period_end:  # a trial canceled at its end bills nothing after it
+        return closed, _ended(cycle, SubscriptionStatus.CANCELED, end)
     if cycle.is_trial:
         return closed, _after_trial(cycle, end)
-    if cycle.cancel_at_period_end:
-        return closed, _ended(cycle, SubscriptionStatus.CANCELED, end)
     index = cycle.index + 1
     nxt = Period(end, boundary(cycle.anchor, cycle.plan.billing_interval, index + 1, cycle.subscription.timezone))
     return closed, replace(cycle, index=index, period=nxt)

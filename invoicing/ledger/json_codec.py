@@ -12,7 +12,7 @@ from typing import Any
 
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.render import rfc3339_exact
-from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus
 from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
 from invoicing.ports import SubscriptionRecord, TermsRecord
@@ -188,7 +188,50 @@ def subscription_to_json(record: SubscriptionRecord) -> dict[str, Any]:
         "coupon_code": sub.coupon_code,
         "status": str(record.status.value),
         "revision": record.revision,
+        "lifecycle": lifecycle_to_json(record.lifecycle),
     }
+
+
+def _instant_json(value: datetime | None) -> str | None:
+    return None if value is None else rfc3339_exact(value)
+
+
+def _instant_from(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def lifecycle_to_json(life: Lifecycle) -> dict[str, Any]:
+    """The ``lifecycle`` of a ``catalog.subscriptions`` value: instants RFC 3339 UTC or null."""
+    return {
+        "effective_at": _instant_json(life.effective_at),
+        "previous_plan_code": life.previous_plan_code,
+        "previous_plan_version": life.previous_plan_version,
+        "plan_changed_at": _instant_json(life.plan_changed_at),
+        "trial_end_at": _instant_json(life.trial_end_at),
+        "trial_cut": life.trial_cut,
+        "cancel_at": _instant_json(life.cancel_at),
+        "canceled_at": _instant_json(life.canceled_at),
+        "cancel_at_period_end": life.cancel_at_period_end,
+        "cancel_reason": life.cancel_reason,
+    }
+
+
+def lifecycle_from_json(raw: dict[str, Any] | None) -> Lifecycle:
+    """A value written before lifecycles were kept has none: the revision took effect when read."""
+    if raw is None:
+        return Lifecycle()
+    return Lifecycle(
+        effective_at=_instant_from(raw["effective_at"]),
+        previous_plan_code=raw["previous_plan_code"],
+        previous_plan_version=raw["previous_plan_version"],
+        plan_changed_at=_instant_from(raw["plan_changed_at"]),
+        trial_end_at=_instant_from(raw["trial_end_at"]),
+        trial_cut=raw["trial_cut"],
+        cancel_at=_instant_from(raw["cancel_at"]),
+        canceled_at=_instant_from(raw["canceled_at"]),
+        cancel_at_period_end=raw["cancel_at_period_end"],
+        cancel_reason=raw["cancel_reason"],
+    )
 
 
 def subscription_from_json(raw: dict[str, Any]) -> SubscriptionRecord:
@@ -213,6 +256,7 @@ def subscription_from_json(raw: dict[str, Any]) -> SubscriptionRecord:
         BillingInterval(raw["billing_interval"]),
         SubscriptionStatus(raw["status"]),
         raw["revision"],
+        lifecycle_from_json(raw.get("lifecycle")),
     )
 
 

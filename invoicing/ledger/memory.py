@@ -13,7 +13,7 @@ from typing import Any
 
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import Invoice, LineType
-from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus, lifecycle_of
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
 from invoicing.ledger.json_codec import plan_to_json, subscription_to_json, terms_from_json, terms_to_json
@@ -142,7 +142,9 @@ class MemoryLedgerSession:
         subscription: Subscription,
         plan_version: int | None = None,
         status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+        lifecycle: Lifecycle | None = None,
     ) -> SubscriptionRecord:
+        life = lifecycle_of(subscription) if lifecycle is None else lifecycle
         plan = self.get_plan(subscription.tenant_id, subscription.plan_code, plan_version)
         if plan is None:
             version = "" if plan_version is None else f" version {plan_version}"
@@ -153,10 +155,15 @@ class MemoryLedgerSession:
         if stored is not None:
             if stored.subscription.tenant_id != subscription.tenant_id:
                 raise InvalidValue("tenant_id", f"subscription {subscription.id} belongs to another tenant")
-            if (stored.subscription, stored.plan_version, stored.status) == (subscription, plan.version, status):
+            if (stored.subscription, stored.plan_version, stored.status, stored.lifecycle) == (
+                subscription,
+                plan.version,
+                status,
+                life,
+            ):
                 return stored
         revision = 1 if stored is None else stored.revision + 1
-        record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision)
+        record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision, life)
         self.state.subscriptions[subscription.id] = record
         self.add_outbox(OutboxMessage(CATALOG_SUBSCRIPTIONS, subscription.id, subscription_to_json(record)))
         return record

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Row, and_, func, select, tuple_
+from sqlalchemy import Row, and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from invoicing.engine.credit import CreditNote, CreditType, InvoiceBalance, credit_invoice
@@ -41,6 +42,30 @@ def _newest() -> Any:
 
 def _stored_plan(row: Row[Any]) -> StoredPlan:
     return StoredPlan(row.tenant_id, plan_from_json(row.snapshot), utc(row.created_at), row.version == row.newest)
+
+
+def status_is(status: SubscriptionStatus, now: datetime) -> Any:
+    """Rows whose status at ``now`` is ``status``: ``invoicing.engine.subscriptions.status_at`` in SQL
+    (``effective_at`` may be NULL, so NULLs are tested explicitly)."""
+    s = t.subscriptions.c
+    written = s.status
+    took_effect = and_(s.cancel_at.is_not(None), s.cancel_at <= now)
+    canceled = or_(took_effect, and_(s.cancel_at.is_(None), written == "CANCELED"))
+    expired_before = and_(s.cancel_at.is_(None), written == "TRIAL_EXPIRED")
+    going = and_(~canceled, written != "PAST_DUE", ~expired_before)
+    trial_over = and_(s.trial_end_at.is_not(None), s.trial_end_at <= now)
+    expired = and_(trial_over, ~s.trial_cut, ~s.has_payment_method)
+    match status:
+        case SubscriptionStatus.CANCELED:
+            return canceled
+        case SubscriptionStatus.PAST_DUE:
+            return and_(~canceled, written == "PAST_DUE")
+        case SubscriptionStatus.TRIALING:
+            return and_(going, s.trial_end_at.is_not(None), s.trial_end_at > now)
+        case SubscriptionStatus.TRIAL_EXPIRED:
+            return or_(expired_before, and_(going, expired))
+        case SubscriptionStatus.ACTIVE:
+            return and_(going, or_(s.trial_end_at.is_(None), and_(trial_over, ~expired)))
 
 
 class PostgresApiLedger:
@@ -97,14 +122,21 @@ class PostgresApiLedger:
         plan_code: str | None,
         after: str | None,
         limit: int,
+        now: datetime,
     ) -> list[SubscriptionRecord]:
         table = t.subscriptions
         with self.ledger.session() as session:
             query = session._subscription_query().where(table.c.tenant_id == tenant_id)
             if status is not None:
-                query = query.where(table.c.status == str(status.value))
+                query = query.where(status_is(status, now))
             if plan_code is not None:
-                query = query.where(table.c.plan_code == plan_code)
+                pending = table.c.effective_at > now
+                query = query.where(
+                    or_(
+                        and_(table.c.previous_plan_code.is_not(None), pending, table.c.previous_plan_code == plan_code),
+                        and_(or_(table.c.previous_plan_code.is_(None), ~pending), table.c.plan_code == plan_code),
+                    )
+                )
             if after is not None:
                 query = query.where(table.c.id > after)
             rows = session.db.execute(query.order_by(table.c.id).limit(limit)).all()

@@ -3,12 +3,13 @@ change announced on its ``catalog.*`` topic through the outbox in the same trans
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, Select, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from invoicing.engine.subscriptions import Subscription, SubscriptionStatus
+from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus, lifecycle_of
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger import tables as t
 from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
@@ -25,6 +26,10 @@ from invoicing.ports import OutboxMessage, SubscriptionRecord, TermsRecord
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.periods import BillingInterval
+
+
+def _instant(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
 
 
 class PostgresCatalogSession(PostgresSessionBase):
@@ -88,7 +93,19 @@ class PostgresCatalogSession(PostgresSessionBase):
             coupon_code=row.coupon_code,
         )
         interval, status = BillingInterval(row.billing_interval), SubscriptionStatus(row.status)
-        return SubscriptionRecord(subscription, row.plan_version, interval, status, row.revision)
+        lifecycle = Lifecycle(
+            effective_at=_instant(row.effective_at),
+            previous_plan_code=row.previous_plan_code,
+            previous_plan_version=row.previous_plan_version,
+            plan_changed_at=_instant(row.plan_changed_at),
+            trial_end_at=_instant(row.trial_end_at),
+            trial_cut=row.trial_cut,
+            cancel_at=_instant(row.cancel_at),
+            canceled_at=_instant(row.canceled_at),
+            cancel_at_period_end=row.cancel_at_period_end,
+            cancel_reason=row.cancel_reason,
+        )
+        return SubscriptionRecord(subscription, row.plan_version, interval, status, row.revision, lifecycle)
 
     def _subscription_query(self) -> Select[Any]:
         interval = t.plans.c.snapshot["billing_interval"].as_string().label("billing_interval")
@@ -108,11 +125,14 @@ class PostgresCatalogSession(PostgresSessionBase):
         subscription: Subscription,
         plan_version: int | None = None,
         status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+        lifecycle: Lifecycle | None = None,
     ) -> SubscriptionRecord:
         """Create or change a subscription on a saved plan version (the newest when None) and
         announce it on ``catalog.subscriptions`` in this transaction; saving what is stored
         already changes and announces nothing. Concurrent changes of one subscription take turns
-        (a row lock), so its revisions and messages follow commit order."""
+        (a row lock), so its revisions and messages follow commit order. Without ``lifecycle``
+        the revision takes effect when read, with the trial's nominal end."""
+        life = lifecycle_of(subscription) if lifecycle is None else lifecycle
         plan = self.get_plan(subscription.tenant_id, subscription.plan_code, plan_version)
         if plan is None:
             version = "" if plan_version is None else f" version {plan_version}"
@@ -132,6 +152,16 @@ class PostgresCatalogSession(PostgresSessionBase):
             "has_payment_method": subscription.has_payment_method,
             "coupon_code": subscription.coupon_code,
             "status": str(status.value),
+            "effective_at": life.effective_at,
+            "previous_plan_code": life.previous_plan_code,
+            "previous_plan_version": life.previous_plan_version,
+            "plan_changed_at": life.plan_changed_at,
+            "trial_end_at": life.trial_end_at,
+            "trial_cut": life.trial_cut,
+            "cancel_at": life.cancel_at,
+            "canceled_at": life.canceled_at,
+            "cancel_at_period_end": life.cancel_at_period_end,
+            "cancel_reason": life.cancel_reason,
         }
         for _ in range(2):  # a concurrent creation of the same id: the second pass finds its row
             query = self._subscription_query().where(t.subscriptions.c.id == subscription.id)
@@ -140,7 +170,12 @@ class PostgresCatalogSession(PostgresSessionBase):
                 stored = self._subscription(current)
                 if stored.subscription.tenant_id != subscription.tenant_id:
                     raise InvalidValue("tenant_id", f"subscription {subscription.id} belongs to another tenant")
-                if (stored.subscription, stored.plan_version, stored.status) == (subscription, plan.version, status):
+                if (stored.subscription, stored.plan_version, stored.status, stored.lifecycle) == (
+                    subscription,
+                    plan.version,
+                    status,
+                    life,
+                ):
                     return stored
                 revision = stored.revision + 1
                 self.db.execute(
@@ -160,7 +195,7 @@ class PostgresCatalogSession(PostgresSessionBase):
                 break
         else:  # pragma: no cover - the row existed on the second pass
             raise AssertionError(f"subscription {subscription.id} neither found nor inserted")
-        record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision)
+        record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision, life)
         self.add_outbox(OutboxMessage(CATALOG_SUBSCRIPTIONS, subscription.id, subscription_to_json(record)))
         return record
 

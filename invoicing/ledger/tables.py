@@ -59,6 +59,17 @@ subscriptions = Table(
     Column("status", String, nullable=False),
     Column("revision", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # the lifecycle (invoicing.engine.subscriptions.Lifecycle, migration 0006)
+    Column("effective_at", DateTime(timezone=True)),
+    Column("plan_changed_at", DateTime(timezone=True)),
+    Column("trial_end_at", DateTime(timezone=True)),
+    Column("cancel_at", DateTime(timezone=True)),
+    Column("canceled_at", DateTime(timezone=True)),
+    Column("previous_plan_code", String),
+    Column("previous_plan_version", Integer),
+    Column("trial_cut", Boolean, nullable=False, server_default=text("false")),
+    Column("cancel_at_period_end", Boolean, nullable=False, server_default=text("false")),
+    Column("cancel_reason", String),
     ForeignKeyConstraint(
         ["tenant_id", "plan_code", "plan_version"],
         ["plans.tenant_id", "plans.code", "plans.version"],
@@ -66,6 +77,7 @@ subscriptions = Table(
     ),
 )
 Index("subscriptions_by_tenant", subscriptions.c.tenant_id)
+Index("subscriptions_by_tenant_cancel", subscriptions.c.tenant_id, subscriptions.c.cancel_at)
 
 # A tenant's terms (metrics, tax rules, coupons) as ``terms_to_json`` (invoicing/ledger/json_codec.py):
 # JSONB, since only the order of its lists matters; each change bumps ``revision`` and is announced

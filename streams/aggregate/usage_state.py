@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streams.kafka.consumers import record_messages, topic_reader
+from streams.kafka.consumers import read_ranges, topic_reader
 from streams.kafka.topics import ensure_topics
 from streams.operators.dedup import DedupEntry
 from streams.operators.windows import BUCKET_MS, Granularity, WindowAccumulator, WindowKey
@@ -282,7 +282,8 @@ def topic_id(config: dict[str, Any], topic: str) -> str:
 
 
 def read_changelog(config: dict[str, Any], topic: str, partition: int, start: int) -> Iterator[tuple[int, Record]]:
-    """The committed records of one changelog partition from ``start`` to its current end."""
+    """The committed records of one changelog partition from ``start`` to its current end; raises
+    TimeoutError when the broker stops answering."""
     settings = {**config, "auto.offset.reset": "earliest", "fetch.max.bytes": 52_428_800}
     consumer = topic_reader(config["bootstrap.servers"], f"{topic}-restore", settings)
     try:
@@ -291,38 +292,24 @@ def read_changelog(config: dict[str, Any], topic: str, partition: int, start: in
         begin = max(start, low)
         if begin >= high:
             return
-        consumer.assign([TopicPartition(topic, partition, begin)])
-        while True:
-            for message in record_messages(consumer.consume(10_000, timeout=1.0)):
-                offset, key = message.offset(), message.key()
-                assert offset is not None and key is not None  # a data record of a compacted topic
-                yield offset, (key, message.value())
-            position = consumer.position([TopicPartition(topic, partition)])[0].offset
-            if position >= high:
-                return
+        for message in read_ranges(consumer, {(topic, partition): (begin, high)}):
+            offset, key = message.offset(), message.key()
+            assert offset is not None and key is not None  # a data record of a compacted topic
+            yield offset, (key, message.value())
     finally:
         consumer.close()
 
 
 def read_source(
-    config: dict[str, Any], topic: str, partition: int, start: int, end: int
+    config: dict[str, Any], topic: str, partition: int, start: int, end: int, timeout_s: float = 30.0
 ) -> Iterator[tuple[int, bytes | None, bytes | None, int | None]]:
     """Source messages ``[start, end)`` of one partition (offset, key, value, timestamp), to fill a
     gap Faust left: messages it dropped at a rebalance, or offsets it committed ahead of a batch
-    that never became durable."""
-    consumer = topic_reader(config["bootstrap.servers"], f"{topic}-gap", {**config, "auto.offset.reset": "earliest"})
+    that never became durable. Raises TimeoutError when the broker stops answering."""
+    consumer = topic_reader(config["bootstrap.servers"], f"{topic}-gap", config)
     try:
-        consumer.assign([TopicPartition(topic, partition, start)])
-        while True:
-            position = consumer.position([TopicPartition(topic, partition)])[0].offset
-            if position >= end:
-                return
-            for message in record_messages(consumer.consume(1000, timeout=1.0)):
-                offset = message.offset()
-                assert offset is not None
-                if offset >= end:
-                    return
-                kind, timestamp = message.timestamp()
-                yield offset, message.key(), message.value(), timestamp if kind else None
+        for message in read_ranges(consumer, {(topic, partition): (start, end)}, timeout_s):
+            kind, timestamp = message.timestamp()
+            yield message.offset() or 0, message.key(), message.value(), timestamp if kind else None
     finally:
         consumer.close()

@@ -10,15 +10,16 @@ Two roles:
   only (``read_committed``) and is told when it reaches the end of a partition.
 
 A service that consumes in batches has ``run_once`` and ``close``; :func:`run_until_stopped` is
-the loop around them.
+the loop around them. :func:`read_ranges` reads fixed offset ranges with a topic reader (a gap the
+worker must fill, a topic to rebuild from, a test's look at what was committed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 GROUP_MEMBER: Final[Mapping[str, Any]] = {
     "enable.auto.commit": False,
@@ -53,6 +54,42 @@ def record_messages(batch: Sequence[Message]) -> list[Message]:
         elif error.code() != KafkaError._PARTITION_EOF:
             raise KafkaException(error)
     return kept
+
+
+def read_ranges(
+    consumer: Consumer, ranges: Mapping[tuple[str, int], tuple[int, int]], timeout_s: float = 30.0
+) -> Iterator[Message]:
+    """The committed records of each (topic, partition) at offsets ``[start, end)``, in offset
+    order within a partition, read with ``consumer`` (a topic reader, which this assigns).
+
+    A partition is done when a record at or past its end arrives or the reader reaches the end
+    of what is committed there (the rest of the range, if any, is transaction markers or aborted
+    records). Raises TimeoutError when nothing arrives for ``timeout_s`` before every range is
+    read (a broker gone away), rather than waiting forever."""
+    pending = {where: end for where, (start, end) in ranges.items() if end > start}
+    consumer.assign([TopicPartition(topic, partition, ranges[(topic, partition)][0]) for topic, partition in pending])
+    while pending:
+        batch = consumer.consume(num_messages=10_000, timeout=timeout_s)
+        if not batch:
+            raise TimeoutError(f"{sorted(pending)} did not reach their end offsets within {timeout_s:g}s")
+        for message in batch:
+            where = (message.topic() or "", message.partition() or 0)
+            end = pending.get(where)
+            if end is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(error)
+                del pending[where]
+                continue
+            offset = message.offset() or 0
+            if offset >= end:
+                del pending[where]
+                continue
+            yield message
+            if offset + 1 >= end:
+                del pending[where]
 
 
 class BatchService(Protocol):

@@ -34,6 +34,7 @@ from confluent_kafka.cimpl import NewTopic
 from invoicing.ledger.catalog import CATALOG_PLANS as CATALOG_PLANS
 from invoicing.ledger.catalog import CATALOG_SUBSCRIPTIONS as CATALOG_SUBSCRIPTIONS
 from invoicing.ledger.catalog import CATALOG_TERMS as CATALOG_TERMS
+from invoicing.ledger.subscription_events import SUBSCRIPTION_EVENTS as SUBSCRIPTION_EVENTS
 
 USAGE_EVENTS: Final = "usage.events"
 """Raw usage from producers: one ``UsageEvent`` or a ``UsageEventBatch`` per message."""
@@ -68,7 +69,7 @@ OUTBOX_PROGRESS: Final = "outbox.progress"
 CATALOG_TOPICS: Final[tuple[str, ...]] = (CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS)
 """Plan versions (key ``tenant_id/plan_code/version``), subscriptions (key ``subscription_id``) and
 tenants' terms (key ``tenant_id``), published from the ledger's outbox (invoicing/ledger/catalog.py)."""
-OUTBOX_TOPICS: Final[tuple[str, ...]] = (INVOICE_FINALIZED, *CATALOG_TOPICS)
+OUTBOX_TOPICS: Final[tuple[str, ...]] = (INVOICE_FINALIZED, SUBSCRIPTION_EVENTS, *CATALOG_TOPICS)
 """The topics the ledger's outbox writes to."""
 COMPACTED_TOPICS: Final[tuple[str, ...]] = (*CATALOG_TOPICS, OUTBOX_PROGRESS)
 
@@ -80,6 +81,7 @@ TOPIC_CONFIG: Final[Mapping[str, Mapping[str, str]]] = {
     **{name: {"cleanup.policy": "delete"} for name in PIPELINE_TOPICS},
     **{name: {"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)} for name in DLQ_TOPICS},
     **{name: {"cleanup.policy": "compact"} for name in COMPACTED_TOPICS},
+    SUBSCRIPTION_EVENTS: {"cleanup.policy": "delete"},
 }
 """Per-topic configuration at creation; usage is kept the broker's default time, dead letters a year."""
 

@@ -1,6 +1,7 @@
 """BillingService reads over the wire: the billing periods of the subscription's calendar, the
 finalized ones INVOICED with their invoice id, the current one OPEN; the prepaid credit balance;
-errors name the field; another tenant's subscription is NOT_FOUND; the RPCs not served say why."""
+errors name the field; another tenant's subscription is NOT_FOUND (the trial's RPCs:
+test_api_trial.py)."""
 
 from __future__ import annotations
 
@@ -113,12 +114,9 @@ def test_billing_errors(subscribed: Api) -> None:
         billing(api).ListBillingPeriods, B.ListBillingPeriodsRequest(subscription_id="sub_1"), metadata=api.auth()
     )
     assert (code, details.split(":")[0]) == (grpc.StatusCode.FAILED_PRECONDITION, "subscription_id")
-    for call, request in (
-        (billing(api).GetTrialStatus, B.GetTrialStatusRequest(subscription_id="sub_1")),
-        (billing(api).OnSubscriptionCreated, B.OnSubscriptionCreatedRequest(subscription_id="sub_1")),
-        (billing(api).RecordUsage, B.RecordUsageRequest(subscription_id="sub_1")),
-    ):
-        assert status_of(call, request, metadata=api.auth())[0] == grpc.StatusCode.UNIMPLEMENTED
+    # without a trial: its status says so, and needs no usage store
+    status = billing(api).GetTrialStatus(B.GetTrialStatusRequest(subscription_id="sub_1"), metadata=api.auth())
+    assert (status.trial_status.enabled, status.trial_status.HasField("trial_balance")) == (False, False)
 
 
 def billing_calls(api: Api) -> list[tuple[Any, Any]]:
@@ -127,4 +125,10 @@ def billing_calls(api: Api) -> list[tuple[Any, Any]]:
         (billing(api).GetCurrentBillingPeriod, B.GetCurrentBillingPeriodRequest(subscription_id="sub_1")),
         (billing(api).ListBillingPeriods, B.ListBillingPeriodsRequest(subscription_id="sub_1")),
         (billing(api).GetBalance, B.GetBalanceRequest(subscription_id="sub_1")),
+        (billing(api).GetTrialStatus, B.GetTrialStatusRequest(subscription_id="sub_1")),
+        (billing(api).OnSubscriptionCreated, B.OnSubscriptionCreatedRequest(subscription_id="sub_1")),
+        (
+            billing(api).RecordUsage,
+            B.RecordUsageRequest(subscription_id="sub_1", metric_code="api_calls", quantity="1", idempotency_key="k"),
+        ),
     ]

@@ -1,7 +1,8 @@
 """SubscriptionService over the wire: a create is idempotent on its id, a trial's dates are the
 engine's, lists page and filter, a cancel or a plan change is saved through the catalog's path
-(its ``catalog.subscriptions`` outbox message in the same transaction), and what is not built (a
-cancel at period end or at an instant) answers UNIMPLEMENTED instead of pretending."""
+(its ``catalog.subscriptions`` outbox message in the same transaction). The lifecycle (cancels at
+period end or at an instant, scheduled plan changes, statuses on the test clock, the
+``subscription.events`` events) is tested in test_api_lifecycle.py."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_a_create_is_saved_with_its_trial_and_replayed_by_its_id(api: Api) -> No
         "sub_1",
         "t1",
         "pro@1",
-        S.SUBSCRIPTION_STATUS_TRIALING,
+        S.SUBSCRIPTION_STATUS_ACTIVE,  # the trial ended on Feb 14, before the clock's Mar 10
     )
     assert created.start_at.ToDatetime(tzinfo=UTC) == start
     assert created.trial_end_at.ToDatetime(tzinfo=UTC) == datetime(2026, 2, 14, 10, 0, 0, 123456, tzinfo=UTC)
@@ -135,28 +136,35 @@ def test_list_filters_and_pages_by_id(api: Api) -> None:
 
 
 @pytest.mark.usefixtures("plans")
-def test_a_cancel_now_is_saved_once_and_other_cancels_are_not_built(api: Api) -> None:
+def test_a_cancel_now_is_saved_once_and_replayed(api: Api) -> None:
     create(api, id="sub_1")
-    request = S.CancelSubscriptionRequest(id="sub_1")
+    request = S.CancelSubscriptionRequest(id="sub_1", reason="too expensive")
     canceled = api.subscriptions.CancelSubscription(request, metadata=api.auth()).subscription
     assert canceled.status == S.SUBSCRIPTION_STATUS_CANCELED
+    assert (canceled.cancel_at, canceled.canceled_at, canceled.cancel_reason) == (at(NOW), at(NOW), "too expensive")
     assert api.subscriptions.CancelSubscription(request, metadata=api.auth()).subscription == canceled
     assert outbox_keys(api) == ["sub_1", "sub_1"]  # created, canceled; the second cancel changes nothing
-    create(api, id="sub_2")
-    for bad in (
-        S.CancelSubscriptionRequest(id="sub_2", at_period_end=True),
-        S.CancelSubscriptionRequest(id="sub_2", effective_at=at(NOW)),
-    ):
-        assert (
-            status_of(api.subscriptions.CancelSubscription, bad, metadata=api.auth())[0]
-            == grpc.StatusCode.UNIMPLEMENTED
-        )
-    code, details = status_of(
-        api.subscriptions.CancelSubscription, S.CancelSubscriptionRequest(id="sub_2", reason="x"), metadata=api.auth()
+    other = S.CancelSubscriptionRequest(id="sub_1", at_period_end=True, reason="too expensive")
+    assert status_of(api.subscriptions.CancelSubscription, other, metadata=api.auth()) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "id: subscription 'sub_1' was canceled at 2026-03-10T12:00:00Z",
     )
-    assert (code, details) == (INVALID, "reason: is not stored by this server yet")
+    create(api, id="sub_2")
+    for bad, message in (
+        (S.CancelSubscriptionRequest(id="sub_2", reason="x" * 501), "reason: must be at most 500 characters, got 501"),
+        (
+            S.CancelSubscriptionRequest(id="sub_2", at_period_end=True, effective_at=at(NOW)),
+            "effective_at: must be unset when at_period_end is true",
+        ),
+        (
+            S.CancelSubscriptionRequest(id="sub_2", effective_at=at(datetime(2026, 3, 1, tzinfo=UTC))),
+            "effective_at: 2026-03-01T00:00:00Z is before now (2026-03-10T12:00:00Z)",
+        ),
+    ):
+        assert status_of(api.subscriptions.CancelSubscription, bad, metadata=api.auth()) == (INVALID, message)
     sub_2 = api.subscriptions.GetSubscription(S.GetSubscriptionRequest(id="sub_2"), metadata=api.auth()).subscription
-    assert sub_2.status == S.SUBSCRIPTION_STATUS_ACTIVE
+    assert sub_2.status == S.SUBSCRIPTION_STATUS_ACTIVE and not sub_2.HasField("cancel_at")
+    assert outbox_keys(api) == ["sub_1", "sub_1", "sub_2"]
 
 
 @pytest.mark.usefixtures("plans")
@@ -180,8 +188,9 @@ def test_a_plan_change_now_moves_the_subscription_to_the_newest_version(api: Api
         INVALID,
         "new_plan_code: no plan 'gold'",
     )
-    later = S.ChangeSubscriptionPlanRequest(id="sub_1", new_plan_code="pro", effective_at=at(NOW))
-    assert status_of(change, later, metadata=api.auth())[0] == grpc.StatusCode.UNIMPLEMENTED
+    again = S.ChangeSubscriptionPlanRequest(id="sub_1", new_plan_code="team")
+    assert change(again, metadata=api.auth()).subscription == changed  # on it already: a replay
+    assert outbox_keys(api) == ["sub_1", "sub_1"]
     api.subscriptions.CancelSubscription(S.CancelSubscriptionRequest(id="sub_1"), metadata=api.auth())
     ended = S.ChangeSubscriptionPlanRequest(id="sub_1", new_plan_code="pro")
     assert status_of(change, ended, metadata=api.auth())[0] == grpc.StatusCode.FAILED_PRECONDITION

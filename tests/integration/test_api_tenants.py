@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import descriptor_pool
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
@@ -37,6 +38,7 @@ from tests.integration.test_api_usage import summary, usage
 
 pytestmark = pytest.mark.integration
 NOT_FOUND, UNAUTHENTICATED = grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED
+LATER = Timestamp(seconds=1_775_001_600)  # 2026-04-01T00:00:00Z, after the test clock's now
 
 
 @pytest.fixture
@@ -70,6 +72,12 @@ def served_calls(api: Api, invoice_id: str = "1") -> list[tuple[Any, Any]]:
         (api.subscriptions.ListSubscriptions, S.ListSubscriptionsRequest()),
         (api.subscriptions.CancelSubscription, S.CancelSubscriptionRequest(id="sub_1")),
         (api.subscriptions.ChangeSubscriptionPlan, S.ChangeSubscriptionPlanRequest(id="sub_1", new_plan_code="pro")),
+        (api.subscriptions.CancelSubscription, S.CancelSubscriptionRequest(id="sub_1", at_period_end=True)),
+        (api.subscriptions.CancelSubscription, S.CancelSubscriptionRequest(id="sub_1", effective_at=LATER)),
+        (
+            api.subscriptions.ChangeSubscriptionPlan,
+            S.ChangeSubscriptionPlanRequest(id="sub_1", new_plan_code="pro", effective_at=LATER),
+        ),
         (api.invoices.GetInvoice, I.GetInvoiceRequest(id=invoice_id)),
         (api.invoices.ListInvoices, I.ListInvoicesRequest()),
         (tax.ListTaxRules, T.ListTaxRulesRequest()),
@@ -154,15 +162,18 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
                 "FinalizeInvoice",
                 "OpenBilling",
                 "CloseBilling",
+                "OnSubscription",
+                "RecordUsage",
             )
         )
     ]
     # GetPlan, GetPlanByCode, GetSubscription, Cancel, ChangeSubscriptionPlan, GetInvoice, the
     # engine's RunProration, ApplyDiscount, ApplyTax, ApplyCredit, RateSubscription,
     # GenerateInvoiceForSubscription (a dry run and a stored one), GetUsageSummary, ListUsage, IngestUsage,
-    # GetCurrentBillingPeriod, ListBillingPeriods, GetBalance, BuildChargesFromRating, BuildInvoice,
-    # FinalizeInvoice, OpenBillingPeriod and CloseBillingPeriod
-    assert len(by_id) == 24
+    # GetCurrentBillingPeriod, ListBillingPeriods, GetBalance, GetTrialStatus, OnSubscriptionCreated,
+    # RecordUsage, BuildChargesFromRating, BuildInvoice, FinalizeInvoice, OpenBillingPeriod and
+    # CloseBillingPeriod; Cancel at period end and at an instant, and a plan change at an instant
+    assert len(by_id) == 30
     for call, request in by_id:
         code, details = status_of(call, request, metadata=t2)
         assert code == NOT_FOUND, (call, details)

@@ -125,3 +125,50 @@ def test_ops_script_restarts_a_broker_with_its_data(tmp_path: Path) -> None:
     finally:
         subprocess.run([*script, "stop", "--dir", directory], check=True, capture_output=True)
     assert ops_kafka.KafkaBroker(directory).pid() is None
+
+
+def test_read_ranges_reads_exact_offset_ranges_and_never_hangs(kafka_broker: Broker) -> None:
+    """The one reader of fixed ranges (the worker's gaps and changelogs, rebuild-usage, the tests):
+    exactly [start, end) per partition, skipping an aborted transaction's records and markers, done
+    at the end of what is committed, and a broker that does not answer raises instead of hanging."""
+    import time
+
+    from confluent_kafka import KafkaException
+
+    from streams.kafka.consumers import read_ranges, topic_reader
+
+    topic = kafka_broker.new_topic("ranges", partitions=2)
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "transactional.id": topic})
+    producer.init_transactions(30)
+    for partition in (0, 1):
+        producer.begin_transaction()
+        for n in range(10):
+            producer.produce(topic, value=f"p{partition}-{n}".encode(), partition=partition)
+        producer.commit_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"aborted", partition=1)
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"p1-after", partition=1)
+    producer.commit_transaction(30)
+
+    def read(ranges: dict[tuple[str, int], tuple[int, int]]) -> list[tuple[int, int, bytes | None]]:
+        consumer = topic_reader(kafka_broker.bootstrap, f"{topic}-reader")
+        try:
+            return [(m.partition() or 0, m.offset() or 0, m.value()) for m in read_ranges(consumer, ranges, 10)]
+        finally:
+            consumer.close()
+
+    assert read({(topic, 0): (2, 5)}) == [(0, 2, b"p0-2"), (0, 3, b"p0-3"), (0, 4, b"p0-4")]
+    # p1: 10 records, a commit marker, the aborted record and its marker, then one more record
+    whole = read({(topic, 0): (0, 1_000), (topic, 1): (0, 1_000)})
+    assert [v for p, _, v in whole if p == 1] == [f"p1-{n}".encode() for n in range(10)] + [b"p1-after"]
+    assert len([v for p, _, v in whole if p == 0]) == 10
+    assert read({(topic, 0): (5, 5)}) == []
+
+    nobody = topic_reader("127.0.0.1:9", "no-broker", {"socket.connection.setup.timeout.ms": 1000})
+    started = time.monotonic()
+    with pytest.raises((TimeoutError, KafkaException)):
+        list(read_ranges(nobody, {(topic, 0): (0, 10)}, timeout_s=2))
+    nobody.close()
+    assert time.monotonic() - started < 30

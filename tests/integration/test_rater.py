@@ -25,6 +25,7 @@ from billing.simulate import Simulation, load_scenario
 from billing.simulate.kafka import KafkaRun, usage_worker
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.render import invoice_to_dict
+from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
 from schemas import avro_codec
@@ -150,6 +151,15 @@ def test_the_rater_on_a_set_clock_gives_the_invoices_of_simulate(
     assert got == _unnumbered(expected)
     numbers = sorted(str(i.invoice_number) for i in _finalized(ledger, scenario.tenant_id))
     assert numbers == sorted(str(i.invoice_number) for i in expected)
+    if name == "16_trial_balance_used_up":
+        # the rater wrote the trial's early end on the ledger's subscription: its status is read
+        # true (ACTIVE from then on, as the invoices have it), not TRIALING until the nominal end
+        (sub,) = scenario.subscriptions
+        (trial,) = [i for i in expected if i.subscription_id == sub.id]
+        with ledger.session() as session:
+            record = session.get_subscription(sub.id)
+        assert record is not None and record.lifecycle.trial_end_at == trial.period.end
+        assert record.status_at(scenario.run_until) is SubscriptionStatus.ACTIVE
 
 
 def _wait_finalized(ledger: PostgresLedger, tenant_id: str, due: int, rater: Rater, invoices: InvoiceWorker) -> None:

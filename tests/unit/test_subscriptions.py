@@ -9,14 +9,17 @@ from fractions import Fraction
 import pytest
 
 from invoicing.engine.subscriptions import (
+    Lifecycle,
     Subscription,
     SubscriptionStatus,
     cancel,
     change_plan,
     close_due,
+    cycle_at,
     end_trial,
     late_usage_period,
     open_cycle,
+    status_at,
 )
 from rating.catalog import Plan
 from rating.errors import InvalidValue
@@ -175,3 +178,63 @@ def test_late_usage_of_an_ended_subscription_is_invoiced_at_the_next_boundary_of
 def test_only_an_ended_subscription_has_adjustment_invoices() -> None:
     with pytest.raises(InvalidValue):
         late_usage_period(open_cycle(sub(), PRO), utc(2026, 3, 1), timedelta(0))
+
+
+@pytest.mark.parametrize(
+    ("written", "lifecycle", "has_card", "now", "expected"),
+    [
+        # a trial: TRIALING until its end, then ACTIVE with a card, TRIAL_EXPIRED without
+        (SubscriptionStatus.TRIALING, Lifecycle(trial_end_at=utc(2026, 1, 15)), True, utc(2026, 1, 14), "TRIALING"),
+        (SubscriptionStatus.TRIALING, Lifecycle(trial_end_at=utc(2026, 1, 15)), True, utc(2026, 1, 15), "ACTIVE"),
+        (
+            SubscriptionStatus.TRIALING,
+            Lifecycle(trial_end_at=utc(2026, 1, 15)),
+            False,
+            utc(2026, 1, 15),
+            "TRIAL_EXPIRED",
+        ),
+        # a plan change cut the trial: ACTIVE, even without a card
+        (
+            SubscriptionStatus.ACTIVE,
+            Lifecycle(trial_end_at=utc(2026, 1, 5), trial_cut=True),
+            False,
+            utc(2026, 2, 1),
+            "ACTIVE",
+        ),
+        # a cancel takes effect at its instant, not when asked
+        (SubscriptionStatus.CANCELED, Lifecycle(cancel_at=utc(2026, 2, 1)), True, utc(2026, 1, 31), "ACTIVE"),
+        (SubscriptionStatus.CANCELED, Lifecycle(cancel_at=utc(2026, 2, 1)), True, utc(2026, 2, 1), "CANCELED"),
+        # written before instants were kept: as written
+        (SubscriptionStatus.CANCELED, Lifecycle(), True, utc(2026, 1, 2), "CANCELED"),
+        (SubscriptionStatus.PAST_DUE, Lifecycle(), True, utc(2026, 1, 2), "PAST_DUE"),
+        (SubscriptionStatus.PAST_DUE, Lifecycle(cancel_at=utc(2026, 1, 2)), True, utc(2026, 1, 2), "CANCELED"),
+    ],
+)
+def test_the_status_follows_the_lifecycle_instants(
+    written: SubscriptionStatus, lifecycle: Lifecycle, has_card: bool, now: datetime, expected: str
+) -> None:
+    assert status_at(written, sub(has_payment_method=has_card), lifecycle, now) == SubscriptionStatus(expected)
+
+
+def test_the_cycle_at_an_instant_runs_from_the_start_or_the_latest_plan_change() -> None:
+    assert cycle_at(sub(start_at=JAN1), PRO, None, utc(2026, 3, 10)).period == Period(utc(2026, 3, 1), utc(2026, 4, 1))
+    changed = cycle_at(sub(start_at=JAN1), PRO, utc(2026, 1, 11), utc(2026, 3, 10))
+    assert changed.period == Period(utc(2026, 2, 11), utc(2026, 3, 11))
+    trial = cycle_at(sub(start_at=JAN1, trial_days=14), PRO, None, utc(2026, 1, 3))
+    assert trial.is_trial and trial.period == Period(JAN1, utc(2026, 1, 15))
+
+
+def test_a_trial_canceled_at_its_end_bills_nothing_after_it() -> None:
+    trial = open_cycle(sub(start_at=JAN1, trial_days=14), PRO)
+    _, pending = cancel(trial, utc(2026, 1, 3), at_period_end=True)
+    closed, after = close_due(pending)
+    assert closed.is_trial and after.period is None and after.status is SubscriptionStatus.CANCELED
+
+
+def test_periods_are_anchored_at_a_plan_change_or_where_a_trial_balance_ran_out() -> None:
+    trial = sub(start_at=JAN1, trial_days=14)
+    assert Lifecycle(trial_end_at=utc(2026, 1, 15)).anchor(trial, utc(2026, 2, 1)) is None  # nominal end
+    ran_out = Lifecycle(trial_end_at=utc(2026, 1, 4))
+    assert ran_out.anchor(trial, utc(2026, 1, 3)) is None and ran_out.anchor(trial, utc(2026, 2, 1)) == utc(2026, 1, 4)
+    cut = Lifecycle(trial_end_at=utc(2026, 1, 6), trial_cut=True, plan_changed_at=utc(2026, 1, 6))
+    assert cut.anchor(trial, utc(2026, 1, 5)) is None and cut.anchor(trial, utc(2026, 1, 6)) == utc(2026, 1, 6)

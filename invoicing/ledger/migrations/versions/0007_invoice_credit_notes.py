@@ -3,7 +3,7 @@ notes taken off ``amount_due``) and ``amount_refunded`` (REFUND notes returned o
 both in the invoice's minor units and zero for every invoice stored before.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -27,7 +27,7 @@ SUBSCRIPTION_STATUS_CANCELED: SubscriptionStatus
 SUBSCRIPTION_STATUS_TRIAL_EXPIRED: SubscriptionStatus
 
 class Subscription(_message.Message):
-    __slots__ = ("id", "tenant_id", "plan_code", "plan_id", "plan_version", "status", "auto_renew", "allow_overage_billing", "timezone", "region_code", "coupon_code", "has_payment_method", "start_at", "current_period_start", "current_period_end", "trial_start_at", "trial_end_at", "cancel_at", "canceled_at", "metadata", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "plan_code", "plan_id", "plan_version", "status", "auto_renew", "allow_overage_billing", "timezone", "region_code", "coupon_code", "has_payment_method", "start_at", "current_period_start", "current_period_end", "trial_start_at", "trial_end_at", "cancel_at", "canceled_at", "metadata", "created_at", "updated_at", "cancel_at_period_end", "cancel_reason", "scheduled_plan_code", "scheduled_plan_version", "scheduled_change_at")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,11 @@ class Subscription(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_AT_PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_PLAN_CODE_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_CHANGE_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     plan_code: str
@@ -79,7 +84,12 @@ class Subscription(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_code: _Optional[str] = ..., plan_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., status: _Optional[_Union[SubscriptionStatus, str]] = ..., auto_renew: _Optional[bool] = ..., allow_overage_billing: _Optional[bool] = ..., timezone: _Optional[str] = ..., region_code: _Optional[str] = ..., coupon_code: _Optional[str] = ..., has_payment_method: _Optional[bool] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trial_start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trial_end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cancel_at_period_end: bool
+    cancel_reason: str
+    scheduled_plan_code: str
+    scheduled_plan_version: int
+    scheduled_change_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., plan_code: _Optional[str] = ..., plan_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., status: _Optional[_Union[SubscriptionStatus, str]] = ..., auto_renew: _Optional[bool] = ..., allow_overage_billing: _Optional[bool] = ..., timezone: _Optional[str] = ..., region_code: _Optional[str] = ..., coupon_code: _Optional[str] = ..., has_payment_method: _Optional[bool] = ..., start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trial_start_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trial_end_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canceled_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at_period_end: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., scheduled_plan_code: _Optional[str] = ..., scheduled_plan_version: _Optional[int] = ..., scheduled_change_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SubscriptionCreatedEvent(_message.Message):
     __slots__ = ("subscription_id", "tenant_id", "plan_code", "trial_days", "occurred_at")
