@@ -87,7 +87,8 @@ class Customer:
 
 @dataclass(frozen=True, slots=True)
 class PrintedLine:
-    """One charge line as printed; ``details`` are its exact breakdown (tiers, proration)."""
+    """One charge line as printed; ``details`` are its exact breakdown (tiers, proration);
+    ``tiered`` when tiers price it (graduated or volume: no one unit price)."""
 
     type: str
     description: str
@@ -95,6 +96,7 @@ class PrintedLine:
     unit_price: str
     amount: str
     details: tuple[str, ...] = ()
+    tiered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +226,9 @@ def _details(line: InvoiceLineItem, text: MoneyText, currency: str) -> tuple[str
         tier += 1
     if "proration" in meta:
         details.append(f"prorated {meta['proration']} of the period")
-    if "period_start" in meta and line.type == LineType.ADJUSTMENT:
-        details.append(f"late usage of the period from {meta['period_start']}")
+    if line.type == LineType.ADJUSTMENT and "billed_quantity" in meta:
+        now, before = text.number(Decimal(meta["quantity"])), text.number(Decimal(meta["billed_quantity"]))
+        details.append(f"{now} now, {before} billed before")
     return tuple(details)
 
 
@@ -247,6 +250,7 @@ def _charge(line: InvoiceLineItem, text: MoneyText, currency: str) -> PrintedLin
         "" if line.unit_price is None else text.price(line.unit_price, currency),
         text.money(line.amount),
         _details(line, text, currency),
+        "tier_1_units" in line.metadata,
     )
 
 

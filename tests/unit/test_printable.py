@@ -105,6 +105,7 @@ def test_printable_figures_of_a_finalized_invoice() -> None:
         ("1", "$49.00", "$49.00"),
         ("12,345.5", "", "$21.17"),
     ]
+    assert [line.tiered for line in printed.lines] == [False, True]
     assert printed.lines[1].details == (
         "1,000 included",
         "tier 1: 10,000 × $0.002",
@@ -133,6 +134,33 @@ def test_a_tax_inclusive_invoice_says_its_tax_is_included() -> None:
     assert printed.tax_inclusive and printed.total == f"Rp{NBSP}6.315"
     # a period cut inside the local day prints its instants
     assert printed.period_start == "1 Jan 2026 17:00 UTC"
+
+
+def test_a_late_usage_line_says_what_was_billed_before() -> None:
+    late = {"period_start": "2026-01-01T00:00:00Z", "quantity": "1500", "billed_quantity": "1200"}
+    line = InvoiceLineItem(
+        LineType.ADJUSTMENT, "Late usage: api_calls", Money(60, "USD"), Decimal(300), None, "api", late
+    )
+    invoice = finalize(
+        compose_invoice(
+            tenant_id="t1",
+            subscription_id="sub_a",
+            plan_code="pro",
+            period=Period(datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)),
+            currency="USD",
+            charges=[line],
+            coupon=None,
+            tax_rules=(),
+            tax_inclusive=False,
+            credit_available=Money(0, "USD"),
+        ),
+        8,
+        datetime(2026, 3, 1, tzinfo=UTC),
+    )
+    printed = printable_invoice(invoice, TenantProfile.unnamed("t1"), Customer("sub_a"))
+    assert printed.lines[0].details == ("1,500 now, 1,200 billed before",)
+    assert (printed.lines[0].unit_price, printed.lines[0].tiered, printed.taxes) == ("", False, ())
+    assert (printed.period_start, printed.period_end, printed.amount_due) == ("Feb 1, 2026", "Feb 28, 2026", "$0.60")
 
 
 def test_a_draft_does_not_print() -> None:
