@@ -29,7 +29,7 @@ from rating.periods import zone
 DEFAULT_LOCALE = "en"
 _LETTER_THEN_DIGIT = re.compile(r"(?<=[A-Za-z])(?=[0-9])")
 """CLDR's currency spacing, which Babel leaves out: a symbol ending in a letter is set apart from
-the digits after it by a no-break space (``IDR 1,500``, ``Rp 1.500``, ``US$ 4.90`` stays ``US$4,90``)."""
+the digits after it by a no-break space (``IDR 1,500``, ``Rp 1.500``; ``$1.00``, ``US$4,90`` stay)."""
 MAX_ADDRESS = 1000
 """Characters of a seller's address (lines included)."""
 
