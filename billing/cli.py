@@ -309,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     from billing.api.command import add_apikey_command, add_serve_command
     from billing.catalog_cli import add_catalog_command
     from billing.dlq import add_dlq_command
+    from billing.pdf.command import add_invoices_command
     from billing.produce import add_produce_command
     from billing.publish.command import add_relay_command
     from billing.rate.command import add_rater_command
@@ -330,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_rebuild_command,
         add_serve_command,
         add_apikey_command,
+        add_invoices_command,
         _add_explain,
         _add_query,
     ):

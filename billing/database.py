@@ -5,7 +5,9 @@ under a data directory. No ClickHouse client is imported here, so the ledger-onl
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from invoicing.ledger.embedded import embedded_database_url
@@ -23,3 +25,21 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def ledger_engine(data_dir: Path, pool_size: int = 5) -> Any:
+    """An engine on the migrated ledger (``ledger_url``); an unreachable server is one line on
+    stderr and exit status 1."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from invoicing.ledger.postgres import migrate
+
+    url = ledger_url(data_dir)
+    try:
+        migrate(url)
+    except OperationalError as error:
+        reason = str(error.orig).splitlines()[0] if error.orig is not None else str(error)
+        print(f"error: the ledger's PostgreSQL does not answer: {reason}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size)

@@ -20,6 +20,7 @@ from invoicing.engine.payments import (
     ProviderRefund,
     RefundRequest,
 )
+from invoicing.engine.printable import TenantProfile
 from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus, status_at
 from invoicing.engine.terms import BillingTerms
 from rating.catalog import Aggregation, Plan
@@ -276,6 +277,22 @@ class ApiLedger(Protocol):
         limit: int,
     ) -> list[StoredInvoice]:
         """Invoices by id (the order they were stored)."""
+        ...
+
+
+class InvoiceDocuments(Protocol):
+    """What an invoice's PDF reads: the invoice, its subscription (the customer) and the seller
+    (the tenant's profile, which is also written here)."""
+
+    def invoice(self, tenant_id: str, invoice_id: int) -> StoredInvoice | None: ...
+    def numbered(self, invoice_number: str, tenant_id: str | None) -> list[StoredInvoice]:
+        """The invoices of that number: the tenant's one, or each tenant's when None."""
+        ...
+
+    def subscription(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
+    def profile(self, tenant_id: str) -> TenantProfile | None: ...
+    def save_profile(self, profile: TenantProfile) -> None:
+        """Create or replace the tenant's profile."""
         ...
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -118,7 +119,12 @@ def api_usage(engine: Engine, chdb_client: Any, clickhouse_db: str) -> Iterator[
     yield from serving(engine, ClickHouseUsageStore(chdb_client, clickhouse_db))
 
 
-def serving(engine: Engine, usage: ClickHouseUsageStore | None, recorder: UsageRecorder | None = None) -> Iterator[Api]:
+def serving(
+    engine: Engine,
+    usage: ClickHouseUsageStore | None,
+    recorder: UsageRecorder | None = None,
+    pdf_dir: Path | None = None,
+) -> Iterator[Api]:
     ledger = PostgresLedger(engine)
     with ledger.session() as session:
         for tenant in TENANTS:
@@ -129,7 +135,13 @@ def serving(engine: Engine, usage: ClickHouseUsageStore | None, recorder: UsageR
     reader = None if usage is None else StoreUsageReader(usage)
     log = None if usage is None else ClickHouseEventLog(usage.client, usage.db)
     server = ApiServer(
-        engine, clock=clock, usage=reader, events=log, usage_problem="none in this test", recorder=recorder
+        engine,
+        clock=clock,
+        usage=reader,
+        events=log,
+        usage_problem="none in this test",
+        recorder=recorder,
+        pdf_dir=pdf_dir,
     )
     port = server.start(0)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")

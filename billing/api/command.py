@@ -41,6 +41,11 @@ def add_serve_command(commands: Any) -> None:
     serve.add_argument(
         "--webhooks-host", default="127.0.0.1", help="address the webhooks port binds (default loopback only)"
     )
+    serve.add_argument(
+        "--pdf-dir",
+        default=None,
+        help="where GetInvoicePdf writes the PDFs it draws; its answer is their path (default DATA_DIR/invoice-pdfs)",
+    )
     from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(serve)
@@ -69,20 +74,9 @@ def add_apikey_command(commands: Any) -> None:
 
 def _engine(data_dir: str, pool_size: int = 5) -> Any:
     """An engine on the migrated ledger; an unreachable server is one line and status 1."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import OperationalError
+    from billing.database import ledger_engine
 
-    from billing.database import ledger_url
-    from invoicing.ledger.postgres import migrate
-
-    url = ledger_url(Path(data_dir))
-    try:
-        migrate(url)
-    except OperationalError as error:
-        reason = str(error.orig).splitlines()[0] if error.orig is not None else str(error)
-        print(f"error: the ledger's PostgreSQL does not answer: {reason}", file=sys.stderr)
-        raise SystemExit(1) from None
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size)
+    return ledger_engine(Path(data_dir), pool_size)
 
 
 def _tls(cert: str | None, key: str | None) -> tuple[bytes, bytes] | None:
@@ -163,7 +157,13 @@ def run_serve(args: argparse.Namespace) -> int:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         recorder = None if not bootstrap else KafkaRecorder(bootstrap)
         server = ApiServer(
-            engine, max_workers=args.workers, usage=reader, events=log, usage_problem=problem, recorder=recorder
+            engine,
+            max_workers=args.workers,
+            usage=reader,
+            events=log,
+            usage_problem=problem,
+            recorder=recorder,
+            pdf_dir=Path(args.pdf_dir or Path(args.data_dir) / "invoice-pdfs"),
         )
         if args.metrics_port:
             from streams.metrics import serve as serve_metrics

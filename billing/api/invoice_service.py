@@ -1,11 +1,13 @@
 """``smallbiznis.invoice.v1.InvoiceService``: the ledger's invoices, read-only. An invoice's ``id``
 is the ledger's row id. Tax lines are in ``line_items`` (type TAX, rate and region in their
-metadata); the ``taxes`` breakdown is not filled."""
+metadata); the ``taxes`` breakdown is not filled. GetInvoicePdf draws the invoice (billing/pdf/)
+into the server's PDF directory and answers its path."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,6 +23,9 @@ from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_gr
 MAX_ID = 2**63 - 1
 Generate = Callable[[str, invoice_pb2.GenerateInvoiceForSubscriptionRequest, Any], invoice_pb2.Invoice]
 """The invoice of the tenant's request (billing/api/generate.py); aborts the call on errors."""
+WritePdf = Callable[[str, int], Path | None]
+"""The path of the tenant's invoice's freshly drawn PDF, None when the tenant has no such invoice
+(billing/pdf/documents.py InvoicePdfFiles.write); raises BillingError when it cannot be drawn."""
 
 
 def _metadata(values: dict[str, Any]) -> dict[str, str]:
@@ -82,10 +87,19 @@ def draft_message(invoice: Invoice, invoice_id: str = "") -> invoice_pb2.Invoice
     return message
 
 
+def _invoice_id(text: str, context: Any) -> int | None:
+    """The ledger id a request names; None when it names none (NOT_FOUND, as for another tenant's)."""
+    if not text:
+        wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "id: is required")
+    number = int(text) if text.isdigit() and len(text) <= 19 else None
+    return None if number is None or number > MAX_ID else number
+
+
 class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
-    def __init__(self, api: ApiLedger, generate: Generate | None = None) -> None:
+    def __init__(self, api: ApiLedger, generate: Generate | None = None, write_pdf: WritePdf | None = None) -> None:
         self.api = api
         self.generate = generate
+        self.write_pdf = write_pdf
 
     def GenerateInvoiceForSubscription(
         self, request: invoice_pb2.GenerateInvoiceForSubscriptionRequest, context: Any
@@ -99,13 +113,28 @@ class InvoiceServicer(invoice_pb2_grpc.InvoiceServiceServicer):
 
     def GetInvoice(self, request: invoice_pb2.GetInvoiceRequest, context: Any) -> invoice_pb2.GetInvoiceResponse:
         tenant = wire.tenant(context)
-        if not request.id:
-            wire.abort(context, grpc.StatusCode.INVALID_ARGUMENT, "id: is required")
-        number = int(request.id) if request.id.isdigit() and len(request.id) <= 19 else None
-        stored = None if number is None or number > MAX_ID else self.api.invoice(tenant, number)
+        number = _invoice_id(request.id, context)
+        stored = None if number is None else self.api.invoice(tenant, number)
         if stored is None:
             wire.abort(context, grpc.StatusCode.NOT_FOUND, f"id: no invoice {request.id!r}")
         return invoice_pb2.GetInvoiceResponse(invoice=invoice_message(stored))
+
+    def GetInvoicePdf(
+        self, request: invoice_pb2.GetInvoicePdfRequest, context: Any
+    ) -> invoice_pb2.GetInvoicePdfResponse:
+        """The invoice drawn anew; ``pdf_url`` is its path on the server (no ``expires_at``: the
+        file stays until the next request for it replaces it)."""
+        tenant = wire.tenant(context)
+        number = _invoice_id(request.id, context)
+        if self.write_pdf is None:
+            wire.abort(context, grpc.StatusCode.UNAVAILABLE, "this server has no PDF directory (serve --pdf-dir)")
+        path = None
+        if number is not None:
+            with wire.errors_as_status(context, grpc.StatusCode.FAILED_PRECONDITION):
+                path = self.write_pdf(tenant, number)
+        if path is None:
+            wire.abort(context, grpc.StatusCode.NOT_FOUND, f"id: no invoice {request.id!r}")
+        return invoice_pb2.GetInvoicePdfResponse(pdf_url=str(path))
 
     def ListInvoices(self, request: invoice_pb2.ListInvoicesRequest, context: Any) -> invoice_pb2.ListInvoicesResponse:
         tenant = wire.tenant(context, request.tenant_id)

@@ -9,6 +9,7 @@ would start and silently share it instead of failing.
 from __future__ import annotations
 
 from concurrent import futures
+from pathlib import Path
 from typing import Final
 
 import grpc
@@ -32,9 +33,11 @@ from billing.api.tax_service import TaxServicer
 from billing.api.usage_access import ServedRating, SharedUsage
 from billing.api.usage_service import UsageServicer
 from billing.clock import Clock, SystemClock
+from billing.pdf.documents import InvoicePdfFiles, InvoicePdfs
 from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ledger.postgres_api import PostgresApiLedger
+from invoicing.ledger.postgres_documents import PostgresInvoiceDocuments
 from invoicing.ports import UsageReader
 from schemas.generated.smallbiznis.billing.v1 import billing_pb2, billing_pb2_grpc
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2, credit_pb2_grpc
@@ -69,7 +72,8 @@ def _address(host: str, port: int) -> str:
 class ApiServer:
     """The served services on a migrated ledger database (``engine``), the usage store (``usage``
     and ``events``; None when it could not be opened, ``usage_problem`` saying why: the RPCs reading
-    usage then answer UNAVAILABLE) and Kafka (``recorder``; None: IngestUsage is UNAVAILABLE)."""
+    usage then answer UNAVAILABLE), Kafka (``recorder``; None: IngestUsage is UNAVAILABLE) and the
+    directory GetInvoicePdf draws into (``pdf_dir``; None: it answers UNAVAILABLE)."""
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class ApiServer:
         events: EventLog | None = None,
         usage_problem: str = "no usage store was given",
         recorder: UsageRecorder | None = None,
+        pdf_dir: Path | None = None,
     ) -> None:
         ledger = PostgresLedger(engine)
         api = PostgresApiLedger(ledger)
@@ -101,8 +106,9 @@ class ApiServer:
         shared = None if usage is None else SharedUsage(usage, events)
         log = None if shared is None or events is None else shared
         generate = GenerateInvoice(ledger, api, shared, usage_problem, now)
+        pdfs = None if pdf_dir is None else InvoicePdfFiles(InvoicePdfs(PostgresInvoiceDocuments(ledger)), pdf_dir)
         invoice_pb2_grpc.add_InvoiceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            InvoiceServicer(api, generate), self.server
+            InvoiceServicer(api, generate, None if pdfs is None else pdfs.write), self.server
         )
         tax_pb2_grpc.add_TaxServiceServicer_to_server(TaxServicer(ledger), self.server)  # type: ignore[no-untyped-call]
         credit_pb2_grpc.add_CreditServiceServicer_to_server(  # type: ignore[no-untyped-call]

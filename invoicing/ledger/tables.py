@@ -91,6 +91,20 @@ tenant_terms = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )
 
+# The seller on a tenant's invoice PDFs (invoicing/engine/printable.py TenantProfile); ``template``
+# is the tenant's own Jinja2 HTML template, NULL for the built-in one (billing/pdf/).
+tenant_profiles = Table(
+    "tenant_profiles",
+    metadata,
+    Column("tenant_id", String, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("tax_id", String, nullable=False),
+    Column("locale", String, nullable=False),
+    Column("template", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+)
+
 invoices = Table(
     "invoices",
     metadata,

@@ -30,14 +30,14 @@ class FixedUsage:
         return [USAGE[request.metric_code] for request in requests]
 
 
-def invoice_periods(api: Api, subscription_id: str, periods: int) -> None:
+def invoice_periods(api: Api, subscription_id: str, periods: int, tenant: str = "t1") -> None:
     """Finalize the subscription's first ``periods`` periods through the ledger, as the invoicer does."""
     with api.ledger.session() as session:
         record = session.get_subscription(subscription_id)
         assert record is not None
-        plan = session.get_plan("t1", record.subscription.plan_code, record.plan_version)
+        plan = session.get_plan(tenant, record.subscription.plan_code, record.plan_version)
     assert plan is not None
-    service = InvoiceService(api.ledger, FixedUsage(), terms("t1"))
+    service = InvoiceService(api.ledger, FixedUsage(), terms(tenant))
     cycle = open_cycle(record.subscription, plan)
     for _ in range(periods):
         closed, cycle = close_due(cycle)
