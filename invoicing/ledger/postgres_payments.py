@@ -207,7 +207,7 @@ class PostgresPayments:
         if subscription_id is not None:
             query = query.where(t.payment_methods.c.subscription_id == subscription_id)
         with self._session() as session:
-            rows = session.db.execute(query.order_by(t.payment_methods.c.created_at, t.payment_methods.c.id)).all()
+            rows = session.db.execute(query.order_by(t.payment_methods.c.position)).all()
         return [_method(row) for row in rows]
 
     # -- invoices and attempts -------------------------------------------------------------------
@@ -384,9 +384,7 @@ class PostgresPayments:
                 )
                 .values(attempt_id=attempt.id)
             )
-            if event.amount is not None and event.status is AttemptStatus.SUCCEEDED and event.amount != attempt.amount:
-                raise InvalidValue("amount", f"the event pays {event.amount}, the attempt charged {attempt.amount}")
-            self._apply(session, attempt, event.status, event.charge_reference, event.failure_reason, event, now)
+            self._apply(session, attempt, event.status, event.charge_reference, event.failure_reason, event.amount, now)
             return True
 
     def _apply(
@@ -396,11 +394,12 @@ class PostgresPayments:
         status: AttemptStatus,
         reference: str | None,
         failure: str | None,
-        event: PaymentEvent | None,
+        paid: Money | None,
         now: datetime,
     ) -> PaymentAttempt:
         """Move the attempt to ``status`` if that is a move forward (else nothing changes) and do
-        what the move means: SUCCEEDED pays the invoice, FAILED schedules the retry or, when the
+        what the move means: SUCCEEDED pays the invoice (``paid``, what the provider says was paid,
+        else the attempt's amount: a transfer short of it is a partial payment), FAILED schedules the retry or, when the
         schedule is used up, makes the subscription PAST_DUE."""
         db = session.db
         invoice = _invoice(
@@ -421,7 +420,7 @@ class PostgresPayments:
         changed = replace(attempt, status=status, provider_reference=reference or attempt.provider_reference)
         terms = self._terms(session, attempt.tenant_id)
         if status is AttemptStatus.SUCCEEDED:
-            self._pay(session, invoice, changed, now)
+            self._pay(session, invoice, changed, paid or changed.amount, now)
         elif status is AttemptStatus.FAILED:
             values["failure_code"] = "declined"
             values["failure_message"] = failure or "the provider declined the charge"
@@ -453,9 +452,14 @@ class PostgresPayments:
         return changed
 
     def _pay(
-        self, session: PostgresLedgerSession, invoice: PayableInvoice, attempt: PaymentAttempt, now: datetime
+        self,
+        session: PostgresLedgerSession,
+        invoice: PayableInvoice,
+        attempt: PaymentAttempt,
+        amount: Money,
+        now: datetime,
     ) -> None:
-        paid = apply_payment(Payable(invoice.status, invoice.amount_paid, invoice.amount_due), attempt.amount)
+        paid = apply_payment(Payable(invoice.status, invoice.amount_paid, invoice.amount_due), amount)
         session.db.execute(
             t.invoices.update()
             .where(t.invoices.c.id == invoice.id)
@@ -472,7 +476,7 @@ class PostgresPayments:
             invoice,
             attempt,
             now,
-            {"invoice_status": str(paid.status), "amount_due": paid.amount_due.amount},
+            {"invoice_status": str(paid.status), "amount_paid": amount.amount, "amount_due": paid.amount_due.amount},
         )
         record = session.get_subscription(invoice.subscription_id)
         if record is not None and record.status is SubscriptionStatus.PAST_DUE:

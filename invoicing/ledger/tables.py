@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -210,6 +211,7 @@ payment_methods = Table(
     "payment_methods",
     metadata,
     Column("id", String, primary_key=True),
+    Column("position", BigInteger, Identity(), nullable=False),  # the order methods were attached in
     Column("tenant_id", String, nullable=False),
     Column("subscription_id", String, ForeignKey("subscriptions.id"), nullable=False),
     Column("provider", String, nullable=False),

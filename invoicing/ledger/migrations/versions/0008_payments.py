@@ -22,6 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "payment_methods",
         sa.Column("id", sa.String, primary_key=True),
+        sa.Column("position", sa.BigInteger, sa.Identity(), nullable=False),
         sa.Column("tenant_id", sa.String, nullable=False),
         sa.Column("subscription_id", sa.String, sa.ForeignKey("subscriptions.id"), nullable=False),
         sa.Column("provider", sa.String, nullable=False),
