@@ -20,6 +20,7 @@ log = logging.getLogger("billing.payments")
 
 def run_payments(args: Any) -> int:
     from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
 
     from billing.clock import FileClock, SystemClock
     from billing.database import ledger_url
@@ -46,7 +47,12 @@ def run_payments(args: Any) -> int:
         )
         return 2
     url = ledger_url(Path(args.data_dir or ".data/ledger"))
-    migrate(url)
+    try:
+        migrate(url)
+    except OperationalError as error:
+        reason = str(error.orig).splitlines()[0] if error.orig is not None else str(error)
+        print(f"error: the ledger's PostgreSQL does not answer: {reason}", file=sys.stderr)
+        return 1
     engine = create_engine(url, pool_pre_ping=True)
     clock = FileClock(args.clock_file) if args.clock_file else SystemClock()
     metrics = PaymentMetrics()

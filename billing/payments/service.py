@@ -173,8 +173,7 @@ class PaymentWorker:
         report.canceled = self.payments.cancel_lapsed(now)
         metrics = self.service.metrics
         counts = self.payments.overdue_counts()
-        for labels in list(metrics.overdue._metrics):  # tenants no longer overdue read 0
-            metrics.overdue.labels(*labels).set(0)
+        metrics.overdue.clear()  # a tenant with nothing overdue any more is not left at its old count
         for tenant, count in counts.items():
             metrics.overdue.labels(tenant=tenant).set(count)
         metrics.last_pass.set(now.timestamp())

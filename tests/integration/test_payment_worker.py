@@ -151,6 +151,16 @@ def test_the_worker_command_runs_a_pass_and_says_what_it_did(
     )
     assert (bare.returncode, bare.stdout) == (2, "")
     assert "no payment provider is configured" in bare.stderr and "Traceback" not in bare.stderr
+    unreachable = {**env, "DATABASE_URL": "postgresql+psycopg://billing@127.0.0.1:9/ledger"}
+    down = subprocess.run(
+        [sys.executable, "-m", "billing.cli", "worker", "--role", "payments", "--once"],
+        env=unreachable,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert down.stderr.startswith("error: the ledger's PostgreSQL does not answer")
 
 
 def test_paid_at_is_the_instant_of_the_success(pay_api: Api, dummy: DummyProvider) -> None:
