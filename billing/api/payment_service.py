@@ -16,8 +16,7 @@ import grpc
 from billing.api import wire
 from billing.payments.service import PaymentService
 from invoicing.engine.lifecycle import TransitionRefused
-from invoicing.engine.payments import PaymentAttempt, PaymentMethod, PaymentMethodType, ProviderName
-from invoicing.ledger.postgres_payments import NoPaymentMethod
+from invoicing.engine.payments import NoPaymentMethod, PaymentAttempt, PaymentMethod, PaymentMethodType, ProviderName
 from rating.errors import BillingError, InvalidValue, UnknownReference
 from rating.limits import MAX_KEY, MAX_TEXT, bounded_text
 from schemas.generated.smallbiznis.payment.v1 import payment_pb2, payment_pb2_grpc

@@ -24,6 +24,7 @@ from billing.payments.metrics import PaymentMetrics
 from invoicing.engine.model import InvoiceStatus
 from invoicing.engine.payments import (
     AttemptStatus,
+    Charge,
     ChargeRequest,
     PaymentAttempt,
     PaymentEvent,
@@ -31,8 +32,7 @@ from invoicing.engine.payments import (
     ProviderName,
     RefundRequest,
 )
-from invoicing.ledger.postgres_payments import Charge, PostgresPayments
-from invoicing.ports import PaymentProvider, ProviderUnavailable
+from invoicing.ports import PaymentLedger, PaymentProvider, ProviderUnavailable
 from rating.errors import InvalidValue, UnknownReference
 
 log = logging.getLogger("billing.payments")
@@ -47,7 +47,7 @@ class PaymentService:
 
     def __init__(
         self,
-        payments: PostgresPayments,
+        payments: PaymentLedger,
         providers: Mapping[ProviderName, PaymentProvider],
         now: Callable[[], datetime],
         metrics: PaymentMetrics | None = None,
@@ -132,7 +132,7 @@ class PaymentSettlementService:
     """The PaymentSettlement port: verified provider events applied once (the webhook endpoint
     calls this)."""
 
-    payments: PostgresPayments
+    payments: PaymentLedger
     now: Callable[[], datetime]
 
     def settle(self, event: PaymentEvent) -> bool:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from invoicing.engine.model import InvoiceStatus
+from rating.errors import InvalidValue
 from rating.money import Money
 
 
@@ -142,3 +144,31 @@ def attempt_transition(current: AttemptStatus, target: AttemptStatus) -> bool:
     """Whether ``current`` → ``target`` is a move forward; the same status again is no move
     (a repeated word), and a move backwards is refused by the caller ignoring it."""
     return target in ATTEMPT_TRANSITIONS[current]
+
+
+class NoPaymentMethod(InvalidValue):
+    """A charge without a method named and none set as the subscription's default."""
+
+
+@dataclass(frozen=True, slots=True)
+class PayableInvoice:
+    """What a charge needs of an invoice (the ledger's id, its number and its amounts)."""
+
+    id: int
+    tenant_id: str
+    subscription_id: str
+    invoice_number: str
+    status: InvoiceStatus
+    amount_paid: Money
+    amount_due: Money
+    issued_at: datetime | None
+    paid_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """An attempt to send to its provider: the attempt, its invoice and its method."""
+
+    attempt: PaymentAttempt
+    invoice: PayableInvoice
+    method: PaymentMethod

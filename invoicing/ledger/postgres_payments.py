@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -39,6 +39,9 @@ from invoicing.engine.lifecycle import (
 from invoicing.engine.model import InvoiceStatus
 from invoicing.engine.payments import (
     AttemptStatus,
+    Charge,
+    NoPaymentMethod,
+    PayableInvoice,
     PaymentAttempt,
     PaymentEvent,
     PaymentMethod,
@@ -59,34 +62,6 @@ from rating.money import Money
 
 PAYMENT_EVENTS: Final = "payment.events"
 """PaymentSucceeded, PaymentFailed, PaymentRefunded and InvoiceOverdue, keyed by invoice number."""
-
-
-class NoPaymentMethod(InvalidValue):
-    """A charge without a method named and none set as the subscription's default."""
-
-
-@dataclass(frozen=True, slots=True)
-class PayableInvoice:
-    """What a charge needs of an invoice."""
-
-    id: int
-    tenant_id: str
-    subscription_id: str
-    invoice_number: str
-    status: InvoiceStatus
-    amount_paid: Money
-    amount_due: Money
-    issued_at: datetime | None
-    paid_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """An attempt to send to its provider: the attempt, its invoice and its method."""
-
-    attempt: PaymentAttempt
-    invoice: PayableInvoice
-    method: PaymentMethod
 
 
 def _method(row: Row[Any]) -> PaymentMethod:
@@ -148,8 +123,8 @@ def _attempt(row: Row[Any]) -> PaymentAttempt:
 
 
 class PostgresPayments:
-    """Payment methods, attempts and settlement on a PostgresLedger; ``now`` is passed in by the
-    caller (the service's clock), never read here."""
+    """The PaymentLedger port on a PostgresLedger; ``now`` is passed in by the caller (the
+    service's clock), never read here."""
 
     def __init__(self, ledger: PostgresLedger) -> None:
         self.ledger = ledger
