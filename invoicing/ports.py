@@ -175,10 +175,12 @@ class StoredPlan:
 
 @dataclass(frozen=True, slots=True)
 class StoredInvoice:
-    """An invoice and the ledger's id of it (what ``GetInvoice`` takes)."""
+    """An invoice and the ledger's id of it (what ``GetInvoice`` takes), and when a payment left
+    nothing due on it."""
 
     id: int
     invoice: Invoice
+    paid_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

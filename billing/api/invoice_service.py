@@ -43,7 +43,10 @@ def _line(invoice_id: str, line: InvoiceLineItem) -> invoice_pb2.InvoiceLineItem
 
 
 def invoice_message(stored: StoredInvoice) -> invoice_pb2.Invoice:
-    return draft_message(stored.invoice, str(stored.id))
+    message = draft_message(stored.invoice, str(stored.id))
+    if stored.paid_at is not None:
+        message.paid_at.CopyFrom(wire.timestamp(stored.paid_at))
+    return message
 
 
 def draft_message(invoice: Invoice, invoice_id: str = "") -> invoice_pb2.Invoice:

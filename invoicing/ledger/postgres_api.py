@@ -134,7 +134,10 @@ class PostgresApiLedger:
         with self.ledger.session() as session:
             rows = session.db.execute(select(t.invoices).where(where).order_by(t.invoices.c.id).limit(limit)).all()
             invoices = session._invoices(rows)
-        return [StoredInvoice(int(row.id), invoice) for row, invoice in zip(rows, invoices, strict=True)]
+        return [
+            StoredInvoice(int(row.id), invoice, None if row.paid_at is None else utc(row.paid_at))
+            for row, invoice in zip(rows, invoices, strict=True)
+        ]
 
     # -- credit notes ------------------------------------------------------------------------------
 

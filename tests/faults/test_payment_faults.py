@@ -171,3 +171,11 @@ def test_a_partial_payment_leaves_the_rest_due_and_the_next_charge_takes_it(pay_
     assert (rest.attempt_number, rest.amount.units, rest.status) == (2, 610, PM.PAYMENT_ATTEMPT_STATUS_SUCCEEDED)
     row = invoice_row(pay_api.engine, invoice.id)
     assert (row.status, row.amount_paid, row.amount_due) == ("PAID", 1110, 0)
+
+
+def test_payment_events_go_to_a_topic_the_relay_creates() -> None:
+    from invoicing.ledger.postgres_payments import PAYMENT_EVENTS as WRITTEN
+    from streams.kafka.topics import OUTBOX_TOPICS, PAYMENT_EVENTS, topic_config
+
+    assert WRITTEN == PAYMENT_EVENTS and PAYMENT_EVENTS in OUTBOX_TOPICS
+    assert topic_config(PAYMENT_EVENTS) == {"cleanup.policy": "delete"}  # events, not state: never compacted

@@ -14,6 +14,7 @@ import pytest
 from billing.payments.providers.dummy import DummyProvider
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2 as C
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2_grpc
+from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2 as I
 from schemas.generated.smallbiznis.payment.v1 import payment_pb2 as PM
 from tests.api_harness import NOW, Api, status_of
 from tests.payments_harness import (
@@ -63,6 +64,9 @@ def test_a_charge_of_the_default_method_pays_the_invoice_and_announces_it(pay_ap
     assert attempt.provider_transaction_id.startswith("dummy_ch_")
     row = invoice_row(pay_api.engine, invoice.id)
     assert (row.status, row.amount_paid, row.amount_due, row.paid_at) == ("PAID", 1110, 0, NOW)
+    read = pay_api.invoices.GetInvoice(I.GetInvoiceRequest(id=invoice.id), metadata=pay_api.auth()).invoice
+    assert (read.status, read.amount_paid.units, read.amount_due.units) == (I.INVOICE_STATUS_PAID, 1110, 0)
+    assert read.paid_at.ToDatetime(tzinfo=UTC) == NOW
     (event,) = outbox(pay_api.engine)
     assert (event["type"], event["invoice_number"], event["amount"], event["invoice_status"]) == (
         "PaymentSucceeded",
