@@ -397,7 +397,7 @@ class PostgresPayments:
         if status is AttemptStatus.SUCCEEDED:
             self._pay(session, invoice, changed, paid or changed.amount, now)
         elif status is AttemptStatus.FAILED:
-            values["failure_code"] = "declined"
+            values["failure_code"] = (failure or "declined").split(":")[0][:64]
             values["failure_message"] = failure or "the provider declined the charge"
             failed = 1 + int(
                 db.execute(
@@ -416,7 +416,10 @@ class PostgresPayments:
             retry = next_retry_at(now if first is None else utc(first), failed, terms)
             values["next_retry_at"] = retry
             changed = replace(
-                changed, failure_code="declined", failure_message=values["failure_message"], next_retry_at=retry
+                changed,
+                failure_code=values["failure_code"],
+                failure_message=values["failure_message"],
+                next_retry_at=retry,
             )
             self._announce(session, "PaymentFailed", invoice, changed, now, {"next_retry_at": retry and rfc3339(retry)})
             if retry is None:
@@ -434,24 +437,43 @@ class PostgresPayments:
         amount: Money,
         now: datetime,
     ) -> None:
-        paid = apply_payment(Payable(invoice.status, invoice.amount_paid, invoice.amount_due), amount)
-        session.db.execute(
-            t.invoices.update()
-            .where(t.invoices.c.id == invoice.id)
-            .values(
-                status=str(paid.status),
-                amount_paid=paid.amount_paid.amount,
-                amount_due=paid.amount_due.amount,
-                paid_at=now if paid.status is InvoiceStatus.PAID else None,
+        """Apply what the invoice can take of ``amount``; the rest (the invoice was paid or voided
+        meanwhile, or the customer sent more than due) becomes the subscription's prepaid balance,
+        a BALANCE credit note that the next invoices use, so no money received is ever lost."""
+        due = invoice.amount_due if invoice.status in PAYABLE else Money.zero(amount.currency)
+        applied = Money(min(amount.amount, max(due.amount, 0)), amount.currency)
+        status, amount_due = invoice.status, invoice.amount_due
+        if applied.amount > 0:
+            paid = apply_payment(Payable(invoice.status, invoice.amount_paid, invoice.amount_due), applied)
+            status, amount_due = paid.status, paid.amount_due
+            session.db.execute(
+                t.invoices.update()
+                .where(t.invoices.c.id == invoice.id)
+                .values(
+                    status=str(paid.status),
+                    amount_paid=paid.amount_paid.amount,
+                    amount_due=paid.amount_due.amount,
+                    paid_at=now if paid.status is InvoiceStatus.PAID else None,
+                )
             )
-        )
+        surplus = amount - applied
+        if surplus.amount > 0:
+            reason = f"payment {attempt.idempotency_key} above what invoice {invoice.invoice_number} had due"
+            session.add_credit_note(
+                CreditNote(invoice.subscription_id, CreditType.BALANCE, surplus, now, reason, invoice.invoice_number)
+            )
         self._announce(
             session,
             "PaymentSucceeded",
             invoice,
             attempt,
             now,
-            {"invoice_status": str(paid.status), "amount_paid": amount.amount, "amount_due": paid.amount_due.amount},
+            {
+                "invoice_status": str(status),
+                "amount_paid": applied.amount,
+                "amount_due": amount_due.amount,
+                "credited": surplus.amount,
+            },
         )
         record = session.get_subscription(invoice.subscription_id)
         if record is not None and record.status is SubscriptionStatus.PAST_DUE:

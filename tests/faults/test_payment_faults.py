@@ -173,6 +173,22 @@ def test_a_partial_payment_leaves_the_rest_due_and_the_next_charge_takes_it(pay_
     assert (row.status, row.amount_paid, row.amount_due) == ("PAID", 1110, 0)
 
 
+def test_money_the_invoice_cannot_take_becomes_prepaid_balance(pay_api: Api, dummy: DummyProvider) -> None:
+    """A transfer above what is due, and a success reported for an invoice paid meanwhile: the
+    invoice takes what it can, the rest is the subscription's balance; nothing received is lost."""
+    attach(pay_api, "sub_2", "tok_processing")
+    invoice = invoices_of(pay_api, "sub_2")[0]
+    attempt = charge(pay_api, invoice.id)
+    settlement = PaymentSettlementService(payments(pay_api), pay_api.clock.now)
+    assert settlement.settle(success("evt_more", None, attempt.provider_transaction_id, amount=2000)) is True
+    row = invoice_row(pay_api.engine, invoice.id)
+    assert (row.status, row.amount_paid, row.amount_due) == ("PAID", 1110, 0)
+    with pay_api.ledger.session() as session:
+        assert session.credit_balance("sub_2", "USD") == Money(890, "USD")
+    (event,) = [e for e in outbox(pay_api.engine) if e["type"] == "PaymentSucceeded"]
+    assert (event["amount_paid"], event["credited"], event["invoice_status"]) == (1110, 890, "PAID")
+
+
 def test_payment_events_go_to_a_topic_the_relay_creates() -> None:
     from invoicing.ledger.postgres_payments import PAYMENT_EVENTS as WRITTEN
     from streams.kafka.topics import OUTBOX_TOPICS, PAYMENT_EVENTS, topic_config

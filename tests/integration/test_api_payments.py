@@ -86,7 +86,7 @@ def test_a_decline_leaves_the_invoice_payable_with_the_next_retry(pay_api: Api) 
     attach(pay_api, "sub_1", "tok_declines")
     invoice = invoices_of(pay_api, "sub_1")[0]
     attempt = charge(pay_api, invoice.id)
-    assert (attempt.status, attempt.failure_code) == (PM.PAYMENT_ATTEMPT_STATUS_FAILED, "declined")
+    assert (attempt.status, attempt.failure_code) == (PM.PAYMENT_ATTEMPT_STATUS_FAILED, "card_declined")
     assert attempt.next_retry_at.ToDatetime(tzinfo=UTC) == datetime(2026, 3, 11, 12, tzinfo=UTC)  # day 1 of 1,3,5,7
     assert invoice_row(pay_api.engine, invoice.id).status == "PENDING"
     assert [e["type"] for e in outbox(pay_api.engine)] == ["PaymentFailed"]
