@@ -144,9 +144,13 @@ class PostgresPayments:
             if record is None or record.subscription.tenant_id != method.tenant_id:
                 raise UnknownReference("subscription_id", f"no subscription {method.subscription_id!r}")
             db = session.db
+            # attaches to one subscription take turns, so two never both become its first default
+            db.execute(
+                select(t.subscriptions.c.id).where(t.subscriptions.c.id == method.subscription_id).with_for_update()
+            )
             subscription = t.payment_methods.c.subscription_id == method.subscription_id
             has_default = db.execute(
-                select(t.payment_methods.c.id).where(subscription, t.payment_methods.c.is_default).with_for_update()
+                select(t.payment_methods.c.id).where(subscription, t.payment_methods.c.is_default)
             ).first()
             default = method.is_default or has_default is None
             if default and has_default is not None:

@@ -204,3 +204,17 @@ def test_a_refund_returns_the_money_through_a_refund_credit_note(pay_api: Api, d
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT  # REFUNDED is final
     assert len(dummy.charges()) == 1
+
+
+def test_concurrent_attaches_leave_one_default(pay_api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(6) as pool:
+        attached = list(pool.map(lambda n: attach(pay_api, "sub_2", f"tok_{n}", default=n % 2 == 0), range(6)))
+    assert len({m.id for m in attached}) == 6
+    listed = (
+        payments_stub(pay_api)
+        .ListPaymentMethods(PM.ListPaymentMethodsRequest(subscription_id="sub_2"), metadata=pay_api.auth())
+        .payment_methods
+    )
+    assert len(listed) == 6 and sum(m.is_default for m in listed) == 1
