@@ -65,6 +65,10 @@ def _worker(args: argparse.Namespace) -> int:
         print(f"error: --processes must be at least 1, got {args.processes}", file=sys.stderr)
         return 2
     role = args.role or ("usage" if args.catalog else "all")
+    if role == "payments":
+        from billing.payments.command import run_payments
+
+        return run_payments(args)
     if role == "all":
         from billing.loop import run_loop
 
@@ -171,10 +175,16 @@ def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     worker.add_argument(
         "--role",
-        choices=("all", "usage"),
+        choices=("all", "usage", "payments"),
         default=None,
         help="all: every role of --roles as a process each; usage: the Faust usage worker (default: usage "
-        "with --catalog, else all)",
+        "with --catalog, else all); payments: the payment worker (charges, retries, overdue; docs/payments.md)",
+    )
+    worker.add_argument(
+        "--interval", type=float, default=10.0, help="with --role payments: seconds between the worker's passes"
+    )
+    worker.add_argument(
+        "--once", action="store_true", help="with --role payments: one pass, its report printed as JSON, then exit"
     )
     worker.add_argument("--roles", default="usage,rater,invoicer,relay", help="with --role all: which roles to run")
     worker.add_argument("--grace-period", default="0s", help="with --role all: the rater's --grace-period")

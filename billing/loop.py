@@ -22,7 +22,7 @@ from typing import Any
 
 log = logging.getLogger("billing.worker")
 
-ROLES = ("usage", "rater", "invoicer", "relay")
+ROLES = ("usage", "rater", "invoicer", "relay", "payments")
 
 
 def role_commands(args: Any) -> dict[str, list[str]]:
@@ -46,7 +46,10 @@ def role_commands(args: Any) -> dict[str, list[str]]:
     invoicer = [*cli, "invoicer", *common, *prefix, "--data-dir", str(data / "ledger")]
     invoicer += ["--partitions", str(args.partitions)]
     relay = [*cli, "relay", *common, *prefix, "--data-dir", str(data / "ledger"), "--partitions", str(args.partitions)]
-    every = {"rater": rater, "invoicer": invoicer, "relay": relay}
+    payments = [*cli, "worker", "--role", "payments", "--log-level", "info", "--data-dir", str(data / "ledger")]
+    if args.clock_file:
+        payments += ["--clock-file", args.clock_file]
+    every = {"rater": rater, "invoicer": invoicer, "relay": relay, "payments": payments}
     chosen = args.roles.split(",")
     if args.api_port is not None:  # billing serve on the loop's ledger, as one more role
         every["api"] = [*cli, "serve", "--port", str(args.api_port), "--data-dir", str(data / "ledger")]

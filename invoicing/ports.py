@@ -13,8 +13,12 @@ from typing import Any, Protocol
 from invoicing.engine.credit import CreditNote
 from invoicing.engine.model import Invoice, InvoiceStatus
 from invoicing.engine.payments import (
+    Charge,
     ChargeRequest,
+    PayableInvoice,
+    PaymentAttempt,
     PaymentEvent,
+    PaymentMethod,
     ProviderCharge,
     ProviderName,
     ProviderRefund,
@@ -190,13 +194,14 @@ class StoredPlan:
 @dataclass(frozen=True, slots=True)
 class StoredInvoice:
     """An invoice and the ledger's id of it (what ``GetInvoice`` takes), with what its credit notes
-    took off it: ADJUSTMENT notes off ``amount_due``, REFUND notes returned of ``amount_paid`` (minor
-    units of its currency)."""
+    took off it (ADJUSTMENT notes off ``amount_due``, REFUND notes returned of ``amount_paid``, in
+    minor units of its currency) and when a payment left nothing due on it."""
 
     id: int
     invoice: Invoice
     amount_credited: int = 0
     amount_refunded: int = 0
+    paid_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,3 +370,44 @@ class PaymentSettlement(Protocol):
     def settle(self, event: PaymentEvent) -> bool:
         """Apply ``event`` once; False when its (provider, event id) was settled before."""
         ...
+
+
+class PaymentLedger(Protocol):
+    """Payment methods, attempts and settlement in the ledger (invoicing/ledger/postgres_payments.py):
+    each change one transaction with the invoice it touches and its outbox row."""
+
+    def attach_method(self, method: PaymentMethod, now: datetime) -> PaymentMethod:
+        """Store the method (a new id when it has none); the default when asked or the first."""
+        ...
+
+    def methods(self, tenant_id: str, subscription_id: str | None) -> list[PaymentMethod]: ...
+    def invoice(self, tenant_id: str, invoice_id: int) -> PayableInvoice | None: ...
+    def attempts(self, tenant_id: str, invoice_id: int) -> list[PaymentAttempt]: ...
+    def begin_attempt(
+        self, tenant_id: str, invoice_id: int, method_id: str | None, request_key: str | None, now: datetime
+    ) -> Charge:
+        """A new attempt recorded PENDING and committed, or the one a retried request (or one in
+        flight) already has."""
+        ...
+
+    def charge_of(self, attempt_id: int) -> Charge: ...
+    def record_charge(self, attempt_id: int, answer: ProviderCharge, now: datetime) -> PaymentAttempt:
+        """The provider's answer applied: the attempt moves forward only; a success pays the invoice."""
+        ...
+
+    def settle(self, event: PaymentEvent, now: datetime) -> bool:
+        """Apply a verified provider event once per (provider, event id)."""
+        ...
+
+    def mark_refunded(self, attempt_id: int, reason: str, now: datetime) -> PaymentAttempt: ...
+    def stuck_attempts(self) -> list[int]:
+        """Attempts still PENDING (their provider's answer never committed)."""
+        ...
+
+    def due_charges(self, now: datetime) -> list[tuple[str, int]]:
+        """(tenant, invoice id) to charge now: never charged, or a failed charge's retry due."""
+        ...
+
+    def mark_overdue(self, now: datetime) -> list[str]: ...
+    def cancel_lapsed(self, now: datetime) -> list[str]: ...
+    def overdue_counts(self) -> dict[str, int]: ...

@@ -3,7 +3,7 @@ PostgreSQL database, real gRPC channels, and a key for each of two tenants."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,10 +20,12 @@ from billing.api.server import ApiServer
 from billing.clock import TestClock
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.payments import ProviderName
 from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.postgres import PostgresLedger
+from invoicing.ports import PaymentProvider
 from rating.catalog import Metric
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_grpc
@@ -45,6 +47,7 @@ class Api:
     keys: dict[str, str]
     clock: TestClock
     usage: ClickHouseUsageStore | None = None
+    server: ApiServer | None = None
 
     def auth(self, tenant: str = "t1") -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.keys[tenant]}")]
@@ -124,6 +127,7 @@ def serving(
     usage: ClickHouseUsageStore | None,
     recorder: UsageRecorder | None = None,
     pdf_dir: Path | None = None,
+    providers: Mapping[ProviderName, PaymentProvider] | None = None,
 ) -> Iterator[Api]:
     ledger = PostgresLedger(engine)
     with ledger.session() as session:
@@ -142,10 +146,11 @@ def serving(
         usage_problem="none in this test",
         recorder=recorder,
         pdf_dir=pdf_dir,
+        providers={} if providers is None else providers,
     )
     port = server.start(0)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Api(engine, ledger, port, channel, keys, clock, usage)
+    yield Api(engine, ledger, port, channel, keys, clock, usage, server)
     channel.close()
     server.stop(0)
 

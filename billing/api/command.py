@@ -124,9 +124,14 @@ def _webhook_verifiers(port: int | None) -> dict[str, Any]:
 
 
 def _payment_settlement(engine: Any) -> Any:
-    """The ledger's PaymentSettlement on ``engine``: it comes with the payment attempts' tables
-    (issue #14, payments side); until those are merged, webhooks have nothing to settle into."""
-    raise InvalidValue("--webhooks-port", "this build has no payment ledger to settle webhooks into (issue #14)")
+    """The ledger's PaymentSettlement on ``engine``: verified events applied to the payment
+    attempts and invoices, once per (provider, event id)."""
+    from billing.clock import SystemClock
+    from billing.payments.service import PaymentSettlementService
+    from invoicing.ledger.postgres import PostgresLedger
+    from invoicing.ledger.postgres_payments import PostgresPayments
+
+    return PaymentSettlementService(PostgresPayments(PostgresLedger(engine)), SystemClock().now)
 
 
 def run_serve(args: argparse.Namespace) -> int:

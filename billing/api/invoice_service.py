@@ -53,6 +53,8 @@ def invoice_message(stored: StoredInvoice) -> invoice_pb2.Invoice:
     currency = stored.invoice.currency_code
     message.amount_credited.CopyFrom(wire.money(Money(stored.amount_credited, currency)))
     message.amount_refunded.CopyFrom(wire.money(Money(stored.amount_refunded, currency)))
+    if stored.paid_at is not None:
+        message.paid_at.CopyFrom(wire.timestamp(stored.paid_at))
     return message
 
 

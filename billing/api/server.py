@@ -8,6 +8,7 @@ would start and silently share it instead of failing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent import futures
 from pathlib import Path
 from typing import Final
@@ -27,22 +28,29 @@ from billing.api.invoice_engine_service import InvoiceEngineServicer
 from billing.api.invoice_service import InvoiceServicer
 from billing.api.keys import authenticate
 from billing.api.metrics import ApiMetrics, ApiMetricsInterceptor
+from billing.api.payment_service import PaymentServicer
 from billing.api.pricing_service import PricingServicer
 from billing.api.subscription_service import SubscriptionServicer
 from billing.api.tax_service import TaxServicer
 from billing.api.usage_access import ServedRating, SharedUsage
 from billing.api.usage_service import UsageServicer
 from billing.clock import Clock, SystemClock
+from billing.payments.metrics import PaymentMetrics
+from billing.payments.providers import configured_providers
+from billing.payments.service import PaymentService
 from billing.pdf.documents import InvoicePdfFiles, InvoicePdfs
+from invoicing.engine.payments import ProviderName
 from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ledger.postgres_api import PostgresApiLedger
 from invoicing.ledger.postgres_documents import PostgresInvoiceDocuments
-from invoicing.ports import UsageReader
+from invoicing.ledger.postgres_payments import PostgresPayments
+from invoicing.ports import PaymentProvider, UsageReader
 from schemas.generated.smallbiznis.billing.v1 import billing_pb2, billing_pb2_grpc
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2, credit_pb2_grpc
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 from schemas.generated.smallbiznis.invoice_engine.v1 import invoice_engine_pb2, invoice_engine_pb2_grpc
+from schemas.generated.smallbiznis.payment.v1 import payment_pb2, payment_pb2_grpc
 from schemas.generated.smallbiznis.pricing.v1 import pricing_pb2, pricing_pb2_grpc
 from schemas.generated.smallbiznis.rating.v1 import rating_pb2, rating_pb2_grpc
 from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2, subscription_pb2_grpc
@@ -61,6 +69,7 @@ SERVED: Final[tuple[str, ...]] = (
     rating_pb2.DESCRIPTOR.services_by_name["RatingService"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
     billing_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name,
+    payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name,
 )
 """The services ``billing serve`` answers (their RPCs not built answer UNIMPLEMENTED)."""
 
@@ -73,7 +82,9 @@ class ApiServer:
     """The served services on a migrated ledger database (``engine``), the usage store (``usage``
     and ``events``; None when it could not be opened, ``usage_problem`` saying why: the RPCs reading
     usage then answer UNAVAILABLE), Kafka (``recorder``; None: IngestUsage is UNAVAILABLE) and the
-    directory GetInvoicePdf draws into (``pdf_dir``; None: it answers UNAVAILABLE)."""
+    directory GetInvoicePdf draws into (``pdf_dir``; None: it answers UNAVAILABLE); ``providers``
+    are the payment providers ChargeInvoice may call (None: those configured in the environment,
+    billing/payments/providers)."""
 
     def __init__(
         self,
@@ -86,6 +97,7 @@ class ApiServer:
         usage_problem: str = "no usage store was given",
         recorder: UsageRecorder | None = None,
         pdf_dir: Path | None = None,
+        providers: Mapping[ProviderName, PaymentProvider] | None = None,
     ) -> None:
         ledger = PostgresLedger(engine)
         api = PostgresApiLedger(ledger)
@@ -126,6 +138,14 @@ class ApiServer:
         rating_pb2_grpc.add_RatingServiceServicer_to_server(  # type: ignore[no-untyped-call]
             ServedRating(ledger, shared, usage_problem, now), self.server
         )
+        self.payment_metrics = PaymentMetrics(self.metrics.registry)
+        payments = PaymentService(
+            PostgresPayments(ledger),
+            configured_providers() if providers is None else providers,
+            now,
+            self.payment_metrics,
+        )
+        payment_pb2_grpc.add_PaymentServiceServicer_to_server(PaymentServicer(payments), self.server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         reflection.enable_server_reflection((*SERVED, health_name, reflection.SERVICE_NAME), self.server)

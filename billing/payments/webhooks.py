@@ -39,14 +39,21 @@ _PATH = re.compile(r"^/webhooks/([a-z]+)/?$")
 
 
 def verifiers_from_env(environ: Mapping[str, str] | None = None) -> dict[str, WebhookVerifier]:
-    """The verifier of every provider whose webhook secret is set, by its path name: ``xendit``
-    from ``XENDIT_CALLBACK_TOKEN``, ``midtrans`` from ``MIDTRANS_SERVER_KEY`` (each also as
-    ``NAME_FILE``); Stripe's (``stripe``) is added beside them by the payments ledger's wiring."""
+    """The verifier of every provider whose webhook secret is set, by its path name: ``stripe``
+    from ``STRIPE_WEBHOOK_SECRET``, ``xendit`` from ``XENDIT_CALLBACK_TOKEN``, ``midtrans`` from
+    ``MIDTRANS_SERVER_KEY`` (each also as ``NAME_FILE``)."""
+    from billing.clock import SystemClock
     from billing.payments.providers.midtrans import MidtransWebhookVerifier
+    from billing.payments.providers.stripe import StripeWebhookVerifier
     from billing.payments.providers.xendit import XenditWebhookVerifier
+    from billing.payments.secrets import provider_secret
 
     env = os.environ if environ is None else environ
+    stripe = None
+    if provider_secret("STRIPE_WEBHOOK_SECRET", env) is not None:
+        stripe = StripeWebhookVerifier.from_environment(SystemClock().now, env)
     found: dict[str, WebhookVerifier | None] = {
+        "stripe": stripe,
         "xendit": XenditWebhookVerifier.from_env(env),
         "midtrans": MidtransWebhookVerifier.from_env(env),
     }

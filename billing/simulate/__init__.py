@@ -18,7 +18,11 @@ def simulate_in_memory(scenario: Scenario) -> SimulationResult:
 
 
 def result_to_dict(result: SimulationResult) -> dict[str, Any]:
+    payments: dict[str, Any] = {}
+    if result.payment_attempts is not None:  # only scenarios that attach payment methods
+        payments = {"payment_attempts": result.payment_attempts, "subscription_statuses": result.subscription_statuses}
     return {
+        **payments,
         "invoices": [invoice_to_dict(invoice) for invoice in result.invoices],
         "dead_letters": [
             {

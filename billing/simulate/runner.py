@@ -17,9 +17,11 @@ from functools import partial
 from typing import Any, Protocol
 
 from billing.clock import TestClock
+from billing.simulate.payments import SimulatedPayments
 from billing.simulate.scenario import Action, Scenario, ScenarioEvent
 from billing.usage_reader import StoreUsageReader
 from invoicing.engine.credit import CreditNote
+from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.model import Invoice
 from invoicing.engine.subscriptions import (
     BillingCycle,
@@ -48,7 +50,7 @@ from streams.operators.validate import SubscriptionRef
 from streams.ports import DeadLetter, DeadLetterSink, UsageStore
 
 # Kinds of timeline entries, in the order they run at one instant.
-ARRIVAL, PERIOD_END, FINALIZE, ACTION = range(4)
+ARRIVAL, PERIOD_END, FINALIZE, ACTION, PAYMENT = range(5)
 
 
 class UsageDriver(Protocol):
@@ -89,12 +91,18 @@ class SimulationResult:
     billed by ``run_until`` (the invoice that will bill it falls due later)."""
     current_usage: dict[str, RatingResult] = field(default_factory=dict)
     """Over Kafka: the rating agent's running RatingResult of each subscription's open period."""
+    payment_attempts: list[dict[str, Any]] | None = None
+    """With payment methods in the scenario: every charge attempt (billing/simulate/payments.py)."""
+    subscription_statuses: dict[str, str] | None = None
+    """With payment methods: the dunning status of each subscription at ``run_until``."""
 
 
 def terms_of(scenario: Scenario) -> BillingTerms:
-    """The scenario's tenant terms: its metrics, tax rules and coupons."""
+    """The scenario's tenant terms: its metrics, tax rules, coupons and payment terms."""
     metrics = {m.code: m for m in scenario.metrics}
-    return BillingTerms(scenario.tenant_id, metrics, scenario.tax_rules, {c.code: c for c in scenario.coupons})
+    coupons = {c.code: c for c in scenario.coupons}
+    payment_terms = scenario.payment_terms or PaymentTerms()
+    return BillingTerms(scenario.tenant_id, metrics, scenario.tax_rules, coupons, payment_terms)
 
 
 class Simulation:
@@ -161,6 +169,14 @@ class Simulation:
         took a tenth of ``billing demo``."""
         self._arrived_upto = 0
         self._seq = 0
+        self.payments = SimulatedPayments(
+            scenario.tenant_id,
+            scenario.payment_terms or PaymentTerms(),
+            scenario.simulates_payments,
+            self.invoices,
+            lambda at, payload: self._at(at, PAYMENT, 0, payload),
+            self._cancel_now,
+        )
 
     # --- timeline -----------------------------------------------------------------------------
     def _at(self, when: datetime, kind: int, rank: int, payload: Any) -> None:
@@ -294,6 +310,16 @@ class Simulation:
         self.invoices.append(invoice)
         if self.on_invoice is not None:
             self.on_invoice(invoice)
+        self.payments.finalized(len(self.invoices) - 1, self.clock.now())
+
+    def _cancel_now(self, subscription_id: str, at: datetime) -> None:
+        """Dunning's cancellation: immediate, its partial period invoiced."""
+        cycle = self.cycles[subscription_id]
+        if cycle.period is None:
+            return
+        closed, after = cancel(cycle, at, at_period_end=False)
+        self._replace_cycle(after)
+        self._schedule_finalize(closed)
 
     def _act(self, action: Action) -> None:
         cycle = self.cycles[action.subscription_id]
@@ -303,6 +329,10 @@ class Simulation:
             amount = Money(to_minor(action.amount, currency), currency)
             note = CreditNote(action.subscription_id, action.credit_type, amount, action.at, action.reason)
             self.service.add_credit_note(note)
+            return
+        if action.type == "attach_payment_method":
+            assert action.token is not None
+            self.payments.attach(action.subscription_id, action.token, action.at)
             return
         if cycle.period is None:
             return  # already canceled or expired: nothing left to change
@@ -339,6 +369,8 @@ class Simulation:
                     self.finalizer.prefetch(regular)
                 for closed in closing:
                     self._finalize(closed)
+            elif kind == PAYMENT:
+                self.payments.run(payload, when)
             else:
                 try:
                     self._act(payload)
@@ -362,4 +394,9 @@ class Simulation:
         if self.on_event is not None:
             self.on_event(self.arrived)
         unbilled = {k: v for k, v in self.late.items() if v}
-        return SimulationResult(self.invoices, self.dead_letters.letters, self.pipeline.stats, self.cycles, unbilled)
+        result = SimulationResult(self.invoices, self.dead_letters.letters, self.pipeline.stats, self.cycles, unbilled)
+        if self.payments.enabled:
+            result.payment_attempts = self.payments.attempts
+            statuses = {s.id: self.payments.statuses.get(s.id, "ACTIVE") for s in self.scenario.subscriptions}
+            result.subscription_statuses = statuses
+        return result

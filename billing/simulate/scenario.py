@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from invoicing.engine.credit import CreditType
 from invoicing.engine.discount import Coupon
+from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.subscriptions import Subscription
 from invoicing.engine.tax import TaxRule
 from rating.catalog import Metric, Plan
@@ -56,9 +57,10 @@ class Action:
     credit_type: CreditType = CreditType.BALANCE
     at_period_end: bool = False
     reason: str = ""
+    token: str | None = None  # attach_payment_method: the DUMMY token (billing/payments/providers/dummy.py)
 
 
-ACTIONS = ("change_plan", "credit_note", "cancel")
+ACTIONS = ("change_plan", "credit_note", "cancel", "attach_payment_method")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,12 @@ class Scenario:
     actions: tuple[Action, ...]
     run_until: datetime
     grace_period: timedelta = timedelta(0)
+    payment_terms: PaymentTerms | None = None
+    """Stated in the file; payments are simulated when it is, or when an action attaches a method."""
+
+    @property
+    def simulates_payments(self) -> bool:
+        return self.payment_terms is not None or any(a.type == "attach_payment_method" for a in self.actions)
 
     def plan(self, code: str) -> Plan:
         return next(p for p in self.plans if p.code == code)

@@ -36,6 +36,7 @@ from billing.simulate.fields import (
 from billing.simulate.scenario import ACTIONS, Action, Scenario, ScenarioEvent
 from invoicing.engine.credit import CreditType
 from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.subscriptions import Subscription
 from invoicing.engine.tax import TaxRule
 from rating.catalog import Aggregation, Metric, MetricType, Plan, PlanMeter, PricingModel, Tier, TierMode
@@ -224,8 +225,24 @@ def _action(raw: object, path: str, plans: Mapping[str, Plan], subscriptions: Ma
             credit_type=f.get("credit_type", choice(CreditType), CreditType.BALANCE),
             at_period_end=f.get("at_period_end", flag, False),
             reason=f.get("reason", long_text, ""),
+            token=f.get("token", text, required=kind == "attach_payment_method"),
         )
     )
+
+
+def _payment_terms(raw: object, path: str) -> PaymentTerms:
+    f = Fields(raw, path)
+    default = PaymentTerms()
+    retry = [whole(value, item) for value, item in f.items("retry_days")] if f.has("retry_days") else None
+    try:
+        terms = PaymentTerms(
+            net_days=f.get("net_days", whole, default.net_days),
+            retry_days=default.retry_days if retry is None else tuple(retry),
+            cancel_after_days=f.get("cancel_after_days", whole, None),
+        )
+    except InvalidValue as error:
+        raise error.at(path) from None
+    return f.checked(terms)
 
 
 def parse_scenario(raw: object) -> Scenario:
@@ -254,6 +271,7 @@ def parse_scenario(raw: object) -> Scenario:
         actions=actions,
         run_until=f.get("run_until", instant, required=True),
         grace_period=f.get("grace_period", duration, timedelta(0)),
+        payment_terms=_payment_terms(f.raw["payment_terms"], "payment_terms") if f.has("payment_terms") else None,
     )
     return f.checked(scenario, ignore_prefix="expected")
 

@@ -5,9 +5,12 @@ commit reaches the provider with the same key and never charges twice)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
+from invoicing.engine.model import InvoiceStatus
+from rating.errors import InvalidValue
 from rating.money import Money
 
 
@@ -90,3 +93,82 @@ class PaymentEvent:
     idempotency_key: str | None = None
     amount: Money | None = None
     failure_reason: str | None = None
+
+
+class PaymentMethodType(StrEnum):
+    CARD = "CARD"
+    VA = "VA"  # virtual account
+    EWALLET = "EWALLET"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethod:
+    """A subscription's way to pay at one provider; ``token`` is the provider's handle of it (never
+    a card number)."""
+
+    id: str
+    tenant_id: str
+    subscription_id: str
+    provider: ProviderName
+    type: PaymentMethodType
+    token: str
+    display_name: str = ""
+    last4: str = ""
+    exp_month: int = 0
+    exp_year: int = 0
+    is_default: bool = False
+    provider_data: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAttempt:
+    """One charge of one invoice through one method (``attempt_number`` 1 for the first)."""
+
+    id: int
+    tenant_id: str
+    invoice_id: int
+    invoice_number: str
+    payment_method_id: str
+    attempt_number: int
+    status: AttemptStatus
+    amount: Money
+    idempotency_key: str
+    attempted_at: datetime
+    provider_reference: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    next_retry_at: datetime | None = None
+
+
+def attempt_transition(current: AttemptStatus, target: AttemptStatus) -> bool:
+    """Whether ``current`` → ``target`` is a move forward; the same status again is no move
+    (a repeated word), and a move backwards is refused by the caller ignoring it."""
+    return target in ATTEMPT_TRANSITIONS[current]
+
+
+class NoPaymentMethod(InvalidValue):
+    """A charge without a method named and none set as the subscription's default."""
+
+
+@dataclass(frozen=True, slots=True)
+class PayableInvoice:
+    """What a charge needs of an invoice (the ledger's id, its number and its amounts)."""
+
+    id: int
+    tenant_id: str
+    subscription_id: str
+    invoice_number: str
+    status: InvoiceStatus
+    amount_paid: Money
+    amount_due: Money
+    issued_at: datetime | None
+    paid_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """An attempt to send to its provider: the attempt, its invoice and its method."""
+
+    attempt: PaymentAttempt
+    invoice: PayableInvoice
+    method: PaymentMethod

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.render import rfc3339_exact
 from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus
 from invoicing.engine.tax import TaxRule
@@ -114,7 +115,42 @@ def terms_to_json(terms: BillingTerms) -> dict[str, Any]:
             }
             for c in (terms.coupons or {}).values()
         ],
+        # only when not the defaults, so terms stored before payments read and compare the same
+        **(
+            {}
+            if terms.payment_terms == PaymentTerms()
+            else {"payment_terms": payment_terms_to_json(terms.payment_terms)}
+        ),
     }
+
+
+def payment_terms_to_json(terms: PaymentTerms) -> dict[str, Any]:
+    return {
+        "net_days": terms.net_days,
+        "retry_days": list(terms.retry_days),
+        "cancel_after_days": terms.cancel_after_days,
+    }
+
+
+def payment_terms_from_json(raw: dict[str, Any], at: str) -> PaymentTerms:
+    """Payment terms, checked; a missing key takes its default."""
+    default = PaymentTerms()
+    try:
+        net = raw.get("net_days", default.net_days)
+        retry = raw.get("retry_days", list(default.retry_days))
+        cancel = raw.get("cancel_after_days", default.cancel_after_days)
+        if not isinstance(net, int) or isinstance(net, bool):
+            raise InvalidValue("net_days", f"must be a whole number of days, got {net!r}")
+        if not isinstance(retry, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in retry):
+            raise InvalidValue("retry_days", f"must be a list of whole days, got {retry!r}")
+        if cancel is not None and (not isinstance(cancel, int) or isinstance(cancel, bool)):
+            raise InvalidValue("cancel_after_days", f"must be a whole number of days or null, got {cancel!r}")
+        unknown = set(raw) - {"net_days", "retry_days", "cancel_after_days"}
+        if unknown:
+            raise InvalidValue(sorted(unknown)[0], "is not a payment term")
+        return PaymentTerms(net, tuple(retry), cancel)
+    except BillingError as error:
+        raise error.at(at) from None
 
 
 def bounded_decimal(text: str, name: str) -> Decimal:
@@ -166,7 +202,12 @@ def terms_from_json(raw: dict[str, Any], at: str = "terms") -> BillingTerms:
         except ValueError as error:
             raise InvalidValue(name, str(error)) from None
         coupons[coupon.code] = coupon
-    return BillingTerms(raw["tenant_id"], metrics, tuple(rules), coupons)
+    payment_terms = PaymentTerms()
+    if raw.get("payment_terms") is not None:
+        if not isinstance(raw["payment_terms"], dict):
+            raise InvalidValue(f"{at}.payment_terms", "must be a mapping")
+        payment_terms = payment_terms_from_json(raw["payment_terms"], f"{at}.payment_terms")
+    return BillingTerms(raw["tenant_id"], metrics, tuple(rules), coupons, payment_terms)
 
 
 def subscription_to_json(record: SubscriptionRecord) -> dict[str, Any]:

@@ -176,7 +176,13 @@ class PostgresApiLedger:
             rows = session.db.execute(select(t.invoices).where(where).order_by(t.invoices.c.id).limit(limit)).all()
             invoices = session._invoices(rows)
         return [
-            StoredInvoice(int(row.id), invoice, int(row.amount_credited), int(row.amount_refunded))
+            StoredInvoice(
+                int(row.id),
+                invoice,
+                int(row.amount_credited),
+                int(row.amount_refunded),
+                None if row.paid_at is None else utc(row.paid_at),
+            )
             for row, invoice in zip(rows, invoices, strict=True)
         ]
 

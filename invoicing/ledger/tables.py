@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -129,6 +130,7 @@ invoices = Table(
     # ADJUSTMENT notes taken off amount_due, REFUND notes returned of amount_paid (migration 0007)
     Column("amount_credited", BigInteger, nullable=False, server_default=text("0")),
     Column("amount_refunded", BigInteger, nullable=False, server_default=text("0")),
+    Column("paid_at", DateTime(timezone=True)),  # when a payment left nothing due (migration 0008)
     UniqueConstraint("subscription_id", "billing_period_start", name="invoices_one_per_period"),
     UniqueConstraint("tenant_id", "invoice_number", name="invoices_number_unique"),
 )
@@ -230,3 +232,77 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
 )
 Index("api_keys_by_tenant", api_keys.c.tenant_id)
+
+# Payments (issue #14, migration 0008). A payment method belongs to one subscription (the tenant's
+# customer); at most one per subscription is its default. ``token`` is the provider's handle of the
+# method (Stripe pm_…, a DUMMY outcome token); no card number is ever stored.
+payment_methods = Table(
+    "payment_methods",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("position", BigInteger, Identity(), nullable=False),  # the order methods were attached in
+    Column("tenant_id", String, nullable=False),
+    Column("subscription_id", String, ForeignKey("subscriptions.id"), nullable=False),
+    Column("provider", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("token", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("last4", String, nullable=False),
+    Column("exp_month", Integer, nullable=False),
+    Column("exp_year", Integer, nullable=False),
+    Column("provider_data", JSON, nullable=False),
+    Column("is_default", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("payment_methods_by_subscription", payment_methods.c.tenant_id, payment_methods.c.subscription_id)
+Index(
+    "payment_methods_one_default",
+    payment_methods.c.subscription_id,
+    unique=True,
+    postgresql_where=payment_methods.c.is_default,
+)
+
+# One row per charge of an invoice: ``idempotency_key`` (attempt_idempotency_key) is what every
+# provider call of the attempt carries; ``request_key`` is ChargeInvoice's own, so a retried request
+# answers its attempt. Statuses move forward only (ATTEMPT_TRANSITIONS).
+payment_attempts = Table(
+    "payment_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("tenant_id", String, nullable=False),
+    Column("invoice_id", BigInteger, ForeignKey("invoices.id"), nullable=False),
+    Column("payment_method_id", String, ForeignKey("payment_methods.id"), nullable=False),
+    Column("attempt_number", Integer, nullable=False),
+    Column("status", String, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency_code", CHAR(3), nullable=False),
+    Column("idempotency_key", String, nullable=False, unique=True),
+    Column("request_key", String),
+    Column("provider_reference", String),
+    Column("failure_code", String),
+    Column("failure_message", Text),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("next_retry_at", DateTime(timezone=True)),
+    UniqueConstraint("invoice_id", "attempt_number", name="payment_attempts_number_unique"),
+)
+Index(
+    "payment_attempts_request_key",
+    payment_attempts.c.invoice_id,
+    payment_attempts.c.request_key,
+    unique=True,
+    postgresql_where=payment_attempts.c.request_key.isnot(None),
+)
+Index("payment_attempts_by_reference", payment_attempts.c.provider_reference)
+
+# Provider events settled: the key makes a webhook delivered twice settle once.
+payment_events = Table(
+    "payment_events",
+    metadata,
+    Column("provider", String, primary_key=True),
+    Column("event_id", String, primary_key=True),
+    Column("attempt_id", BigInteger, ForeignKey("payment_attempts.id")),
+    Column("status", String, nullable=False),
+    Column("settled_at", DateTime(timezone=True), nullable=False),
+)

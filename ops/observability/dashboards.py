@@ -6,7 +6,7 @@ through ``ops/grafana/provisioning/`` in docker-compose.yml.
     python ops/observability/dashboards.py --check  # exit 1 if the committed JSON is stale
 
 Every query names only metrics the roles export (tests/unit/test_observability.py cross-checks
-them). The payments dashboard waits for payments (issue #14): there are no payment metrics yet.
+them).
 """
 
 from __future__ import annotations
@@ -211,6 +211,50 @@ BILLING: dict[str, tuple[Chart, ...]] = {
 }
 
 
+PAYMENTS: dict[str, tuple[Chart, ...]] = {
+    "Charges": (
+        Chart(
+            "Charge attempts/s by status",
+            "Provider answers to charge calls (ChargeInvoice and the payment worker): SUCCEEDED, FAILED, "
+            "PROCESSING (a webhook settles it), UNAVAILABLE (no answer; resent with the same key).",
+            "ops",
+            (
+                Query(
+                    f"sum by (provider, status) (rate(billing_payment_attempts_total[{RATE}]))",
+                    "{{provider}} {{status}}",
+                ),
+            ),
+        ),
+        Chart(
+            "Failures by reason",
+            "Charges declined or failed, by provider and the provider's reason (alert: PaymentFailuresHigh).",
+            "short",
+            (
+                Query(
+                    f"sum by (provider, reason) (increase(billing_payment_failures_total[{RATE}]))",
+                    "{{provider}} {{reason}}",
+                ),
+            ),
+        ),
+    ),
+    "Dunning": (
+        Chart(
+            "Overdue invoices",
+            "OVERDUE invoices per tenant, as the payment worker last counted them.",
+            "short",
+            (Query("sum by (tenant) (billing_invoices_overdue)", "{{tenant}}"),),
+        ),
+        Chart(
+            "Since the payment worker's last pass",
+            "Seconds since the payment worker completed a pass (its --interval is 10 s by default).",
+            "s",
+            (Query("time() - max(billing_payment_worker_last_pass_timestamp_seconds)", "age"),),
+            single=True,
+        ),
+    ),
+}
+
+
 def panel(chart: Chart, panel_id: int) -> stat.Panel | timeseries.Panel:
     """A stat or time-series panel of ``chart``'s queries on the provisioned Prometheus."""
     built = stat.Panel() if chart.single else timeseries.Panel()
@@ -251,6 +295,12 @@ def dashboards() -> dict[str, dict[str, object]]:
             "SmallBiznis · Usage pipeline",
             "Usage events through the worker and the sink into ClickHouse, lag, latency, dead letters, the relay.",
             PIPELINE,
+        ),
+        "payments.json": build(
+            "smallbiznis-payments",
+            "SmallBiznis · Payments",
+            "Charge attempts by status, failures by reason, overdue invoices and the payment worker's passes.",
+            PAYMENTS,
         ),
         "billing.json": build(
             "smallbiznis-billing",

@@ -51,6 +51,10 @@ RATING_DLQ: Final = "rating.dlq"
 INVOICE_FINALIZED: Final = "invoice.finalized"
 """Finalized invoices, published from the ledger's outbox (the same name as
 ``invoicing.service.INVOICE_FINALIZED``)."""
+PAYMENT_EVENTS: Final = "payment.events"
+"""PaymentSucceeded, PaymentFailed, PaymentRefunded and InvoiceOverdue, published from the ledger's
+outbox (the same name as ``invoicing.ledger.postgres_payments.PAYMENT_EVENTS``), keyed by
+``tenant/invoice-number``."""
 
 PIPELINE_TOPICS: Final[tuple[str, ...]] = (
     USAGE_EVENTS,
@@ -60,6 +64,7 @@ PIPELINE_TOPICS: Final[tuple[str, ...]] = (
     RATING_RESULTS,
     RATING_DLQ,
     INVOICE_FINALIZED,
+    PAYMENT_EVENTS,
 )
 
 OUTBOX_PROGRESS: Final = "outbox.progress"
@@ -69,7 +74,7 @@ OUTBOX_PROGRESS: Final = "outbox.progress"
 CATALOG_TOPICS: Final[tuple[str, ...]] = (CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS)
 """Plan versions (key ``tenant_id/plan_code/version``), subscriptions (key ``subscription_id``) and
 tenants' terms (key ``tenant_id``), published from the ledger's outbox (invoicing/ledger/catalog.py)."""
-OUTBOX_TOPICS: Final[tuple[str, ...]] = (INVOICE_FINALIZED, SUBSCRIPTION_EVENTS, *CATALOG_TOPICS)
+OUTBOX_TOPICS: Final[tuple[str, ...]] = (INVOICE_FINALIZED, SUBSCRIPTION_EVENTS, PAYMENT_EVENTS, *CATALOG_TOPICS)
 """The topics the ledger's outbox writes to."""
 COMPACTED_TOPICS: Final[tuple[str, ...]] = (*CATALOG_TOPICS, OUTBOX_PROGRESS)
 

@@ -30,6 +30,7 @@ from billing.publish.relay import OutboxRelay, RelaySettings
 from billing.simulate.runner import terms_of
 from billing.simulate.scenario import Scenario
 from billing.simulate.scenario_file import load_scenario
+from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
@@ -350,6 +351,11 @@ COUPON = {"code": "W", "percent_off": None, "amount_off": "5", "duration": "once
         ({"revision": "2"}, "at.revision"),
         ({"tax_rules": [{**RULE, "rate_percent": "101"}]}, "at.tax_rules[0].rate_percent"),
         ({"coupons": [{**COUPON, "amount_off": "1e999999999"}]}, "at.coupons[0].amount_off"),
+        ({"payment_terms": {"net_days": -1}}, "at.payment_terms.net_days"),
+        ({"payment_terms": {"retry_days": [3, 1]}}, "at.payment_terms.retry_days[1]"),
+        ({"payment_terms": {"retry_days": "1,3"}}, "at.payment_terms.retry_days"),
+        ({"payment_terms": {"grace_days": 1}}, "at.payment_terms.grace_days"),
+        ({"payment_terms": [7]}, "at.payment_terms"),
     ],
 )
 def test_a_bad_catalog_terms_value_is_an_error_naming_its_field(change: dict[str, Any], field: str) -> None:
@@ -360,3 +366,12 @@ def test_a_bad_catalog_terms_value_is_an_error_naming_its_field(change: dict[str
     with pytest.raises(BillingError) as error:
         terms_record_from_json({**good, **change}, at="at")
     assert error.value.field == field
+
+
+def test_payment_terms_travel_with_the_terms_and_defaults_add_nothing() -> None:
+    plain = BillingTerms("t1", {}, (), {})
+    assert "payment_terms" not in terms_to_json(plain)  # terms stored before payments compare the same
+    paying = replace(plain, payment_terms=PaymentTerms(net_days=7, retry_days=(1, 3), cancel_after_days=10))
+    value = terms_to_json(paying)
+    assert value["payment_terms"] == {"net_days": 7, "retry_days": [1, 3], "cancel_after_days": 10}
+    assert terms_from_json(value) == paying

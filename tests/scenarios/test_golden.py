@@ -1,5 +1,5 @@
 """Golden scenarios: hand-computed invoices for every rule of design section 4, run through the
-real ``billing simulate`` command line."""
+real ``billing simulate`` command line; with payment methods, the attempts and dunning statuses too."""
 
 from __future__ import annotations
 
@@ -68,3 +68,8 @@ def test_golden_scenario(case: Path) -> None:
     if "expected_dead_letters" in spec:
         letters = [{"idempotency_key": d["idempotency_key"], "reason": d["reason"]} for d in output["dead_letters"]]
         assert letters == spec["expected_dead_letters"]
+    if "expected_payment_attempts" in spec:
+        assert output["payment_attempts"] == spec["expected_payment_attempts"]
+        assert output["subscription_statuses"] == spec["expected_subscription_statuses"]
+    else:
+        assert "payment_attempts" not in output  # scenarios without payment methods print what they did

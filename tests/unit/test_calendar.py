@@ -25,11 +25,14 @@ CASES = sorted((Path(__file__).parents[1] / "scenarios" / "cases").glob("*.yaml"
 
 
 def _calendar_cases() -> list[Path]:
-    """Scenarios whose changes the catalog can express: no trial balance (ended by usage)."""
+    """Scenarios whose changes the catalog can express: no trial balance (ended by usage), no
+    cancellation by dunning (payment terms that cancel)."""
     chosen = []
     for case in CASES:
         scenario = load_scenario(case)
         if any(s.trial_balance is not None for s in scenario.subscriptions):
+            continue
+        if scenario.payment_terms is not None and scenario.payment_terms.cancel_after_days is not None:
             continue
         chosen.append(case)
     return chosen

@@ -85,4 +85,4 @@ def test_grafana_is_provisioned_with_prometheus_and_the_generated_dashboards() -
     assert source["url"] == "http://prometheus:9090" and "prometheus" in COMPOSE["services"]
     (provider,) = yaml.safe_load((provisioning / "dashboards" / "smallbiznis.yml").read_text())["providers"]
     dashboards = ROOT / mounts[provider["options"]["path"]]
-    assert {p.name for p in dashboards.glob("*.json")} == {"pipeline.json", "billing.json"}
+    assert {p.name for p in dashboards.glob("*.json")} == {"pipeline.json", "billing.json", "payments.json"}

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from billing.invoice.worker import InvoicerMetrics
+from billing.payments.metrics import PaymentMetrics
 from billing.publish.relay import RelayMetrics
 from billing.rate.metrics import RaterMetrics
 from streams.metrics import SinkMetrics, WorkerMetrics
@@ -48,7 +49,14 @@ def exported() -> set[str]:
     """Every series name the roles' registries can expose, with the suffixes Prometheus sees."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     names: set[str] = set()
-    for metrics in (WorkerMetrics(), SinkMetrics(), RaterMetrics(), InvoicerMetrics(), RelayMetrics()):
+    for metrics in (
+        WorkerMetrics(),
+        SinkMetrics(),
+        RaterMetrics(),
+        InvoicerMetrics(),
+        RelayMetrics(),
+        PaymentMetrics(),
+    ):
         for family in metrics.registry.collect():
             names |= {family.name + suffix for suffix in suffixes[family.type]}
     return names

@@ -13,6 +13,7 @@ import pytest
 
 from billing.rate import messages as rm
 from invoicing.engine.discount import Coupon, CouponDuration
+from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.subscriptions import ClosedPeriod, Subscription
 from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
@@ -106,6 +107,16 @@ def test_terms_are_trimmed_to_what_the_invoice_can_use() -> None:
     assert set(terms.metrics) == {"api_calls", "storage_gb", "users"}
     assert terms.coupons == {"WELCOME": TERMS.coupons["WELCOME"]}  # type: ignore[index]
     assert tuple(terms.tax_rules) == TERMS.tax_rules
+
+
+def test_payment_terms_stay_out_of_the_message() -> None:
+    """They are the payment worker's (read from the ledger), not the invoice's; the Avro record
+    has no field for them and refuses unknown keys."""
+    quantities = {"api_calls": Decimal("1500.5"), "storage_gb": Decimal("12.25")}
+    paying = replace(TERMS, payment_terms=PaymentTerms(net_days=7, retry_days=(2,), cancel_after_days=3))
+    original = final_rating_of_usage(CLOSED, paying, quantities, T0 + timedelta(days=31, hours=1), LATE)
+    decoded = rm.read_rating_result(rm.write_rating_result(original))
+    assert decoded == original and decoded.terms.payment_terms == PaymentTerms()
 
 
 def test_a_trial_without_coupon_or_balance_round_trips() -> None:

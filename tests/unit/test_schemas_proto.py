@@ -62,7 +62,10 @@ SERVICES: dict[str, tuple[str, set[str]]] = {
     ),
     "tax": ("TaxService", {"ListTaxRules", "CalculateTax"}),
     "credit": ("CreditService", {"CreateCreditNote", "ListCreditNotes"}),
-    "payment": ("PaymentService", {"ListPaymentMethods", "AttachPaymentMethod", "ChargeInvoice", "GetPaymentAttempts"}),
+    "payment": (
+        "PaymentService",
+        {"ListPaymentMethods", "AttachPaymentMethod", "ChargeInvoice", "GetPaymentAttempts", "RefundInvoice"},
+    ),
 }
 
 # The raw event value is a double by design (as on Kafka); nothing else is.

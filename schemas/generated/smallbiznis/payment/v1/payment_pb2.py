@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from schemas.generated.smallbiznis.common.v1 import money_pb2 as smallbiznis_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$smallbiznis/payment/v1/payment.proto\x12\x16smallbiznis.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!smallbiznis/common/v1/money.proto\"\xe5\x03\n\rPaymentMethod\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x39\n\x08provider\x18\x03 \x01(\x0e\x32\'.smallbiznis.payment.v1.PaymentProvider\x12\x37\n\x04type\x18\x04 \x01(\x0e\x32).smallbiznis.payment.v1.PaymentMethodType\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12\r\n\x05last4\x18\x06 \x01(\t\x12\x11\n\texp_month\x18\x07 \x01(\x05\x12\x10\n\x08\x65xp_year\x18\x08 \x01(\x05\x12\x12\n\nis_default\x18\t \x01(\x08\x12N\n\rprovider_data\x18\n \x03(\x0b\x32\x37.smallbiznis.payment.v1.PaymentMethod.ProviderDataEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x33\n\x11ProviderDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x04\n\x0ePaymentAttempt\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\ninvoice_id\x18\x03 \x01(\t\x12\x19\n\x11payment_method_id\x18\x04 \x01(\t\x12<\n\x06status\x18\x05 \x01(\x0e\x32,.smallbiznis.payment.v1.PaymentAttemptStatus\x12\x1f\n\x17provider_transaction_id\x18\x06 \x01(\t\x12,\n\x06\x61mount\x18\x07 \x01(\x0b\x32\x1c.smallbiznis.common.v1.Money\x12\x16\n\x0e\x61ttempt_number\x18\x08 \x01(\x05\x12\x14\n\x0c\x66\x61ilure_code\x18\t \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\n \x01(\t\x12\x30\n\x0c\x61ttempted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rnext_retry_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x08metadata\x18\r \x03(\x0b\x32\x34.smallbiznis.payment.v1.PaymentAttempt.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\".\n\x19ListPaymentMethodsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"\\\n\x1aListPaymentMethodsResponse\x12>\n\x0fpayment_methods\x18\x01 \x03(\x0b\x32%.smallbiznis.payment.v1.PaymentMethod\"\xec\x02\n\x1a\x41ttachPaymentMethodRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x39\n\x08provider\x18\x02 \x01(\x0e\x32\'.smallbiznis.payment.v1.PaymentProvider\x12\x37\n\x04type\x18\x03 \x01(\x0e\x32).smallbiznis.payment.v1.PaymentMethodType\x12\x61\n\x10provider_payload\x18\x04 \x03(\x0b\x32G.smallbiznis.payment.v1.AttachPaymentMethodRequest.ProviderPayloadEntry\x12\x16\n\x0eset_as_default\x18\x05 \x01(\x08\x12\x14\n\x0c\x64isplay_name\x18\x06 \x01(\t\x1a\x36\n\x14ProviderPayloadEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x1b\x41ttachPaymentMethodResponse\x12=\n\x0epayment_method\x18\x01 \x01(\x0b\x32%.smallbiznis.payment.v1.PaymentMethod\"y\n\x14\x43hargeInvoiceRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x1e\n\x11payment_method_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\tB\x14\n\x12_payment_method_id\"X\n\x15\x43hargeInvoiceResponse\x12?\n\x0fpayment_attempt\x18\x01 \x01(\x0b\x32&.smallbiznis.payment.v1.PaymentAttempt\"/\n\x19GetPaymentAttemptsRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\"^\n\x1aGetPaymentAttemptsResponse\x12@\n\x10payment_attempts\x18\x01 \x03(\x0b\x32&.smallbiznis.payment.v1.PaymentAttempt*\xa8\x01\n\x0fPaymentProvider\x12 \n\x1cPAYMENT_PROVIDER_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_PROVIDER_STRIPE\x10\x01\x12\x1b\n\x17PAYMENT_PROVIDER_XENDIT\x10\x02\x12\x1d\n\x19PAYMENT_PROVIDER_MIDTRANS\x10\x03\x12\x1a\n\x16PAYMENT_PROVIDER_DUMMY\x10\x04*\x93\x01\n\x11PaymentMethodType\x12#\n\x1fPAYMENT_METHOD_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_METHOD_TYPE_CARD\x10\x01\x12\x1a\n\x16PAYMENT_METHOD_TYPE_VA\x10\x02\x12\x1f\n\x1bPAYMENT_METHOD_TYPE_EWALLET\x10\x03*\xf7\x01\n\x14PaymentAttemptStatus\x12&\n\"PAYMENT_ATTEMPT_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1ePAYMENT_ATTEMPT_STATUS_PENDING\x10\x01\x12%\n!PAYMENT_ATTEMPT_STATUS_PROCESSING\x10\x02\x12$\n PAYMENT_ATTEMPT_STATUS_SUCCEEDED\x10\x03\x12!\n\x1dPAYMENT_ATTEMPT_STATUS_FAILED\x10\x04\x12#\n\x1fPAYMENT_ATTEMPT_STATUS_REFUNDED\x10\x05\x32\xf8\x03\n\x0ePaymentService\x12{\n\x12ListPaymentMethods\x12\x31.smallbiznis.payment.v1.ListPaymentMethodsRequest\x1a\x32.smallbiznis.payment.v1.ListPaymentMethodsResponse\x12~\n\x13\x41ttachPaymentMethod\x12\x32.smallbiznis.payment.v1.AttachPaymentMethodRequest\x1a\x33.smallbiznis.payment.v1.AttachPaymentMethodResponse\x12l\n\rChargeInvoice\x12,.smallbiznis.payment.v1.ChargeInvoiceRequest\x1a-.smallbiznis.payment.v1.ChargeInvoiceResponse\x12{\n\x12GetPaymentAttempts\x12\x31.smallbiznis.payment.v1.GetPaymentAttemptsRequest\x1a\x32.smallbiznis.payment.v1.GetPaymentAttemptsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$smallbiznis/payment/v1/payment.proto\x12\x16smallbiznis.payment.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!smallbiznis/common/v1/money.proto\"\xfe\x03\n\rPaymentMethod\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x39\n\x08provider\x18\x03 \x01(\x0e\x32\'.smallbiznis.payment.v1.PaymentProvider\x12\x37\n\x04type\x18\x04 \x01(\x0e\x32).smallbiznis.payment.v1.PaymentMethodType\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12\r\n\x05last4\x18\x06 \x01(\t\x12\x11\n\texp_month\x18\x07 \x01(\x05\x12\x10\n\x08\x65xp_year\x18\x08 \x01(\x05\x12\x12\n\nis_default\x18\t \x01(\x08\x12N\n\rprovider_data\x18\n \x03(\x0b\x32\x37.smallbiznis.payment.v1.PaymentMethod.ProviderDataEntry\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsubscription_id\x18\r \x01(\t\x1a\x33\n\x11ProviderDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x04\n\x0ePaymentAttempt\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\ninvoice_id\x18\x03 \x01(\t\x12\x19\n\x11payment_method_id\x18\x04 \x01(\t\x12<\n\x06status\x18\x05 \x01(\x0e\x32,.smallbiznis.payment.v1.PaymentAttemptStatus\x12\x1f\n\x17provider_transaction_id\x18\x06 \x01(\t\x12,\n\x06\x61mount\x18\x07 \x01(\x0b\x32\x1c.smallbiznis.common.v1.Money\x12\x16\n\x0e\x61ttempt_number\x18\x08 \x01(\x05\x12\x14\n\x0c\x66\x61ilure_code\x18\t \x01(\t\x12\x17\n\x0f\x66\x61ilure_message\x18\n \x01(\t\x12\x30\n\x0c\x61ttempted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rnext_retry_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x46\n\x08metadata\x18\r \x03(\x0b\x32\x34.smallbiznis.payment.v1.PaymentAttempt.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"G\n\x19ListPaymentMethodsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x02 \x01(\t\"\\\n\x1aListPaymentMethodsResponse\x12>\n\x0fpayment_methods\x18\x01 \x03(\x0b\x32%.smallbiznis.payment.v1.PaymentMethod\"\x85\x03\n\x1a\x41ttachPaymentMethodRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x39\n\x08provider\x18\x02 \x01(\x0e\x32\'.smallbiznis.payment.v1.PaymentProvider\x12\x37\n\x04type\x18\x03 \x01(\x0e\x32).smallbiznis.payment.v1.PaymentMethodType\x12\x61\n\x10provider_payload\x18\x04 \x03(\x0b\x32G.smallbiznis.payment.v1.AttachPaymentMethodRequest.ProviderPayloadEntry\x12\x16\n\x0eset_as_default\x18\x05 \x01(\x08\x12\x14\n\x0c\x64isplay_name\x18\x06 \x01(\t\x12\x17\n\x0fsubscription_id\x18\x07 \x01(\t\x1a\x36\n\x14ProviderPayloadEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x1b\x41ttachPaymentMethodResponse\x12=\n\x0epayment_method\x18\x01 \x01(\x0b\x32%.smallbiznis.payment.v1.PaymentMethod\"y\n\x14\x43hargeInvoiceRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x1e\n\x11payment_method_id\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\tB\x14\n\x12_payment_method_id\"X\n\x15\x43hargeInvoiceResponse\x12?\n\x0fpayment_attempt\x18\x01 \x01(\x0b\x32&.smallbiznis.payment.v1.PaymentAttempt\"/\n\x19GetPaymentAttemptsRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\"^\n\x1aGetPaymentAttemptsResponse\x12@\n\x10payment_attempts\x18\x01 \x03(\x0b\x32&.smallbiznis.payment.v1.PaymentAttempt\":\n\x14RefundInvoiceRequest\x12\x12\n\ninvoice_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"X\n\x15RefundInvoiceResponse\x12?\n\x0fpayment_attempt\x18\x01 \x01(\x0b\x32&.smallbiznis.payment.v1.PaymentAttempt*\xa8\x01\n\x0fPaymentProvider\x12 \n\x1cPAYMENT_PROVIDER_UNSPECIFIED\x10\x00\x12\x1b\n\x17PAYMENT_PROVIDER_STRIPE\x10\x01\x12\x1b\n\x17PAYMENT_PROVIDER_XENDIT\x10\x02\x12\x1d\n\x19PAYMENT_PROVIDER_MIDTRANS\x10\x03\x12\x1a\n\x16PAYMENT_PROVIDER_DUMMY\x10\x04*\x93\x01\n\x11PaymentMethodType\x12#\n\x1fPAYMENT_METHOD_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_METHOD_TYPE_CARD\x10\x01\x12\x1a\n\x16PAYMENT_METHOD_TYPE_VA\x10\x02\x12\x1f\n\x1bPAYMENT_METHOD_TYPE_EWALLET\x10\x03*\xf7\x01\n\x14PaymentAttemptStatus\x12&\n\"PAYMENT_ATTEMPT_STATUS_UNSPECIFIED\x10\x00\x12\"\n\x1ePAYMENT_ATTEMPT_STATUS_PENDING\x10\x01\x12%\n!PAYMENT_ATTEMPT_STATUS_PROCESSING\x10\x02\x12$\n PAYMENT_ATTEMPT_STATUS_SUCCEEDED\x10\x03\x12!\n\x1dPAYMENT_ATTEMPT_STATUS_FAILED\x10\x04\x12#\n\x1fPAYMENT_ATTEMPT_STATUS_REFUNDED\x10\x05\x32\xe6\x04\n\x0ePaymentService\x12{\n\x12ListPaymentMethods\x12\x31.smallbiznis.payment.v1.ListPaymentMethodsRequest\x1a\x32.smallbiznis.payment.v1.ListPaymentMethodsResponse\x12~\n\x13\x41ttachPaymentMethod\x12\x32.smallbiznis.payment.v1.AttachPaymentMethodRequest\x1a\x33.smallbiznis.payment.v1.AttachPaymentMethodResponse\x12l\n\rChargeInvoice\x12,.smallbiznis.payment.v1.ChargeInvoiceRequest\x1a-.smallbiznis.payment.v1.ChargeInvoiceResponse\x12{\n\x12GetPaymentAttempts\x12\x31.smallbiznis.payment.v1.GetPaymentAttemptsRequest\x1a\x32.smallbiznis.payment.v1.GetPaymentAttemptsResponse\x12l\n\rRefundInvoice\x12,.smallbiznis.payment.v1.RefundInvoiceRequest\x1a-.smallbiznis.payment.v1.RefundInvoiceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,38 +39,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYMENTATTEMPT_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_ATTACHPAYMENTMETHODREQUEST_PROVIDERPAYLOADENTRY']._loaded_options = None
   _globals['_ATTACHPAYMENTMETHODREQUEST_PROVIDERPAYLOADENTRY']._serialized_options = b'8\001'
-  _globals['_PAYMENTPROVIDER']._serialized_start=2113
-  _globals['_PAYMENTPROVIDER']._serialized_end=2281
-  _globals['_PAYMENTMETHODTYPE']._serialized_start=2284
-  _globals['_PAYMENTMETHODTYPE']._serialized_end=2431
-  _globals['_PAYMENTATTEMPTSTATUS']._serialized_start=2434
-  _globals['_PAYMENTATTEMPTSTATUS']._serialized_end=2681
+  _globals['_PAYMENTPROVIDER']._serialized_start=2338
+  _globals['_PAYMENTPROVIDER']._serialized_end=2506
+  _globals['_PAYMENTMETHODTYPE']._serialized_start=2509
+  _globals['_PAYMENTMETHODTYPE']._serialized_end=2656
+  _globals['_PAYMENTATTEMPTSTATUS']._serialized_start=2659
+  _globals['_PAYMENTATTEMPTSTATUS']._serialized_end=2906
   _globals['_PAYMENTMETHOD']._serialized_start=133
-  _globals['_PAYMENTMETHOD']._serialized_end=618
-  _globals['_PAYMENTMETHOD_PROVIDERDATAENTRY']._serialized_start=567
-  _globals['_PAYMENTMETHOD_PROVIDERDATAENTRY']._serialized_end=618
-  _globals['_PAYMENTATTEMPT']._serialized_start=621
-  _globals['_PAYMENTATTEMPT']._serialized_end=1149
-  _globals['_PAYMENTATTEMPT_METADATAENTRY']._serialized_start=1102
-  _globals['_PAYMENTATTEMPT_METADATAENTRY']._serialized_end=1149
-  _globals['_LISTPAYMENTMETHODSREQUEST']._serialized_start=1151
-  _globals['_LISTPAYMENTMETHODSREQUEST']._serialized_end=1197
-  _globals['_LISTPAYMENTMETHODSRESPONSE']._serialized_start=1199
-  _globals['_LISTPAYMENTMETHODSRESPONSE']._serialized_end=1291
-  _globals['_ATTACHPAYMENTMETHODREQUEST']._serialized_start=1294
-  _globals['_ATTACHPAYMENTMETHODREQUEST']._serialized_end=1658
-  _globals['_ATTACHPAYMENTMETHODREQUEST_PROVIDERPAYLOADENTRY']._serialized_start=1604
-  _globals['_ATTACHPAYMENTMETHODREQUEST_PROVIDERPAYLOADENTRY']._serialized_end=1658
-  _globals['_ATTACHPAYMENTMETHODRESPONSE']._serialized_start=1660
-  _globals['_ATTACHPAYMENTMETHODRESPONSE']._serialized_end=1752
-  _globals['_CHARGEINVOICEREQUEST']._serialized_start=1754
-  _globals['_CHARGEINVOICEREQUEST']._serialized_end=1875
-  _globals['_CHARGEINVOICERESPONSE']._serialized_start=1877
-  _globals['_CHARGEINVOICERESPONSE']._serialized_end=1965
-  _globals['_GETPAYMENTATTEMPTSREQUEST']._serialized_start=1967
-  _globals['_GETPAYMENTATTEMPTSREQUEST']._serialized_end=2014
-  _globals['_GETPAYMENTATTEMPTSRESPONSE']._serialized_start=2016
-  _globals['_GETPAYMENTATTEMPTSRESPONSE']._serialized_end=2110
-  _globals['_PAYMENTSERVICE']._serialized_start=2684
-  _globals['_PAYMENTSERVICE']._serialized_end=3188
+  _globals['_PAYMENTMETHOD']._serialized_end=643
+  _globals['_PAYMENTMETHOD_PROVIDERDATAENTRY']._serialized_start=592
+  _globals['_PAYMENTMETHOD_PROVIDERDATAENTRY']._serialized_end=643
+  _globals['_PAYMENTATTEMPT']._serialized_start=646
+  _globals['_PAYMENTATTEMPT']._serialized_end=1174
+  _globals['_PAYMENTATTEMPT_METADATAENTRY']._serialized_start=1127
+  _globals['_PAYMENTATTEMPT_METADATAENTRY']._serialized_end=1174
+  _globals['_LISTPAYMENTMETHODSREQUEST']._serialized_start=1176
+  _globals['_LISTPAYMENTMETHODSREQUEST']._serialized_end=1247
+  _globals['_LISTPAYMENTMETHODSRESPONSE']._serialized_start=1249
+  _globals['_LISTPAYMENTMETHODSRESPONSE']._serialized_end=1341
+  _globals['_ATTACHPAYMENTMETHODREQUEST']._serialized_start=1344
+  _globals['_ATTACHPAYMENTMETHODREQUEST']._serialized_end=1733
+  _globals['_ATTACHPAYMENTMETHODREQUEST_PROVIDERPAYLOADENTRY']._serialized_start=1679
+  _globals['_ATTACHPAYMENTMETHODREQUEST_PROVIDERPAYLOADENTRY']._serialized_end=1733
+  _globals['_ATTACHPAYMENTMETHODRESPONSE']._serialized_start=1735
+  _globals['_ATTACHPAYMENTMETHODRESPONSE']._serialized_end=1827
+  _globals['_CHARGEINVOICEREQUEST']._serialized_start=1829
+  _globals['_CHARGEINVOICEREQUEST']._serialized_end=1950
+  _globals['_CHARGEINVOICERESPONSE']._serialized_start=1952
+  _globals['_CHARGEINVOICERESPONSE']._serialized_end=2040
+  _globals['_GETPAYMENTATTEMPTSREQUEST']._serialized_start=2042
+  _globals['_GETPAYMENTATTEMPTSREQUEST']._serialized_end=2089
+  _globals['_GETPAYMENTATTEMPTSRESPONSE']._serialized_start=2091
+  _globals['_GETPAYMENTATTEMPTSRESPONSE']._serialized_end=2185
+  _globals['_REFUNDINVOICEREQUEST']._serialized_start=2187
+  _globals['_REFUNDINVOICEREQUEST']._serialized_end=2245
+  _globals['_REFUNDINVOICERESPONSE']._serialized_start=2247
+  _globals['_REFUNDINVOICERESPONSE']._serialized_end=2335
+  _globals['_PAYMENTSERVICE']._serialized_start=2909
+  _globals['_PAYMENTSERVICE']._serialized_end=3523
 # @@protoc_insertion_point(module_scope)

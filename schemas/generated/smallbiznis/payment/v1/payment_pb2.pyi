@@ -51,7 +51,7 @@ PAYMENT_ATTEMPT_STATUS_FAILED: PaymentAttemptStatus
 PAYMENT_ATTEMPT_STATUS_REFUNDED: PaymentAttemptStatus
 
 class PaymentMethod(_message.Message):
-    __slots__ = ("id", "tenant_id", "provider", "type", "display_name", "last4", "exp_month", "exp_year", "is_default", "provider_data", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "provider", "type", "display_name", "last4", "exp_month", "exp_year", "is_default", "provider_data", "created_at", "updated_at", "subscription_id")
     class ProviderDataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class PaymentMethod(_message.Message):
     PROVIDER_DATA_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     provider: PaymentProvider
@@ -83,7 +84,8 @@ class PaymentMethod(_message.Message):
     provider_data: _containers.ScalarMap[str, str]
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., provider: _Optional[_Union[PaymentProvider, str]] = ..., type: _Optional[_Union[PaymentMethodType, str]] = ..., display_name: _Optional[str] = ..., last4: _Optional[str] = ..., exp_month: _Optional[int] = ..., exp_year: _Optional[int] = ..., is_default: _Optional[bool] = ..., provider_data: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    subscription_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., provider: _Optional[_Union[PaymentProvider, str]] = ..., type: _Optional[_Union[PaymentMethodType, str]] = ..., display_name: _Optional[str] = ..., last4: _Optional[str] = ..., exp_month: _Optional[int] = ..., exp_year: _Optional[int] = ..., is_default: _Optional[bool] = ..., provider_data: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subscription_id: _Optional[str] = ...) -> None: ...
 
 class PaymentAttempt(_message.Message):
     __slots__ = ("id", "tenant_id", "invoice_id", "payment_method_id", "status", "provider_transaction_id", "amount", "attempt_number", "failure_code", "failure_message", "attempted_at", "next_retry_at", "metadata")
@@ -123,10 +125,12 @@ class PaymentAttempt(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., invoice_id: _Optional[str] = ..., payment_method_id: _Optional[str] = ..., status: _Optional[_Union[PaymentAttemptStatus, str]] = ..., provider_transaction_id: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., attempt_number: _Optional[int] = ..., failure_code: _Optional[str] = ..., failure_message: _Optional[str] = ..., attempted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_retry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListPaymentMethodsRequest(_message.Message):
-    __slots__ = ("tenant_id",)
+    __slots__ = ("tenant_id", "subscription_id")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+    subscription_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., subscription_id: _Optional[str] = ...) -> None: ...
 
 class ListPaymentMethodsResponse(_message.Message):
     __slots__ = ("payment_methods",)
@@ -135,7 +139,7 @@ class ListPaymentMethodsResponse(_message.Message):
     def __init__(self, payment_methods: _Optional[_Iterable[_Union[PaymentMethod, _Mapping]]] = ...) -> None: ...
 
 class AttachPaymentMethodRequest(_message.Message):
-    __slots__ = ("tenant_id", "provider", "type", "provider_payload", "set_as_default", "display_name")
+    __slots__ = ("tenant_id", "provider", "type", "provider_payload", "set_as_default", "display_name", "subscription_id")
     class ProviderPayloadEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -149,13 +153,15 @@ class AttachPaymentMethodRequest(_message.Message):
     PROVIDER_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     SET_AS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     provider: PaymentProvider
     type: PaymentMethodType
     provider_payload: _containers.ScalarMap[str, str]
     set_as_default: bool
     display_name: str
-    def __init__(self, tenant_id: _Optional[str] = ..., provider: _Optional[_Union[PaymentProvider, str]] = ..., type: _Optional[_Union[PaymentMethodType, str]] = ..., provider_payload: _Optional[_Mapping[str, str]] = ..., set_as_default: _Optional[bool] = ..., display_name: _Optional[str] = ...) -> None: ...
+    subscription_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., provider: _Optional[_Union[PaymentProvider, str]] = ..., type: _Optional[_Union[PaymentMethodType, str]] = ..., provider_payload: _Optional[_Mapping[str, str]] = ..., set_as_default: _Optional[bool] = ..., display_name: _Optional[str] = ..., subscription_id: _Optional[str] = ...) -> None: ...
 
 class AttachPaymentMethodResponse(_message.Message):
     __slots__ = ("payment_method",)
@@ -190,3 +196,17 @@ class GetPaymentAttemptsResponse(_message.Message):
     PAYMENT_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     payment_attempts: _containers.RepeatedCompositeFieldContainer[PaymentAttempt]
     def __init__(self, payment_attempts: _Optional[_Iterable[_Union[PaymentAttempt, _Mapping]]] = ...) -> None: ...
+
+class RefundInvoiceRequest(_message.Message):
+    __slots__ = ("invoice_id", "reason")
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: str
+    reason: str
+    def __init__(self, invoice_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RefundInvoiceResponse(_message.Message):
+    __slots__ = ("payment_attempt",)
+    PAYMENT_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    payment_attempt: PaymentAttempt
+    def __init__(self, payment_attempt: _Optional[_Union[PaymentAttempt, _Mapping]] = ...) -> None: ...

@@ -54,6 +54,11 @@ class PaymentServiceStub:
                 request_serializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.GetPaymentAttemptsRequest.SerializeToString,
                 response_deserializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.GetPaymentAttemptsResponse.FromString,
                 _registered_method=True)
+        self.RefundInvoice = channel.unary_unary(
+                '/smallbiznis.payment.v1.PaymentService/RefundInvoice',
+                request_serializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceRequest.SerializeToString,
+                response_deserializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -83,6 +88,14 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefundInvoice(self, request, context):
+        """A PAID invoice's charge refunded through its provider; the invoice becomes REFUNDED with a
+        REFUND credit note.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +118,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.GetPaymentAttempts,
                     request_deserializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.GetPaymentAttemptsRequest.FromString,
                     response_serializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.GetPaymentAttemptsResponse.SerializeToString,
+            ),
+            'RefundInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundInvoice,
+                    request_deserializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceRequest.FromString,
+                    response_serializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +233,33 @@ class PaymentService:
             '/smallbiznis.payment.v1.PaymentService/GetPaymentAttempts',
             smallbiznis_dot_payment_dot_v1_dot_payment__pb2.GetPaymentAttemptsRequest.SerializeToString,
             smallbiznis_dot_payment_dot_v1_dot_payment__pb2.GetPaymentAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smallbiznis.payment.v1.PaymentService/RefundInvoice',
+            smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceRequest.SerializeToString,
+            smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

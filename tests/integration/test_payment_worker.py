@@ -1,0 +1,172 @@
+"""The payment worker (``billing worker --role payments``) on the test clock and a real PostgreSQL
+ledger: finalized invoices of subscriptions with a default method are charged without being asked,
+invoices past their net days become OVERDUE, failed charges are retried on the tenant's schedule
+(days after the first failure), the last failure makes the subscription PAST_DUE and the tenant's
+policy cancels it later; a success after failures pays and reactivates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from billing.payments.providers.dummy import DummyProvider
+from invoicing.engine.lifecycle import PaymentTerms
+from invoicing.ledger import tables as t
+from tests.api_harness import NOW, Api
+from tests.payments_harness import attach, invoice_row, invoices_of, outbox, worker
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def set_terms(api: Api, terms: PaymentTerms) -> None:
+    with api.ledger.session() as session:
+        record = session.get_terms("t1")
+        assert record is not None
+        session.save_terms(replace(record.terms, payment_terms=terms))
+
+
+def subscription_status(api: Api, sub: str) -> str:
+    with api.ledger.session() as session:
+        record = session.get_subscription(sub)
+        assert record is not None
+        return str(record.status)
+
+
+def attempts(api: Api) -> list[tuple[str, int, str]]:
+    with api.engine.connect() as connection:
+        rows = connection.execute(
+            select(t.invoices.c.invoice_number, t.payment_attempts.c.attempt_number, t.payment_attempts.c.status)
+            .join(t.invoices, t.invoices.c.id == t.payment_attempts.c.invoice_id)
+            .order_by(t.payment_attempts.c.id)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_finalized_invoices_with_a_default_method_are_charged_automatically(pay_api: Api, dummy: DummyProvider) -> None:
+    attach(pay_api, "sub_1", "tok_succeeds")
+    report = worker(pay_api, dummy).run_once()
+    assert [(a.invoice_number, str(a.status)) for a in report.charged] == [
+        ("INV-2026-000001", "SUCCEEDED"),
+        ("INV-2026-000002", "SUCCEEDED"),
+    ]
+    assert [i.status for i in invoices_of(pay_api, "sub_1")] == [3, 3]  # INVOICE_STATUS_PAID
+    assert (
+        invoice_row(pay_api.engine, invoices_of(pay_api, "sub_2")[0].id).status == "OVERDUE"
+    )  # no method, past 14 days
+    assert worker(pay_api, dummy).run_once().charged == []  # nothing left to charge
+    assert len(dummy.charges()) == 2
+
+
+def test_dunning_retries_on_the_schedule_then_past_due_then_canceled(pay_api: Api, dummy: DummyProvider) -> None:
+    set_terms(pay_api, PaymentTerms(net_days=14, retry_days=(1, 3), cancel_after_days=2))
+    attach(pay_api, "sub_1", "tok_declines")
+    run = worker(pay_api, dummy)
+    first = (
+        run.run_once()
+    )  # 2026-03-10 12:00: the invoices issued 02-01 01:00 are past their 14 days, INV-2 (03-01) not
+    assert first.overdue == ["INV-2026-000001", "INV-2026-000003"]  # INV-3: sub_2's, which has no method
+    assert [(a.invoice_number, a.next_retry_at) for a in first.charged] == [
+        ("INV-2026-000001", NOW + timedelta(days=1)),
+        ("INV-2026-000002", NOW + timedelta(days=1)),
+    ]
+    pay_api.clock.advance_to(NOW + timedelta(days=1) - timedelta(seconds=1))
+    assert run.run_once().charged == []  # not yet
+    pay_api.clock.advance_to(NOW + timedelta(days=1))
+    second = run.run_once()
+    assert [(a.attempt_number, a.next_retry_at) for a in second.charged] == [(2, NOW + timedelta(days=3))] * 2
+    assert subscription_status(pay_api, "sub_1") == "ACTIVE"
+    pay_api.clock.advance_to(NOW + timedelta(days=3))
+    third = run.run_once()
+    assert [(a.attempt_number, str(a.status), a.next_retry_at) for a in third.charged] == [(3, "FAILED", None)] * 2
+    assert subscription_status(pay_api, "sub_1") == "PAST_DUE"
+    pay_api.clock.advance_to(NOW + timedelta(days=5) - timedelta(seconds=1))
+    late = run.run_once()  # 2026-03-15 11:59:59: INV-2 (03-01 01:00 + 14 days) is overdue; not canceled yet
+    assert (late.overdue, late.charged, late.canceled) == (["INV-2026-000002"], [], [])
+    pay_api.clock.advance_to(NOW + timedelta(days=5))
+    assert run.run_once().canceled == ["sub_1"]
+    assert subscription_status(pay_api, "sub_1") == "CANCELED"
+    assert len(attempts(pay_api)) == 6 and len(dummy.charges()) == 6
+    kinds = [(e["type"], e["invoice_number"]) for e in outbox(pay_api.engine)]
+    assert kinds.count(("PaymentFailed", "INV-2026-000001")) == 3
+    assert ("InvoiceOverdue", "INV-2026-000002") in kinds
+    assert run.service.metrics.overdue.labels(tenant="t1")._value.get() == 3
+    assert run.service.metrics.attempts.labels(provider="DUMMY", status="FAILED")._value.get() == 6
+
+
+def test_a_retry_that_succeeds_pays_and_reactivates_the_subscription(pay_api: Api, dummy: DummyProvider) -> None:
+    set_terms(pay_api, PaymentTerms(retry_days=(1,)))
+    attach(pay_api, "sub_2", "tok_declines")
+    run = worker(pay_api, dummy)
+    run.run_once()
+    pay_api.clock.advance_to(NOW + timedelta(days=1))
+    run.run_once()
+    assert subscription_status(pay_api, "sub_2") == "PAST_DUE"
+    attach(pay_api, "sub_2", "tok_succeeds")  # the customer adds a card that works; charged by hand
+    from tests.payments_harness import charge
+
+    invoice = invoices_of(pay_api, "sub_2")[0]
+    assert charge(pay_api, invoice.id).status == 3  # SUCCEEDED
+    assert (invoice_row(pay_api.engine, invoice.id).status, subscription_status(pay_api, "sub_2")) == ("PAID", "ACTIVE")
+
+
+def test_the_worker_command_runs_a_pass_and_says_what_it_did(
+    pay_api: Api, dummy: DummyProvider, tmp_path: Path
+) -> None:
+    attach(pay_api, "sub_1", "tok_succeeds")
+    clock = tmp_path / "clock"
+    clock.write_text("2026-03-10T12:00:00Z")
+    env: dict[str, Any] = {
+        "DATABASE_URL": pay_api.engine.url.render_as_string(hide_password=False),
+        "PAYMENTS_DUMMY": "on",
+        "PAYMENTS_DUMMY_DIR": str(dummy.journal.parent if dummy.journal else tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "billing.cli", "worker", "--role", "payments", "--once", "--clock-file", str(clock)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["charged"] == [["INV-2026-000001", "SUCCEEDED"], ["INV-2026-000002", "SUCCEEDED"]]
+    assert len(dummy.charges()) == 2  # the same journal: the provider a test can count
+    bare = subprocess.run(
+        [sys.executable, "-m", "billing.cli", "worker", "--role", "payments", "--once"],
+        env={k: v for k, v in env.items() if not k.startswith("PAYMENTS_")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (bare.returncode, bare.stdout) == (2, "")
+    assert "no payment provider is configured" in bare.stderr and "Traceback" not in bare.stderr
+    unreachable = {**env, "DATABASE_URL": "postgresql+psycopg://billing@127.0.0.1:9/ledger"}
+    down = subprocess.run(
+        [sys.executable, "-m", "billing.cli", "worker", "--role", "payments", "--once"],
+        env=unreachable,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert down.stderr.startswith("error: the ledger's PostgreSQL does not answer")
+
+
+def test_paid_at_is_the_instant_of_the_success(pay_api: Api, dummy: DummyProvider) -> None:
+    attach(pay_api, "sub_2", "tok_succeeds")
+    pay_api.clock.advance_to(datetime(2026, 3, 11, 9, tzinfo=UTC))
+    worker(pay_api, dummy).run_once()
+    assert invoice_row(pay_api.engine, invoices_of(pay_api, "sub_2")[0].id).paid_at == datetime(
+        2026, 3, 11, 9, tzinfo=UTC
+    )
