@@ -4,13 +4,10 @@ wrong or missing token or signature, an unreadable or oversize body, an unknown 
 refused without detail and never reach the settlement; a settlement whose database is down
 answers 503 so the provider retries; and no secret ever reaches a log line.
 
-Merging issue #14: the ``settlement`` fixture records what the endpoint hands to a settlement and
-what it answered; the settlement inside it is ``InMemorySettlement``, a stand-in keeping the port's
-promise (once per (provider, event id)) until the ledger's is merged. Put the ledger's PostgreSQL
-settlement inside instead (over the ``engine`` fixture, with an attempt of idempotency key ``KEY``,
-Xendit invoice ``593f4ed1c3d3bb7f39733d83`` and Midtrans order ``order_id_for(KEY)``) and every test
-must pass unchanged; ``database_down`` then becomes that settlement on an engine whose server is
-stopped."""
+The ``settlement`` fixture records what the endpoint hands to a settlement and what it answered,
+around ``InMemorySettlement`` (once per (provider, event id), the port's promise), so these tests
+see the endpoint alone. The ledger's own settlement behind the same endpoint, from a charge to a
+PAID invoice and a duplicate redelivery, is tests/integration/test_webhook_settlement.py."""
 
 from __future__ import annotations
 
