@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from invoicing.engine.credit import CreditNote
+from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.model import Invoice, InvoiceStatus
 from invoicing.engine.payments import (
     Charge,
@@ -295,6 +296,10 @@ class InvoiceDocuments(Protocol):
         ...
 
     def subscription(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
+    def payment_terms(self, tenant_id: str) -> PaymentTerms:
+        """The tenant's payment terms (its net days give an invoice's due date)."""
+        ...
+
     def profile(self, tenant_id: str) -> TenantProfile | None: ...
     def save_profile(self, profile: TenantProfile) -> None:
         """Create or replace the tenant's profile."""

@@ -121,11 +121,12 @@ def test_every_figure_of_the_invoice_is_in_its_pdf(pdf_api: Api, invoiced: dict[
     text = pdf_text(drawn.pdf)
     assert [figure for figure in EXPECTED[currency] if figure not in text] == [], text
     check_every_figure(text, invoice, LOCALES[currency])
-    issued, period = ("1 Feb 2026", "1 Jan 2026 – 31 Jan 2026") if currency == "IDR" else (
-        "Feb 1, 2026", "Jan 1, 2026 – Jan 31, 2026")  # fmt: skip
+    issued, due, period = ("1 Feb 2026", "15 Feb 2026", "1 Jan 2026 – 31 Jan 2026") if currency == "IDR" else (
+        "Feb 1, 2026", "Feb 15, 2026", "Jan 1, 2026 – Jan 31, 2026")  # fmt: skip
     for seller_text in ("PT Contoh Jaya", "Jl. Sudirman No. 1", "Jakarta 10220", "Tax ID 01.234.567.8-901.000"):
         assert seller_text in text
     assert issued in text and period in text
+    assert f"Due date {due}" in text.replace("\n", " ")  # the tenant's net days (14 by default) after issue
     assert invoice.credits_applied.amount == CREDITS[currency] and invoice.discount_total.amount > 0
 
 
