@@ -22,7 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy rating invoicing streams schemas billing ops/kafka.py ops/promtool.py ops/grpcurl.py ops/observability/dashboards.py
+	$(BIN)/mypy rating invoicing streams schemas billing ops/kafka.py ops/gotool.py ops/promtool.py ops/grpcurl.py ops/stripe_mock.py ops/observability/dashboards.py
 	$(BIN)/lint-imports
 
 test: lint
