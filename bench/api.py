@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from billing_run import METRICS, OPEN_START, PLAN  # bench/billing_run.py: the latency subscription's plan
+from billing_run import METRICS, OPEN_START, PLAN, load_latency_usage  # bench/billing_run.py
 
 from billing.api.keys import create_key
 from billing.api.paging import encode_token
@@ -57,7 +57,7 @@ from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.embedded import stop_embedded_database
 from invoicing.ledger.postgres_api import PostgresApiLedger
 from rating.money import Money
-from rating.periods import Period, epoch_ms
+from rating.periods import Period
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2, invoice_pb2_grpc
 from schemas.generated.smallbiznis.usage.v1 import usage_pb2, usage_pb2_grpc
 from streams.clickhouse.events import ClickHouseEventLog
@@ -217,49 +217,9 @@ def _token(after: int) -> str:
     return encode_token((after,))
 
 
-def load_usage(stores: Stores, subscription_id: str, events: int) -> int:
-    """``events`` raw api_calls events over 25 days of February, value 1…100, and their 15-minute
-    buckets with the UTC hour, day and month they roll up into, aggregated from them in ClickHouse as
-    the window operator writes them (version = distinct events, first and latest by (time, key),
-    Σ value × Δms). Returns the last event's epoch ms."""
-    db, client = stores.usage.db, stores.usage.client
-    start_ms = epoch_ms(OPEN_START)
-    step = max(1, (25 * 86_400_000) // events)  # 10M events: one per 216 ms
-    client.command(
-        f"""
-        INSERT INTO {db}.usage_events
-            (tenant_id, subscription_id, metric_code, idempotency_key, event_id, value, recorded_at, metadata,
-             unique_value)
-        SELECT '{TENANT}', '{subscription_id}', 'api_calls', concat('k', toString(number)),
-               concat('e', toString(number)), toDecimal128(number % 100 + 1, 12),
-               fromUnixTimestamp64Milli(toInt64({start_ms} + number * {step}), 'UTC'), map(), NULL
-        FROM numbers({events})
-        """
-    )
-    # evenly spaced events: Σ value × Δms inside a bucket is step × (total − latest value)
-    client.command(
-        f"""
-        INSERT INTO {db}.usage_windows
-        SELECT any(tenant_id), subscription_id, metric_code, '15m', ws, ws + toIntervalMinute(15),
-               count(), count(), sum(value), max(value),
-               max(recorded_at), argMax(idempotency_key, (recorded_at, idempotency_key)),
-               argMax(value, (recorded_at, idempotency_key)), NULL,
-               min(recorded_at), argMin(idempotency_key, (recorded_at, idempotency_key)),
-               argMin(value, (recorded_at, idempotency_key)), NULL,
-               toDecimal256(sum(value) - argMax(value, (recorded_at, idempotency_key)), 12) * {step}, [],
-               toStartOfHour(ws), toStartOfDay(ws), toStartOfDay(ws) + toIntervalDay(1),
-               toStartOfMonth(ws), toStartOfMonth(ws) + toIntervalMonth(1)
-        FROM {db}.usage_events
-        WHERE subscription_id = '{subscription_id}'
-        GROUP BY subscription_id, metric_code, toStartOfInterval(recorded_at, toIntervalMinute(15)) AS ws
-        """
-    )
-    return start_ms + (events - 1) * step
-
-
 def summaries(channel: grpc.Channel, auth: Any, stores: Stores, sub: str, args: Any) -> None:
     started = time.perf_counter()
-    last_ms = load_usage(stores, sub, args.events)
+    _, last_ms = load_latency_usage(stores, sub, args.events, TENANT)
     loaded = time.perf_counter() - started
     print(f"setup: {args.events:,} events and their 15-minute windows in the store in {loaded:.1f} s")
     expected = stores.usage.client.query(

@@ -136,27 +136,26 @@ def load_billing_usage(stores: Stores, tag: str, subscriptions: int, windows: in
     return subscriptions * per_sub
 
 
-def load_latency_usage(stores: Stores, subscription_id: str, events: int) -> tuple[int, int]:
+def load_latency_usage(stores: Stores, subscription_id: str, events: int, tenant: str = "latency") -> tuple[int, int]:
     """``events`` raw api_calls events from the start of February, one every ``step`` ms with value
-    1…100, and their 15-minute windows aggregated from them in ClickHouse (as the window operator
-    would write them: version = distinct events, first/latest by (time, key), Σ value × Δms).
-    Returns (step, last event ms)."""
-    db = stores.usage.db
+    1…100, and their 15-minute buckets with the UTC hour, day and month they roll up into,
+    aggregated from them in ClickHouse as the window operator writes them (version = distinct
+    events, first and latest by (time, key), Σ value × Δms). Returns (step, last event ms)."""
+    db, client = stores.usage.db, stores.usage.client
     start_ms = epoch_ms(OPEN_START)
     step = max(1, (25 * 86_400_000) // events)  # 10M events: one per 216 ms over 25 days
-    client = stores.usage.client
     client.command(
         f"""
         INSERT INTO {db}.usage_events
             (tenant_id, subscription_id, metric_code, idempotency_key, event_id, value, recorded_at, metadata,
              unique_value)
-        SELECT 'latency', '{subscription_id}', 'api_calls', concat('k', toString(number)),
+        SELECT '{tenant}', '{subscription_id}', 'api_calls', concat('k', toString(number)),
                concat('e', toString(number)), toDecimal128(number % 100 + 1, 12),
                fromUnixTimestamp64Milli(toInt64({start_ms} + number * {step}), 'UTC'), map(), NULL
         FROM numbers({events})
         """
     )
-    # tw_integral: events are evenly spaced, so Σ value × Δms inside a window is step × (total − latest value)
+    # evenly spaced events: Σ value × Δms inside a bucket is step × (total − latest value)
     client.command(
         f"""
         INSERT INTO {db}.usage_windows
@@ -166,7 +165,9 @@ def load_latency_usage(stores: Stores, subscription_id: str, events: int) -> tup
                argMax(value, (recorded_at, idempotency_key)), NULL,
                min(recorded_at), argMin(idempotency_key, (recorded_at, idempotency_key)),
                argMin(value, (recorded_at, idempotency_key)), NULL,
-               toDecimal256(sum(value) - argMax(value, (recorded_at, idempotency_key)), 12) * {step}, []
+               toDecimal256(sum(value) - argMax(value, (recorded_at, idempotency_key)), 12) * {step}, [],
+               toStartOfHour(ws), toStartOfDay(ws), toStartOfDay(ws) + toIntervalDay(1),
+               toStartOfMonth(ws), toStartOfMonth(ws) + toIntervalMonth(1)
         FROM {db}.usage_events
         WHERE subscription_id = '{subscription_id}'
         GROUP BY subscription_id, metric_code, toStartOfInterval(recorded_at, toIntervalMinute(15)) AS ws
