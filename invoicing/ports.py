@@ -11,7 +11,6 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from invoicing.engine.credit import CreditNote
-from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.model import Invoice, InvoiceStatus
 from invoicing.engine.payments import (
     Charge,
@@ -196,13 +195,15 @@ class StoredPlan:
 class StoredInvoice:
     """An invoice and the ledger's id of it (what ``GetInvoice`` takes), with what its credit notes
     took off it (ADJUSTMENT notes off ``amount_due``, REFUND notes returned of ``amount_paid``, in
-    minor units of its currency) and when a payment left nothing due on it."""
+    minor units of its currency), when a payment left nothing due on it, and when it is due (its
+    issue plus the tenant's payment net days; None for a draft)."""
 
     id: int
     invoice: Invoice
     amount_credited: int = 0
     amount_refunded: int = 0
     paid_at: datetime | None = None
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,10 +297,6 @@ class InvoiceDocuments(Protocol):
         ...
 
     def subscription(self, tenant_id: str, subscription_id: str) -> SubscriptionRecord | None: ...
-    def payment_terms(self, tenant_id: str) -> PaymentTerms:
-        """The tenant's payment terms (its net days give an invoice's due date)."""
-        ...
-
     def profile(self, tenant_id: str) -> TenantProfile | None: ...
     def save_profile(self, profile: TenantProfile) -> None:
         """Create or replace the tenant's profile."""

@@ -55,6 +55,8 @@ def invoice_message(stored: StoredInvoice) -> invoice_pb2.Invoice:
     message.amount_refunded.CopyFrom(wire.money(Money(stored.amount_refunded, currency)))
     if stored.paid_at is not None:
         message.paid_at.CopyFrom(wire.timestamp(stored.paid_at))
+    if stored.due_at is not None:
+        message.due_at.CopyFrom(wire.timestamp(stored.due_at))
     return message
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 from billing.pdf.render import default_template, render_pdf
-from invoicing.engine.lifecycle import due_at
 from invoicing.engine.printable import Customer, TenantProfile, printable_invoice
 from invoicing.ports import InvoiceDocuments, StoredInvoice
 from rating.errors import InvalidValue, UnknownReference
@@ -57,9 +56,7 @@ class InvoicePdfs:
         else:
             subscription = record.subscription
             customer = Customer(subscription.id, subscription.timezone, subscription.region_code)
-        issued = invoice.issued_at
-        due = None if issued is None else due_at(issued, self.documents.payment_terms(invoice.tenant_id))
-        printable = printable_invoice(invoice, seller, customer, due_at=due)
+        printable = printable_invoice(invoice, seller, customer, due_at=stored.due_at)
         return render_pdf(printable, template or seller.template or default_template())
 
 

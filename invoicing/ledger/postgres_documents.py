@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy import and_, select
 from sqlalchemy.dialects.postgresql import insert
 
-from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.printable import TenantProfile
 from invoicing.ledger import tables as t
 from invoicing.ledger.postgres import PostgresLedger
@@ -34,11 +33,6 @@ class PostgresInvoiceDocuments:
         with self.ledger.session() as session:
             record = session.get_subscription(subscription_id)
         return record if record is not None and record.subscription.tenant_id == tenant_id else None
-
-    def payment_terms(self, tenant_id: str) -> PaymentTerms:
-        with self.ledger.session() as session:
-            record = session.get_terms(tenant_id)
-        return PaymentTerms() if record is None else record.terms.payment_terms
 
     def profile(self, tenant_id: str) -> TenantProfile | None:
         profiles = t.tenant_profiles

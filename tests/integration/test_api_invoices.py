@@ -68,6 +68,12 @@ def test_an_invoice_reads_back_in_minor_units_and_decimal_strings(api: Api) -> N
     assert (first.plan_code, first.plan_version, first.subscription_id) == ("pro", 1, "sub_a")
     assert first.billing_period_start.ToJsonString() == "2026-01-01T00:00:00Z"
     assert first.billing_period_end.ToJsonString() == "2026-02-01T00:00:00Z"
+    # issued an hour after the period (invoice_periods); due the tenant's default 14 net days later
+    assert (first.issued_at.ToJsonString(), first.due_at.ToJsonString()) == (
+        "2026-02-01T01:00:00Z",
+        "2026-02-15T01:00:00Z",
+    )
+    assert not first.HasField("paid_at")
     lines = [(line.type, line.quantity, line.unit_price, line.amount.units) for line in first.line_items]
     # billable api_calls 11345.5: 10000 × 0.002 + 1345.5 × 0.000123456789 = 20.1661 → 2017;
     # storage ceil(25 / 10) × 5 = 1500; subtotal 8417; WELCOME10 once: -842; PPN 11% of 7575 = 833.25 → 833
