@@ -339,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from streams.clickhouse.ownership import StoreBusy
+    from streams.kafka.security import KafkaSecurityError
     from streams.kafka.topics import BrokerUnavailable
 
     args = build_parser().parse_args(argv)
@@ -353,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreBusy as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except KafkaSecurityError as error:
+        print(f"error: Kafka security settings: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from rating.periods import epoch_ms
 from streams.ingest.producer import TUNING, DeliveryError, UnknownTopicError
 from streams.kafka import messages
 from streams.kafka.consumers import topic_reader
+from streams.kafka.security import client_config
 from streams.kafka.topics import BrokerUnavailable
 from streams.operators.records import UsageEvent
 
@@ -183,7 +184,7 @@ def letter_of(
 
 def _client_config(bootstrap_servers: str, timeout_s: float) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap_servers,
+        **client_config(bootstrap_servers),
         "logger": librdkafka_log,
         # fail fast on an address where nothing listens, instead of librdkafka's long retries
         "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000)),
