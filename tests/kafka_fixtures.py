@@ -97,11 +97,17 @@ class SecureBroker:
         return dict(self.broker.client_env(user))
 
 
+SECURE_PREFIXES = ("", "loop.")
+"""The pipelines the secure broker has topics and ACLs for: the tests that probe the ACLs write
+junk into the first, the loop runs on the second."""
+
+
 def start_secure_broker(directory: Path, security: str = "sasl_ssl", partitions: int = 2) -> Any:
     """A started, locked-down ops/kafka.py broker in ``directory``; the caller stops it."""
     broker = ops_kafka.KafkaBroker(directory, security=security).start()
     try:
-        broker.lock_down(partitions)
+        for prefix in SECURE_PREFIXES:
+            broker.lock_down(partitions, prefix)
     except BaseException:
         broker.stop(timeout=10)
         raise
