@@ -10,6 +10,9 @@ it to the brokers it starts with ``--secure``, and an operator can do the same o
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -156,3 +159,39 @@ def provision_topics(admin: Any, partitions: int, topic_prefix: str = "", usage_
     created += ensure_topics(admin, partitions, topics=[state], config=compacted)
     created += ensure_topics(admin, 1, topics=[topic_prefix + OUTBOX_PROGRESS], config=compacted)
     return created
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streams.kafka.acls``: as the admin of the environment's settings (a super user),
+    create the pipeline's missing topics and every role's ACLs on the cluster; what compose's
+    ``topics`` service runs, and what an operator runs on an existing secured cluster."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from streams.kafka.security import KafkaSecurityError, client_config
+    from streams.kafka.topics import BrokerUnavailable
+
+    parser = argparse.ArgumentParser(prog="python -m streams.kafka.acls", description=main.__doc__)
+    parser.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions of the topics created (6)")
+    parser.add_argument("--topic-prefix", default="", help="the pipeline's --topic-prefix")
+    args = parser.parse_args(argv)
+    if args.partitions < 1:
+        parser.error(f"--partitions must be at least 1, got {args.partitions}")
+    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "localhost:9092"
+    try:
+        admin = AdminClient(client_config(bootstrap, {"socket.connection.setup.timeout.ms": 10_000}))
+        created = provision_topics(admin, args.partitions, args.topic_prefix)
+        bindings = apply_acls(admin, role_acls(args.topic_prefix))
+    except KafkaSecurityError as error:
+        print(f"error: Kafka security settings: {error}", file=sys.stderr)
+        return 2
+    except (BrokerUnavailable, KafkaException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{len(created)} topics created, {bindings} ACL bindings for {', '.join(ROLES)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
