@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from streams.clickhouse.ownership import StoreBusy
-    from streams.kafka.security import KafkaSecurityError
+    from streams.kafka.security import KafkaAuthenticationFailed, KafkaSecurityError
     from streams.kafka.topics import BrokerUnavailable
 
     args = build_parser().parse_args(argv)
@@ -357,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KafkaSecurityError as error:
         print(f"error: Kafka security settings: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except KafkaAuthenticationFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

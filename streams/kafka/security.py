@@ -14,6 +14,7 @@ to print instead of a client configuration.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,39 @@ ENVIRONMENT: Final = (
 class KafkaSecurityError(ValueError):
     """The environment's Kafka security settings are incomplete or contradict each other; the
     message names the variable."""
+
+
+class KafkaAuthenticationFailed(RuntimeError):
+    """The broker refused the credentials of the environment (the message says whose, never the
+    password): a wrong password, an unknown user, another SASL mechanism."""
+
+
+_refusals: list[str] = []
+"""librdkafka's reports of refused authentications, from the clients of ``client_config``."""
+
+
+def _note_refusal(error: Any) -> None:
+    from confluent_kafka import KafkaError
+
+    if error.code() == KafkaError._AUTHENTICATION:
+        _refusals.append(str(error.str()))
+
+
+def check_authentication(client: Any) -> None:
+    """After a request of ``client`` (of ``client_config``) failed: raise KafkaAuthenticationFailed
+    if the broker refused its credentials, so that the user is told to check them rather than to
+    start a broker. Returns when that was not the cause."""
+    with contextlib.suppress(Exception):
+        client.poll(0)  # librdkafka hands its error reports over on poll
+    if not _refusals:
+        return
+    reason = _refusals[-1]
+    _refusals.clear()
+    security = from_env()
+    raise KafkaAuthenticationFailed(
+        f"Kafka refused the credentials of {security.describe()} ({reason.split(': ', 1)[-1]}); "
+        "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE"
+    )
 
 
 @dataclass(frozen=True)
@@ -147,7 +181,10 @@ def _password(env: Mapping[str, str], protocol: str) -> str:
 def client_config(bootstrap_servers: str, *extra: Mapping[str, Any], **keys: Any) -> dict[str, Any]:
     """A confluent-kafka configuration: the servers, the environment's security settings, then
     ``extra`` mappings and ``keys`` (which may replace them: a test connecting as someone else)."""
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **from_env().confluent()}
+    security = from_env()
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **security.confluent()}
+    if security.sasl:
+        config["error_cb"] = _note_refusal  # check_authentication tells a refusal from no broker
     for more in extra:
         config.update(more)
     config.update(keys)

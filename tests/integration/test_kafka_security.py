@@ -112,6 +112,26 @@ def test_a_wrong_password_is_refused(seeded: SecureBroker) -> None:
     assert write(seeded, "producer", "usage.events") is None  # the right one is taken
 
 
+def test_the_cli_says_whose_credentials_were_refused(seeded: SecureBroker) -> None:
+    """A command with a wrong password says the credentials were refused (not "start a broker"),
+    with no traceback and no password; one with incomplete settings names the variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    producer = {k: v for k, v in seeded.env("producer").items() if k != "KAFKA_SASL_PASSWORD_FILE"}
+    command = [sys.executable, "-m", "billing.cli", "produce", "--generate", "3"]
+    refused = subprocess.run(
+        command, env={**env, **producer, "KAFKA_SASL_PASSWORD": "wrong-pw-123"}, capture_output=True, text=True
+    )
+    message = [line for line in refused.stderr.splitlines() if not line.startswith("%")]
+    assert refused.returncode == 1, refused.stderr
+    assert message and message[-1].startswith(
+        "error: Kafka refused the credentials of SASL_SSL SCRAM-SHA-512 as producer"
+    )
+    assert "Traceback" not in refused.stderr and "wrong-pw-123" not in refused.stderr
+    incomplete = subprocess.run(command, env={**env, **producer}, capture_output=True, text=True)
+    assert incomplete.returncode == 2 and "Traceback" not in incomplete.stderr
+    assert "KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE is required" in incomplete.stderr
+
+
 WRITES = [
     ("producer", "usage.events", True),
     ("producer", "rating.results", False),  # anyone who can write rating.results can mint invoices
