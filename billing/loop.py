@@ -139,7 +139,9 @@ class Role:
                 preexec_fn=_die_with_parent,
             )
         self.started_at = time.monotonic()
-        log.info("%s started (pid %s), log %s", self.name, self.process.pid, self.log_path)
+        principal = role_environment(self.name, os.environ).get("KAFKA_SASL_USERNAME")
+        kafka = f", kafka as {principal}" if principal else ""
+        log.info("%s started (pid %s), log %s%s", self.name, self.process.pid, self.log_path, kafka)
 
 
 def run_loop(args: Any) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -280,7 +281,12 @@ def test_the_whole_loop_runs_with_a_principal_per_role(secure_kafka: SecureBroke
             raise
         engine.dispose()
     assert status == 0, supervisor_log.read_text()
-    logs = supervisor_log.read_text() + "".join(p.read_text() for p in (data / "logs").glob("*.log"))
+    supervised = supervisor_log.read_text()
+    for role in ("usage", "rater", "invoicer", "relay"):  # usage-0, usage-1 … with more than one core
+        assert re.search(rf"{role}(-\d+)? started \(pid \d+\), log \S+, kafka as {role}", supervised), supervised
+    for role in ("rater", "invoicer", "relay"):  # what each role's own process says it connects as
+        assert f"kafka: SASL_SSL SCRAM-SHA-512 as {role}" in (data / "logs" / f"{role}.log").read_text()
+    logs = supervised + "".join(p.read_text() for p in (data / "logs").glob("*.log"))
     for user in ("admin", *ROLES):
         assert secure_kafka.broker.password(user) not in logs, f"{user}'s password in the logs"
 
