@@ -4,6 +4,8 @@ run from the Maven Central jars. Used by the tests, CI, the benchmarks and devel
     python ops/kafka.py fetch                       # copy the jars into the cache once
     python ops/kafka.py start [--dir D] [--port N]  # format storage (first time), start, wait, print bootstrap
     python ops/kafka.py status|stop [--dir D]
+    python ops/kafka.py start --secure [--tls] [--partitions N]  # locked down (below); then:
+    python ops/kafka.py env [--dir D] [--user ROLE]  # a principal's client variables, to eval
 
 The jars come from ``ops/kafka/pom.xml`` (``mvn dependency:copy-dependencies``) into
 ``$KAFKA_CACHE_DIR`` (default ``~/.cache/smallbiznis-billing/kafka-<version>``); a changed pom
@@ -206,7 +208,13 @@ def _acls() -> Any:
         sys.path.insert(0, str(ROOT))
     import importlib
 
-    return importlib.import_module("streams.kafka.acls")
+    try:
+        importlib.import_module("confluent_kafka")
+        return importlib.import_module("streams.kafka.acls")
+    except ImportError as error:
+        raise SystemExit(
+            f"the secure broker needs the project installed ({error.name} is missing): run it with .venv/bin/python"
+        ) from None
 
 
 def _openssl(*args: str) -> None:
@@ -336,6 +344,7 @@ class KafkaBroker:
 
     def _admin_ready(self) -> bool:
         """A secure broker is ready when the admin can list the cluster's brokers over SASL."""
+        _acls()  # a clear message without confluent-kafka
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
