@@ -19,8 +19,8 @@ from typing import Any, Final
 
 from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS
 from streams.kafka.topics import (
-    INVOICE_FINALIZED,
     OUTBOX_PROGRESS,
+    OUTBOX_TOPICS,
     RATING_DLQ,
     RATING_RESULTS,
     USAGE_ACCEPTED,
@@ -100,8 +100,8 @@ def role_acls(topic_prefix: str = "", usage_app: str | None = None) -> list[Gran
         *topics("invoicer", [RATING_RESULTS], READ),
         group("invoicer", topic_prefix + INVOICER_GROUP),
         *topics("invoicer", [RATING_DLQ], (*WRITE, "DESCRIBE_CONFIGS")),
-        # the relay: the ledger's outbox → invoice.finalized and the catalog, in its transactions
-        *topics("relay", [INVOICE_FINALIZED, CATALOG_TERMS, CATALOG_PLANS, CATALOG_SUBSCRIPTIONS], WRITE),
+        # the relay: the ledger's outbox → invoice.finalized and the catalog …, in its transactions
+        *topics("relay", OUTBOX_TOPICS, WRITE),
         *topics("relay", [OUTBOX_PROGRESS], READ_WRITE),
         group("relay", relay_id),
         Grant("relay", "TRANSACTIONAL_ID", relay_id, ("WRITE", "DESCRIBE"), "PREFIXED"),
