@@ -14,6 +14,7 @@ from billing.api.ingest import BrokerUnavailable, UsageInput
 from billing.sdk import usage_event
 from rating.errors import InvalidValue
 from streams.ingest.producer import DeliveryError, UnknownTopicError, UsageProducer
+from streams.kafka.security import KafkaAuthenticationFailed, KafkaSecurityError
 from streams.kafka.topics import USAGE_EVENTS
 
 BATCH = 500
@@ -32,7 +33,7 @@ class KafkaRecorder:
         if producer is None:
             try:
                 producer = UsageProducer(self.bootstrap_servers, self.topic, batch_size=BATCH, metadata_timeout=5.0)
-            except (KafkaException, UnknownTopicError) as error:
+            except (KafkaException, UnknownTopicError, KafkaAuthenticationFailed, KafkaSecurityError) as error:
                 raise BrokerUnavailable(f"Kafka at {self.bootstrap_servers}: {error}") from None
             self.local.producer = producer
         return producer

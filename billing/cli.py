@@ -351,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from streams.clickhouse.ownership import StoreBusy
+    from streams.kafka.security import KafkaAuthenticationFailed, KafkaSecurityError
     from streams.kafka.topics import BrokerUnavailable
 
     args = build_parser().parse_args(argv)
@@ -363,6 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}; {START_A_BROKER}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except StoreBusy as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KafkaSecurityError as error:
+        print(f"error: Kafka security settings: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KafkaAuthenticationFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 

@@ -20,6 +20,7 @@ from rating.aggregations import quantity
 from streams.ingest.partitioning import partition_of
 from streams.inprocess import InProcessPipeline
 from streams.kafka import messages
+from streams.kafka.security import client_config
 from streams.kafka.topics import USAGE_DLQ, USAGE_EVENTS
 from streams.memory import MemoryDeadLetters, MemoryUsageStore
 from streams.operators.dedup import Verdict
@@ -59,7 +60,7 @@ class Explanation:
 
 
 def _read_partition(bootstrap: str, topic: str, partition: int) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billing-explain", "enable.auto.commit": False})
+    consumer = Consumer(client_config(bootstrap, {"group.id": "billing-explain", "enable.auto.commit": False}))
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         consumer.assign([TopicPartition(topic, partition, low)])
@@ -87,7 +88,7 @@ def explain(
     metric = catalog.metric_of(metric_code)
     if metric is None:
         raise ValueError(f"metric_code: no metric {metric_code!r} in the catalog")
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billing-explain"})
+    consumer = Consumer(client_config(bootstrap, {"group.id": "billing-explain"}))
     partitions = len(consumer.list_topics(USAGE_EVENTS, timeout=10).topics[USAGE_EVENTS].partitions)
     consumer.close()
     partition = partition_of(subscription_id, partitions)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streams.kafka.security import role_environment
+
 log = logging.getLogger("billing.worker")
 
 ROLES = ("usage", "rater", "invoicer", "relay", "payments")
@@ -136,11 +138,13 @@ class Role:
                 self.command,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                env=os.environ.copy(),
+                env=role_environment(self.name, os.environ),  # its own Kafka principal, if given
                 preexec_fn=_die_with_parent,
             )
         self.started_at = time.monotonic()
-        log.info("%s started (pid %s), log %s", self.name, self.process.pid, self.log_path)
+        principal = role_environment(self.name, os.environ).get("KAFKA_SASL_USERNAME")
+        kafka = f", kafka as {principal}" if principal else ""
+        log.info("%s started (pid %s), log %s%s", self.name, self.process.pid, self.log_path, kafka)
 
 
 def run_loop(args: Any) -> int:
@@ -176,7 +180,13 @@ def run_loop(args: Any) -> int:
         # publish what the ledger holds before the usage worker reads events: a subscription
         # applied just before the loop starts must be in the catalog topics, not unknown
         with open(relay.log_path, "ab") as output:
-            subprocess.run([*relay.command, "--once"], stdout=output, stderr=subprocess.STDOUT, check=True)
+            subprocess.run(
+                [*relay.command, "--once"],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=True,
+                env=role_environment(relay.name, os.environ),
+            )
     supervise(roles, stopping)
     return 0
 

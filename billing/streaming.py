@@ -77,6 +77,11 @@ def logging_setup(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines())
     logging.basicConfig(level=level.upper(), handlers=[handler])
+    from streams.kafka.security import from_env
+
+    security = from_env()  # incomplete settings stop the command here, naming the variable
+    if security.protocol != "PLAINTEXT":
+        logging.getLogger("billing.kafka").info("kafka: %s", security.describe())  # whom it connects as
 
 
 def tune_gc() -> None:

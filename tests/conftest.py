@@ -91,5 +91,5 @@ def engine(pg_url: str) -> Iterator[Engine]:
 
 
 from tests.api_harness import api, api_usage  # noqa: E402,F401  (fixtures used by name)
-from tests.kafka_fixtures import kafka_broker  # noqa: E402,F401  (a fixture used by name)
+from tests.kafka_fixtures import kafka_broker, secure_kafka  # noqa: E402,F401  (fixtures used by name)
 from tests.payments_harness import dummy, pay_api  # noqa: E402,F401  (fixtures used by name)

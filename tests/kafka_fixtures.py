@@ -74,3 +74,51 @@ def read_committed(bootstrap: str, topics: Sequence[str], timeout_s: float = 30.
         yield from read_ranges(consumer, ranges, timeout_s)
     finally:
         consumer.close()
+
+
+@dataclass(frozen=True)
+class SecureBroker:
+    """A locked-down broker of ops/kafka.py (``start --secure``): SASL/SCRAM-SHA-512 over TLS, the
+    StandardAuthorizer, one principal per role with the ACLs of streams/kafka/acls.py, and the
+    pipeline's topics created by its admin."""
+
+    broker: Any  # ops_kafka.KafkaBroker
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self.broker.bootstrap)
+
+    def config(self, user: str | None = "admin", password: str | None = None, **more: Any) -> dict[str, Any]:
+        """confluent-kafka settings as ``user`` (None: no credentials; ``password``: a wrong one)."""
+        return {**self.broker.client_config(user, password), **more}
+
+    def env(self, user: str) -> dict[str, str]:
+        """The ``KAFKA_*`` variables of a client connecting as ``user`` (the password by its file)."""
+        return dict(self.broker.client_env(user))
+
+
+SECURE_PREFIXES = ("", "loop.")
+"""The pipelines the secure broker has topics and ACLs for: the tests that probe the ACLs write
+junk into the first, the loop runs on the second."""
+
+
+def start_secure_broker(directory: Path, security: str = "sasl_ssl", partitions: int = 2) -> Any:
+    """A started, locked-down ops/kafka.py broker in ``directory``; the caller stops it."""
+    broker = ops_kafka.KafkaBroker(directory, security=security).start()
+    try:
+        for prefix in SECURE_PREFIXES:
+            broker.lock_down(partitions, prefix)
+    except BaseException:
+        broker.stop(timeout=10)
+        raise
+    return broker
+
+
+@pytest.fixture(scope="module")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A broker of its own per test module (the ACLs and principals are the cluster's), about 15 s."""
+    broker = start_secure_broker(tmp_path_factory.mktemp("secure-kafka"))
+    try:
+        yield SecureBroker(broker)
+    finally:
+        broker.stop(timeout=10)

@@ -43,6 +43,7 @@ from rating.money import currency_exponent
 from schemas import avro_codec
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
 from streams.kafka.messages import MAX_LETTER_DETAIL, encode_dead_letter
+from streams.kafka.security import client_config
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS
 
 log = logging.getLogger("billing.invoicer")
@@ -161,9 +162,7 @@ class InvoiceWorker:
             # PostgreSQL may be down for a while; a retrying worker keeps its partitions
             {"max.poll.interval.ms": 900_000, **settings.consumer_config},
         )
-        self.producer = Producer(
-            {"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True, "acks": "all"}
-        )
+        self.producer = Producer(client_config(settings.bootstrap_servers, {"enable.idempotence": True, "acks": "all"}))
         self.topic = settings.topic
         self.dead_letter_topic = settings.dead_letter_topic or (
             settings.topic.removesuffix(RATING_RESULTS) + RATING_DLQ

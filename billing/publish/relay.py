@@ -53,6 +53,7 @@ from billing.clock import wall_ms
 from invoicing.ledger.outbox import OutboxRow, OutboxTable
 from streams.ingest.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.consumers import topic_reader
+from streams.kafka.security import client_config
 from streams.kafka.topics import OUTBOX_PROGRESS, OUTBOX_TOPICS, ensure_topics
 
 log = logging.getLogger("billing.relay")
@@ -208,7 +209,7 @@ class OutboxRelay:
 
     def _new_producer(self) -> Producer:
         config: dict[str, Any] = {
-            "bootstrap.servers": self.settings.bootstrap_servers,
+            **client_config(self.settings.bootstrap_servers),
             "transactional.id": self.settings.transactional_id,
             "transaction.timeout.ms": self.settings.transaction_timeout_ms,
             "message.timeout.ms": self.settings.transaction_timeout_ms - 1000,

@@ -26,6 +26,7 @@ from invoicing.ports import Ledger, UsageReader
 from invoicing.service import InvoiceService
 from rating.rate import RatingResult
 from streams.ingest.producer import TUNING
+from streams.kafka.security import client_config
 from streams.kafka.topics import RATING_RESULTS
 
 
@@ -44,7 +45,7 @@ class RatingAgent:
         """A tenant's current terms (the rater's catalog, or the one tenant of a scenario)."""
         self.topic = topic
         self._pricing: dict[str, InvoiceService] = {}
-        self.producer = Producer({"bootstrap.servers": bootstrap_servers, **TUNING, "linger.ms": 0})
+        self.producer = Producer(client_config(bootstrap_servers, TUNING, {"linger.ms": 0}))
         self.published = 0
         self.current: dict[str, RatingResult] = {}
         """The running RatingResult of each subscription's open period: usage so far, priced."""

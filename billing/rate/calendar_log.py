@@ -19,6 +19,7 @@ from invoicing.ports import SubscriptionRecord
 from rating.errors import UnknownReference
 from streams.ingest.producer import TUNING
 from streams.kafka.consumers import record_messages, topic_reader
+from streams.kafka.security import client_config
 from streams.kafka.topics import ensure_topics
 
 
@@ -34,7 +35,7 @@ class CalendarLog:
             config={"cleanup.policy": "compact"},
         )
         self.settings = settings
-        self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, **TUNING, "linger.ms": 5})
+        self.producer = Producer(client_config(settings.bootstrap_servers, TUNING, {"linger.ms": 5}))
 
     def read(self, catalog: RaterCatalog) -> tuple[dict[str, list[Change]], dict[str, datetime]]:
         """Everything recorded, decoded against the catalog (plans by version)."""

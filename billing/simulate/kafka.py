@@ -40,6 +40,7 @@ from schemas import avro_codec
 from streams.ingest.producer import TUNING
 from streams.inprocess import PipelineStats
 from streams.kafka import messages
+from streams.kafka.security import client_config
 from streams.kafka.topics import PIPELINE_TOPICS, RATING_RESULTS, USAGE_DLQ, USAGE_EVENTS, ensure_topics
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 from streams.ports import DeadLetter, UsageStore, WindowRow
@@ -108,15 +109,15 @@ class KafkaUsageDriver:
         self.touched: set[str] = set()
         self.stats = PipelineStats()
         self.produced = 0
-        self.producer = Producer({"bootstrap.servers": run.bootstrap, **TUNING, "linger.ms": 0})
+        self.producer = Producer(client_config(run.bootstrap, TUNING, {"linger.ms": 0}))
         self.sink = UsageSink(
             SinkSettings(run.bootstrap, group_id=f"{run.prefix}sink", batch_wait_s=0.05, topic_prefix=run.prefix),
             usage,
             on_written=self._written,
             now_ms=wall_ms,
         )
-        self.offsets = Consumer({"bootstrap.servers": run.bootstrap, "group.id": run.app_id})
-        self.dlq = Consumer({"bootstrap.servers": run.bootstrap, "group.id": f"{run.prefix}dlq-reader"})
+        self.offsets = Consumer(client_config(run.bootstrap, {"group.id": run.app_id}))
+        self.dlq = Consumer(client_config(run.bootstrap, {"group.id": f"{run.prefix}dlq-reader"}))
         self.dlq.assign([TopicPartition(run.topic(USAGE_DLQ), p, 0) for p in range(run.partitions)])
         self.dlq_read = [0] * run.partitions
         self.sequence: dict[tuple[int | None, int | None], int] = {}

@@ -13,6 +13,7 @@ from streams.aggregate.settings import WorkerSettings
 from streams.aggregate.usage_state import ensure_state_topic
 from streams.aggregate.worker import UsageWorker
 from streams.kafka.catalog_tables import CatalogTables
+from streams.kafka.security import from_env
 from streams.kafka.topics import USAGE_EVENTS
 from streams.metrics import WorkerMetrics
 from streams.operators.process import Catalog
@@ -45,6 +46,7 @@ def create_app(
         producer_linger_ms=5,
         web_enabled=False,
         table_standby_replicas=0,
+        **from_env().faust(),
     )
     worker = UsageWorker(app, settings, catalog, now_ms, WorkerMetrics(), catalog_tables)
     ensure_state_topic(settings.bootstrap_servers, worker.state_topic, settings.partitions)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from streams.kafka.security import client_config
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -39,4 +41,4 @@ class WorkerSettings:
 
     @property
     def kafka(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers}
+        return client_config(self.bootstrap_servers)

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from schemas import avro_codec
 from streams.ingest.partitioning import PRODUCER_PARTITIONER
 from streams.kafka import messages
+from streams.kafka.security import check_authentication, client_config
 from streams.kafka.topics import USAGE_EVENTS
 from streams.kafka.topics import ensure_topics as ensure_topics  # its former home
 from streams.operators.records import UsageEvent
@@ -76,10 +77,14 @@ class UsageProducer:
         self.topic = topic
         self.batch_size = batch_size
         self.max_pending_events = max(max_pending_events, batch_size)
-        self.producer = Producer({"bootstrap.servers": bootstrap_servers, **TUNING, **(config or {})})
+        self.producer = Producer(client_config(bootstrap_servers, TUNING, config or {}))
         # librdkafka would hold messages for an unknown topic until message.timeout.ms (5 minutes)
         # and then fail them all; say so now instead.
-        found = self.producer.list_topics(topic, timeout=metadata_timeout).topics.get(topic)
+        try:
+            found = self.producer.list_topics(topic, timeout=metadata_timeout).topics.get(topic)
+        except KafkaException:
+            check_authentication(self.producer)
+            raise
         if found is None or found.error is not None or not found.partitions:
             reason = found.error if found is not None and found.error is not None else "no partitions"
             raise UnknownTopicError(f"topic {topic!r} is not available on {bootstrap_servers}: {reason}")

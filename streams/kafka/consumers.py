@@ -21,6 +21,8 @@ from typing import Any, Final, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from streams.kafka.security import client_config
+
 GROUP_MEMBER: Final[Mapping[str, Any]] = {
     "enable.auto.commit": False,
     "auto.offset.reset": "earliest",
@@ -35,12 +37,12 @@ TOPIC_READER: Final[Mapping[str, Any]] = {
 
 def group_consumer(bootstrap_servers: str, group_id: str, settings: Mapping[str, Any] | None = None) -> Consumer:
     """A member of ``group_id`` that commits its offsets itself; ``settings`` add to or replace the role's."""
-    return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id, **GROUP_MEMBER, **(settings or {})})
+    return Consumer(client_config(bootstrap_servers, {"group.id": group_id}, GROUP_MEMBER, settings or {}))
 
 
 def topic_reader(bootstrap_servers: str, group_id: str, settings: Mapping[str, Any] | None = None) -> Consumer:
     """A consumer of assigned partitions that commits nothing; ``settings`` add to or replace the role's."""
-    return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id, **TOPIC_READER, **(settings or {})})
+    return Consumer(client_config(bootstrap_servers, {"group.id": group_id}, TOPIC_READER, settings or {}))
 
 
 def record_messages(batch: Sequence[Message]) -> list[Message]:

@@ -34,6 +34,7 @@ from rating.periods import epoch_ms
 from streams.ingest.producer import TUNING, DeliveryError, UnknownTopicError
 from streams.kafka import messages
 from streams.kafka.consumers import topic_reader
+from streams.kafka.security import check_authentication, client_config
 from streams.kafka.topics import BrokerUnavailable
 from streams.operators.records import UsageEvent
 
@@ -183,7 +184,7 @@ def letter_of(
 
 def _client_config(bootstrap_servers: str, timeout_s: float) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap_servers,
+        **client_config(bootstrap_servers),
         "logger": librdkafka_log,
         # fail fast on an address where nothing listens, instead of librdkafka's long retries
         "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000)),
@@ -196,6 +197,7 @@ def admin_client(bootstrap_servers: str, timeout_s: float = 5.0) -> tuple[AdminC
     try:
         topics = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as error:
+        check_authentication(admin)
         raise _unavailable(bootstrap_servers, timeout_s, error) from None
     return admin, topics
 
@@ -211,6 +213,7 @@ def _partitions(client: Consumer | Producer, bootstrap_servers: str, topic: str,
     try:
         metadata = client.list_topics(timeout=timeout_s)
     except KafkaException as error:
+        check_authentication(client)  # not assigned yet: a poll reads no record
         raise _unavailable(bootstrap_servers, timeout_s, error) from None
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:

@@ -35,6 +35,7 @@ from invoicing.ledger.catalog import CATALOG_PLANS as CATALOG_PLANS
 from invoicing.ledger.catalog import CATALOG_SUBSCRIPTIONS as CATALOG_SUBSCRIPTIONS
 from invoicing.ledger.catalog import CATALOG_TERMS as CATALOG_TERMS
 from invoicing.ledger.subscription_events import SUBSCRIPTION_EVENTS as SUBSCRIPTION_EVENTS
+from streams.kafka.security import check_authentication, client_config
 
 USAGE_EVENTS: Final = "usage.events"
 """Raw usage from producers: one ``UsageEvent`` or a ``UsageEventBatch`` per message."""
@@ -177,10 +178,11 @@ def ensure_topics(
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
-    client = AdminClient({"bootstrap.servers": admin}) if isinstance(admin, str) else admin
+    client = AdminClient(client_config(admin)) if isinstance(admin, str) else admin
     try:
         existing = client.list_topics(timeout=min(timeout, BROKER_WAIT_S)).topics
     except KafkaException as error:
+        check_authentication(client)
         where = admin if isinstance(admin, str) else "the bootstrap servers"
         raise BrokerUnavailable(
             f"no Kafka broker answered at {where} within {min(timeout, BROKER_WAIT_S):g}s ({error.args[0].str()})"

@@ -35,7 +35,7 @@ def test_every_secret_comes_from_the_env_file() -> None:
         for key, value in (service.get("environment") or {}).items():
             if "PASSWORD" in key:
                 assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), (key, value)
-    urls = [t for t in texts if "://" in t and "@" in t]
+    urls = [t for t in texts if "://" in t and "@" in t and "\n" not in t]  # URLs, not the broker's start script
     assert urls, "the billing roles' URLs carry credentials"
     for url in urls:
         credentials = url.split("://", 1)[1].split("@", 1)[0]
@@ -86,3 +86,31 @@ def test_grafana_is_provisioned_with_prometheus_and_the_generated_dashboards() -
     (provider,) = yaml.safe_load((provisioning / "dashboards" / "smallbiznis.yml").read_text())["providers"]
     dashboards = ROOT / mounts[provider["options"]["path"]]
     assert {p.name for p in dashboards.glob("*.json")} == {"pipeline.json", "billing.json", "payments.json"}
+
+
+KAFKA_PRINCIPAL = {"worker": "usage", "rater": "rater", "invoicer": "invoicer", "relay": "relay", "api": "producer"}
+"""The Kafka principal each billing service connects as (streams/kafka/acls.py); ``catalog`` produces
+usage for users (``docker compose run --rm catalog produce``) as the producers do."""
+
+
+def test_kafka_authenticates_every_client_and_each_role_has_its_principal() -> None:
+    from streams.kafka.acls import ADMIN, ROLES
+
+    kafka = COMPOSE["services"]["kafka"]
+    script = kafka["command"][0]
+    protocols = re.search(r"listener.security.protocol.map=(\S+)", script)
+    assert protocols is not None
+    assert {entry.split(":")[1] for entry in protocols.group(1).split(",")} == {"SASL_PLAINTEXT"}
+    assert "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer" in script
+    assert "allow.everyone.if.no.acl.found=false" in script and f"super.users=User:{ADMIN}" in script
+    users = re.search(r"for user in ([a-z ]+); do", script)
+    assert users is not None
+    scram_users = set(users.group(1).split())
+    for name, principal in {**KAFKA_PRINCIPAL, "catalog": "producer", "topics": ADMIN}.items():
+        env = COMPOSE["services"][name]["environment"]
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT" and env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["KAFKA_SASL_USERNAME"] == principal, name
+        assert env["KAFKA_SASL_PASSWORD"].startswith(f"${{KAFKA_{principal.upper()}_PASSWORD:?"), name
+        assert principal in scram_users and (principal in ROLES or principal == ADMIN)
+        assert f"KAFKA_{principal.upper()}_PASSWORD" in kafka["environment"]
+    assert COMPOSE["services"]["topics"]["entrypoint"] == ["python", "-m", "streams.kafka.acls"]
