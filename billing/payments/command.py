@@ -40,12 +40,10 @@ def run_payments(args: Any) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not providers:
-        print(
-            "error: no payment provider is configured: set STRIPE_API_KEY (or STRIPE_API_KEY_FILE), "
-            "or PAYMENTS_DUMMY=on for tests and demos",
-            file=sys.stderr,
+        log.warning(
+            "no payment provider is configured (STRIPE_API_KEY, XENDIT_SECRET_KEY, MIDTRANS_SERVER_KEY, or "
+            "PAYMENTS_DUMMY=on for tests and demos): invoices past due become OVERDUE, nothing is charged"
         )
-        return 2
     url = ledger_url(Path(args.data_dir or ".data/ledger"))
     try:
         migrate(url)

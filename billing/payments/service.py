@@ -153,7 +153,11 @@ class PaymentWorker:
     """``billing worker --role payments``: each pass, on the clock it is given, (1) marks invoices
     past due OVERDUE, (2) resends PENDING attempts with their own key, (3) charges finalized
     invoices of subscriptions with a default method and retries failed charges when the tenant's
-    schedule says, (4) cancels PAST_DUE subscriptions the tenant's policy cancels."""
+    schedule says, (4) cancels PAST_DUE subscriptions the tenant's policy cancels.
+
+    Without a provider (``service.providers`` empty) it only keeps the books, (1) and (4): invoices
+    paid outside the engine still fall OVERDUE, and nothing is charged or retried, since every
+    attempt would fail on our configuration and use up the customer's retries."""
 
     def __init__(self, service: PaymentService) -> None:
         self.service = service
@@ -163,13 +167,8 @@ class PaymentWorker:
         now = self.service.now()
         report = PassReport()
         report.overdue = self.payments.mark_overdue(now)
-        for attempt_id in self.payments.stuck_attempts():
-            report.resumed.append(self.service.send(self.payments.charge_of(attempt_id)))
-        for tenant, invoice_id in self.payments.due_charges(now):
-            try:
-                report.charged.append(self.service.charge(tenant, invoice_id, None, None))
-            except InvalidValue as error:  # paid or voided meanwhile, the method removed
-                log.info("invoice %s not charged: %s", invoice_id, error)
+        if self.service.providers:
+            self._charge(now, report)
         report.canceled = self.payments.cancel_lapsed(now)
         metrics = self.service.metrics
         counts = self.payments.overdue_counts()
@@ -178,3 +177,13 @@ class PaymentWorker:
             metrics.overdue.labels(tenant=tenant).set(count)
         metrics.last_pass.set(now.timestamp())
         return report
+
+    def _charge(self, now: datetime, report: PassReport) -> None:
+        """Steps (2) and (3)."""
+        for attempt_id in self.payments.stuck_attempts():
+            report.resumed.append(self.service.send(self.payments.charge_of(attempt_id)))
+        for tenant, invoice_id in self.payments.due_charges(now):
+            try:
+                report.charged.append(self.service.charge(tenant, invoice_id, None, None))
+            except InvalidValue as error:  # paid or voided meanwhile, the method removed
+                log.info("invoice %s not charged: %s", invoice_id, error)

@@ -18,8 +18,10 @@ import pytest
 from sqlalchemy import select
 
 from billing.payments.providers.dummy import DummyProvider
+from billing.payments.service import PaymentService, PaymentWorker
 from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.ledger import tables as t
+from invoicing.ledger.postgres_payments import PostgresPayments
 from tests.api_harness import NOW, Api
 from tests.payments_harness import attach, invoice_row, invoices_of, outbox, worker
 
@@ -149,8 +151,11 @@ def test_the_worker_command_runs_a_pass_and_says_what_it_did(
         text=True,
         timeout=120,
     )
-    assert (bare.returncode, bare.stdout) == (2, "")
+    # without a provider it keeps the books only: nothing charged, and it says why
+    assert bare.returncode == 0, bare.stderr
+    assert json.loads(bare.stdout.strip().splitlines()[-1])["charged"] == []
     assert "no payment provider is configured" in bare.stderr and "Traceback" not in bare.stderr
+    assert len(dummy.charges()) == 2
     unreachable = {**env, "DATABASE_URL": "postgresql+psycopg://billing@127.0.0.1:9/ledger"}
     down = subprocess.run(
         [sys.executable, "-m", "billing.cli", "worker", "--role", "payments", "--once"],
@@ -170,3 +175,12 @@ def test_paid_at_is_the_instant_of_the_success(pay_api: Api, dummy: DummyProvide
     assert invoice_row(pay_api.engine, invoices_of(pay_api, "sub_2")[0].id).paid_at == datetime(
         2026, 3, 11, 9, tzinfo=UTC
     )
+
+
+def test_without_a_provider_the_worker_keeps_the_books_and_charges_nothing(pay_api: Api, dummy: DummyProvider) -> None:
+    attach(pay_api, "sub_1", "tok_succeeds")  # a default method the server knew; this worker has no provider
+    bookkeeper = PaymentWorker(PaymentService(PostgresPayments(pay_api.ledger), {}, pay_api.clock.now))
+    pay_api.clock.advance_to(datetime(2026, 4, 1, tzinfo=UTC))  # past every invoice's 14 net days
+    report = bookkeeper.run_once()
+    assert sorted(report.overdue) == ["INV-2026-000001", "INV-2026-000002", "INV-2026-000003"]
+    assert (report.charged, report.resumed, attempts(pay_api), dummy.charges()) == ([], [], [], [])

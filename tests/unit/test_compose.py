@@ -53,7 +53,7 @@ def test_prometheus_scrapes_every_role_on_its_metrics_port() -> None:
         if "--metrics-port" in command:
             assert command[command.index("--metrics-host") + 1] == "0.0.0.0", name  # inside the network only
             ports[name] = command[command.index("--metrics-port") + 1]
-    assert set(ports) == {"worker", "rater", "invoicer", "relay"}
+    assert set(ports) == {"worker", "rater", "invoicer", "relay", "payments"}
     targets = {t for job in PROMETHEUS["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
     assert targets == {f"{name}:{port}" for name, port in ports.items()}
 
@@ -70,7 +70,7 @@ def test_prometheus_evaluates_the_alert_rules_with_the_release_promtool_tests_th
     assert mounts["/etc/prometheus/prometheus.yml"] == "./ops/compose/prometheus.yml"
     major, minor, patch = COMPOSE["services"]["prometheus"]["image"].split(":v")[1].split(".")
     promtool = (ROOT / "ops" / "promtool.py").read_text()
-    assert f'VERSION = "v0.{int(major) * 100 + int(minor)}.{patch}"' in promtool  # Prometheus 3.5.0 is v0.305.0
+    assert f'"v0.{int(major) * 100 + int(minor)}.{patch}",' in promtool  # Prometheus 3.5.0 is v0.305.0 (its TOOL)
 
 
 def test_grafana_is_provisioned_with_prometheus_and_the_generated_dashboards() -> None:
