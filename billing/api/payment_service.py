@@ -191,3 +191,16 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         except BillingError as error:
             _status(context, error)
         return payment_pb2.RefundInvoiceResponse(payment_attempt=attempt_message(attempt))
+
+    def VoidInvoice(self, request: payment_pb2.VoidInvoiceRequest, context: Any) -> payment_pb2.VoidInvoiceResponse:
+        """An unpaid invoice voided (docs/payments.md); a VOID one answers as it is."""
+        tenant = wire.tenant(context)
+        invoice_id = _invoice_id(context, request.invoice_id)
+        try:
+            reason = request.reason and bounded_text(request.reason, "reason", MAX_TEXT)
+            invoice, restored = self.service.payments.void_invoice(tenant, invoice_id, reason or "", self.service.now())
+        except BillingError as error:
+            _status(context, error)
+        return payment_pb2.VoidInvoiceResponse(
+            invoice_id=str(invoice.id), status=f"INVOICE_STATUS_{invoice.status}", credit_restored=wire.money(restored)
+        )

@@ -61,6 +61,16 @@ def apply_payment(invoice: Payable, amount: Money) -> Payable:
     return Payable(status, invoice.amount_paid + amount, due)
 
 
+def apply_void(invoice: Payable) -> Payable:
+    """The invoice voided: nothing is owed any more. Only one that took no money: an invoice with a
+    payment on it is refunded, not voided, so no money received is left without its record."""
+    if invoice.amount_paid.amount > 0:
+        raise TransitionRefused(
+            "status", f"the invoice took {invoice.amount_paid.amount} in payments: refund it instead of voiding it"
+        )
+    return Payable(transition(invoice.status, S.VOID), invoice.amount_paid, Money.zero(invoice.amount_due.currency))
+
+
 def apply_refund(invoice: Payable) -> Payable:
     """A PAID invoice refunded in full (the REFUND credit note carries the amount)."""
     return Payable(transition(invoice.status, S.REFUNDED), invoice.amount_paid, invoice.amount_due)

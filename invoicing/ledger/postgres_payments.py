@@ -31,6 +31,7 @@ from invoicing.engine.lifecycle import (
     TransitionRefused,
     apply_payment,
     apply_refund,
+    apply_void,
     cancel_at,
     is_overdue,
     next_retry_at,
@@ -499,6 +500,47 @@ class PostgresPayments:
         )
         session.add_credit_note(note)
         self._announce(session, "PaymentRefunded", invoice, attempt, now, {})
+
+    def void_invoice(self, tenant_id: str, invoice_id: int, reason: str, now: datetime) -> tuple[PayableInvoice, Money]:
+        """Void the tenant's unpaid invoice under its row lock: VOID, nothing due, the prepaid credit it
+        used given back as a BALANCE note, ``InvoiceVoided`` announced; a VOID invoice answers as it
+        is (a replay). UnknownReference for another tenant's; TransitionRefused for a PAID or
+        REFUNDED one, or one with a payment on it. Returns the invoice and the credit given back."""
+        with self._session() as session:
+            row = session.db.execute(
+                select(t.invoices)
+                .where(t.invoices.c.id == invoice_id, t.invoices.c.tenant_id == tenant_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise UnknownReference("invoice_id", f"no invoice {invoice_id}")
+            invoice = _invoice(row)
+            if invoice.status is InvoiceStatus.VOID:
+                return invoice, Money.zero(invoice.amount_due.currency)
+            voided = apply_void(Payable(invoice.status, invoice.amount_paid, invoice.amount_due))
+            restored = Money(int(row.credits_applied), invoice.amount_due.currency)
+            session.db.execute(
+                t.invoices.update()
+                .where(t.invoices.c.id == invoice.id)
+                .values(status=str(voided.status), amount_due=voided.amount_due.amount)
+            )
+            if restored.amount > 0:
+                note = f"credit of voided invoice {invoice.invoice_number} given back"
+                session.add_credit_note(
+                    CreditNote(invoice.subscription_id, CreditType.BALANCE, restored, now, note, invoice.invoice_number)
+                )
+            payload = {
+                "type": "InvoiceVoided",
+                "tenant_id": invoice.tenant_id,
+                "subscription_id": invoice.subscription_id,
+                "invoice_id": str(invoice.id),
+                "invoice_number": invoice.invoice_number,
+                "reason": reason,
+                "credit_restored": {"units": restored.amount, "currency_code": restored.currency},
+                "at": rfc3339(now),
+            }
+            session.add_outbox(OutboxMessage(PAYMENT_EVENTS, f"{invoice.tenant_id}/{invoice.invoice_number}", payload))
+            return replace(invoice, status=voided.status, amount_due=voided.amount_due), restored
 
     def mark_refunded(self, attempt_id: int, reason: str, now: datetime) -> PaymentAttempt:
         """The provider refunded the attempt's charge: the attempt REFUNDED, its PAID invoice REFUNDED."""

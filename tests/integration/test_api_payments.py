@@ -12,11 +12,14 @@ import grpc
 import pytest
 
 from billing.payments.providers.dummy import DummyProvider
+from schemas.generated.smallbiznis.common.v1 import money_pb2 as M
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2 as C
 from schemas.generated.smallbiznis.credit.v1 import credit_pb2_grpc
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2 as I
 from schemas.generated.smallbiznis.payment.v1 import payment_pb2 as PM
+from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
 from tests.api_harness import NOW, Api, status_of
+from tests.integration.test_api_invoices import invoice_periods
 from tests.payments_harness import (
     attach,
     charge,
@@ -24,6 +27,7 @@ from tests.payments_harness import (
     invoices_of,
     outbox,
     payments_stub,
+    worker,
 )
 
 pytestmark = pytest.mark.integration
@@ -218,3 +222,67 @@ def test_concurrent_attaches_leave_one_default(pay_api: Api) -> None:
         .payment_methods
     )
     assert len(listed) == 6 and sum(m.is_default for m in listed) == 1
+
+
+def test_an_unpaid_invoice_is_voided_once_with_its_credit_given_back(pay_api: Api, dummy: DummyProvider) -> None:
+    credits = credit_pb2_grpc.CreditServiceStub(pay_api.channel)  # type: ignore[no-untyped-call]
+    request = S.CreateSubscriptionRequest(id="sub_3", plan_code="flat", region_code="ID")
+    request.start_at.FromJsonString("2026-01-01T00:00:00Z")
+    pay_api.subscriptions.CreateSubscription(request, metadata=pay_api.auth())
+    prepaid = C.CreateCreditNoteRequest(
+        subscription_id="sub_3", type=C.CREDIT_NOTE_TYPE_BALANCE, amount=M.Money(units=300, currency_code="USD")
+    )
+    credits.CreateCreditNote(prepaid, metadata=pay_api.auth())
+    invoice_periods(pay_api, "sub_3", 1)
+    [invoice] = invoices_of(pay_api, "sub_3")
+    assert (invoice.credits_applied.units, invoice.amount_due.units) == (300, 810)  # 1110 less the 300 prepaid
+
+    void = payments_stub(pay_api).VoidInvoice
+    answer = void(PM.VoidInvoiceRequest(invoice_id=invoice.id, reason="billed in error"), metadata=pay_api.auth())
+    assert (answer.status, answer.credit_restored.units) == ("INVOICE_STATUS_VOID", 300)
+    row = invoice_row(pay_api.engine, invoice.id)
+    assert (row.status, row.amount_due, row.amount_paid) == ("VOID", 0, 0)
+    again = void(PM.VoidInvoiceRequest(invoice_id=invoice.id), metadata=pay_api.auth())
+    assert (again.status, again.credit_restored.units) == (
+        "INVOICE_STATUS_VOID",
+        0,
+    )  # a replay gives nothing back twice
+    balance = [
+        (n.type, n.amount.units)
+        for n in credits.ListCreditNotes(
+            C.ListCreditNotesRequest(subscription_id="sub_3"), metadata=pay_api.auth()
+        ).credit_notes
+    ]
+    assert balance == [(C.CREDIT_NOTE_TYPE_BALANCE, 300), (C.CREDIT_NOTE_TYPE_BALANCE, 300)]  # prepaid, given back
+    assert [e["type"] for e in outbox(pay_api.engine)] == ["InvoiceVoided"]
+
+    attach(pay_api, "sub_3", "tok_succeeds")
+    pay_api.clock.advance_to(datetime(2026, 4, 1, tzinfo=UTC))
+    report = worker(pay_api, dummy).run_once()  # past due: the VOID invoice is neither OVERDUE nor charged
+    assert invoice.invoice_number not in report.overdue
+    assert invoice.invoice_number not in [a.invoice_number for a in report.charged]
+    assert invoice_row(pay_api.engine, invoice.id).status == "VOID"
+
+
+def test_an_invoice_that_took_money_is_refunded_not_voided(pay_api: Api) -> None:
+    attach(pay_api, "sub_1", "tok_succeeds")
+    invoice = invoices_of(pay_api, "sub_1")[0]
+    charge(pay_api, invoice.id)
+    void = payments_stub(pay_api).VoidInvoice
+    code, message = status_of(void, PM.VoidInvoiceRequest(invoice_id=invoice.id), metadata=pay_api.auth())
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "refund it" in message
+    assert invoice_row(pay_api.engine, invoice.id).status == "PAID"
+    other = invoices_of(pay_api, "sub_2")[0]
+    code, _ = status_of(void, PM.VoidInvoiceRequest(invoice_id=other.id), metadata=pay_api.auth("t2"))
+    assert code == NOT_FOUND and invoice_row(pay_api.engine, other.id).status == "PENDING"
+
+
+def test_every_payment_rpc_needs_a_key(pay_api: Api) -> None:
+    stub = payments_stub(pay_api)
+    service = PM.DESCRIPTOR.services_by_name["PaymentService"]
+    for method in service.methods:
+        request = getattr(PM, method.input_type.name)()
+        for metadata in ([], [("authorization", "Bearer not-a-key")]):
+            code, _ = status_of(getattr(stub, method.name), request, metadata=metadata)
+            assert code == grpc.StatusCode.UNAUTHENTICATED, method.name
+    assert len(service.methods) == 6

@@ -64,7 +64,14 @@ SERVICES: dict[str, tuple[str, set[str]]] = {
     "credit": ("CreditService", {"CreateCreditNote", "ListCreditNotes"}),
     "payment": (
         "PaymentService",
-        {"ListPaymentMethods", "AttachPaymentMethod", "ChargeInvoice", "GetPaymentAttempts", "RefundInvoice"},
+        {
+            "ListPaymentMethods",
+            "AttachPaymentMethod",
+            "ChargeInvoice",
+            "GetPaymentAttempts",
+            "RefundInvoice",
+            "VoidInvoice",
+        },
     ),
 }
 

@@ -210,3 +210,21 @@ class RefundInvoiceResponse(_message.Message):
     PAYMENT_ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     payment_attempt: PaymentAttempt
     def __init__(self, payment_attempt: _Optional[_Union[PaymentAttempt, _Mapping]] = ...) -> None: ...
+
+class VoidInvoiceRequest(_message.Message):
+    __slots__ = ("invoice_id", "reason")
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: str
+    reason: str
+    def __init__(self, invoice_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class VoidInvoiceResponse(_message.Message):
+    __slots__ = ("invoice_id", "status", "credit_restored")
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_RESTORED_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: str
+    status: str
+    credit_restored: _money_pb2.Money
+    def __init__(self, invoice_id: _Optional[str] = ..., status: _Optional[str] = ..., credit_restored: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...

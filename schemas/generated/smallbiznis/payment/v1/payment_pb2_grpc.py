@@ -59,6 +59,11 @@ class PaymentServiceStub:
                 request_serializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceRequest.SerializeToString,
                 response_deserializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceResponse.FromString,
                 _registered_method=True)
+        self.VoidInvoice = channel.unary_unary(
+                '/smallbiznis.payment.v1.PaymentService/VoidInvoice',
+                request_serializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.VoidInvoiceRequest.SerializeToString,
+                response_deserializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.VoidInvoiceResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -96,6 +101,13 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VoidInvoice(self, request, context):
+        """Additive: an unpaid invoice voided (nothing owed any more); one that took money is refunded instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +135,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.RefundInvoice,
                     request_deserializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceRequest.FromString,
                     response_serializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceResponse.SerializeToString,
+            ),
+            'VoidInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidInvoice,
+                    request_deserializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.VoidInvoiceRequest.FromString,
+                    response_serializer=smallbiznis_dot_payment_dot_v1_dot_payment__pb2.VoidInvoiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +277,33 @@ class PaymentService:
             '/smallbiznis.payment.v1.PaymentService/RefundInvoice',
             smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceRequest.SerializeToString,
             smallbiznis_dot_payment_dot_v1_dot_payment__pb2.RefundInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoidInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smallbiznis.payment.v1.PaymentService/VoidInvoice',
+            smallbiznis_dot_payment_dot_v1_dot_payment__pb2.VoidInvoiceRequest.SerializeToString,
+            smallbiznis_dot_payment_dot_v1_dot_payment__pb2.VoidInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,
