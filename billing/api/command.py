@@ -46,6 +46,11 @@ def add_serve_command(commands: Any) -> None:
         default=None,
         help="where GetInvoicePdf writes the PDFs it draws; its answer is their path (default DATA_DIR/invoice-pdfs)",
     )
+    serve.add_argument(
+        "--topic-prefix",
+        default="",
+        help="prefix of the topic IngestUsage writes to (<prefix>usage.events): the loop's --topic-prefix",
+    )
     from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(serve)
@@ -142,6 +147,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from billing.api_kafka import KafkaRecorder
     from billing.stores import event_log
     from billing.usage_reader import StoreUsageReader
+    from streams.kafka.topics import USAGE_EVENTS
 
     if not 0 <= args.port <= 65535:
         raise InvalidValue("--port", f"must be 0 to 65535, got {args.port}")
@@ -160,7 +166,7 @@ def run_serve(args: argparse.Namespace) -> int:
         reader = None if usage is None else StoreUsageReader(usage)
         log = None if usage is None else event_log(usage)
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        recorder = None if not bootstrap else KafkaRecorder(bootstrap)
+        recorder = None if not bootstrap else KafkaRecorder(bootstrap, args.topic_prefix + USAGE_EVENTS)
         server = ApiServer(
             engine,
             max_workers=args.workers,
