@@ -144,10 +144,9 @@ def run_serve(args: argparse.Namespace) -> int:
     import threading
 
     from billing.api.server import ApiServer
-    from billing.api_kafka import KafkaRecorder
+    from billing.api_kafka import KafkaRecorder, usage_topic
     from billing.stores import event_log
     from billing.usage_reader import StoreUsageReader
-    from streams.kafka.topics import USAGE_EVENTS
 
     if not 0 <= args.port <= 65535:
         raise InvalidValue("--port", f"must be 0 to 65535, got {args.port}")
@@ -166,7 +165,7 @@ def run_serve(args: argparse.Namespace) -> int:
         reader = None if usage is None else StoreUsageReader(usage)
         log = None if usage is None else event_log(usage)
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        recorder = None if not bootstrap else KafkaRecorder(bootstrap, args.topic_prefix + USAGE_EVENTS)
+        recorder = None if not bootstrap else KafkaRecorder(bootstrap, usage_topic(args.topic_prefix))
         server = ApiServer(
             engine,
             max_workers=args.workers,
