@@ -21,6 +21,11 @@ BATCH = 500
 """Events of one subscription per ``UsageEventBatch`` message."""
 
 
+def usage_topic(topic_prefix: str = "") -> str:
+    """The ``usage.events`` of a loop run with ``--topic-prefix topic_prefix``."""
+    return topic_prefix + USAGE_EVENTS
+
+
 class KafkaRecorder:
     def __init__(self, bootstrap_servers: str, topic: str = USAGE_EVENTS, timeout: float = 30.0) -> None:
         self.bootstrap_servers = bootstrap_servers

@@ -54,7 +54,7 @@ def role_commands(args: Any) -> dict[str, list[str]]:
     every = {"rater": rater, "invoicer": invoicer, "relay": relay, "payments": payments}
     chosen = args.roles.split(",")
     if args.api_port is not None:  # billing serve on the loop's ledger, as one more role
-        every["api"] = [*cli, "serve", "--port", str(args.api_port), "--data-dir", str(data / "ledger")]
+        every["api"] = [*cli, "serve", "--port", str(args.api_port), "--data-dir", str(data / "ledger"), *prefix]
         every["api"] += ["--usage-dir", "off"]  # the rater owns the embedded store; CLICKHOUSE_URL shares a server
         chosen.append("api")
     processes = args.processes or default_processes(args.partitions)

@@ -46,6 +46,11 @@ def add_serve_command(commands: Any) -> None:
         default=None,
         help="where GetInvoicePdf writes the PDFs it draws; its answer is their path (default DATA_DIR/invoice-pdfs)",
     )
+    serve.add_argument(
+        "--topic-prefix",
+        default="",
+        help="prefix of the topic IngestUsage writes to (<prefix>usage.events): the loop's --topic-prefix",
+    )
     from streams.metrics import add_metrics_arguments
 
     add_metrics_arguments(serve)
@@ -139,7 +144,7 @@ def run_serve(args: argparse.Namespace) -> int:
     import threading
 
     from billing.api.server import ApiServer
-    from billing.api_kafka import KafkaRecorder
+    from billing.api_kafka import KafkaRecorder, usage_topic
     from billing.stores import event_log
     from billing.usage_reader import StoreUsageReader
 
@@ -160,7 +165,7 @@ def run_serve(args: argparse.Namespace) -> int:
         reader = None if usage is None else StoreUsageReader(usage)
         log = None if usage is None else event_log(usage)
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        recorder = None if not bootstrap else KafkaRecorder(bootstrap)
+        recorder = None if not bootstrap else KafkaRecorder(bootstrap, usage_topic(args.topic_prefix))
         server = ApiServer(
             engine,
             max_workers=args.workers,

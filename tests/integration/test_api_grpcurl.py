@@ -1,43 +1,55 @@
 """The API end to end as a user drives it: grpcurl (ops/grpcurl.py, installed from the Go module
-proxy the first time) through server reflection, with an API key, against ``billing serve``'s server
-on the real PostgreSQL, Kafka and chDB (issue #13.4):
+proxy the first time) through server reflection, with an API key, against ``billing serve`` on the
+real PostgreSQL, Kafka and chDB, and the period finalized by the loop (issue #13.4):
 
-CreatePlan → CreateSubscription → IngestUsage (a batch with duplicates) → the real usage pipeline
-(``billing worker --roles usage,relay`` as processes, the sink in this process because it shares the
-server's embedded chDB) → GetUsageSummary (duplicates counted once) → RateSubscription →
-GenerateInvoiceForSubscription finalizes the period → GetInvoice equals ``billing simulate`` of the
-same scenario.
+CreatePlan → CreateSubscription → IngestUsage (a batch with duplicates) → the usage pipeline →
+GetUsageSummary (duplicates counted once) → RateSubscription → the loop's rater and invoice worker
+finalize the period on their clock → GetInvoice equals ``billing simulate`` of the same scenario.
 
-The period is finalized by GenerateInvoiceForSubscription rather than by the loop's rater and
-invoicer: embedded chDB belongs to one process, and here the server owns it for the usage RPCs, so a
-rater process could not read it (a deployment shares one ClickHouse server instead). The finalizing
-step is the invoicer's own (``InvoiceFinalizer.finalize``)."""
+Embedded chDB has one owning process per directory (streams/clickhouse/ownership.py), and both the
+loop's rater (which runs the sink that writes the store) and ``billing serve``'s usage RPCs need it.
+So the flow runs in phases over one data directory, each store handed from one owner to the next as
+a deployment on one machine would: (1) ``billing worker --role all`` with its API role (``billing
+serve --usage-dir off``): the creates and the ingest, the rater's sink writes the usage and serves
+the open period's running result; (2) the loop stopped, ``billing serve`` owns the usage store:
+GetUsageSummary and RateSubscription; (3) serve stopped, the loop again with its clock past the
+period: the rater hands the period over, the invoice worker finalizes it, and its API role answers
+ListInvoices and GetInvoice. A ClickHouse server (CLICKHOUSE_URL) would let all of them run at once.
+
+``test_grpcurl_generates_an_invoice_on_demand``: the same scenario finalized by a stored
+GenerateInvoiceForSubscription (the on-demand path, no loop) gives the same invoice."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from billing.api.keys import create_key
 from billing.api_kafka import KafkaRecorder
+from billing.clock import FileClock
 from billing.simulate import Simulation, load_scenario
 from invoicing.engine.render import invoice_to_dict
+from invoicing.ledger.api_keys import PostgresApiKeys
 from invoicing.ledger.memory import MemoryLedger
+from invoicing.ledger.postgres import PostgresLedger
 from streams.clickhouse.store import ClickHouseUsageStore
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
 from streams.store.sink import SinkSettings, UsageSink
-from tests.api_harness import Api, serving
+from tests.api_harness import Api, serving, terms
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -99,21 +111,33 @@ class Grpcurl:
 
     def __init__(self, binary: Path, port: int, key: str) -> None:
         self.binary, self.address, self.key = binary, f"127.0.0.1:{port}", key
+        self.last = ""  # the last failure's stderr, for a wait's message
 
-    def __call__(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    def attempt(self, method: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The answer, or None when the call fails (the server not up yet, NOT_FOUND so far)."""
         command = [str(self.binary), "-plaintext", "-H", f"authorization: Bearer {self.key}", "-d", "@"]
         result = subprocess.run(
             [*command, self.address, method], input=json.dumps(body), capture_output=True, text=True, timeout=60
         )
-        assert result.returncode == 0, f"grpcurl {method}: {result.stderr}"
+        if result.returncode != 0:
+            self.last = f"grpcurl {method}: {result.stderr}"
+            return None
         answer: dict[str, Any] = json.loads(result.stdout)
         return answer
 
-    def list(self) -> list[str]:
+    def __call__(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = self.attempt(method, body)
+        assert answer is not None, self.last
+        return answer
+
+    def list(self) -> list[str] | None:
+        """The served services through reflection (no key needed); None while the server is not up."""
         result = subprocess.run(
             [str(self.binary), "-plaintext", self.address, "list"], capture_output=True, text=True, timeout=60
         )
-        assert result.returncode == 0, result.stderr
+        if result.returncode != 0:
+            self.last = f"grpcurl list: {result.stderr}"
+            return None
         return result.stdout.split()
 
 
@@ -210,16 +234,12 @@ def _expected(path: Path) -> dict[str, Any]:
     return {**{f: simulated[f] for f in fields}, "amount_due": simulated["amount_due"], "line_items": lines}
 
 
-def test_grpcurl_drives_the_api_from_plan_to_the_simulated_invoice(
-    pipeline: Api, grpcurl: Path, tmp_path: Path
-) -> None:
-    api = pipeline
-    scenario_file = tmp_path / "e2e.yaml"
-    scenario_file.write_text(SCENARIO)
-    scenario = load_scenario(scenario_file)
-    call = Grpcurl(grpcurl, api.port, api.keys["t1"])
-    assert "smallbiznis.invoice.v1.InvoiceService" in call.list()  # reflection, no key needed
+FEBRUARY = {"subscription_id": SUB, "start_time": "2026-02-01T00:00:00Z", "end_time": "2026-03-01T00:00:00Z"}
+PERIOD = {"subscription_id": SUB, "period_start": FEBRUARY["start_time"], "period_end": FEBRUARY["end_time"]}
 
+
+def _create_and_ingest(call: Grpcurl, scenario: Any) -> None:
+    """CreatePlan, CreateSubscription and IngestUsage of the scenario's events, duplicates included."""
     plan = call(
         "smallbiznis.pricing.v1.PricingService/CreatePlan",
         {
@@ -249,26 +269,152 @@ def test_grpcurl_drives_the_api_from_plan_to_the_simulated_invoice(
     ingested = call("smallbiznis.usage.v1.UsageService/IngestUsage", {"records": records})
     assert ingested["accepted_count"] == len(records)  # duplicates travel; the pipeline counts them once
 
-    february = {"subscription_id": SUB, "start_time": "2026-02-01T00:00:00Z", "end_time": "2026-03-01T00:00:00Z"}
 
-    def summarized() -> dict[str, Any] | None:
-        answer = call("smallbiznis.usage.v1.UsageService/GetUsageSummary", {**february, "granularity": ""})
-        (aggregation,) = answer["aggregations"]
-        return aggregation if aggregation.get("event_count") == "3" else None
+def _february_summary(call: Grpcurl) -> dict[str, Any] | None:
+    """February's one aggregation once its three distinct events are in the store, else None."""
+    answer = call("smallbiznis.usage.v1.UsageService/GetUsageSummary", {**FEBRUARY, "granularity": ""})
+    (aggregation,) = answer["aggregations"]
+    return aggregation if aggregation.get("event_count") == "3" else None
 
-    aggregation = wait_until(summarized, 120, "the three distinct February events in the usage store", interval=1)
-    assert aggregation["total_value"] == "2200.75"  # 1500 + 700.5 + 0.25, each once; March's 9 is not February's
-    rated = call(
-        "smallbiznis.rating.v1.RatingService/RateSubscription",
-        {"subscription_id": SUB, "period_start": february["start_time"], "period_end": february["end_time"]},
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _running(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``billing …`` as a process (its output appended to ``log``), stopped with SIGTERM after, as
+    an operator stops it; it must exit cleanly within the bound (then its stores are free)."""
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "billing.cli", *command], env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            status = process.wait(120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"billing {command[0]} did not stop in 120 s\n{log.read_text()[-4000:]}") from None
+    assert status == 0, f"billing {command[0]} exited with {status}\n{log.read_text()[-4000:]}"
+
+
+def _logs(data: Path, *logs: Path) -> str:
+    paths = [*sorted((data / "logs").glob("*.log")), *logs]
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in paths if p.exists())
+
+
+def test_grpcurl_drives_the_api_and_the_loop_finalizes_the_simulated_invoice(
+    engine: Engine, pg_url: str, kafka_broker: Any, grpcurl: Path, tmp_path: Path
+) -> None:
+    scenario_file = tmp_path / "e2e.yaml"
+    scenario_file.write_text(SCENARIO)
+    scenario = load_scenario(scenario_file)
+    (simulated,) = Simulation(scenario, MemoryUsageStore(), MemoryLedger()).run().invoices
+    assert simulated.issued_at is not None
+    with PostgresLedger(engine).session() as session:
+        session.save_terms(terms(scenario.tenant_id))  # the tenant's metrics and taxes, as the API tests have them
+    key = create_key(PostgresApiKeys(engine), scenario.tenant_id, "test")[1]
+    prefix = f"e2e-{uuid.uuid4().hex[:10]}."
+    env = {**os.environ, "DATABASE_URL": pg_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap}
+    env.pop("CLICKHOUSE_URL", None)  # embedded chDB under the data directory, one owner at a time
+    data, clock = tmp_path / "data", tmp_path / "now"
+    FileClock.set(clock, min(s.start_at for s in scenario.subscriptions))
+    api_port, rating_port = _free_port(), _free_port()
+    loop = [
+        *("worker", "--role", "all", "--topic-prefix", prefix, "--data-dir", str(data), "--partitions", "2"),
+        *("--store", "memory", "--retention-days", "36500", "--clock-file", str(clock)),
+        *("--grpc-port", str(rating_port), "--api-port", str(api_port)),  # the API role: serve --usage-dir off
+    ]
+    loop_log, serve_log = tmp_path / "loop.log", tmp_path / "serve.log"
+    call = Grpcurl(grpcurl, api_port, key)
+    rating = Grpcurl(grpcurl, rating_port, key)
+
+    def up(server: Grpcurl, process: subprocess.Popen[bytes], log: Path) -> None:
+        def alive() -> None:
+            assert process.poll() is None, _logs(data, log)
+
+        services = wait_until(server.list, 180, f"a server on {server.address}", interval=0.5, step=alive)
+        assert "smallbiznis.invoice.v1.InvoiceService" in services  # reflection, no key needed
+
+    # (1) the loop owns the usage store (its rater runs the sink), on a clock inside February
+    with _running(loop, env, loop_log) as process:
+        up(call, process, loop_log)
+        _create_and_ingest(call, scenario)
+        # the rater's sink wrote the deduplicated usage: the open period's running result says so
+        get_current = "smallbiznis.rating.v1.RatingService/GetCurrentRating"
+
+        def running() -> dict[str, Any] | None:
+            answer = rating.attempt(get_current, {"subscription_id": SUB})
+            items = [] if answer is None else answer["result"].get("items", [])
+            return answer if [item["quantity"] for item in items] == ["2200.75"] else None
+
+        wait_until(
+            running,
+            240,
+            "the running result of February's usage",
+            interval=1,
+            step=lambda: assert_alive(process),
+            diagnose=lambda: f"{rating.last}\n{_logs(data, loop_log)}",
+        )
+
+    # (2) billing serve owns the usage store: the usage RPCs read what the loop's sink wrote
+    serve = ["serve", "--port", str(serve_port := _free_port()), "--data-dir", str(data / "ledger")]
+    serve += ["--usage-dir", str(data / "usage"), "--topic-prefix", prefix]  # the rater's chDB directory
+    server = Grpcurl(grpcurl, serve_port, key)
+    with _running(serve, env, serve_log) as process:
+        up(server, process, serve_log)
+        aggregation = _february_summary(server)
+        assert aggregation is not None, "the three distinct February events in the usage store"
+        assert aggregation["total_value"] == "2200.75"  # 1500 + 700.5 + 0.25, each once; March's 9 is not February's
+        rated = server("smallbiznis.rating.v1.RatingService/RateSubscription", PERIOD)
+        (item,) = rated["result"]["items"]
+        assert (item["quantity"], _units(item["amount"])) == ("2200.75", 240)  # 1200.75 above 1000 at 0.002
+        assert server("smallbiznis.invoice.v1.InvoiceService/ListInvoices", {}).get("invoices", []) == []
+
+    # (3) the loop again, its clock where the period falls due: the rater hands it over, the
+    # invoice worker finalizes it, and the loop's API role serves it
+    FileClock.set(clock, simulated.issued_at)
+    with _running(loop, env, loop_log) as process:
+        up(call, process, loop_log)
+
+        def listed() -> list[dict[str, Any]] | None:
+            answer = call.attempt("smallbiznis.invoice.v1.InvoiceService/ListInvoices", {})
+            return None if answer is None else answer.get("invoices")
+
+        (invoice,) = wait_until(
+            listed,
+            240,
+            "the invoice the loop finalizes",
+            interval=1,
+            step=lambda: assert_alive(process),
+            diagnose=lambda: f"{call.last}\n{_logs(data, loop_log)}",
+        )
+        got = call("smallbiznis.invoice.v1.InvoiceService/GetInvoice", {"id": invoice["id"]})
+    assert _as_simulated(got["invoice"]) == _expected(scenario_file)
+    assert got["invoice"]["status"] == "INVOICE_STATUS_PENDING"
+
+
+def assert_alive(process: subprocess.Popen[bytes]) -> None:
+    assert process.poll() is None, f"the loop exited with {process.returncode}"
+
+
+def test_grpcurl_generates_an_invoice_on_demand(pipeline: Api, grpcurl: Path, tmp_path: Path) -> None:
+    """The on-demand path: GenerateInvoiceForSubscription stores the period's invoice (the invoice
+    worker's own finalizing step) without the loop, and it is the simulated one too."""
+    scenario_file = tmp_path / "e2e.yaml"
+    scenario_file.write_text(SCENARIO)
+    call = Grpcurl(grpcurl, pipeline.port, pipeline.keys["t1"])
+    _create_and_ingest(call, load_scenario(scenario_file))
+    wait_until(
+        lambda: _february_summary(call), 120, "the three distinct February events in the usage store", interval=1
     )
-    (item,) = rated["result"]["items"]
-    assert (item["quantity"], _units(item["amount"])) == ("2200.75", 240)  # 1200.75 above 1000 at 0.002
-
-    generated = call(
-        "smallbiznis.invoice.v1.InvoiceService/GenerateInvoiceForSubscription",
-        {"subscription_id": SUB, "period_start": february["start_time"], "period_end": february["end_time"]},
-    )
+    generated = call("smallbiznis.invoice.v1.InvoiceService/GenerateInvoiceForSubscription", PERIOD)
     got = call("smallbiznis.invoice.v1.InvoiceService/GetInvoice", {"id": generated["invoice"]["id"]})
     assert _as_simulated(got["invoice"]) == _expected(scenario_file)
     assert got["invoice"]["status"] == "INVOICE_STATUS_PENDING"
