@@ -109,6 +109,14 @@ class PaymentService:
             raise InvalidValue("invoice_id", f"invoice {invoice.invoice_number} has no single charge to refund")
         attempt = paid[0]
         assert attempt.provider_reference is not None
+        if invoice.amount_refunded is not None and invoice.amount_refunded.amount > 0:
+            # REFUND credit notes returned part of it already (money sent back outside the provider):
+            # refunding the whole charge again would return that part twice
+            raise InvalidValue(
+                "invoice_id",
+                f"invoice {invoice.invoice_number} has {invoice.amount_refunded.amount} refunded by credit notes; "
+                "refund the rest with a REFUND credit note",
+            )
         method = next(m for m in self.payments.methods(tenant_id, None) if m.id == attempt.payment_method_id)
         provider = self.providers.get(method.provider)
         if provider is None:

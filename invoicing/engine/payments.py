@@ -163,6 +163,8 @@ class PayableInvoice:
     amount_due: Money
     issued_at: datetime | None
     paid_at: datetime | None
+    amount_refunded: Money | None = None
+    """Money already returned of ``amount_paid`` (REFUND credit notes and provider refunds)."""
 
 
 @dataclass(frozen=True, slots=True)

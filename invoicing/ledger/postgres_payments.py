@@ -94,6 +94,7 @@ def _invoice(row: Row[Any]) -> PayableInvoice:
         amount_due=Money(int(row.amount_due), currency),
         issued_at=utc_or_none(row.issued_at),
         paid_at=utc_or_none(row.paid_at),
+        amount_refunded=Money(int(row.amount_refunded), currency),
     )
 
 
@@ -494,7 +495,11 @@ class PostgresPayments:
     ) -> None:
         """The invoice REFUNDED, with a REFUND credit note of the amount naming it."""
         refunded = apply_refund(Payable(invoice.status, invoice.amount_paid, invoice.amount_due))
-        session.db.execute(t.invoices.update().where(t.invoices.c.id == invoice.id).values(status=str(refunded.status)))
+        session.db.execute(
+            t.invoices.update()
+            .where(t.invoices.c.id == invoice.id)
+            .values(status=str(refunded.status), amount_refunded=invoice.amount_paid.amount)
+        )
         note = CreditNote(
             invoice.subscription_id, CreditType.REFUND, attempt.amount, now, reason, invoice.invoice_number
         )

@@ -203,6 +203,12 @@ def test_a_refund_returns_the_money_through_a_refund_credit_note(pay_api: Api, d
         (C.CREDIT_NOTE_TYPE_REFUND, 1110, "customer asked", invoice.id)
     ]
     assert [e["type"] for e in outbox(pay_api.engine)] == ["PaymentSucceeded", "PaymentRefunded"]
+    shown = pay_api.invoices.GetInvoice(I.GetInvoiceRequest(id=invoice.id), metadata=pay_api.auth()).invoice
+    assert (shown.status, shown.amount_paid.units, shown.amount_refunded.units) == (
+        I.INVOICE_STATUS_REFUNDED,
+        1110,
+        1110,
+    )
     code, _ = status_of(
         payments_stub(pay_api).RefundInvoice, PM.RefundInvoiceRequest(invoice_id=invoice.id), metadata=pay_api.auth()
     )
@@ -286,3 +292,18 @@ def test_every_payment_rpc_needs_a_key(pay_api: Api) -> None:
             code, _ = status_of(getattr(stub, method.name), request, metadata=metadata)
             assert code == grpc.StatusCode.UNAUTHENTICATED, method.name
     assert len(service.methods) == 6
+
+
+def test_a_charge_partly_refunded_by_credit_note_is_not_refunded_whole(pay_api: Api, dummy: DummyProvider) -> None:
+    attach(pay_api, "sub_1", "tok_succeeds")
+    invoice = invoices_of(pay_api, "sub_1")[0]
+    charge(pay_api, invoice.id)
+    note = C.CreateCreditNoteRequest(
+        invoice_id=invoice.id, type=C.CREDIT_NOTE_TYPE_REFUND, amount=M.Money(units=100, currency_code="USD")
+    )
+    credit_pb2_grpc.CreditServiceStub(pay_api.channel).CreateCreditNote(note, metadata=pay_api.auth())  # type: ignore[no-untyped-call]
+    refund = payments_stub(pay_api).RefundInvoice
+    code, message = status_of(refund, PM.RefundInvoiceRequest(invoice_id=invoice.id), metadata=pay_api.auth())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "refunded by credit notes" in message
+    row = invoice_row(pay_api.engine, invoice.id)
+    assert (row.status, row.amount_refunded) == ("PAID", 100)  # 100 returned once, nothing sent to the provider
