@@ -417,13 +417,19 @@ class UsageWorker:
         self.metrics.dead_letters.labels(reason=str(rejection.reason)).inc()
 
     def outputs(self, state: PartitionState, out: BatchOutputs, now: int) -> list[Output]:
+        """A chunk's outputs: its accepted records, its changed buckets as a few ``window_batch``
+        messages (Arrow columns built once, here; no key: a batch spans subscriptions, and the
+        partition is the source partition's), its dead letters. All go in the chunk's transaction."""
         windows_topic = self.settings.topic(USAGE_WINDOWS)
-        rows = []
+        rows, stamps = [], []
         for key, (tenant, spans, produced_at) in out.windows.items():
             acc = state.windows[key]
-            row = WindowRow(key, tenant, spans[0][2], acc.version, acc.totals(), spans[1:])
-            rows.append(Output(windows_topic, key.subscription_id.encode(), messages.write_window(row), produced_at))
-        return [*out.records, *rows, *out.letters]
+            rows.append(WindowRow(key, tenant, spans[0][2], acc.version, acc.totals(), spans[1:]))
+            stamps.append(produced_at)
+        batches = [
+            Output(windows_topic, None, value, newest) for value, newest in messages.write_window_batches(rows, stamps)
+        ]
+        return [*out.records, *batches, *out.letters]
 
     def commit(self, owned: OwnedPartition, outputs: list[Output], changelog: list[Any]) -> None:
         """Steps 4 and 6 for one chunk (in the partition's commit thread: it blocks)."""
