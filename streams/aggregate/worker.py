@@ -10,8 +10,9 @@ durable per source partition, in these steps:
 2. skip messages below the partition's progress marker (already in a committed transaction) and
    read any gap above it straight from Kafka (messages Faust dropped or committed too early);
 3. run each message through the operators (validate → dedup → windows) against that state;
-4. in ONE Kafka transaction: the accepted records, the changed bucket totals, the dead letters,
-   the changed state entries and the new progress marker; commit it. A partition's part of a
+4. in ONE Kafka transaction: the accepted records, the changed bucket totals (a few
+   ``window_batch`` messages of Arrow columns per chunk), the dead letters, the changed state
+   entries and the new progress marker; commit it. A partition's part of a
    batch is cut into chunks of about ``commit_events`` events, each its own transaction, handed
    to the partition's own commit thread while the next chunk is processed: the partition's
    transactions commit one after another, in order, and once one fails none after it begins;

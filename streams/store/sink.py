@@ -1,9 +1,10 @@
 """``billing sink``: window totals and accepted records from Kafka into the usage store.
 
-One process owns an embedded chDB store; with a ClickHouse server any number may run. Offsets are
-committed only after the store has the batch, so a crash replays at most the last batch, and the
-store's writes are idempotent (absolute versioned windows, records keyed by identity, a
-deterministic insert token), so a replay changes nothing.
+Window totals arrive as Arrow batches (``window_batch``), inserted as they are, or as single rows
+of older workers (``window_total``). One process owns an embedded chDB store; with a ClickHouse
+server any number may run. Offsets are committed only after the store has the batch, so a crash
+replays at most the last batch, and the store's writes are idempotent (absolute versioned windows,
+records keyed by identity, a deterministic insert token), so a replay changes nothing.
 """
 
 from __future__ import annotations
