@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from rating.aggregations import Point, SummedTotals, WindowTotals
@@ -115,6 +115,13 @@ def token(kind: str, identity: Sequence[Sequence[Any]]) -> str:
     return digest.hexdigest()
 
 
+def _values(array: pa.Array, width: int) -> memoryview:
+    """The bytes of a fixed-width array's values, exactly its slice (no padding, no neighbours)."""
+    values = array.buffers()[1]
+    assert values is not None  # a fixed-width array always has its values buffer
+    return memoryview(values)[array.offset * width : (array.offset + len(array)) * width]
+
+
 def table_token(kind: str, table: pa.Table, identity: Sequence[str]) -> str:
     """``token`` of an Arrow table, from the raw values of its ``identity`` columns: integers and
     instants as 8-byte values, strings as their offsets (from 0) and bytes; no Python value per row.
@@ -125,11 +132,12 @@ def table_token(kind: str, table: pa.Table, identity: Sequence[str]) -> str:
         if pa.types.is_string(column.type):
             _, offsets, data = column.buffers()
             assert offsets is not None and data is not None  # a string array always has both
-            ends = np.frombuffer(offsets, np.int32)[column.offset : column.offset + len(column) + 1]
-            digest.update((ends - ends[0]).tobytes())
-            digest.update(memoryview(data)[int(ends[0]) : int(ends[-1])])
+            ends = pa.Array.from_buffers(pa.int32(), len(column) + 1, [None, offsets], offset=column.offset)
+            first, last = ends[0].as_py(), ends[-1].as_py()
+            digest.update(_values(pc.subtract(ends, pa.scalar(first, pa.int32())), 4))
+            digest.update(memoryview(data)[first:last])
         else:
-            digest.update(column.cast(pa.int64()).to_numpy(zero_copy_only=False).tobytes())
+            digest.update(_values(column.cast(pa.int64()), 8))
         digest.update(b"\x1d")
     return digest.hexdigest()
 
