@@ -24,7 +24,8 @@ SDK's settings (``streams.ingest.producer.TUNING``: idempotent, ``acks=all``, lz
 
 Latency is measured from outside the sink, on its committed offsets: for every window row of the
 paced run, the seconds from the Kafka timestamp of the source message that last changed it in its
-worker batch (carried by the worker) to the first moment the bench saw the sink's commit pass the
+worker batch (carried by the worker: the ``produced_at`` column of its window batch messages)
+to the first moment the bench saw the sink's commit pass the
 row (polled every 20 ms, so up to about 20 ms more than the commit itself); an older message of
 the same worker batch waits a little longer than that.
 
@@ -56,6 +57,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from schemas import avro_codec
+from streams.clickhouse.columns import PRODUCED_AT
 from streams.generate import generate
 from streams.ingest.producer import TUNING
 from streams.kafka import messages
@@ -216,8 +218,10 @@ class CommitWatch(threading.Thread):
 def row_stamps(
     bootstrap: str, start: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
 ) -> list[tuple[tuple[str, int], int, int]]:
-    """(topic partition, offset, Kafka timestamp in ms) of every committed message between
-    ``start`` and ``ends``: the rows whose latency is measured."""
+    """(topic partition, offset, produced-at ms) of every committed window row between ``start``
+    and ``ends``: the rows whose latency is measured. A batch message (``window_batch``) gives one
+    per row, from its ``produced_at`` column (the newest source message that changed the row); an
+    older worker's single-row message its Kafka timestamp."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"stamps-{time.monotonic_ns()}", "enable.auto.commit": False}
     )
@@ -228,11 +232,16 @@ def row_stamps(
     while wanted:
         for message in consumer.consume(10_000, timeout=0.5):
             kind, stamp = message.timestamp()
-            if message.error() or message.value() is None or kind == 0:
-                continue  # an error event, a tombstone or no timestamp: the sink measures none of those
+            value = message.value()
+            if message.error() or value is None:
+                continue  # an error event or a tombstone: the sink measures neither
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None and partition is not None and offset is not None  # a message proper
-            stamps.append(((topic, partition), offset, stamp))
+            if messages.is_window_batch(value):
+                column = messages.read_window_batch(value).column(PRODUCED_AT).drop_null().cast("int64")
+                stamps.extend(((topic, partition), offset, row) for row in column.to_pylist())
+            elif kind != 0:  # a row without a timestamp is not measured, by the sink either
+                stamps.append(((topic, partition), offset, stamp))
         # positions pass the transaction markers too, where the last message's offset would not
         positions = consumer.position([TopicPartition(topic, p) for topic, p in wanted])
         wanted = [(tp.topic, tp.partition) for tp in positions if tp.offset < ends[(tp.topic, tp.partition)]]
@@ -245,7 +254,7 @@ def row_stamps(
 def queryable_latencies(
     stamps: list[tuple[tuple[str, int], int, int]], seen: list[tuple[float, dict[tuple[str, int], int]]]
 ) -> list[float]:
-    """For each row, seconds from its Kafka timestamp to the first look at the committed offsets
+    """For each row, seconds from its produced-at stamp to the first look at the committed offsets
     that had passed it (offsets only grow, so one walk per partition)."""
     latencies: list[float] = []
     by_partition: dict[tuple[str, int], list[tuple[int, int]]] = {}

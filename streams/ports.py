@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from rating.aggregations import SummedTotals, WindowTotals
 from streams.operators.intervals import UsageQuery
 from streams.operators.records import Rejection, UsageRecord
 from streams.operators.windows import Granularity, WindowKey, WindowSpan
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class WindowRow(NamedTuple):
@@ -44,6 +47,13 @@ class UsageStore(Protocol):
     def write(self, records: Sequence[UsageRecord], windows: Sequence[WindowRow]) -> None:
         """Store accepted events (keyed by dedup identity) and the newest versions of buckets; a
         row of another granularity is a ValueError (roll-ups are folded from buckets, not written)."""
+        ...
+
+    def write_window_table(self, table: pa.Table) -> None:
+        """Store bucket rows given as Arrow columns (``streams.clickhouse.columns.WINDOW_SCHEMA``:
+        what a ``usage.windows`` batch message carries) with ``write``'s contract: older versions
+        of a bucket, in the table or stored, change nothing; a bad column or a row that is not a
+        bucket with its roll-ups is a ValueError and nothing is stored."""
         ...
 
     def totals(self, queries: Sequence[UsageQuery]) -> list[WindowTotals]:

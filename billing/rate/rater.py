@@ -53,7 +53,7 @@ from streams.kafka.consumers import run_until_stopped, topic_reader
 from streams.kafka.topics import RATING_RESULTS, USAGE_ACCEPTED, USAGE_EVENTS, USAGE_WINDOWS, ensure_topics
 from streams.metrics import SinkMetrics
 from streams.operators.records import UsageRecord
-from streams.ports import UsageStore, WindowRow
+from streams.ports import UsageStore
 from streams.store.sink import SinkSettings, UsageSink
 
 log = logging.getLogger("billing.rater")
@@ -117,11 +117,11 @@ class Rater:
             raise UnknownReference("tenant_id", f"no terms of tenant {tenant_id} in catalog.terms yet")
         return terms
 
-    def _written(self, records: list[UsageRecord], windows: list[WindowRow]) -> None:
+    def _written(self, records: list[UsageRecord], window_subscriptions: set[str]) -> None:
         # windows too: an event's record and its window rows can reach the sink in different
         # batches, and usage is read from the windows
         self.touched.update(r.subscription_id for r in records)
-        self.touched.update(w.key.subscription_id for w in windows)
+        self.touched.update(window_subscriptions)
         for record in records:
             cycle = self.calendar.cycles.get(record.subscription_id)
             if cycle is not None and cycle.period is None:

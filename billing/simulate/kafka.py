@@ -43,7 +43,7 @@ from streams.kafka import messages
 from streams.kafka.security import client_config
 from streams.kafka.topics import PIPELINE_TOPICS, RATING_RESULTS, USAGE_DLQ, USAGE_EVENTS, ensure_topics
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
-from streams.ports import DeadLetter, UsageStore, WindowRow
+from streams.ports import DeadLetter, UsageStore
 from streams.store.sink import SinkSettings, UsageSink
 
 WAIT_S = 120.0
@@ -140,7 +140,7 @@ class KafkaUsageDriver:
         self.producer.poll(0)
         self.produced += 1
 
-    def _written(self, records: list[UsageRecord], _windows: list[WindowRow]) -> None:
+    def _written(self, records: list[UsageRecord], _window_subscriptions: set[str]) -> None:
         for record in records:
             self.stats.accepted += 1
             self.simulation.accepted(record)

@@ -10,8 +10,9 @@ durable per source partition, in these steps:
 2. skip messages below the partition's progress marker (already in a committed transaction) and
    read any gap above it straight from Kafka (messages Faust dropped or committed too early);
 3. run each message through the operators (validate → dedup → windows) against that state;
-4. in ONE Kafka transaction: the accepted records, the changed bucket totals, the dead letters,
-   the changed state entries and the new progress marker; commit it. A partition's part of a
+4. in ONE Kafka transaction: the accepted records, the changed bucket totals (a few
+   ``window_batch`` messages of Arrow columns per chunk), the dead letters, the changed state
+   entries and the new progress marker; commit it. A partition's part of a
    batch is cut into chunks of about ``commit_events`` events, each its own transaction, handed
    to the partition's own commit thread while the next chunk is processed: the partition's
    transactions commit one after another, in order, and once one fails none after it begins;
@@ -417,13 +418,19 @@ class UsageWorker:
         self.metrics.dead_letters.labels(reason=str(rejection.reason)).inc()
 
     def outputs(self, state: PartitionState, out: BatchOutputs, now: int) -> list[Output]:
+        """A chunk's outputs: its accepted records, its changed buckets as a few ``window_batch``
+        messages (Arrow columns built once, here; no key: a batch spans subscriptions, and the
+        partition is the source partition's), its dead letters. All go in the chunk's transaction."""
         windows_topic = self.settings.topic(USAGE_WINDOWS)
-        rows = []
+        rows, stamps = [], []
         for key, (tenant, spans, produced_at) in out.windows.items():
             acc = state.windows[key]
-            row = WindowRow(key, tenant, spans[0][2], acc.version, acc.totals(), spans[1:])
-            rows.append(Output(windows_topic, key.subscription_id.encode(), messages.write_window(row), produced_at))
-        return [*out.records, *rows, *out.letters]
+            rows.append(WindowRow(key, tenant, spans[0][2], acc.version, acc.totals(), spans[1:]))
+            stamps.append(produced_at)
+        batches = [
+            Output(windows_topic, None, value, newest) for value, newest in messages.write_window_batches(rows, stamps)
+        ]
+        return [*out.records, *batches, *out.letters]
 
     def commit(self, owned: OwnedPartition, outputs: list[Output], changelog: list[Any]) -> None:
         """Steps 4 and 6 for one chunk (in the partition's commit thread: it blocks)."""

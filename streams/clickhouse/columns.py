@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from rating.aggregations import Point
+from rating.aggregations import Point, WindowTotals
 from streams.operators.records import UsageRecord
+from streams.operators.windows import Granularity, WindowKey, rollup_spans
 from streams.ports import WindowRow
 
 INSTANT = pa.timestamp("ms", tz="UTC")
@@ -88,3 +91,114 @@ def window_columns(windows: Sequence[WindowRow]) -> dict[str, pa.Array]:
         "month_start": pa.array([span[1] for span in months], INSTANT),
         "month_end": pa.array([span[2] for span in months], INSTANT),
     }
+
+
+WINDOW_SCHEMA = pa.schema(
+    [
+        ("tenant_id", pa.string()),
+        ("subscription_id", pa.string()),
+        ("metric_code", pa.string()),
+        ("granularity", pa.string()),
+        ("window_start", INSTANT),
+        ("window_end", INSTANT),
+        ("version", pa.uint64()),
+        ("event_count", pa.uint64()),
+        ("total", AMOUNT),
+        ("maximum", AMOUNT),
+        *(
+            (f"{point}_{part}", kind)
+            for point in ("latest", "first")
+            for part, kind in (("at", INSTANT), ("key", pa.string()), ("value", AMOUNT), ("unique", pa.string()))
+        ),
+        ("tw_integral", INTEGRAL),
+        ("uniques", pa.list_(pa.string())),
+        *((name, INSTANT) for name in ("hour_start", "day_start", "day_end", "month_start", "month_end")),
+    ]
+)
+"""What ``window_columns`` builds, as a table: the columns of ``usage_windows`` in its order."""
+PRODUCED_AT = "produced_at"
+"""The extra column of a ``window_batch`` message: per row, the Kafka timestamp (ms) of the newest
+source message that changed it (event→queryable latency); never inserted."""
+WINDOW_BATCH_SCHEMA = WINDOW_SCHEMA.append(pa.field(PRODUCED_AT, INSTANT))
+WINDOW_IDENTITY = ("subscription_id", "metric_code", "granularity", "window_start", "window_end", "version")
+"""The columns that fix a bucket row's content (its key and version): what its insert token digests."""
+ROLLUP_COLUMNS = ("hour_start", "day_start", "day_end", "month_start", "month_end")
+
+
+def window_table(windows: Sequence[WindowRow], produced_at: Sequence[int | None] | None = None) -> pa.Table:
+    """``window_columns`` as a table of ``WINDOW_SCHEMA``; with ``produced_at`` (one per row), of
+    ``WINDOW_BATCH_SCHEMA``: what a ``usage.windows`` batch message carries."""
+    columns = window_columns(windows) if windows else {f.name: pa.array([], f.type) for f in WINDOW_SCHEMA}
+    if produced_at is None:
+        return pa.table(columns, schema=WINDOW_SCHEMA)
+    return pa.table({**columns, PRODUCED_AT: pa.array(produced_at, INSTANT)}, schema=WINDOW_BATCH_SCHEMA)
+
+
+def check_window_table(table: pa.Table) -> None:
+    """A ValueError naming what is wrong unless ``table`` is bucket rows in ``WINDOW_SCHEMA``, each
+    with its hour, day and month (roll-ups are folded from buckets, never written)."""
+    if table.schema.names != WINDOW_SCHEMA.names:
+        raise ValueError(f"window table columns {table.schema.names} are not usage_windows' {WINDOW_SCHEMA.names}")
+    for field in WINDOW_SCHEMA:
+        got = table.schema.field(field.name).type
+        if got != field.type:
+            raise ValueError(f"window table column {field.name} is {got}, expected {field.type}")
+    for name in ("subscription_id", "metric_code", "granularity", "window_start", "window_end", "version", "total"):
+        if table.column(name).null_count:
+            raise ValueError(f"window table column {name} has nulls")
+    if table.num_rows and not pc.all(pc.equal(table.column("granularity"), str(Granularity.QUARTER))).as_py():
+        raise ValueError(
+            "window table column granularity: only 15-minute buckets with their hour, day and month are "
+            "written; roll-ups are folded from them (usage_rollups)"
+        )
+    for name in ROLLUP_COLUMNS:
+        if table.column(name).null_count:
+            raise ValueError(f"window table column {name}: every bucket must carry its hour, day and month")
+
+
+def _ms(table: pa.Table, name: str) -> list[Any]:
+    values: list[Any] = table.column(name).cast(pa.int64()).to_pylist()
+    return values
+
+
+def window_rows(table: pa.Table) -> list[WindowRow]:
+    """The rows of a window table (the inverse of ``window_table``): for stores that keep Python
+    values (the memory store) and readers of ``usage.windows`` that want rows, not columns.
+    Decimals come back with the columns' 12 fractional digits (equal, not identical, to the
+    values written)."""
+    check_window_table(table.select(WINDOW_SCHEMA.names) if PRODUCED_AT in table.schema.names else table)
+    instant_columns = ("window_start", "window_end", "latest_at", "first_at", *ROLLUP_COLUMNS)
+    instants = {name: _ms(table, name) for name in instant_columns}
+    text = {name: table.column(name).to_pylist() for name in WINDOW_SCHEMA.names if name not in instant_columns}
+    rows = []
+    for i in range(table.num_rows):
+        latest = first = None
+        if instants["latest_at"][i] is not None:
+            latest = Point(
+                instants["latest_at"][i], text["latest_key"][i] or "", text["latest_value"][i], text["latest_unique"][i]
+            )
+        if instants["first_at"][i] is not None:
+            first = Point(
+                instants["first_at"][i], text["first_key"][i] or "", text["first_value"][i], text["first_unique"][i]
+            )
+        totals = WindowTotals(
+            event_count=text["event_count"][i],
+            total=text["total"][i],
+            maximum=text["maximum"][i],
+            latest=latest,
+            first=first,
+            last=latest,
+            tw_integral=text["tw_integral"][i],
+            uniques=frozenset(text["uniques"][i]),
+        )
+        key = WindowKey(
+            text["subscription_id"][i],
+            text["metric_code"][i],
+            Granularity(text["granularity"][i]),
+            instants["window_start"][i],
+        )
+        rollups = rollup_spans(*(instants[name][i] for name in ROLLUP_COLUMNS))
+        rows.append(
+            WindowRow(key, text["tenant_id"][i], instants["window_end"][i], text["version"][i], totals, rollups)
+        )
+    return rows

@@ -22,11 +22,12 @@ from decimal import Context, Decimal, localcontext
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from rating.aggregations import Point, SummedTotals, WindowTotals
 from streams.clickhouse.client import SESSION_SETTINGS, database_name
-from streams.clickhouse.columns import event_columns, window_columns
+from streams.clickhouse.columns import WINDOW_IDENTITY, check_window_table, event_columns, window_columns
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import Reason, Rejection, UsageRecord
 from streams.operators.windows import Granularity, WindowKey, WindowSpan, rollup_spans
@@ -114,6 +115,33 @@ def token(kind: str, identity: Sequence[Sequence[Any]]) -> str:
     return digest.hexdigest()
 
 
+def _values(array: pa.Array, width: int) -> memoryview:
+    """The bytes of a fixed-width array's values, exactly its slice (no padding, no neighbours)."""
+    values = array.buffers()[1]
+    assert values is not None  # a fixed-width array always has its values buffer
+    return memoryview(values)[array.offset * width : (array.offset + len(array)) * width]
+
+
+def table_token(kind: str, table: pa.Table, identity: Sequence[str]) -> str:
+    """``token`` of an Arrow table, from the raw values of its ``identity`` columns: integers and
+    instants as 8-byte values, strings as their offsets (from 0) and bytes; no Python value per row.
+    Deterministic whatever the table's chunks or slicing, and different whenever an identity differs."""
+    digest = hashlib.blake2b(kind.encode(), digest_size=20)
+    for name in identity:
+        column = table.column(name).combine_chunks()
+        if pa.types.is_string(column.type):
+            _, offsets, data = column.buffers()
+            assert offsets is not None and data is not None  # a string array always has both
+            ends = pa.Array.from_buffers(pa.int32(), len(column) + 1, [None, offsets], offset=column.offset)
+            first, last = ends[0].as_py(), ends[-1].as_py()
+            digest.update(_values(pc.subtract(ends, pa.scalar(first, pa.int32())), 4))
+            digest.update(memoryview(data)[first:last])
+        else:
+            digest.update(_values(column.cast(pa.int64()), 8))
+        digest.update(b"\x1d")
+    return digest.hexdigest()
+
+
 def _point(parts: tuple[Any, ...] | None) -> Point | None:
     if parts is None or parts[0] is None:
         return None
@@ -167,6 +195,19 @@ class ClickHouseUsageStore:
                     [w.version for w in windows],
                 ],
             )
+
+    def write_window_table(self, table: pa.Table) -> None:
+        """Insert bucket rows given as Arrow columns (``WINDOW_SCHEMA``, e.g. a ``usage.windows``
+        batch message's) as they are: no Python value per row. Rows may hold older versions of a
+        bucket; the table keeps the highest (ReplacingMergeTree by version, read with FINAL)."""
+        check_window_table(table)
+        for start in range(0, table.num_rows, CHUNK):
+            chunk = table.slice(start, CHUNK)
+            settings = {
+                **SESSION_SETTINGS,
+                "insert_deduplication_token": table_token("usage_windows", chunk, WINDOW_IDENTITY),
+            }
+            self.client.insert_arrow(f"{self.db}.usage_windows", chunk, settings=settings)
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -6,11 +6,16 @@ worker dead-letters it with its original bytes and goes on (design section 3).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from rating.aggregations import Point, WindowTotals
 from schemas import avro_codec
+from streams.clickhouse.columns import PRODUCED_AT, WINDOW_BATCH_SCHEMA, WINDOW_SCHEMA, window_rows, window_table
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 from streams.operators.windows import Granularity, WindowKey, WindowSpan, rollup_spans
 from streams.ports import DeadLetter, WindowRow
@@ -18,6 +23,11 @@ from streams.ports import DeadLetter, WindowRow
 USAGE_EVENT = "usage_event.v2"
 USAGE_EVENT_BATCH = "usage_event_batch.v1"
 WINDOW_TOTAL = "window_total.v3"
+WINDOW_BATCH = "window_batch.v1"
+BATCH_MAX_ROWS = 2_000
+BATCH_MAX_BYTES = 512 * 1024
+"""A ``window_batch`` message holds at most this many rows and, unless a single row is larger,
+this many bytes of Arrow IPC: far below the producer's and broker's 1 MB message limit."""
 USAGE_RECORD = "usage_record.v1"
 DEAD_LETTER = "dead_letter.v2"
 MAX_LETTER_ORIGINAL = 262_144
@@ -177,6 +187,70 @@ def read_window(value: bytes) -> WindowRow:
     )
     key = WindowKey(raw["subscription_id"], raw["metric_code"], Granularity(raw["granularity"]), raw["window_start"])
     return WindowRow(key, raw["tenant_id"], raw["window_end"], raw["version"], totals, _rollups_of(raw))
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def write_window_batches(
+    rows: Sequence[WindowRow], produced_at: Sequence[int | None]
+) -> list[tuple[bytes, int | None]]:
+    """``usage.windows`` messages (``window_batch.v1``) holding ``rows``, each with the newest of
+    its rows' ``produced_at`` (the Kafka timestamp to give the message). The Arrow columns are
+    built once; a part over ``BATCH_MAX_ROWS`` rows or ``BATCH_MAX_BYTES`` is split in halves."""
+    table = window_table(rows, produced_at)
+    parts = [table.slice(start, BATCH_MAX_ROWS) for start in range(0, table.num_rows, BATCH_MAX_ROWS)]
+    out: list[tuple[bytes, int | None]] = []
+    while parts:
+        part = parts.pop(0)
+        ipc = _ipc(part)
+        if len(ipc) > BATCH_MAX_BYTES and part.num_rows > 1:
+            half = part.num_rows // 2
+            parts[:0] = [part.slice(0, half), part.slice(half)]
+            continue
+        value = avro_codec.encode(WINDOW_BATCH, {"row_count": part.num_rows, "arrow_ipc": ipc})
+        newest = pc.max(part.column(PRODUCED_AT)).cast(pa.int64()).as_py()
+        out.append((value, newest))
+    return out
+
+
+def is_window_batch(value: bytes) -> bool:
+    """Whether a ``usage.windows`` value is a batch (``window_batch``), not one ``window_total`` row."""
+    return avro_codec.writer_schema_of(value).startswith("window_batch.")
+
+
+def read_window_batch(value: bytes) -> pa.Table:
+    """The rows of a ``window_batch`` message as written: ``WINDOW_BATCH_SCHEMA`` (usage_windows'
+    columns and ``produced_at``). Raises WireFormatError on anything else."""
+    raw = avro_codec.decode(WINDOW_BATCH, value)
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(raw["arrow_ipc"])).read_all()
+    except (pa.ArrowException, ValueError) as error:
+        raise avro_codec.WireFormatError(f"window_batch: unreadable Arrow IPC stream: {error}") from error
+    if not table.schema.equals(WINDOW_BATCH_SCHEMA):
+        raise avro_codec.WireFormatError(
+            f"window_batch: columns {table.schema} are not usage_windows' and produced_at ({WINDOW_BATCH_SCHEMA})"
+        )
+    if table.num_rows != raw["row_count"]:
+        raise avro_codec.WireFormatError(f"window_batch: {table.num_rows} rows, row_count says {raw['row_count']}")
+    return table
+
+
+def without_stamps(table: pa.Table) -> pa.Table:
+    """A batch's table as the store inserts it: usage_windows' columns alone."""
+    return table.select(WINDOW_SCHEMA.names)
+
+
+def read_windows(value: bytes) -> list[WindowRow]:
+    """The rows of any ``usage.windows`` message: a batch, or one row of an older worker."""
+    if is_window_batch(value):
+        return window_rows(read_window_batch(value))
+    return [read_window(value)]
 
 
 def write_dead_letter(

@@ -1,9 +1,10 @@
 """``billing sink``: window totals and accepted records from Kafka into the usage store.
 
-One process owns an embedded chDB store; with a ClickHouse server any number may run. Offsets are
-committed only after the store has the batch, so a crash replays at most the last batch, and the
-store's writes are idempotent (absolute versioned windows, records keyed by identity, a
-deterministic insert token), so a replay changes nothing.
+Window totals arrive as Arrow batches (``window_batch``), inserted as they are, or as single rows
+of older workers (``window_total``). One process owns an embedded chDB store; with a ClickHouse
+server any number may run. Offsets are committed only after the store has the batch, so a crash
+replays at most the last batch, and the store's writes are idempotent (absolute versioned windows,
+records keyed by identity, a deterministic insert token), so a replay changes nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streams.clickhouse.columns import PRODUCED_AT
 from streams.kafka import messages
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_WINDOWS
@@ -53,12 +58,13 @@ class UsageSink:
         settings: SinkSettings,
         store: UsageStore,
         metrics: SinkMetrics | None = None,
-        on_written: Callable[[list[UsageRecord], list[WindowRow]], None] | None = None,
+        on_written: Callable[[list[UsageRecord], set[str]], None] | None = None,
         *,
         now_ms: Callable[[], int],
     ) -> None:
-        """``on_written`` sees each batch once it is in the store (the rating side reacts to it);
-        ``now_ms`` is the wall clock that Kafka's message timestamps are compared with."""
+        """``on_written`` sees each batch once it is in the store: its accepted records and the
+        subscriptions whose buckets it wrote (the rating side reacts to them); ``now_ms`` is the
+        wall clock that the rows' produced-at stamps are compared with."""
         self.settings = settings
         self.store = store
         self.metrics = metrics or SinkMetrics()
@@ -71,13 +77,19 @@ class UsageSink:
         self.consumer.subscribe([self.accepted_topic, settings.topic_prefix + USAGE_WINDOWS])
 
     def run_once(self) -> int:
-        """Consume one batch, write it, commit; returns the number of messages handled."""
+        """Consume one batch, write it, commit; returns the number of messages handled.
+
+        ``usage.windows`` holds ``window_batch`` messages (Arrow columns, inserted as they are:
+        older versions of a bucket among them are harmless, the store keeps the highest) and,
+        from workers before them, one ``window_total`` row per message (the newest version of
+        each bucket in the batch is written). A topic may hold both during an upgrade."""
         batch = self.consumer.consume(num_messages=self.settings.batch_max, timeout=self.settings.batch_wait_s)
         if not batch:
             return 0
         started = time.perf_counter()
         records: list[UsageRecord] = []
         rows: list[WindowRow] = []
+        tables: list[pa.Table] = []
         produced_at_ms: list[int] = []
         for message in record_messages(batch):
             value = message.value()
@@ -85,6 +97,8 @@ class UsageSink:
                 continue
             if message.topic() == self.accepted_topic:
                 records.append(messages.read_record(value))
+            elif messages.is_window_batch(value):
+                tables.append(messages.read_window_batch(value))
             else:
                 rows.append(messages.read_window(value))
                 kind, stamp = message.timestamp()
@@ -92,16 +106,35 @@ class UsageSink:
                     produced_at_ms.append(stamp)
         newest = newest_versions(rows)
         self.store.write(records, newest)
+        table = pa.concat_tables(tables) if tables else None
+        if table is not None:
+            self.store.write_window_table(messages.without_stamps(table))
         if self.on_written is not None:
-            self.on_written(records, newest)
+            touched = {row.key.subscription_id for row in newest}
+            if table is not None:
+                touched.update(pc.unique(table.column("subscription_id")).to_pylist())
+            self.on_written(records, touched)
         self.consumer.commit(asynchronous=False)
         written_ms = self.now_ms()
-        for stamp in produced_at_ms:
-            self.metrics.event_to_queryable.observe(max(0.0, (written_ms - stamp) / 1000))
+        self._observe_latency(written_ms, produced_at_ms, table)
         self.metrics.rows.labels(table="usage_events").inc(len(records))
-        self.metrics.rows.labels(table="usage_windows").inc(len(rows))
+        self.metrics.rows.labels(table="usage_windows").inc(len(rows) + (0 if table is None else table.num_rows))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return len(batch)
+
+    def _observe_latency(self, written_ms: int, stamps: list[int], table: pa.Table | None) -> None:
+        """Event→queryable per window row: from its produced-at stamp (a batch row's column, a single
+        row's Kafka timestamp) to now. Rows of one source message share a stamp: one observation
+        per distinct stamp and row, without a Python value per row."""
+        for stamp in stamps:
+            self.metrics.event_to_queryable.observe(max(0.0, (written_ms - stamp) / 1000))
+        if table is None:
+            return
+        counts = pc.value_counts(table.column(PRODUCED_AT).drop_null().cast(pa.int64()))
+        for stamp, count in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True):
+            seconds = max(0.0, (written_ms - stamp) / 1000)
+            for _ in range(count):
+                self.metrics.event_to_queryable.observe(seconds)
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         run_until_stopped(self, should_stop)

@@ -9,12 +9,14 @@ from dataclasses import astuple
 from decimal import Context, Decimal, localcontext
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating.aggregations import Point, quantity, summed_of, totals_of
 from rating.catalog import Aggregation, Metric, MetricType
+from streams.clickhouse.columns import window_table
 from streams.clickhouse.store import ClickHouseUsageStore
 from streams.inprocess import InProcessPipeline
 from streams.memory import MemoryDeadLetters, MemoryUsageStore
@@ -398,3 +400,62 @@ def test_twelve_fractional_digits_and_values_up_to_1e25_are_exact_in_every_aggre
             want = direct(records, "a", metric, day.key.start_ms, day.end_ms)
         assert_matches(day.totals, want, UsageQuery("a", metric, day.key.start_ms, day.end_ms))
         assert day.version == want.event_count == 60
+
+
+def test_a_window_table_is_stored_as_its_rows_would_be_with_every_aggregation_exact(store: UsageStore) -> None:
+    """What the sink does with a usage.windows batch: the Arrow columns, inserted as they are,
+    read back as the same rows as ``write`` of those rows stores, with older versions (in the
+    table, before or after the newest, and stored already) changing nothing."""
+    rng = random.Random(12)
+    records = [
+        UsageRecord(
+            f"e{i}-{metric}",
+            "t",
+            "a",
+            metric,
+            rng.choice(BIG_VALUES),
+            BASE_MS + rng.randrange(86_400_000),
+            f"k{i}-{metric}",
+            {},
+            f"u{i % 5}" if metric == "users" else None,
+        )
+        for i in range(60)
+        for metric in sorted(METRICS)
+    ]
+    newest = rows_of(records)
+    older = rows_of(records[: len(records) // 2])  # the same buckets at earlier versions
+    store.write(records, [])
+    store.write_window_table(window_table(older[:5]))
+    store.write_window_table(window_table([*older[5:], *newest, *older]))
+    store.write_window_table(window_table(older))  # a late redelivery of an older chunk
+    reference = MemoryUsageStore()
+    reference.write(records, newest)
+    for metric in sorted(METRICS):
+        for granularity in Granularity:
+            assert store.windows("a", metric, granularity, 0, 2 * BASE_MS) == reference.windows(
+                "a", metric, granularity, 0, 2 * BASE_MS
+            )
+    queries = [
+        UsageQuery("a", m, BASE_MS + k * 1_111_111 + 3, BASE_MS + k * 3_333_333 + 5)
+        for m in METRICS
+        for k in range(1, 9)
+    ]
+    assert store.totals(queries) == reference.totals(queries)
+    store.write_window_table(window_table([]))  # an empty table is no write
+    assert store.totals(queries) == reference.totals(queries)
+
+
+def test_a_window_table_with_a_rollup_or_a_bad_column_is_refused_and_nothing_is_stored(store: UsageStore) -> None:
+    good = bucket(BASE_MS, 1, Decimal(1))
+    hour = good._replace(key=good.key._replace(granularity=Granularity.HOUR))
+    with pytest.raises(ValueError, match="granularity: only 15-minute buckets"):
+        store.write_window_table(window_table([good, hour]))
+    table = window_table([good])
+    with pytest.raises(ValueError, match=r"columns .* are not usage_windows'"):
+        store.write_window_table(window_table([good], [1]))  # produced_at still on it
+    with pytest.raises(ValueError, match="column total is decimal256"):
+        store.write_window_table(table.set_column(8, "total", table.column("total").cast(pa.decimal256(76, 12))))
+    no_day = table.set_column(22, "day_end", pa.nulls(1, table.schema.field("day_end").type))
+    with pytest.raises(ValueError, match="column day_end: every bucket must carry its hour, day and month"):
+        store.write_window_table(no_day)
+    assert store.windows("a", "calls", Granularity.QUARTER, 0, 2 * BASE_MS) == []

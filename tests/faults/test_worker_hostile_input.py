@@ -115,10 +115,10 @@ def test_hostile_messages_neither_lose_counts_nor_stop_the_worker(kafka_broker, 
     # the buckets of s1 count the six accepted events, none of the oversized batch, all in one month
     newest: dict[tuple[str, int], WindowRow] = {}
     for message in read_all(bootstrap, prefix + USAGE_WINDOWS):
-        row = messages.read_window(message.value())
-        key = (row.key.metric_code, row.key.start_ms)
-        if key not in newest or row.version > newest[key].version:
-            newest[key] = row
+        for row in messages.read_windows(message.value()):
+            key = (row.key.metric_code, row.key.start_ms)
+            if key not in newest or row.version > newest[key].version:
+                newest[key] = row
     assert {str(row.key.granularity) for row in newest.values()} == {"15m"}
     assert sum(row.totals.event_count for row in newest.values()) == 6
     assert len({row.rollups[2] for row in newest.values()}) == 1

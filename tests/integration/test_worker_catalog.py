@@ -135,12 +135,14 @@ class Outputs:
     """Everything the worker wrote to one of its output topics, read as it arrives. Outputs are
     at-least-once (a replayed message is written again), so tests look at distinct values."""
 
-    def __init__(self, pipeline: Pipeline, topic: str, decode: Callable[[bytes], Any]) -> None:
+    def __init__(self, pipeline: Pipeline, topic: str, decode: Callable[[bytes], Any], *, many: bool = False) -> None:
+        """``decode`` gives a message's value; with ``many``, its values (a window batch holds many rows)."""
         config = {"bootstrap.servers": pipeline.bootstrap, "group.id": f"{pipeline.prefix}reader"}
         self.consumer = Consumer({**config, "enable.auto.commit": False})
         self.consumer.assign([TopicPartition(pipeline.prefix + topic, p, 0) for p in range(PARTITIONS)])
         self.topic = topic
         self.decode = decode
+        self.many = many
         self.seen: set[Any] = set()
 
     def wait_for(self, *expected: Any) -> set[Any]:
@@ -164,15 +166,16 @@ class Outputs:
         if error is not None and error.code() != KafkaError._PARTITION_EOF:
             raise AssertionError(error)
         if error is None:
-            self.seen.add(self.decode(message.value() or b""))
+            decoded = self.decode(message.value() or b"")
+            self.seen.update(decoded if self.many else [decoded])
 
 
 def accepted_key(value: bytes) -> str:
     return messages.read_record(value).idempotency_key
 
 
-def window_subscription(value: bytes) -> str:
-    return messages.read_window(value).key.subscription_id
+def window_subscriptions(value: bytes) -> list[str]:
+    return [row.key.subscription_id for row in messages.read_windows(value)]
 
 
 def dead_letter(value: bytes) -> tuple[str, str]:
@@ -189,7 +192,7 @@ def test_the_worker_validates_against_the_catalog_topics(kafka_broker: Any, tmp_
     pipeline.subscription("sub_a", "t1")
     pipeline.subscription("sub_b", "t2")
     accepted = Outputs(pipeline, USAGE_ACCEPTED, accepted_key)
-    windows = Outputs(pipeline, USAGE_WINDOWS, window_subscription)
+    windows = Outputs(pipeline, USAGE_WINDOWS, window_subscriptions, many=True)
     letters = Outputs(pipeline, USAGE_DLQ, dead_letter)
 
     with pipeline.worker("first") as log:

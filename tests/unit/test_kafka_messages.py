@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pyarrow as pa
 import pytest
 
 from rating.aggregations import Point, WindowTotals
 from schemas import avro_codec
+from streams.clickhouse.columns import WINDOW_SCHEMA, window_table
 from streams.ingest.partitioning import partition_of
 from streams.kafka import messages
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
@@ -39,6 +41,82 @@ def test_window_rows_round_trip_exactly() -> None:
 def test_empty_window_round_trips() -> None:
     row = WindowRow(WindowKey("s1", "m", Granularity.QUARTER, 0), "t1", 900_000, 0, WindowTotals())
     assert messages.read_window(messages.write_window(row)) == row
+
+
+def bucket(subscription: str, start: int = 1_699_999_200_000, version: int = 3, uniques: int = 2) -> WindowRow:
+    totals = WindowTotals(
+        event_count=version,
+        total=Decimal("123456789012345.000000000001"),
+        maximum=Decimal("0.5"),
+        latest=Point(start + 123, "k3", Decimal("0.5"), "u2"),
+        first=Point(start, "k1", Decimal("-1.25"), None),
+        last=Point(start + 123, "k3", Decimal("0.5"), "u2"),
+        tw_integral=Decimal("-153.75"),
+        uniques=frozenset(f"user-{n:06d}" for n in range(uniques)),
+    )
+    spans = rollup_windows(start, "Asia/Kathmandu")
+    return WindowRow(
+        WindowKey(subscription, "m", Granularity.QUARTER, start), "t1", start + 900_000, version, totals, spans[1:]
+    )
+
+
+def test_window_batches_round_trip_every_row_exactly_with_its_stamp() -> None:
+    rows = [bucket("s1"), bucket("s2", version=0)._replace(totals=WindowTotals()), bucket("s3", version=7)]
+    [(value, newest)] = messages.write_window_batches(rows, [5, None, 9])
+    assert avro_codec.writer_schema_of(value) == "window_batch.v1" and messages.is_window_batch(value)
+    assert newest == 9  # the message's Kafka timestamp: the newest source message among its rows
+    assert messages.read_windows(value) == rows
+    table = messages.read_window_batch(value)
+    assert table.column("produced_at").cast(pa.int64()).to_pylist() == [5, None, 9]
+    assert messages.without_stamps(table).schema.equals(WINDOW_SCHEMA)
+    assert messages.without_stamps(table).equals(window_table(rows))  # exactly what the store inserts
+
+
+def test_a_chunk_of_many_buckets_is_split_by_rows_and_by_bytes_and_loses_none() -> None:
+    rows = [bucket(f"s{n}", version=n + 1, uniques=0) for n in range(4_500)]
+    out = messages.write_window_batches(rows, list(range(4_500)))
+    tables = [messages.read_window_batch(value) for value, _ in out]
+    assert [t.num_rows for t in tables] == [2_000, 2_000, 500]
+    assert [newest for _, newest in out] == [1_999, 3_999, 4_499]
+    assert [row for value, _ in out for row in messages.read_windows(value)] == rows
+
+    wide = [bucket(f"s{n}", uniques=400) for n in range(150)]  # UNIQUE_COUNT buckets of ~6 KiB each
+    out = messages.write_window_batches(wide, [1] * 150)
+    assert len(out) == 2 and all(len(value) <= messages.BATCH_MAX_BYTES + 100 for value, _ in out)
+    assert [row for value, _ in out for row in messages.read_windows(value)] == wide
+
+
+def test_no_changed_bucket_is_no_window_message() -> None:
+    assert messages.write_window_batches([], []) == []
+
+
+def test_an_old_single_row_message_still_reads_as_rows() -> None:
+    row = bucket("s1")
+    assert messages.read_windows(messages.write_window(row)) == [row]
+    assert not messages.is_window_batch(messages.write_window(row))
+
+
+def test_a_batch_whose_bytes_are_not_usage_windows_columns_is_a_wire_format_error() -> None:
+    good = messages.read_window_batch(messages.write_window_batches([bucket("s1")], [1])[0][0])
+    garbage = avro_codec.encode(messages.WINDOW_BATCH, {"row_count": 1, "arrow_ipc": b"not arrow"})
+    with pytest.raises(avro_codec.WireFormatError, match="unreadable Arrow IPC"):
+        messages.read_window_batch(garbage)
+    sink = pa.BufferOutputStream()
+    other = good.drop_columns(["uniques"])
+    with pa.ipc.new_stream(sink, other.schema) as writer:
+        writer.write_table(other)
+    wrong = avro_codec.encode(messages.WINDOW_BATCH, {"row_count": 1, "arrow_ipc": sink.getvalue().to_pybytes()})
+    with pytest.raises(avro_codec.WireFormatError, match="not usage_windows' and produced_at"):
+        messages.read_window_batch(wrong)
+    short = avro_codec.encode(messages.WINDOW_BATCH, {"row_count": 2, "arrow_ipc": messages._ipc(good)})
+    with pytest.raises(avro_codec.WireFormatError, match="1 rows, row_count says 2"):
+        messages.read_window_batch(short)
+
+
+def test_a_window_batch_on_the_events_topic_is_rejected_not_misread() -> None:
+    [(value, _)] = messages.write_window_batches([bucket("s1")], [1])
+    [item] = messages.read_usage(value)
+    assert isinstance(item, Rejection) and "not a usage event" in item.detail
 
 
 def test_records_round_trip_exactly() -> None:

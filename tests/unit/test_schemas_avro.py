@@ -96,6 +96,10 @@ SAMPLES["window_total.v3"] = {
         "month_end": datetime(2026, 1, 31, 17, tzinfo=UTC),
     },
 }
+SAMPLES["window_batch.v1"] = {
+    "row_count": 2,
+    "arrow_ipc": b"\xff\xff\xff\xff\x00\x01 stands for an Arrow IPC stream: Avro carries it as opaque bytes",
+}
 SAMPLES["usage_record.v1"] = {
     "event_id": "evt_1",
     "tenant_id": "t1",
@@ -207,6 +211,19 @@ def test_window_total_v2_reads_as_v3_without_rollups_and_v3_reads_as_v2() -> Non
     }
     v3 = SAMPLES["window_total.v3"]
     assert decode("window_total.v2", encode("window_total.v3", v3)) == {k: v3[k] for k in SAMPLES["window_total.v2"]}
+
+
+def test_window_batch_and_window_total_are_told_apart_by_the_header_and_never_misread() -> None:
+    """usage.windows holds both during an upgrade: a reader picks the schema from the header, and
+    reading one as the other is a WireFormatError, not a garbled record."""
+    batch = encode("window_batch.v1", SAMPLES["window_batch.v1"])
+    row = encode("window_total.v3", SAMPLES["window_total.v3"])
+    assert (writer_schema_of(batch), writer_schema_of(row)) == ("window_batch.v1", "window_total.v3")
+    with pytest.raises(WireFormatError, match=r"cannot decode window_batch\.v1 as window_total\.v3"):
+        decode("window_total.v3", batch)
+    with pytest.raises(WireFormatError, match=r"cannot decode window_total\.v3 as window_batch\.v1"):
+        decode("window_batch.v1", row)
+    assert avro_codec.SCHEMA_IDS["window_batch.v1"] == 701  # a family of its own: no id of WindowTotal reused
 
 
 def test_v2_writer_may_leave_out_fields_with_defaults() -> None:
