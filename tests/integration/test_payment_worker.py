@@ -6,9 +6,13 @@ policy cancels it later; a success after failures pays and reactivates."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,3 +188,40 @@ def test_without_a_provider_the_worker_keeps_the_books_and_charges_nothing(pay_a
     report = bookkeeper.run_once()
     assert sorted(report.overdue) == ["INV-2026-000001", "INV-2026-000002", "INV-2026-000003"]
     assert (report.charged, report.resumed, attempts(pay_api), dummy.charges()) == ([], [], [], [])
+
+
+def test_the_running_worker_serves_its_metrics(pay_api: Api, dummy: DummyProvider, tmp_path: Path) -> None:
+    """``billing worker --role payments --metrics-port``, scraped as Prometheus would: the charges it
+    made by provider and status, the overdue invoices per tenant, its last pass; on loopback."""
+    attach(pay_api, "sub_1", "tok_succeeds")
+    clock = tmp_path / "clock"
+    clock.write_text("2026-03-10T12:00:00Z")  # sub_2's January invoice is past its 14 net days
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    env = {
+        "DATABASE_URL": pay_api.engine.url.render_as_string(hide_password=False),
+        "PAYMENTS_DUMMY": "on",
+        "PAYMENTS_DUMMY_DIR": str(dummy.journal.parent if dummy.journal else tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+    }
+    command = [sys.executable, "-m", "billing.cli", "worker", "--role", "payments", "--interval", "0.5"]
+    command += ["--clock-file", str(clock), "--metrics-port", str(port)]
+    worker_process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wanted = {
+            'billing_payment_attempts_total{provider="DUMMY",status="SUCCEEDED"} 2.0',
+            'billing_invoices_overdue{tenant="t1"} 1.0',
+        }
+        text, deadline = "", time.monotonic() + 60
+        while time.monotonic() < deadline and not wanted <= set(text.splitlines()):
+            assert worker_process.poll() is None, worker_process.communicate()[1]
+            with contextlib.suppress(OSError):  # not listening yet
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            time.sleep(0.3)
+        assert wanted <= set(text.splitlines()), text
+        assert "billing_payment_worker_last_pass_timestamp_seconds 1.773144e+09" in text
+    finally:
+        worker_process.terminate()
+        worker_process.wait(30)
