@@ -14,7 +14,7 @@ from sqlalchemy import Row, and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from invoicing.engine.credit import CreditNote, CreditType, InvoiceBalance, credit_invoice
-from invoicing.engine.lifecycle import PaymentTerms, due_at
+from invoicing.engine.lifecycle import due_at
 from invoicing.engine.model import InvoiceStatus
 from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.ledger import tables as t
@@ -176,11 +176,9 @@ class PostgresApiLedger:
         with self.ledger.session() as session:
             rows = session.db.execute(select(t.invoices).where(where).order_by(t.invoices.c.id).limit(limit)).all()
             invoices = session._invoices(rows)
-            terms = {tenant: session.get_terms(tenant) for tenant in {invoice.tenant_id for invoice in invoices}}
+            terms = {tenant: session.payment_terms(tenant) for tenant in {invoice.tenant_id for invoice in invoices}}
         stored = []
         for row, invoice in zip(rows, invoices, strict=True):
-            record = terms[invoice.tenant_id]
-            payment_terms = PaymentTerms() if record is None else record.terms.payment_terms
             issued = invoice.issued_at
             stored.append(
                 StoredInvoice(
@@ -189,7 +187,7 @@ class PostgresApiLedger:
                     int(row.amount_credited),
                     int(row.amount_refunded),
                     None if row.paid_at is None else utc(row.paid_at),
-                    None if issued is None else due_at(issued, payment_terms),
+                    None if issued is None else due_at(issued, terms[invoice.tenant_id]),
                 )
             )
         return stored

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Row, Select, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus, lifecycle_of
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger import tables as t
@@ -205,6 +206,11 @@ class PostgresCatalogSession(PostgresSessionBase):
         query = select(t.tenant_terms.c.terms, t.tenant_terms.c.revision)
         row = self.db.execute(query.where(t.tenant_terms.c.tenant_id == tenant_id)).first()
         return None if row is None else TermsRecord(terms_from_json(row.terms), int(row.revision))
+
+    def payment_terms(self, tenant_id: str) -> PaymentTerms:
+        """The tenant's payment terms (net days, retries, cancel policy); the defaults without terms."""
+        record = self.get_terms(tenant_id)
+        return PaymentTerms() if record is None else record.terms.payment_terms
 
     def save_terms(self, terms: BillingTerms) -> TermsRecord:
         """Create or change the tenant's terms and announce them on ``catalog.terms`` in this

@@ -98,6 +98,27 @@ def _invoice(row: Row[Any]) -> PayableInvoice:
     )
 
 
+def _money(amount: Money) -> dict[str, Any]:
+    return {"units": amount.amount, "currency_code": amount.currency}
+
+
+def _announce_invoice(
+    session: PostgresLedgerSession, kind: str, invoice: PayableInvoice, now: datetime, fields: dict[str, Any]
+) -> None:
+    """One ``payment.events`` message about ``invoice`` in the session's transaction, keyed by its
+    number: the invoice's identity, then ``fields``, then when."""
+    payload = {
+        "type": kind,
+        "tenant_id": invoice.tenant_id,
+        "subscription_id": invoice.subscription_id,
+        "invoice_id": str(invoice.id),
+        "invoice_number": invoice.invoice_number,
+        **fields,
+        "at": rfc3339(now),
+    }
+    session.add_outbox(OutboxMessage(PAYMENT_EVENTS, f"{invoice.tenant_id}/{invoice.invoice_number}", payload))
+
+
 _ATTEMPT_COLUMNS = (*t.payment_attempts.c, t.invoices.c.invoice_number)
 
 
@@ -399,7 +420,7 @@ class PostgresPayments:
         if reference:
             values["provider_reference"] = reference
         changed = replace(attempt, status=status, provider_reference=reference or attempt.provider_reference)
-        terms = self._terms(session, attempt.tenant_id)
+        terms = session.payment_terms(attempt.tenant_id)
         if status is AttemptStatus.SUCCEEDED:
             self._pay(session, invoice, changed, paid or changed.amount, now)
         elif status is AttemptStatus.FAILED:
@@ -534,17 +555,8 @@ class PostgresPayments:
                 session.add_credit_note(
                     CreditNote(invoice.subscription_id, CreditType.BALANCE, restored, now, note, invoice.invoice_number)
                 )
-            payload = {
-                "type": "InvoiceVoided",
-                "tenant_id": invoice.tenant_id,
-                "subscription_id": invoice.subscription_id,
-                "invoice_id": str(invoice.id),
-                "invoice_number": invoice.invoice_number,
-                "reason": reason,
-                "credit_restored": {"units": restored.amount, "currency_code": restored.currency},
-                "at": rfc3339(now),
-            }
-            session.add_outbox(OutboxMessage(PAYMENT_EVENTS, f"{invoice.tenant_id}/{invoice.invoice_number}", payload))
+            fields = {"reason": reason, "credit_restored": _money(restored)}
+            _announce_invoice(session, "InvoiceVoided", invoice, now, fields)
             return replace(invoice, status=voided.status, amount_due=voided.amount_due), restored
 
     def mark_refunded(self, attempt_id: int, reason: str, now: datetime) -> PaymentAttempt:
@@ -562,25 +574,13 @@ class PostgresPayments:
         now: datetime,
         extra: dict[str, Any],
     ) -> None:
-        payload = {
-            "type": kind,
-            "tenant_id": invoice.tenant_id,
-            "subscription_id": invoice.subscription_id,
-            "invoice_id": str(invoice.id),
-            "invoice_number": invoice.invoice_number,
+        attempt_fields = {
             "attempt_id": str(attempt.id),
             "attempt_number": attempt.attempt_number,
-            "amount": {"units": attempt.amount.amount, "currency_code": attempt.amount.currency},
+            "amount": _money(attempt.amount),
             "provider_reference": attempt.provider_reference,
-            "at": rfc3339(now),
-            **extra,
         }
-        session.add_outbox(OutboxMessage(PAYMENT_EVENTS, f"{invoice.tenant_id}/{invoice.invoice_number}", payload))
-
-    @staticmethod
-    def _terms(session: PostgresLedgerSession, tenant_id: str) -> PaymentTerms:
-        record = session.get_terms(tenant_id)
-        return PaymentTerms() if record is None else record.terms.payment_terms
+        _announce_invoice(session, kind, invoice, now, {**attempt_fields, **extra})
 
     @staticmethod
     def _subscription_status(session: PostgresLedgerSession, subscription_id: str, status: SubscriptionStatus) -> None:
@@ -646,23 +646,12 @@ class PostgresPayments:
             for row in rows:
                 invoice = _invoice(row)
                 if invoice.tenant_id not in terms:
-                    terms[invoice.tenant_id] = self._terms(session, invoice.tenant_id)
+                    terms[invoice.tenant_id] = session.payment_terms(invoice.tenant_id)
                 if not is_overdue(invoice.status, invoice.issued_at, now, terms[invoice.tenant_id]):
                     continue
                 status = transition(invoice.status, InvoiceStatus.OVERDUE)
                 session.db.execute(t.invoices.update().where(t.invoices.c.id == invoice.id).values(status=str(status)))
-                payload = {
-                    "type": "InvoiceOverdue",
-                    "tenant_id": invoice.tenant_id,
-                    "subscription_id": invoice.subscription_id,
-                    "invoice_id": str(invoice.id),
-                    "invoice_number": invoice.invoice_number,
-                    "amount_due": {"units": invoice.amount_due.amount, "currency_code": invoice.amount_due.currency},
-                    "at": rfc3339(now),
-                }
-                session.add_outbox(
-                    OutboxMessage(PAYMENT_EVENTS, f"{invoice.tenant_id}/{invoice.invoice_number}", payload)
-                )
+                _announce_invoice(session, "InvoiceOverdue", invoice, now, {"amount_due": _money(invoice.amount_due)})
                 marked.append(invoice.invoice_number)
         return marked
 
@@ -684,7 +673,7 @@ class PostgresPayments:
         canceled = []
         with self._session() as session:
             for row in session.db.execute(query).all():
-                at = cancel_at(utc(row.since), self._terms(session, row.tenant_id))
+                at = cancel_at(utc(row.since), session.payment_terms(row.tenant_id))
                 if at is not None and now >= at:
                     self._subscription_status(session, row.id, SubscriptionStatus.CANCELED)
                     canceled.append(row.id)
