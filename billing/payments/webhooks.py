@@ -49,11 +49,9 @@ def verifiers_from_env(environ: Mapping[str, str] | None = None) -> dict[str, We
     from billing.payments.secrets import provider_secret
 
     env = os.environ if environ is None else environ
-    stripe = None
-    if provider_secret("STRIPE_WEBHOOK_SECRET", env) is not None:
-        stripe = StripeWebhookVerifier.from_environment(SystemClock().now, env)
+    stripe_secret = provider_secret("STRIPE_WEBHOOK_SECRET", env)
     found: dict[str, WebhookVerifier | None] = {
-        "stripe": stripe,
+        "stripe": None if stripe_secret is None else StripeWebhookVerifier(stripe_secret, SystemClock().now),
         "xendit": XenditWebhookVerifier.from_env(env),
         "midtrans": MidtransWebhookVerifier.from_env(env),
     }
