@@ -16,7 +16,6 @@ import urllib.request
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -124,19 +123,25 @@ def test_a_retry_that_succeeds_pays_and_reactivates_the_subscription(pay_api: Ap
     assert (invoice_row(pay_api.engine, invoice.id).status, subscription_status(pay_api, "sub_2")) == ("PAID", "ACTIVE")
 
 
+def worker_env(api: Api, dummy: DummyProvider, tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``billing worker --role payments`` process on the test's ledger, with
+    DUMMY journaled where the test's own provider counts its charges."""
+    return {
+        "DATABASE_URL": api.engine.url.render_as_string(hide_password=False),
+        "PAYMENTS_DUMMY": "on",
+        "PAYMENTS_DUMMY_DIR": str(dummy.journal.parent if dummy.journal else tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "PATH": "/usr/bin:/bin",
+    }
+
+
 def test_the_worker_command_runs_a_pass_and_says_what_it_did(
     pay_api: Api, dummy: DummyProvider, tmp_path: Path
 ) -> None:
     attach(pay_api, "sub_1", "tok_succeeds")
     clock = tmp_path / "clock"
     clock.write_text("2026-03-10T12:00:00Z")
-    env: dict[str, Any] = {
-        "DATABASE_URL": pay_api.engine.url.render_as_string(hide_password=False),
-        "PAYMENTS_DUMMY": "on",
-        "PAYMENTS_DUMMY_DIR": str(dummy.journal.parent if dummy.journal else tmp_path),
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-    }
+    env = worker_env(pay_api, dummy, tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "billing.cli", "worker", "--role", "payments", "--once", "--clock-file", str(clock)],
         env=env,
@@ -199,13 +204,7 @@ def test_the_running_worker_serves_its_metrics(pay_api: Api, dummy: DummyProvide
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    env = {
-        "DATABASE_URL": pay_api.engine.url.render_as_string(hide_password=False),
-        "PAYMENTS_DUMMY": "on",
-        "PAYMENTS_DUMMY_DIR": str(dummy.journal.parent if dummy.journal else tmp_path),
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-    }
+    env = worker_env(pay_api, dummy, tmp_path)
     command = [sys.executable, "-m", "billing.cli", "worker", "--role", "payments", "--interval", "0.5"]
     command += ["--clock-file", str(clock), "--metrics-port", str(port)]
     worker_process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
