@@ -173,15 +173,6 @@ class StripeWebhookVerifier:
         self.now = now
         self.tolerance = tolerance
 
-    @classmethod
-    def from_environment(
-        cls, now: Callable[[], datetime], environ: Mapping[str, str] | None = None
-    ) -> StripeWebhookVerifier:
-        secret = provider_secret("STRIPE_WEBHOOK_SECRET", environ)
-        if secret is None:
-            raise InvalidValue("STRIPE_WEBHOOK_SECRET", "is not set (nor STRIPE_WEBHOOK_SECRET_FILE)")
-        return cls(secret, now)
-
     def verify(self, headers: Mapping[str, str], body: bytes) -> PaymentEvent:
         header = headers.get("stripe-signature")
         if not header:
