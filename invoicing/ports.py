@@ -74,6 +74,11 @@ class SubscriptionRecord:
     def id(self) -> str:
         return self.subscription.id
 
+    @property
+    def stops_billing(self) -> bool:
+        """Written CANCELED or TRIAL_EXPIRED: the calendar ends its billing where it applies it."""
+        return self.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.TRIAL_EXPIRED)
+
     def status_at(self, now: datetime) -> SubscriptionStatus:
         """The status at ``now`` (design section 6). A scheduled cancel or trial-cutting plan
         change has its instant after ``now``, so the status before it follows by itself."""
@@ -86,6 +91,15 @@ class SubscriptionRecord:
         if life.pending(now) and life.previous_plan_code is not None and life.previous_plan_version is not None:
             return life.previous_plan_code, life.previous_plan_version
         return self.subscription.plan_code, self.plan_version
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRevision:
+    """One revision of a subscription as the ledger's history keeps it, and when it was saved (on
+    the saver's clock; the ledger's own when the saver gave none)."""
+
+    record: SubscriptionRecord
+    recorded_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +176,19 @@ class CatalogSession(Protocol):
         plan_version: int | None = None,
         status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
         lifecycle: Lifecycle | None = None,
+        recorded_at: datetime | None = None,
     ) -> SubscriptionRecord:
-        """Create or change a subscription on a saved plan version (the newest when None) and
-        announce it on ``catalog.subscriptions``; saving what is stored already announces nothing.
-        Without ``lifecycle``, the revision takes effect when read (``lifecycle_of``)."""
+        """Create or change a subscription on a saved plan version (the newest when None), append
+        the new revision to its history (saved at ``recorded_at``: the caller's clock) and
+        announce it on ``catalog.subscriptions``; saving what is stored already changes and
+        announces nothing. Without ``lifecycle``, the revision takes effect when read
+        (``lifecycle_of``)."""
         ...
 
     def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None: ...
+    def subscription_revisions(self, subscription_id: str) -> list[SubscriptionRevision]:
+        """Every revision of the subscription, oldest first (none for an unknown id)."""
+        ...
 
 
 class OutboxSession(Protocol):

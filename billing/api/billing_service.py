@@ -1,11 +1,10 @@
 """``smallbiznis.billing.v1.BillingService`` reads in ``billing serve``: a subscription's billing
-periods from its calendar (``open_cycle``, ``close_due``: the periods the loop closes), marked
-INVOICED with the ledger's invoice id once finalized, and its prepaid credit balance.
+periods from its revision history replayed through the rater's calendar (billing/api/history.py:
+the periods the loop closes, cut where plan changes and cancels cut them, none after a cancel),
+marked INVOICED with the ledger's invoice id once finalized, and its prepaid credit balance.
 
-The calendar is walked from the start on the subscription's current plan, so, as for a dry-run
-invoice, a subscription changed since it was created is FAILED_PRECONDITION (the ledger does not
-record where a plan change or cancel cut its periods). A period's id is
-``<subscription_id>@<period_start RFC 3339>``; ``created_at``/``updated_at`` are not filled.
+A period's id is ``<subscription_id>@<period_start RFC 3339>``; ``created_at``/``updated_at`` are
+not filled.
 The trial (``GetTrialStatus``, ``OnSubscriptionCreated``, ``RecordUsage``'s fast-path deduction)
 is read from the ledger's subscription and priced from the usage store as the rater prices it
 (billing/api/trial_usage.py): nothing about it is kept apart, so it cannot drift from the invoices.
@@ -22,14 +21,14 @@ from typing import Any
 import grpc
 
 from billing.api import wire
-from billing.api.generate import MAX_PERIODS, unchanged
+from billing.api.history import subscription_periods
 from billing.api.ingest import NO_BROKER, BrokerUnavailable, UsageInput, UsageRecorder
 from billing.api.owned import Owned, owned_subscription
 from billing.api.paging import decode_token, encode_token, page_size
 from billing.api.trial_usage import ADDABLE, Pending, WithPending, usage_cost
 from billing.api.usage_access import SharedUsage, unavailable
 from invoicing.engine.render import rfc3339, rfc3339_exact
-from invoicing.engine.subscriptions import close_due, cycle_at, open_cycle, trial_end
+from invoicing.engine.subscriptions import cycle_at, open_cycle, trial_end
 from invoicing.engine.terms import BillingTerms
 from invoicing.ports import ApiLedger, Ledger, SubscriptionRecord, UsageReader
 from rating.catalog import Plan
@@ -46,18 +45,9 @@ OPEN, CLOSED, INVOICED = (
 )
 
 
-def periods(record: SubscriptionRecord, plan: Plan, now: datetime) -> list[tuple[Period, bool]]:
+def periods(ledger: Ledger, subscription_id: str, now: datetime) -> list[tuple[Period, bool]]:
     """(period, still open) from the first to the one holding ``now`` (none before the start)."""
-    cycle, out = open_cycle(record.subscription, plan), []
-    for _ in range(MAX_PERIODS):
-        if cycle.period is None or cycle.period.start > now:
-            break
-        if cycle.period.end > now:
-            out.append((cycle.period, True))
-            break
-        closed, cycle = close_due(cycle)
-        out.append((closed.period, False))
-    return out
+    return [(closed.period, is_open) for closed, is_open in subscription_periods(ledger, subscription_id, now)]
 
 
 class StoreMissing(Exception):
@@ -114,9 +104,8 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.GetCurrentBillingPeriodRequest, context: Any
     ) -> billing_pb2.GetCurrentBillingPeriodResponse:
         """The period holding now; FAILED_PRECONDITION before the start or once billing ended."""
-        record, plan = self._subscription(context, request.subscription_id)
-        unchanged(context, record)
-        found = [p for p in periods(record, plan, self.now()) if p[1]]
+        record, _ = self._subscription(context, request.subscription_id)
+        found = [p for p in periods(self.ledger, record.id, self.now()) if p[1]]
         if not found:
             wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, "subscription_id: no billing period holds now")
         return billing_pb2.GetCurrentBillingPeriodResponse(billing_period=self._messages(record, found)[0])
@@ -125,12 +114,12 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self, request: billing_pb2.ListBillingPeriodsRequest, context: Any
     ) -> billing_pb2.ListBillingPeriodsResponse:
         """Every period from the first to the current one, by start."""
-        record, plan = self._subscription(context, request.subscription_id)
+        record, _ = self._subscription(context, request.subscription_id)
         with wire.errors_as_status(context):
             limit = page_size(request.page_size)
             after = decode_token(request.page_token, (int,))
-        unchanged(context, record)
-        found = [p for p in periods(record, plan, self.now()) if after is None or epoch_ms(p[0].start) > int(after[0])]
+        found = periods(self.ledger, record.id, self.now())
+        found = [p for p in found if after is None or epoch_ms(p[0].start) > int(after[0])]
         token = encode_token((epoch_ms(found[limit - 1][0].start),)) if len(found) > limit else ""
         return billing_pb2.ListBillingPeriodsResponse(
             billing_periods=self._messages(record, found[:limit]), next_page_token=token

@@ -28,7 +28,7 @@ import grpc
 from billing.api import engine_wire as ew
 from billing.api import wire
 from billing.api.billing_service import INVOICED, OPEN, periods
-from billing.api.generate import GenerateInvoice, unchanged
+from billing.api.generate import GenerateInvoice
 from billing.api.owned import Owned, owned_subscription
 from invoicing.engine.model import SUBTOTAL_TYPES, Invoice, InvoiceLineItem, LineType
 from invoicing.engine.numbering import invoice_number
@@ -155,8 +155,7 @@ class EngineLedgerSteps:
 
     def _calendar(self, context: Any, subscription_id: str) -> tuple[Owned, list[tuple[Period, bool]]]:
         owned = owned_subscription(context, self.ledger, wire.tenant(context), subscription_id)
-        unchanged(context, owned.record)
-        return owned, periods(owned.record, owned.plan, self.now())
+        return owned, periods(self.ledger, owned.record.id, self.now())
 
     def open_billing_period(self, request: E.OpenBillingPeriodRequest, context: Any) -> E.OpenBillingPeriodResponse:
         owned, found = self._calendar(context, request.subscription_id)

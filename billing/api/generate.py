@@ -7,10 +7,9 @@ sequence, billed usage and ``invoice.finalized`` outbox row in one ledger transa
 outbox row). A period finalized already (by an earlier call or by the loop) answers its stored
 invoice: at most one invoice per (subscription, period), whoever finalizes it first.
 
-The periods are the subscription's calendar from its start on its current plan (``open_cycle``,
-``close_due``). The ledger does not record where a plan change or a cancel cut a period (the rater's
-calendar does), so a subscription changed since it was created is refused (FAILED_PRECONDITION)
-rather than invoiced over the wrong periods.
+The periods are the subscription's calendar replayed from its revision history in the ledger
+(billing/api/history.py): the periods the loop closes, cut where a plan change or cancel cut them,
+each rated on the plan and terms of its own revision.
 """
 
 from __future__ import annotations
@@ -22,48 +21,26 @@ from typing import Any
 import grpc
 
 from billing.api import wire
+from billing.api.history import subscription_periods
 from billing.api.invoice_service import draft_message, invoice_message
 from billing.api.owned import owned_subscription
 from billing.api.usage_access import unavailable
 from invoicing.engine.model import Invoice
-from invoicing.engine.subscriptions import ClosedPeriod, Subscription, SubscriptionStatus, close_due, open_cycle
-from invoicing.ports import ApiLedger, Ledger, StoredInvoice, SubscriptionRecord, UsageReader
+from invoicing.engine.subscriptions import ClosedPeriod
+from invoicing.ports import ApiLedger, Ledger, StoredInvoice, UsageReader
 from invoicing.service import InvoiceService
-from rating.catalog import Plan
 from rating.errors import InvalidValue
 from rating.periods import Period
 from schemas.generated.smallbiznis.invoice.v1 import invoice_pb2
 
-MAX_PERIODS = 100_000
-"""Periods walked from the start at most (over 8,000 years of months)."""
 
-
-def ended_period(subscription: Subscription, plan: Plan, wanted: Period | None, now: datetime) -> ClosedPeriod | None:
+def ended_period(periods: list[tuple[ClosedPeriod, bool]], wanted: Period | None) -> ClosedPeriod | None:
     """The ended period ``wanted`` of the calendar (the latest ended one when None); None when
     there is no such period."""
-    cycle, latest = open_cycle(subscription, plan), None
-    for _ in range(MAX_PERIODS):
-        if cycle.period is None or cycle.period.end > now:
-            break
-        closed, cycle = close_due(cycle)
-        if wanted is not None and closed.period == wanted:
-            return closed
-        if wanted is not None and closed.period.start >= wanted.end:
-            break
-        latest = closed
-    return None if wanted is not None else latest
-
-
-def unchanged(context: Any, record: SubscriptionRecord) -> None:
-    """FAILED_PRECONDITION for a subscription whose periods the ledger cannot tell: one changed
-    since it was created (the ledger does not record where a plan change or cancel cut them)."""
-    if record.revision > 1 or record.status is SubscriptionStatus.CANCELED:
-        wire.abort(
-            context,
-            grpc.StatusCode.FAILED_PRECONDITION,
-            "subscription_id: changed since it was created (plan change, cancel or catalog update); the ledger "
-            "does not record where that cut its periods",
-        )
+    ended = [closed for closed, is_open in periods if not is_open]
+    if wanted is None:
+        return ended[-1] if ended else None
+    return next((closed for closed in ended if closed.period == wanted), None)
 
 
 def _wanted(request: invoice_pb2.GenerateInvoiceForSubscriptionRequest) -> Period | None:
@@ -111,10 +88,8 @@ class GenerateInvoice:
         ``check`` sees the invoice (the stored one too) before it is answered or stored; a
         BillingError it raises answers FAILED_PRECONDITION, nothing stored."""
         owned = owned_subscription(context, self.ledger, tenant, subscription_id)
-        record, plan = owned.record, owned.plan
-        unchanged(context, record)
-        now, subscription = self.now(), record.subscription
-        closed = ended_period(subscription, plan, wanted, now)
+        now = self.now()
+        closed = ended_period(subscription_periods(self.ledger, subscription_id, now), wanted)
         if closed is None:
             field = "period_start" if wanted is not None else "subscription_id"
             wire.abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{field}: no such billing period has ended")
@@ -127,8 +102,8 @@ class GenerateInvoice:
             if self.usage is None:
                 unavailable(context, self.problem)
             pricing = InvoiceService(self.ledger, self.usage, owned.terms)
-            result = pricing.rate(subscription, plan, closed.period, closed.share, now)
-            late = pricing.late_usage(subscription, None)
+            result = pricing.rate(closed.subscription, closed.plan, closed.period, closed.share, now)
+            late = pricing.late_usage(closed.subscription, None)
             if not store:
                 draft = pricing.preview(closed, result, late, now)
                 if check is not None:

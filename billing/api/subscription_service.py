@@ -156,7 +156,7 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
             with self.api.subscription_session(subscription.id) as session:
                 stored = session.get_subscription(subscription.id)
                 if stored is None:
-                    stored = session.save_subscription(subscription, status=status)
+                    stored = session.save_subscription(subscription, status=status, recorded_at=now)
                     session.add_outbox(subscription_event(SubscriptionEvent.CREATED, stored, now))
                 else:
                     # a replay without start_at means the instant of the first request
@@ -288,7 +288,11 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
                 cancel_reason=reason,
             )
             saved = session.save_subscription(
-                sub, plan_version=record.plan_version, status=SubscriptionStatus.CANCELED, lifecycle=canceled
+                sub,
+                plan_version=record.plan_version,
+                status=SubscriptionStatus.CANCELED,
+                lifecycle=canceled,
+                recorded_at=now,
             )
             session.add_outbox(subscription_event(SubscriptionEvent.CANCELED, saved, now))
         return subscription_pb2.CancelSubscriptionResponse(subscription=subscription_message(saved, now))
@@ -353,6 +357,7 @@ class SubscriptionServicer(subscription_pb2_grpc.SubscriptionServiceServicer):
                 plan_version=plan.version,
                 status=SubscriptionStatus.ACTIVE,
                 lifecycle=changed,
+                recorded_at=now,
             )
             session.add_outbox(subscription_event(SubscriptionEvent.PLAN_CHANGED, saved, now))
         return subscription_pb2.ChangeSubscriptionPlanResponse(subscription=subscription_message(saved, now))

@@ -168,7 +168,11 @@ class Rater:
                 if life.trial_end_at is not None and life.trial_end_at <= end:
                     return  # ended by then already (a plan change cut it, or this was written)
                 session.save_subscription(
-                    record.subscription, record.plan_version, record.status, replace(life, trial_end_at=end)
+                    record.subscription,
+                    record.plan_version,
+                    record.status,
+                    replace(life, trial_end_at=end),
+                    recorded_at=self.clock.now(),
                 )
         except Exception:  # the ledger is down: billing goes on, the status follows the nominal end
             log.exception("the early end of the trial of %s was not written to the ledger", subscription_id)
@@ -216,16 +220,8 @@ class Rater:
                     changed.append(record.id)
                 continue
             self.scheduled.pop(record.id, None)
-            history = self.calendar.history.get(record.id)
-            if not history:
-                at = start
-            else:
-                at = max(now if effective is None else effective, history[-1].at)
-                cycle = self.calendar.cycles.get(record.id)
-                if cycle is not None and cycle.period is not None and at < cycle.period.start:
-                    at = cycle.period.start  # the calendar moved on between the request and this read
-            canceled = record.status in (SubscriptionStatus.CANCELED, SubscriptionStatus.TRIAL_EXPIRED)
-            self.calendar.apply(Change(at, record.revision, record.subscription, plan, canceled))
+            at = self.calendar.instant_of(record.subscription, effective, now)
+            self.calendar.apply(Change(at, record.revision, record.subscription, plan, record.stops_billing))
             changed.append(record.id)
         if changed:
             self.log.record(self.calendar, changed)

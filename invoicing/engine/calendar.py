@@ -11,13 +11,15 @@ it handed over per subscription — so a restarted rater replays them and gets t
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from fractions import Fraction
 
 from invoicing.engine.subscriptions import (
     BillingCycle,
     ClosedPeriod,
+    Lifecycle,
     Subscription,
     cancel,
     change_plan,
@@ -27,6 +29,7 @@ from invoicing.engine.subscriptions import (
     open_cycle,
 )
 from rating.catalog import Plan
+from rating.periods import proration
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,19 @@ class Calendar:
         self._replace(after)
         if closed is not None:
             self._close(closed)
+
+    def instant_of(self, subscription: Subscription, effective_at: datetime | None, read_at: datetime) -> datetime:
+        """Where a revision read at ``read_at`` is applied: the start for the first one; else at
+        ``effective_at`` (``read_at`` without one), never before the last change, nor before the
+        open period's start (the calendar moved on between the request and the read)."""
+        history = self.history.get(subscription.id)
+        if not history:
+            return subscription.start_at
+        at = max(read_at if effective_at is None else effective_at, history[-1].at)
+        cycle = self.cycles.get(subscription.id)
+        if cycle is not None and cycle.period is not None and at < cycle.period.start:
+            at = cycle.period.start
+        return at
 
     def replay(self, history: Mapping[str, list[Change]], handed_over: Mapping[str, datetime]) -> None:
         """Rebuild from what the rater recorded (after a restart): the same changes at the same
@@ -173,3 +189,79 @@ class Calendar:
             return  # handed over before a restart
         self._seq += 1
         heapq.heappush(self._closed, (closed.period.end + self.grace_period, sub, self._seq, closed))
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """One revision of a subscription as the ledger's history keeps it (``subscription_revisions``):
+    the catalog record the rater reads, with its plan, and ``recorded_at``, when it was saved. The
+    rater applies a revision without ``effective_at`` (a catalog file) when it reads it; the saving
+    instant stands in for that read. ``plan_before``: the plan in force before ``effective_at``
+    when the revision changed it (the previous plan of a plan change), else None."""
+
+    revision: int
+    subscription: Subscription
+    plan: Plan
+    lifecycle: Lifecycle
+    canceled: bool
+    recorded_at: datetime
+    plan_before: Plan | None = None
+
+
+def history_calendar(revisions: Sequence[Revision], now: datetime) -> Calendar:
+    """The calendar of one subscription as the rater has it at ``now`` from its revisions (oldest
+    first): each applied at its instant (:meth:`Calendar.instant_of`) once ``now`` reached it, a
+    scheduled one dropped when the next was saved before its instant (the rater's ``scheduled``
+    keeps the newest only), and a trial the rater found used up (``trial_end_at`` moved before its
+    nominal end) ended there. The same :meth:`Calendar.apply` as the rater's, so the periods are
+    the ones the loop closes."""
+    calendar = Calendar()
+    for index, rev in enumerate(revisions):
+        sub, life = rev.subscription, rev.lifecycle
+        effective = life.effective_at
+        read_at = min(rev.recorded_at, now)
+        if effective is not None and effective > now:
+            continue  # scheduled: not in force yet
+        later = revisions[index + 1] if index + 1 < len(revisions) else None
+        scheduled = effective is not None and rev.recorded_at < effective
+        if scheduled and later is not None and effective is not None and later.recorded_at < effective:
+            continue  # superseded before it took effect
+        history = calendar.history.get(sub.id)
+        if not history and effective is not None and effective > sub.start_at and rev.plan_before is not None:
+            # first seen at a revision that took effect after the start: opened on the plan before it
+            before = replace(sub, plan_code=rev.plan_before.code)
+            canceled = life.cancel_at is None and rev.canceled
+            calendar.apply(Change(sub.start_at, rev.revision - 1, before, rev.plan_before, canceled))
+            history = calendar.history.get(sub.id)
+        if history:
+            _trial_found_used(calendar, sub.id, life, now)
+        at = calendar.instant_of(sub, effective, read_at)
+        calendar.apply(Change(at, rev.revision, sub, rev.plan, rev.canceled))
+    return calendar
+
+
+def _trial_found_used(calendar: Calendar, subscription_id: str, lifecycle: Lifecycle, now: datetime) -> None:
+    """End the open trial where the rater found its balance used (it writes that instant as the
+    revision's ``trial_end_at``, before the trial's nominal end, not cut by a plan change)."""
+    cycle = calendar.cycles.get(subscription_id)
+    ended = lifecycle.trial_end_at
+    if cycle is None or not cycle.is_trial or ended is None or lifecycle.trial_cut or ended > now:
+        return
+    assert cycle.period is not None
+    if cycle.period.start <= ended < cycle.period.end:
+        revision = calendar.history[subscription_id][-1].revision
+        calendar.apply(Change(ended, revision, cycle.subscription, cycle.plan, trial_ended=True))
+
+
+def served_periods(calendar: Calendar, subscription_id: str, now: datetime) -> list[tuple[ClosedPeriod, bool]]:
+    """The subscription's periods from the first to the one holding ``now``, each with whether it
+    is still open (then a :class:`ClosedPeriod` as it would close at its end); none before the
+    start, and none after billing ended (a cancel, an expired trial)."""
+    ended = [closed for closed in calendar.due(now) if closed.subscription.id == subscription_id]
+    out = [(closed, False) for closed in ended]
+    cycle = calendar.cycles.get(subscription_id)
+    if cycle is not None and cycle.period is not None and cycle.period.start <= now:
+        share = Fraction(0) if cycle.is_trial else proration(cycle.period, cycle.nominal)
+        reason = "trial_end" if cycle.is_trial else "period_end"
+        out.append((ClosedPeriod(cycle.subscription, cycle.plan, cycle.period, share, cycle.is_trial, reason), True))
+    return out

@@ -17,7 +17,7 @@ from invoicing.engine.subscriptions import Lifecycle, Subscription, Subscription
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
 from invoicing.ledger.json_codec import plan_to_json, subscription_to_json, terms_from_json, terms_to_json
-from invoicing.ports import BilledUsage, OutboxMessage, SubscriptionRecord, TermsRecord
+from invoicing.ports import BilledUsage, OutboxMessage, SubscriptionRecord, SubscriptionRevision, TermsRecord
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money
@@ -34,6 +34,7 @@ class _State:
     plans: dict[tuple[str, str, int], Plan] = field(default_factory=dict)
     outbox: list[OutboxMessage] = field(default_factory=list)
     subscriptions: dict[str, SubscriptionRecord] = field(default_factory=dict)
+    revisions: dict[str, list[SubscriptionRevision]] = field(default_factory=dict)
     # tenant → (its terms as stored, never mutated, and their revision)
     terms: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)
 
@@ -51,6 +52,7 @@ class _State:
             dict(self.plans),
             list(self.outbox),
             dict(self.subscriptions),
+            {k: list(v) for k, v in self.revisions.items()},
             dict(self.terms),
         )
 
@@ -137,13 +139,19 @@ class MemoryLedgerSession:
     def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
         return self.state.subscriptions.get(subscription_id)
 
+    def subscription_revisions(self, subscription_id: str) -> list[SubscriptionRevision]:
+        return list(self.state.revisions.get(subscription_id, ()))
+
     def save_subscription(
         self,
         subscription: Subscription,
         plan_version: int | None = None,
         status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
         lifecycle: Lifecycle | None = None,
+        recorded_at: datetime | None = None,
     ) -> SubscriptionRecord:
+        """As the PostgreSQL ledger saves it; this ledger has no clock of its own, so a revision
+        saved without ``recorded_at`` is recorded at its ``effective_at`` (else its start)."""
         life = lifecycle_of(subscription) if lifecycle is None else lifecycle
         plan = self.get_plan(subscription.tenant_id, subscription.plan_code, plan_version)
         if plan is None:
@@ -165,6 +173,8 @@ class MemoryLedgerSession:
         revision = 1 if stored is None else stored.revision + 1
         record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision, life)
         self.state.subscriptions[subscription.id] = record
+        saved_at = recorded_at or life.effective_at or subscription.start_at
+        self.state.revisions.setdefault(subscription.id, []).append(SubscriptionRevision(record, saved_at))
         self.add_outbox(OutboxMessage(CATALOG_SUBSCRIPTIONS, subscription.id, subscription_to_json(record)))
         return record
 

@@ -23,7 +23,7 @@ from invoicing.ledger.json_codec import (
 )
 from invoicing.ledger.postgres_session import PostgresSessionBase, decimal_or_none, utc
 from invoicing.ledger.postgres_writes import PLAN_VERSION
-from invoicing.ports import OutboxMessage, SubscriptionRecord, TermsRecord
+from invoicing.ports import OutboxMessage, SubscriptionRecord, SubscriptionRevision, TermsRecord
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.periods import BillingInterval
@@ -121,16 +121,36 @@ class PostgresCatalogSession(PostgresSessionBase):
         row = self.db.execute(self._subscription_query().where(t.subscriptions.c.id == subscription_id)).first()
         return None if row is None else self._subscription(row)
 
+    def subscription_revisions(self, subscription_id: str) -> list[SubscriptionRevision]:
+        """Every revision of the subscription, oldest first (none for an unknown id)."""
+        revisions = t.subscription_revisions
+        interval = t.plans.c.snapshot["billing_interval"].as_string().label("billing_interval")
+        query = (
+            select(revisions, interval)
+            .join(
+                t.plans,
+                (t.plans.c.tenant_id == revisions.c.tenant_id)
+                & (t.plans.c.code == revisions.c.plan_code)
+                & (t.plans.c.version == revisions.c.plan_version),
+            )
+            .where(revisions.c.id == subscription_id)
+            .order_by(revisions.c.revision)
+        )
+        rows = self.db.execute(query).all()
+        return [SubscriptionRevision(self._subscription(row), utc(row.recorded_at)) for row in rows]
+
     def save_subscription(
         self,
         subscription: Subscription,
         plan_version: int | None = None,
         status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
         lifecycle: Lifecycle | None = None,
+        recorded_at: datetime | None = None,
     ) -> SubscriptionRecord:
-        """Create or change a subscription on a saved plan version (the newest when None) and
-        announce it on ``catalog.subscriptions`` in this transaction; saving what is stored
-        already changes and announces nothing. Concurrent changes of one subscription take turns
+        """Create or change a subscription on a saved plan version (the newest when None), append
+        the revision to ``subscription_revisions`` (at ``recorded_at``, the database's clock when
+        None) and announce it on ``catalog.subscriptions``, all in this transaction; saving what
+        is stored already changes and announces nothing. Concurrent changes of one subscription take turns
         (a row lock), so its revisions and messages follow commit order. Without ``lifecycle``
         the revision takes effect when read, with the trial's nominal end."""
         life = lifecycle_of(subscription) if lifecycle is None else lifecycle
@@ -197,6 +217,10 @@ class PostgresCatalogSession(PostgresSessionBase):
         else:  # pragma: no cover - the row existed on the second pass
             raise AssertionError(f"subscription {subscription.id} neither found nor inserted")
         record = SubscriptionRecord(subscription, plan.version, plan.billing_interval, status, revision, life)
+        saved_at = {} if recorded_at is None else {"recorded_at": recorded_at}
+        self.db.execute(
+            insert(t.subscription_revisions).values(id=subscription.id, revision=revision, **values, **saved_at)
+        )
         self.add_outbox(OutboxMessage(CATALOG_SUBSCRIPTIONS, subscription.id, subscription_to_json(record)))
         return record
 

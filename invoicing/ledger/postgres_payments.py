@@ -199,7 +199,10 @@ class PostgresPayments:
             )
             if not record.subscription.has_payment_method:
                 session.save_subscription(
-                    replace(record.subscription, has_payment_method=True), record.plan_version, record.status
+                    replace(record.subscription, has_payment_method=True),
+                    record.plan_version,
+                    record.status,
+                    recorded_at=now,
                 )
             return stored
 

@@ -80,6 +80,24 @@ subscriptions = Table(
 Index("subscriptions_by_tenant", subscriptions.c.tenant_id)
 Index("subscriptions_by_tenant_cancel", subscriptions.c.tenant_id, subscriptions.c.cancel_at)
 
+# Every revision of a subscription, appended in the transaction that saves it (migration 0010):
+# the columns of ``subscriptions`` at that revision, and ``recorded_at``, the instant it was saved
+# on the saver's clock (the database's when the saver has none). The billing periods the API
+# serves are replayed from it (invoicing/engine/calendar.py ``history_calendar``).
+subscription_revisions = Table(
+    "subscription_revisions",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("revision", BigInteger, primary_key=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    *(column._copy() for column in subscriptions.columns if column.name not in ("id", "revision", "updated_at")),
+    ForeignKeyConstraint(
+        ["tenant_id", "plan_code", "plan_version"],
+        ["plans.tenant_id", "plans.code", "plans.version"],
+        name="subscription_revisions_plan_version",
+    ),
+)
+
 # A tenant's terms (metrics, tax rules, coupons) as ``terms_to_json`` (invoicing/ledger/json_codec.py):
 # JSONB, since only the order of its lists matters; each change bumps ``revision`` and is announced
 # on the outbox in the same transaction (invoicing/ledger/catalog.py).

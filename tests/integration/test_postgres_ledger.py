@@ -53,7 +53,7 @@ def test_migrations_create_exactly_the_tables_and_rerun_as_a_no_op(pg_url: str) 
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     assert diff == []
-    assert _revision(pg_url) == "0009"
+    assert _revision(pg_url) == "0010"
     assert tables == set(metadata.tables) | {"alembic_version"}
 
 
@@ -72,7 +72,7 @@ def test_processes_starting_together_migrate_once(pg_server_url: str, pg_url: st
     codes = [p.wait() for p in processes]
     try:
         assert codes == [0] * 6, errors
-        assert _revision(fresh) == "0009"
+        assert _revision(fresh) == "0010"
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
