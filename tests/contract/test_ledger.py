@@ -1,7 +1,8 @@
 """One contract for the Ledger port, run on the memory ledger and on PostgreSQL: transactions
 commit or vanish whole, numbering is gapless per tenant, one invoice per (subscription, period),
 and everything stored comes back exactly — every field, metadata included (it is left out of the
-values' ``==``), decimals with their scale, instants in UTC.
+values' ``==``), decimals with their scale, instants in UTC; a subscription's revision history
+grows with its changes, in their transactions.
 
 PostgreSQL databases of these tests run with a non-UTC ``TimeZone`` (tests/conftest.py), so an
 adapter that hands back server-zone instants fails here."""
@@ -22,6 +23,7 @@ from invoicing.engine.compose import compose_invoice, finalize
 from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.discount import Coupon, CouponDuration
 from invoicing.engine.model import Invoice, InvoiceLineItem, LineType
+from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus
 from invoicing.engine.tax import TaxRule
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger import tables
@@ -425,3 +427,32 @@ def test_terms_that_would_not_read_back_are_refused_naming_the_field(ledger: Led
     with ledger.session() as s:
         assert s.get_terms("t1") is None
     assert outbox(ledger) == []
+
+
+def test_every_subscription_revision_is_kept_with_its_change_and_only_with_it(ledger: Ledger) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with ledger.session() as s:
+        s.save_plan("t1", Plan("m", "USD", base_price=Decimal("10")))
+        s.save_plan("t1", Plan("w", "USD", base_price=Decimal("3"), billing_interval=BillingInterval.WEEK))
+        created = s.save_subscription(Subscription("s1", "t1", "m", start), recorded_at=start)
+        assert s.save_subscription(Subscription("s1", "t1", "m", start), recorded_at=T0) == created  # no change
+    change_at = datetime(2026, 1, 20, tzinfo=UTC)
+    changed = Lifecycle(
+        effective_at=change_at, previous_plan_code="m", previous_plan_version=1, plan_changed_at=change_at
+    )
+    moved = Subscription("s1", "t1", "w", start)
+    with ledger.session() as s:
+        second = s.save_subscription(moved, lifecycle=changed, recorded_at=datetime(2026, 1, 10, tzinfo=UTC))
+    canceled = replace(changed, effective_at=T0, cancel_at=T0, canceled_at=T0)
+    with pytest.raises(RuntimeError), ledger.session() as s:  # the cancel fails after it was saved
+        s.save_subscription(moved, status=SubscriptionStatus.CANCELED, lifecycle=canceled, recorded_at=T0)
+        raise RuntimeError("crash before commit")
+    with ledger.session() as s:
+        revisions = s.subscription_revisions("s1")
+        assert s.get_subscription("s1") == second
+        assert s.subscription_revisions("s2") == []
+    assert [(r.record, r.recorded_at) for r in revisions] == [
+        (created, start),
+        (second, datetime(2026, 1, 10, tzinfo=UTC)),
+    ]
+    assert revisions[1].record.lifecycle == changed and revisions[1].record.billing_interval is BillingInterval.WEEK

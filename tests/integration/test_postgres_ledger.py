@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
@@ -21,11 +22,14 @@ from sqlalchemy.engine import make_url
 
 from invoicing.engine.compose import finalize
 from invoicing.engine.credit import CreditNote, CreditType
+from invoicing.engine.subscriptions import Lifecycle, Subscription
 from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
 from invoicing.ledger.postgres import PostgresLedger, migrate
 from invoicing.ledger.tables import metadata
+from rating.catalog import Plan
 from rating.errors import InvalidValue
 from rating.money import Money
+from rating.periods import BillingInterval
 from tests.integration.test_ledger_batch import day_draft
 
 pytestmark = pytest.mark.integration
@@ -55,6 +59,33 @@ def test_migrations_create_exactly_the_tables_and_rerun_as_a_no_op(pg_url: str) 
     assert diff == []
     assert _revision(pg_url) == "0010"
     assert tables == set(metadata.tables) | {"alembic_version"}
+
+
+def test_the_revision_history_is_backfilled_with_each_subscription_as_it_stands(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    ledger = PostgresLedger(engine)
+    start, change_at = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 20, tzinfo=UTC)
+    changed = Lifecycle(
+        effective_at=change_at, previous_plan_code="m", previous_plan_version=1, plan_changed_at=change_at
+    )
+    with ledger.session() as s:
+        s.save_plan("t1", Plan("m", "USD", base_price=Decimal("10")))
+        s.save_plan("t1", Plan("w", "USD", base_price=Decimal("3"), billing_interval=BillingInterval.WEEK))
+        s.save_subscription(Subscription("s1", "t1", "m", start))
+        s.save_subscription(Subscription("s2", "t1", "m", start))
+    with ledger.session() as s:
+        current = s.save_subscription(Subscription("s1", "t1", "w", start), lifecycle=changed)
+    migrate(pg_url, "0009")
+    assert "subscription_revisions" not in inspect(engine).get_table_names()
+    migrate(pg_url)
+    with engine.connect() as connection:
+        updated = connection.execute(text("SELECT updated_at FROM subscriptions WHERE id = 's1'")).scalar_one()
+    with ledger.session() as s:
+        (only,) = s.subscription_revisions("s1")
+        assert [r.record.revision for r in s.subscription_revisions("s2")] == [1]
+    engine.dispose()
+    # what the backfill cannot know: revision 1 (on plan m) is gone; the current one, as it stands
+    assert (only.record, only.recorded_at) == (current, updated)
 
 
 def test_processes_starting_together_migrate_once(pg_server_url: str, pg_url: str) -> None:
