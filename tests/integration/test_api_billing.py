@@ -110,9 +110,15 @@ def test_billing_errors(subscribed: Api) -> None:
         == grpc.StatusCode.FAILED_PRECONDITION
     )
     api.subscriptions.CancelSubscription(S.CancelSubscriptionRequest(id="sub_1"), metadata=api.auth())
-    code, details = status_of(
-        billing(api).ListBillingPeriods, B.ListBillingPeriodsRequest(subscription_id="sub_1"), metadata=api.auth()
-    )
+    # canceled now: its periods end at the cancel, and none holds now
+    listed = billing(api).ListBillingPeriods(B.ListBillingPeriodsRequest(subscription_id="sub_1"), metadata=api.auth())
+    closed = B.BILLING_PERIOD_STATUS_CLOSED
+    assert spans(listed.billing_periods)[-2:] == [
+        ("2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z", closed),
+        ("2026-03-01T00:00:00Z", "2026-03-10T12:00:00Z", closed),
+    ]
+    current = B.GetCurrentBillingPeriodRequest(subscription_id="sub_1")
+    code, details = status_of(billing(api).GetCurrentBillingPeriod, current, metadata=api.auth())
     assert (code, details.split(":")[0]) == (grpc.StatusCode.FAILED_PRECONDITION, "subscription_id")
     # without a trial: its status says so, and needs no usage store
     status = billing(api).GetTrialStatus(B.GetTrialStatusRequest(subscription_id="sub_1"), metadata=api.auth())

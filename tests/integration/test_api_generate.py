@@ -118,8 +118,17 @@ def test_dry_run_errors(api_usage: Api) -> None:
         got, details = status_of(call, request, metadata=api.auth())
         assert (got, details.split(":")[0]) == (code, field), details
     api.subscriptions.CancelSubscription(S.CancelSubscriptionRequest(id="sub_1"), metadata=api.auth())
-    code, details = status_of(call, generate(), metadata=api.auth())
-    assert (code, details.split(":")[0]) == (grpc.StatusCode.FAILED_PRECONDITION, "subscription_id")
+    # canceled now: the latest ended period is the one the cancel cut, its base fee prorated
+    cut = call(generate(), metadata=api.auth()).invoice
+    assert (cut.billing_period_start.ToJsonString(), cut.billing_period_end.ToJsonString()) == (
+        "2026-03-01T00:00:00Z",
+        "2026-03-10T12:00:00Z",
+    )
+    recurring = next(x for x in cut.line_items if x.type == I.INVOICE_LINE_ITEM_TYPE_RECURRING)
+    assert recurring.amount.units == 1502  # 49.00 × 9.5 / 31 days, half up
+    uncut = generate(period=("2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"))
+    code, details = status_of(call, uncut, metadata=api.auth())
+    assert (code, details.split(":")[0]) == (grpc.StatusCode.FAILED_PRECONDITION, "period_start")
 
 
 def test_a_dry_run_without_the_usage_store_is_unavailable(api: Api) -> None:
