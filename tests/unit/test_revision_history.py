@@ -150,8 +150,9 @@ def histories(draw: st.DrawFn) -> tuple[list[Revision], datetime]:
         other = draw(st.sampled_from(sorted(PLANS)))
         canceled = draw(st.booleans()) and revision > 2
         ahead = timedelta(hours=draw(st.sampled_from([0, 0, 30])))  # saved before its instant
+        saved = max(at - ahead, revisions[-1].recorded_at)  # in commit order
         moved = replace(sub, plan_code=other)
-        revisions.append(Revision(revision, moved, PLANS[other], Lifecycle(effective_at=at), canceled, at - ahead))
+        revisions.append(Revision(revision, moved, PLANS[other], Lifecycle(effective_at=at), canceled, saved))
     now = start + timedelta(hours=draw(st.integers(0, 24 * 200)))
     return revisions, now
 
@@ -173,6 +174,8 @@ def test_the_served_periods_tile_the_billing_without_gap_or_overlap(history: tup
         assert before.start < before.end
     assert [is_open for _, is_open in served[:-1]] == [False] * (len(served) - 1)
     assert all(p.end <= now for p, (_, is_open) in zip(periods, served, strict=True) if not is_open)
-    canceled = next((r for r in revisions if r.canceled and r.lifecycle.effective_at <= now), None)  # type: ignore[operator]
-    if canceled is not None and not served[-1][1]:
-        assert periods[-1].end <= canceled.lifecycle.effective_at  # type: ignore[operator]
+    # billing ends only by a cancel in force by now (the trials here have a payment method)
+    if not served[-1][1]:
+        assert any(
+            r.canceled and r.lifecycle.effective_at is not None and r.lifecycle.effective_at <= now for r in revisions
+        )
