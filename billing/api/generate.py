@@ -9,7 +9,7 @@ invoice: at most one invoice per (subscription, period), whoever finalizes it fi
 
 The periods are the subscription's calendar replayed from its revision history in the ledger
 (billing/api/history.py): the periods the loop closes, cut where a plan change or cancel cut them,
-each rated on the plan and terms of its own revision.
+each rated on the plan of its own revision, as the loop rates it.
 """
 
 from __future__ import annotations

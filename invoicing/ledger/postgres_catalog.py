@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, cast, func, select
+from sqlalchemy import Row, Select, Table, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from invoicing.engine.lifecycle import PaymentTerms
@@ -108,13 +108,14 @@ class PostgresCatalogSession(PostgresSessionBase):
         )
         return SubscriptionRecord(subscription, row.plan_version, interval, status, row.revision, lifecycle)
 
-    def _subscription_query(self) -> Select[Any]:
+    def _subscription_query(self, table: Table = t.subscriptions) -> Select[Any]:
+        """Rows of ``table`` (``subscriptions`` or ``subscription_revisions``) with their plan's interval."""
         interval = t.plans.c.snapshot["billing_interval"].as_string().label("billing_interval")
-        return select(t.subscriptions, interval).join(
+        return select(table, interval).join(
             t.plans,
-            (t.plans.c.tenant_id == t.subscriptions.c.tenant_id)
-            & (t.plans.c.code == t.subscriptions.c.plan_code)
-            & (t.plans.c.version == t.subscriptions.c.plan_version),
+            (t.plans.c.tenant_id == table.c.tenant_id)
+            & (t.plans.c.code == table.c.plan_code)
+            & (t.plans.c.version == table.c.plan_version),
         )
 
     def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
@@ -124,19 +125,8 @@ class PostgresCatalogSession(PostgresSessionBase):
     def subscription_revisions(self, subscription_id: str) -> list[SubscriptionRevision]:
         """Every revision of the subscription, oldest first (none for an unknown id)."""
         revisions = t.subscription_revisions
-        interval = t.plans.c.snapshot["billing_interval"].as_string().label("billing_interval")
-        query = (
-            select(revisions, interval)
-            .join(
-                t.plans,
-                (t.plans.c.tenant_id == revisions.c.tenant_id)
-                & (t.plans.c.code == revisions.c.plan_code)
-                & (t.plans.c.version == revisions.c.plan_version),
-            )
-            .where(revisions.c.id == subscription_id)
-            .order_by(revisions.c.revision)
-        )
-        rows = self.db.execute(query).all()
+        query = self._subscription_query(revisions).where(revisions.c.id == subscription_id)
+        rows = self.db.execute(query.order_by(revisions.c.revision)).all()
         return [SubscriptionRevision(self._subscription(row), utc(row.recorded_at)) for row in rows]
 
     def save_subscription(
