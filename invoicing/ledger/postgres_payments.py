@@ -57,12 +57,15 @@ from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.ledger import tables as t
 from invoicing.ledger.postgres import PostgresLedger, PostgresLedgerSession
 from invoicing.ledger.postgres_session import utc, utc_or_none
+from invoicing.ledger.subscription_events import SubscriptionEvent, subscription_event
 from invoicing.ports import OutboxMessage
 from rating.errors import InvalidValue, UnknownReference
 from rating.money import Money
 
 PAYMENT_EVENTS: Final = "payment.events"
 """PaymentSucceeded, PaymentFailed, PaymentRefunded and InvoiceOverdue, keyed by invoice number."""
+DUNNING_CANCEL_REASON: Final = "payment failed: every retry of the tenant's schedule was declined"
+"""The reason a subscription canceled by dunning carries (``SubscriptionCanceled``'s ``reason``)."""
 
 
 def _method(row: Row[Any]) -> PaymentMethod:
@@ -202,6 +205,7 @@ class PostgresPayments:
                     replace(record.subscription, has_payment_method=True),
                     record.plan_version,
                     record.status,
+                    lifecycle=record.lifecycle,  # its scheduled change, cancel and plan anchor stay
                     recorded_at=now,
                 )
             return stored
@@ -453,7 +457,7 @@ class PostgresPayments:
             )
             self._announce(session, "PaymentFailed", invoice, changed, now, {"next_retry_at": retry and rfc3339(retry)})
             if retry is None:
-                self._subscription_status(session, invoice.subscription_id, SubscriptionStatus.PAST_DUE)
+                self._subscription_status(session, invoice.subscription_id, SubscriptionStatus.PAST_DUE, now)
         elif status is AttemptStatus.REFUNDED:
             self._refund(session, invoice, changed, failure or "refunded by the provider", now)
         db.execute(t.payment_attempts.update().where(t.payment_attempts.c.id == attempt.id).values(**values))
@@ -507,7 +511,7 @@ class PostgresPayments:
         )
         record = session.get_subscription(invoice.subscription_id)
         if record is not None and record.status is SubscriptionStatus.PAST_DUE:
-            self._subscription_status(session, invoice.subscription_id, SubscriptionStatus.ACTIVE)
+            self._subscription_status(session, invoice.subscription_id, SubscriptionStatus.ACTIVE, now)
 
     def _refund(
         self,
@@ -586,10 +590,36 @@ class PostgresPayments:
         _announce_invoice(session, kind, invoice, now, {**attempt_fields, **extra})
 
     @staticmethod
-    def _subscription_status(session: PostgresLedgerSession, subscription_id: str, status: SubscriptionStatus) -> None:
+    def _subscription_status(
+        session: PostgresLedgerSession, subscription_id: str, status: SubscriptionStatus, now: datetime
+    ) -> bool:
+        """Write ``status`` (PAST_DUE, ACTIVE again, or CANCELED by dunning) as a new revision at
+        ``now``, keeping the lifecycle's instants (a scheduled cancel, the plan anchor); whether it
+        was written. Dunning cancels now, as a cancel said through the API would, and announces it;
+        while a plan change is scheduled it waits for a later pass (one scheduled change at a time)."""
         record = session.get_subscription(subscription_id)
-        if record is not None and record.status is not SubscriptionStatus.CANCELED and record.status is not status:
-            session.save_subscription(record.subscription, record.plan_version, status)
+        if record is None or record.status is SubscriptionStatus.CANCELED or record.status is status:
+            return False
+        life = record.lifecycle
+        if status is SubscriptionStatus.CANCELED:
+            if life.pending(now):
+                return False
+            life = replace(
+                life,
+                effective_at=now,
+                previous_plan_code=None,
+                previous_plan_version=None,
+                cancel_at=now,
+                canceled_at=now,
+                cancel_at_period_end=False,
+                cancel_reason=DUNNING_CANCEL_REASON,
+            )
+        saved = session.save_subscription(
+            record.subscription, record.plan_version, status, lifecycle=life, recorded_at=now
+        )
+        if status is SubscriptionStatus.CANCELED:
+            session.add_outbox(subscription_event(SubscriptionEvent.CANCELED, saved, now))
+        return True
 
     # -- the payment worker's reads and dunning ---------------------------------------------------
 
@@ -677,8 +707,8 @@ class PostgresPayments:
         with self._session() as session:
             for row in session.db.execute(query).all():
                 at = cancel_at(utc(row.since), session.payment_terms(row.tenant_id))
-                if at is not None and now >= at:
-                    self._subscription_status(session, row.id, SubscriptionStatus.CANCELED)
+                due = at is not None and now >= at
+                if due and self._subscription_status(session, row.id, SubscriptionStatus.CANCELED, now):
                     canceled.append(row.id)
         return canceled
 

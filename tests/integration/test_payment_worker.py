@@ -23,8 +23,10 @@ from sqlalchemy import select
 from billing.payments.providers.dummy import DummyProvider
 from billing.payments.service import PaymentService, PaymentWorker
 from invoicing.engine.lifecycle import PaymentTerms
+from invoicing.engine.render import rfc3339_exact
 from invoicing.ledger import tables as t
-from invoicing.ledger.postgres_payments import PostgresPayments
+from invoicing.ledger.postgres_payments import DUNNING_CANCEL_REASON, PostgresPayments
+from schemas.generated.smallbiznis.subscription.v1 import subscription_pb2 as S
 from tests.api_harness import NOW, Api
 from tests.payments_harness import attach, invoice_row, invoices_of, outbox, worker
 
@@ -99,6 +101,16 @@ def test_dunning_retries_on_the_schedule_then_past_due_then_canceled(pay_api: Ap
     pay_api.clock.advance_to(NOW + timedelta(days=5))
     assert run.run_once().canceled == ["sub_1"]
     assert subscription_status(pay_api, "sub_1") == "CANCELED"
+    canceled_at = NOW + timedelta(days=5)  # cut there, as a cancel said through the API would be
+    with pay_api.ledger.session() as session:
+        record = session.get_subscription("sub_1")
+        assert record is not None and (record.lifecycle.cancel_at, record.lifecycle.effective_at) == (canceled_at,) * 2
+    (event,) = [e for e in outbox(pay_api.engine, "subscription.events") if e["type"] == "SubscriptionCanceled"]
+    assert (event["subscription_id"], event["cancel_at"], event["reason"]) == (
+        "sub_1",
+        rfc3339_exact(canceled_at),
+        DUNNING_CANCEL_REASON,
+    )
     assert len(attempts(pay_api)) == 6 and len(dummy.charges()) == 6
     kinds = [(e["type"], e["invoice_number"]) for e in outbox(pay_api.engine)]
     assert kinds.count(("PaymentFailed", "INV-2026-000001")) == 3
@@ -224,3 +236,29 @@ def test_the_running_worker_serves_its_metrics(pay_api: Api, dummy: DummyProvide
     finally:
         worker_process.terminate()
         worker_process.wait(30)
+
+
+def test_attaching_a_method_keeps_a_scheduled_cancel(pay_api: Api) -> None:
+    """Attaching a method writes a revision; the cancel said before it stays scheduled, not lost
+    nor applied at once."""
+    create = S.CreateSubscriptionRequest(id="sub_3", plan_code="flat", region_code="ID", has_payment_method=False)
+    create.start_at.FromJsonString("2026-03-01T00:00:00Z")
+    pay_api.subscriptions.CreateSubscription(create, metadata=pay_api.auth())
+    request = S.CancelSubscriptionRequest(id="sub_3", at_period_end=True, reason="moving")
+    scheduled = pay_api.subscriptions.CancelSubscription(request, metadata=pay_api.auth()).subscription
+    attach(pay_api, "sub_3", "tok_succeeds")
+
+    def current() -> S.Subscription:
+        got = S.GetSubscriptionRequest(id="sub_3")
+        return pay_api.subscriptions.GetSubscription(got, metadata=pay_api.auth()).subscription
+
+    kept = current()
+    assert kept.has_payment_method
+    assert (kept.status, kept.cancel_at, kept.cancel_at_period_end, kept.cancel_reason) == (
+        S.SUBSCRIPTION_STATUS_ACTIVE,
+        scheduled.cancel_at,
+        True,
+        "moving",
+    )
+    pay_api.clock.advance_to(scheduled.cancel_at.ToDatetime(tzinfo=UTC))
+    assert current().status == S.SUBSCRIPTION_STATUS_CANCELED
