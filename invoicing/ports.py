@@ -132,7 +132,7 @@ class CreditSession(Protocol):
     """A subscription's credit: notes add to its balance, finalizations spend from it."""
 
     def credit_balance(self, subscription_id: str, currency: str) -> Money: ...
-    def add_credit_note(self, note: CreditNote) -> None: ...
+    def add_credit_note(self, tenant_id: str, note: CreditNote) -> None: ...
     def use_credit(self, subscription_id: str, amount: Money, invoice_number: str) -> None: ...
 
 
@@ -208,7 +208,7 @@ class StoredInvoice:
 
 @dataclass(frozen=True, slots=True)
 class StoredCreditNote:
-    """A credit note as the API shows it: its id, its tenant (its subscription's) and the id of the
+    """A credit note as the API shows it: its id, its tenant (stored with it) and the id of the
     invoice it names, if any."""
 
     id: int
@@ -252,8 +252,10 @@ class ApiLedger(Protocol):
         (``SubscriptionRecord.status_at``, ``plan_at``)."""
         ...
 
-    def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
-        """Add the note, or find the subscription's note of that key (False, nothing added)."""
+    def add_credit_note(
+        self, tenant_id: str, note: CreditNote, idempotency_key: str | None
+    ) -> tuple[StoredCreditNote, bool]:
+        """Add the tenant's note, or find the subscription's note of that key (False, nothing added)."""
         ...
 
     def credit_invoice(

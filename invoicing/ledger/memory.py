@@ -96,7 +96,7 @@ class MemoryLedgerSession:
     def credit_balance(self, subscription_id: str, currency: str) -> Money:
         return Money(sum(amount for amount, c in self.state.credits[subscription_id] if c == currency), currency)
 
-    def add_credit_note(self, note: CreditNote) -> None:
+    def add_credit_note(self, tenant_id: str, note: CreditNote) -> None:
         self.state.notes.append(note)
         if note.type is CreditType.BALANCE:
             self.state.credits[note.subscription_id].append((note.amount.amount, note.amount.currency))

@@ -194,11 +194,14 @@ class PostgresApiLedger:
 
     # -- credit notes ------------------------------------------------------------------------------
 
-    def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
-        """Add the note (the row the balance query reads), or find the subscription's note of that
-        key: a concurrent twin waits on the unique index and then finds the first one's row."""
+    def add_credit_note(
+        self, tenant_id: str, note: CreditNote, idempotency_key: str | None
+    ) -> tuple[StoredCreditNote, bool]:
+        """Add the tenant's note (the row the balance query reads), or find the subscription's note of
+        that key: a concurrent twin waits on the unique index and then finds the first one's row."""
         notes = t.credit_notes
         values = {
+            "tenant_id": tenant_id,
             "subscription_id": note.subscription_id,
             "type": str(note.type),
             "amount": note.amount.amount,
@@ -220,7 +223,9 @@ class PostgresApiLedger:
             if added is None:
                 added = connection.execute(
                     select(notes.c.id).where(
-                        notes.c.subscription_id == note.subscription_id, notes.c.idempotency_key == idempotency_key
+                        notes.c.tenant_id == tenant_id,
+                        notes.c.subscription_id == note.subscription_id,
+                        notes.c.idempotency_key == idempotency_key,
                     )
                 ).scalar_one()
         return self._credit_notes(t.credit_notes.c.id == added, 1)[0], created
@@ -244,7 +249,9 @@ class PostgresApiLedger:
             if idempotency_key is not None:
                 found = session.db.execute(
                     select(notes.c.id).where(
-                        notes.c.subscription_id == note.subscription_id, notes.c.idempotency_key == idempotency_key
+                        notes.c.tenant_id == tenant_id,
+                        notes.c.subscription_id == note.subscription_id,
+                        notes.c.idempotency_key == idempotency_key,
                     )
                 ).scalar_one_or_none()
                 if found is not None:
@@ -266,6 +273,7 @@ class PostgresApiLedger:
             added = session.db.execute(
                 insert(notes)
                 .values(
+                    tenant_id=tenant_id,
                     subscription_id=note.subscription_id,
                     type=str(note.type),
                     amount=note.amount.amount,
@@ -282,7 +290,7 @@ class PostgresApiLedger:
     def credit_notes(
         self, tenant_id: str, subscription_id: str | None, invoice_number: str | None, after: int | None, limit: int
     ) -> list[StoredCreditNote]:
-        where = [t.subscriptions.c.tenant_id == tenant_id]
+        where = [t.credit_notes.c.tenant_id == tenant_id]
         if subscription_id is not None:
             where.append(t.credit_notes.c.subscription_id == subscription_id)
         if invoice_number is not None:
@@ -292,13 +300,12 @@ class PostgresApiLedger:
         return self._credit_notes(and_(*where), limit)
 
     def _credit_notes(self, where: Any, limit: int) -> list[StoredCreditNote]:
-        notes, subs, invoices = t.credit_notes, t.subscriptions, t.invoices
+        notes, invoices = t.credit_notes, t.invoices
         query = (
-            select(notes, subs.c.tenant_id, invoices.c.id.label("invoice_id"))
-            .join(subs, subs.c.id == notes.c.subscription_id)
+            select(notes, invoices.c.id.label("invoice_id"))
             .outerjoin(
                 invoices,
-                (invoices.c.tenant_id == subs.c.tenant_id) & (invoices.c.invoice_number == notes.c.invoice_number),
+                (invoices.c.tenant_id == notes.c.tenant_id) & (invoices.c.invoice_number == notes.c.invoice_number),
             )
             .where(where)
             .order_by(notes.c.id)

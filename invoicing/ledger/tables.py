@@ -170,7 +170,9 @@ credit_notes = Table(
     Column("reason", Text, nullable=False),
     Column("invoice_number", String),
     Column("idempotency_key", String),  # CreateCreditNote's, unique per subscription (migration 0005)
+    Column("tenant_id", String, nullable=False),  # the subscription's, every API read scoped by it (migration 0011)
 )
+Index("credit_notes_by_tenant", credit_notes.c.tenant_id, credit_notes.c.subscription_id, credit_notes.c.id)
 Index(
     "credit_notes_idempotency",
     credit_notes.c.subscription_id,

@@ -53,7 +53,7 @@ def test_migrations_create_exactly_the_tables_and_rerun_as_a_no_op(pg_url: str) 
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     assert diff == []
-    assert _revision(pg_url) == "0009"
+    assert _revision(pg_url) == "0011"
     assert tables == set(metadata.tables) | {"alembic_version"}
 
 
@@ -72,7 +72,7 @@ def test_processes_starting_together_migrate_once(pg_server_url: str, pg_url: st
     codes = [p.wait() for p in processes]
     try:
         assert codes == [0] * 6, errors
-        assert _revision(fresh) == "0009"
+        assert _revision(fresh) == "0011"
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
@@ -119,7 +119,7 @@ def test_a_balance_spent_by_two_finalizations_at_once_is_never_overdrawn(pg_url:
     engine = create_engine(pg_url, pool_size=4)
     ledger = PostgresLedger(engine)
     with ledger.session() as s:
-        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0))
     outcome: list[str] = []
     second_done = threading.Event()
 
