@@ -149,6 +149,12 @@ class CatalogSession(Protocol):
     """Plans, tenants' terms and subscriptions: what is billed, and how."""
 
     def save_plan(self, tenant_id: str, plan: Plan) -> None: ...
+    def save_plan_version(self, tenant_id: str, plan: Plan) -> tuple[int, bool]:
+        """Save ``plan`` as its code's next version, or find the newest unchanged (False)
+        (``plan_version_for``); the version. Concurrent writers of one tenant's plans take turns,
+        so two never claim the same version nor overwrite each other's."""
+        ...
+
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None: ...
     def save_terms(self, terms: BillingTerms) -> TermsRecord:
         """Create or change the tenant's terms and announce them on ``catalog.terms`` in this

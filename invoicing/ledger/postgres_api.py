@@ -18,7 +18,6 @@ from invoicing.engine.lifecycle import due_at
 from invoicing.engine.model import InvoiceStatus
 from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.ledger import tables as t
-from invoicing.ledger.catalog import plan_version_for
 from invoicing.ledger.json_codec import plan_from_json
 from invoicing.ledger.postgres import PostgresLedger, PostgresLedgerSession
 from invoicing.ledger.postgres_session import utc
@@ -26,7 +25,6 @@ from invoicing.ports import StoredCreditNote, StoredInvoice, StoredPlan, Subscri
 from rating.catalog import Plan
 from rating.money import Money
 
-PLAN_LOCK: Final = 0x0B0C6  # first key of the per-tenant plan lock; the second is the tenant's hash
 SUBSCRIPTION_LOCK: Final = 0x0B0C7  # first key of the per-subscription lock; the second is the id's hash
 _BALANCE_COLUMNS: Final = ("amount_paid", "amount_due", "amount_credited", "amount_refunded")
 
@@ -84,13 +82,9 @@ class PostgresApiLedger:
             yield session
 
     def create_plan(self, tenant_id: str, plan: Plan) -> tuple[StoredPlan, bool]:
-        """Save ``plan`` as its code's next version, or find it unchanged (False). Creations of one
-        tenant take turns on a transaction lock, so two never claim the same version."""
+        """Save ``plan`` as its code's next version, or find it unchanged (False) (``save_plan_version``)."""
         with self.ledger.session() as session:
-            session.db.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK, func.hashtext(tenant_id))))
-            version, is_new = plan_version_for(plan, session.get_plan(tenant_id, plan.code))
-            if is_new:
-                session.save_plan(tenant_id, replace(plan, version=version))
+            version, is_new = session.save_plan_version(tenant_id, plan)
         stored = self.plan(tenant_id, plan.code, version)
         assert stored is not None
         return stored, is_new
