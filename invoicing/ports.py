@@ -322,6 +322,11 @@ class Ledger(Protocol):
         period start) are those about to be finalized, which the ledger may read ahead."""
         ...
 
+    def check_reachable(self) -> None:
+        """One round trip to the store, changing nothing: raises what an unreachable one raises
+        (a worker's health metric between its transactions)."""
+        ...
+
 
 class ProviderUnavailable(Exception):
     """The provider did not answer (timeout, 5xx, network): the outcome is unknown, and the call is

@@ -206,6 +206,9 @@ class MemoryLedger:
         self.state = _State()
         self._batch = _Batch()
 
+    def check_reachable(self) -> None:
+        """Always reachable: the state is in this process."""
+
     @contextmanager
     def session(self) -> Iterator[MemoryLedgerSession]:
         batch = self._batch.state

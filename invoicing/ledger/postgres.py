@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from importlib.resources import files
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from invoicing.ledger.postgres_billed import PostgresBilledUsageSession
 from invoicing.ledger.postgres_catalog import PostgresCatalogSession
@@ -58,6 +58,10 @@ class PostgresLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._local = _OpenBatch()
+
+    def check_reachable(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
 
     @contextmanager
     def session(self) -> Iterator[PostgresLedgerSession]:
