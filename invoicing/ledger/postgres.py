@@ -125,9 +125,10 @@ class PostgresLedger:
 _MIGRATING = threading.Lock()
 
 
-def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``); idempotent and
-    safe to run from several processes at once (they take turns, see migrations/env.py)."""
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``), or to
+    ``revision``; idempotent and safe to run from several processes at once (they take turns, see
+    migrations/env.py)."""
     from alembic import command
     from alembic.config import Config
 
@@ -135,4 +136,4 @@ def migrate(url: str) -> None:
     config.set_main_option("script_location", str(files("invoicing.ledger").joinpath("migrations")))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ConfigParser interpolates %
     with _MIGRATING:  # Alembic's context and op are module globals: one migration per process at a time
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)

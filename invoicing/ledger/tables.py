@@ -134,7 +134,9 @@ invoices = Table(
     UniqueConstraint("subscription_id", "billing_period_start", name="invoices_one_per_period"),
     UniqueConstraint("tenant_id", "invoice_number", name="invoices_number_unique"),
 )
-Index("invoices_by_tenant", invoices.c.tenant_id, invoices.c.subscription_id)
+# ListInvoices of one subscription reads its keyset page in id order straight from this index
+# (migration 0011; it replaced (tenant_id, subscription_id), which left a sort or a filtered scan)
+Index("invoices_by_subscription", invoices.c.tenant_id, invoices.c.subscription_id, invoices.c.id)
 
 invoice_line_items = Table(
     "invoice_line_items",

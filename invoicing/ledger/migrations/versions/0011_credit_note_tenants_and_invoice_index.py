@@ -1,6 +1,8 @@
 """Credit notes carry their tenant: every read and write of a note is scoped by its own
 ``tenant_id`` instead of through a join on its subscription, and a subscription's idempotency keys
-are the tenant's.
+are the tenant's. And one subscription's invoices listed in id order from an index
+(``invoices_by_subscription``: tenant, subscription, id) instead of a filtered scan of the primary
+key, which in the bench (100 subscriptions) read about a hundred rows for each one listed.
 
 Existing notes take the tenant of the invoice they name, else of their subscription, else of any
 invoice of their subscription; a note with none of these stops the upgrade (naming the notes)
@@ -40,8 +42,12 @@ def upgrade() -> None:
         raise RuntimeError(f"credit_notes.tenant_id: no tenant found for notes {ids} (no invoice nor subscription)")
     op.alter_column("credit_notes", "tenant_id", nullable=False)
     op.create_index("credit_notes_by_tenant", "credit_notes", ["tenant_id", "subscription_id", "id"])
+    op.create_index("invoices_by_subscription", "invoices", ["tenant_id", "subscription_id", "id"])
+    op.drop_index("invoices_by_tenant", table_name="invoices")
 
 
 def downgrade() -> None:
+    op.create_index("invoices_by_tenant", "invoices", ["tenant_id", "subscription_id"])
+    op.drop_index("invoices_by_subscription", table_name="invoices")
     op.drop_index("credit_notes_by_tenant", table_name="credit_notes")
     op.drop_column("credit_notes", "tenant_id")
