@@ -65,7 +65,6 @@ def apply_catalog(ledger: Ledger, scenario: Scenario) -> dict[str, Any]:
     plan of another tenant) is an error naming it, and nothing is saved."""
     from billing.simulate.runner import terms_of
     from invoicing.engine.subscriptions import SubscriptionStatus, trial_end
-    from invoicing.ledger.catalog import plan_version_for
 
     tenant = scenario.tenant_id
     with ledger.session() as session:
@@ -73,11 +72,8 @@ def apply_catalog(ledger: Ledger, scenario: Scenario) -> dict[str, Any]:
         terms = session.save_terms(terms_of(scenario))  # first: its row lock orders concurrent applies
         plans = []
         for plan in scenario.plans:
-            newest = session.get_plan(tenant, plan.code)
-            version, is_new = plan_version_for(plan, newest)
-            change = CREATED if newest is None else CHANGED if is_new else UNCHANGED
-            if is_new:
-                session.save_plan(tenant, replace(plan, version=version))
+            version, is_new = session.save_plan_version(tenant, plan)
+            change = CREATED if version == 1 and is_new else CHANGED if is_new else UNCHANGED
             plans.append({"code": plan.code, "version": version, "change": change})
         subscriptions = []
         for index, subscription in enumerate(scenario.subscriptions):

@@ -146,7 +146,7 @@ class CreditSession(Protocol):
     """A subscription's credit: notes add to its balance, finalizations spend from it."""
 
     def credit_balance(self, subscription_id: str, currency: str) -> Money: ...
-    def add_credit_note(self, note: CreditNote) -> None: ...
+    def add_credit_note(self, tenant_id: str, note: CreditNote) -> None: ...
     def use_credit(self, subscription_id: str, amount: Money, invoice_number: str) -> None: ...
 
 
@@ -163,6 +163,12 @@ class CatalogSession(Protocol):
     """Plans, tenants' terms and subscriptions: what is billed, and how."""
 
     def save_plan(self, tenant_id: str, plan: Plan) -> None: ...
+    def save_plan_version(self, tenant_id: str, plan: Plan) -> tuple[int, bool]:
+        """Save ``plan`` as its code's next version, or find the newest unchanged (False)
+        (``plan_version_for``); the version. Concurrent writers of one tenant's plans take turns,
+        so two never claim the same version nor overwrite each other's."""
+        ...
+
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None: ...
     def save_terms(self, terms: BillingTerms) -> TermsRecord:
         """Create or change the tenant's terms and announce them on ``catalog.terms`` in this
@@ -228,7 +234,7 @@ class StoredInvoice:
 
 @dataclass(frozen=True, slots=True)
 class StoredCreditNote:
-    """A credit note as the API shows it: its id, its tenant (its subscription's) and the id of the
+    """A credit note as the API shows it: its id, its tenant (stored with it) and the id of the
     invoice it names, if any."""
 
     id: int
@@ -272,8 +278,10 @@ class ApiLedger(Protocol):
         (``SubscriptionRecord.status_at``, ``plan_at``)."""
         ...
 
-    def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
-        """Add the note, or find the subscription's note of that key (False, nothing added)."""
+    def add_credit_note(
+        self, tenant_id: str, note: CreditNote, idempotency_key: str | None
+    ) -> tuple[StoredCreditNote, bool]:
+        """Add the tenant's note, or find the subscription's note of that key (False, nothing added)."""
         ...
 
     def credit_invoice(
@@ -332,6 +340,11 @@ class Ledger(Protocol):
         """One transaction for every session this thread opens inside the block, committed once at
         its end (or not at all when it raises); batches do not nest. ``periods`` (subscription,
         period start) are those about to be finalized, which the ledger may read ahead."""
+        ...
+
+    def check_reachable(self) -> None:
+        """One round trip to the store, changing nothing: raises what an unreachable one raises
+        (a worker's health metric between its transactions)."""
         ...
 
 

@@ -50,9 +50,9 @@ class InvoiceFinalizer:
         self.ledger = ledger
         self.terms = terms
 
-    def add_credit_note(self, note: CreditNote) -> None:
+    def add_credit_note(self, tenant_id: str, note: CreditNote) -> None:
         with self.ledger.session() as session:
-            session.add_credit_note(note)
+            session.add_credit_note(tenant_id, note)
 
     def finalize(
         self,

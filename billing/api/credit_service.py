@@ -102,7 +102,7 @@ class CreditServicer(credit_pb2_grpc.CreditServiceServicer):
         with wire.errors_as_status(context):
             amount = self._checked(request, plan.currency_code)
         note = CreditNote(request.subscription_id, CreditType.BALANCE, amount, self.now(), request.reason, number)
-        stored, created = self.api.add_credit_note(note, request.idempotency_key or None)
+        stored, created = self.api.add_credit_note(tenant, note, request.idempotency_key or None)
         self._replayed(context, stored, note, created)
         return credit_pb2.CreateCreditNoteResponse(credit_note=credit_note_message(stored))
 

@@ -86,7 +86,10 @@ class InvoicerMetrics:
             registry=self.registry,
         )
         self.ledger_up = Gauge(
-            "billing_invoicer_ledger_up", "1 while the last ledger transaction succeeded", registry=self.registry
+            "billing_invoicer_ledger_up",
+            "1 while the ledger answers: the last batch's transaction, or while idle (and at start) a round "
+            "trip every ledger_probe_s",
+            registry=self.registry,
         )
         self.invoices = Counter(
             "billing_invoicer_invoices",
@@ -129,6 +132,8 @@ class InvoiceWorkerSettings:
     batch_wait_s: float = 0.5
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
+    ledger_probe_s: float = 15.0
+    """While no batch comes, how often ``ledger_up`` is measured by a round trip to the ledger."""
     metrics_port: int | None = None
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
 
@@ -170,6 +175,8 @@ class InvoiceWorker:
             else settings.topic + ".dlq"
         )
         self.consumer.subscribe([settings.topic])
+        self._probed_at = 0.0
+        self._probe_ledger()  # before the first batch, which may be long in coming
 
     # -- one batch ---------------------------------------------------------------------------------
 
@@ -177,6 +184,8 @@ class InvoiceWorker:
         """Consume one batch and see it through; returns the number of messages handled."""
         batch = record_messages(self.consumer.consume(self.settings.batch_max, self.settings.batch_wait_s))
         if not batch:
+            if time.monotonic() - self._probed_at >= self.settings.ledger_probe_s:
+                self._probe_ledger()
             return 0
         started = time.perf_counter()
         ratings: list[tuple[Message, FinalRating]] = []
@@ -234,7 +243,22 @@ class InvoiceWorker:
                 delay = min(delay * 2, self.settings.retry_max_s)
                 continue
             self.metrics.ledger_up.set(1)
+            self._probed_at = time.monotonic()
             return result
+
+    def _probe_ledger(self) -> None:
+        """``ledger_up`` from a round trip, when no batch has said it lately; an outage is reported,
+        anything else raised (a misconfiguration is no reason to keep running)."""
+        try:
+            self.ledger.check_reachable()
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            self.metrics.ledger_up.set(0)
+            log.warning("ledger unavailable: %s", short_description(error))
+        else:
+            self.metrics.ledger_up.set(1)
+        self._probed_at = time.monotonic()
 
     def _finalize(
         self, ratings: list[tuple[Message, FinalRating]], batched: bool

@@ -328,7 +328,7 @@ class Simulation:
             currency = cycle.plan.currency_code
             amount = Money(to_minor(action.amount, currency), currency)
             note = CreditNote(action.subscription_id, action.credit_type, amount, action.at, action.reason)
-            self.service.add_credit_note(note)
+            self.service.add_credit_note(self.refs[action.subscription_id].tenant_id, note)
             return
         if action.type == "attach_payment_method":
             assert action.token is not None

@@ -7,7 +7,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from invoicing.engine.credit import CreditNote, CreditType
 from invoicing.engine.model import Invoice, LineType
 from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus, lifecycle_of
 from invoicing.engine.terms import BillingTerms
-from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
+from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key, plan_version_for
 from invoicing.ledger.json_codec import plan_to_json, subscription_to_json, terms_from_json, terms_to_json
 from invoicing.ports import BilledUsage, OutboxMessage, SubscriptionRecord, SubscriptionRevision, TermsRecord
 from rating.catalog import Plan
@@ -98,7 +98,7 @@ class MemoryLedgerSession:
     def credit_balance(self, subscription_id: str, currency: str) -> Money:
         return Money(sum(amount for amount, c in self.state.credits[subscription_id] if c == currency), currency)
 
-    def add_credit_note(self, note: CreditNote) -> None:
+    def add_credit_note(self, tenant_id: str, note: CreditNote) -> None:
         self.state.notes.append(note)
         if note.type is CreditType.BALANCE:
             self.state.credits[note.subscription_id].append((note.amount.amount, note.amount.currency))
@@ -127,6 +127,12 @@ class MemoryLedgerSession:
             self.state.plans[key] = plan
             snapshot = {"tenant_id": tenant_id, **plan_to_json(plan)}
             self.add_outbox(OutboxMessage(CATALOG_PLANS, plan_key(*key), snapshot))
+
+    def save_plan_version(self, tenant_id: str, plan: Plan) -> tuple[int, bool]:
+        version, is_new = plan_version_for(plan, self.get_plan(tenant_id, plan.code))
+        if is_new:
+            self.save_plan(tenant_id, replace(plan, version=version))
+        return version, is_new
 
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None:
         if version is None:
@@ -209,6 +215,9 @@ class MemoryLedger:
     def __init__(self) -> None:
         self.state = _State()
         self._batch = _Batch()
+
+    def check_reachable(self) -> None:
+        """Always reachable: the state is in this process."""
 
     @contextmanager
     def session(self) -> Iterator[MemoryLedgerSession]:

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from importlib.resources import files
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from invoicing.ledger.postgres_billed import PostgresBilledUsageSession
 from invoicing.ledger.postgres_catalog import PostgresCatalogSession
@@ -58,6 +58,10 @@ class PostgresLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._local = _OpenBatch()
+
+    def check_reachable(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
 
     @contextmanager
     def session(self) -> Iterator[PostgresLedgerSession]:
@@ -122,9 +126,15 @@ _MIGRATING = threading.Lock()
 
 
 def migrate(url: str, revision: str = "head") -> None:
+<<<<<<< HEAD
     """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``; given an older
     ``revision``, down to it: a migration's test); idempotent and safe to run from several
     processes at once (they take turns, see migrations/env.py)."""
+=======
+    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``), or to
+    ``revision``; idempotent and safe to run from several processes at once (they take turns, see
+    migrations/env.py)."""
+>>>>>>> holes
     from alembic import command
     from alembic.config import Config
 
@@ -132,7 +142,11 @@ def migrate(url: str, revision: str = "head") -> None:
     config.set_main_option("script_location", str(files("invoicing.ledger").joinpath("migrations")))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ConfigParser interpolates %
     with _MIGRATING:  # Alembic's context and op are module globals: one migration per process at a time
+<<<<<<< HEAD
         if revision == "head":
             command.upgrade(config, revision)
         else:
             command.downgrade(config, revision)
+=======
+        command.upgrade(config, revision)
+>>>>>>> holes

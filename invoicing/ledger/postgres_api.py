@@ -18,7 +18,6 @@ from invoicing.engine.lifecycle import due_at
 from invoicing.engine.model import InvoiceStatus
 from invoicing.engine.subscriptions import SubscriptionStatus
 from invoicing.ledger import tables as t
-from invoicing.ledger.catalog import plan_version_for
 from invoicing.ledger.json_codec import plan_from_json
 from invoicing.ledger.postgres import PostgresLedger, PostgresLedgerSession
 from invoicing.ledger.postgres_session import utc
@@ -26,7 +25,6 @@ from invoicing.ports import StoredCreditNote, StoredInvoice, StoredPlan, Subscri
 from rating.catalog import Plan
 from rating.money import Money
 
-PLAN_LOCK: Final = 0x0B0C6  # first key of the per-tenant plan lock; the second is the tenant's hash
 SUBSCRIPTION_LOCK: Final = 0x0B0C7  # first key of the per-subscription lock; the second is the id's hash
 _BALANCE_COLUMNS: Final = ("amount_paid", "amount_due", "amount_credited", "amount_refunded")
 
@@ -84,13 +82,9 @@ class PostgresApiLedger:
             yield session
 
     def create_plan(self, tenant_id: str, plan: Plan) -> tuple[StoredPlan, bool]:
-        """Save ``plan`` as its code's next version, or find it unchanged (False). Creations of one
-        tenant take turns on a transaction lock, so two never claim the same version."""
+        """Save ``plan`` as its code's next version, or find it unchanged (False) (``save_plan_version``)."""
         with self.ledger.session() as session:
-            session.db.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK, func.hashtext(tenant_id))))
-            version, is_new = plan_version_for(plan, session.get_plan(tenant_id, plan.code))
-            if is_new:
-                session.save_plan(tenant_id, replace(plan, version=version))
+            version, is_new = session.save_plan_version(tenant_id, plan)
         stored = self.plan(tenant_id, plan.code, version)
         assert stored is not None
         return stored, is_new
@@ -194,11 +188,14 @@ class PostgresApiLedger:
 
     # -- credit notes ------------------------------------------------------------------------------
 
-    def add_credit_note(self, note: CreditNote, idempotency_key: str | None) -> tuple[StoredCreditNote, bool]:
-        """Add the note (the row the balance query reads), or find the subscription's note of that
-        key: a concurrent twin waits on the unique index and then finds the first one's row."""
+    def add_credit_note(
+        self, tenant_id: str, note: CreditNote, idempotency_key: str | None
+    ) -> tuple[StoredCreditNote, bool]:
+        """Add the tenant's note (the row the balance query reads), or find the subscription's note of
+        that key: a concurrent twin waits on the unique index and then finds the first one's row."""
         notes = t.credit_notes
         values = {
+            "tenant_id": tenant_id,
             "subscription_id": note.subscription_id,
             "type": str(note.type),
             "amount": note.amount.amount,
@@ -220,7 +217,9 @@ class PostgresApiLedger:
             if added is None:
                 added = connection.execute(
                     select(notes.c.id).where(
-                        notes.c.subscription_id == note.subscription_id, notes.c.idempotency_key == idempotency_key
+                        notes.c.tenant_id == tenant_id,
+                        notes.c.subscription_id == note.subscription_id,
+                        notes.c.idempotency_key == idempotency_key,
                     )
                 ).scalar_one()
         return self._credit_notes(t.credit_notes.c.id == added, 1)[0], created
@@ -244,7 +243,9 @@ class PostgresApiLedger:
             if idempotency_key is not None:
                 found = session.db.execute(
                     select(notes.c.id).where(
-                        notes.c.subscription_id == note.subscription_id, notes.c.idempotency_key == idempotency_key
+                        notes.c.tenant_id == tenant_id,
+                        notes.c.subscription_id == note.subscription_id,
+                        notes.c.idempotency_key == idempotency_key,
                     )
                 ).scalar_one_or_none()
                 if found is not None:
@@ -266,6 +267,7 @@ class PostgresApiLedger:
             added = session.db.execute(
                 insert(notes)
                 .values(
+                    tenant_id=tenant_id,
                     subscription_id=note.subscription_id,
                     type=str(note.type),
                     amount=note.amount.amount,
@@ -282,7 +284,7 @@ class PostgresApiLedger:
     def credit_notes(
         self, tenant_id: str, subscription_id: str | None, invoice_number: str | None, after: int | None, limit: int
     ) -> list[StoredCreditNote]:
-        where = [t.subscriptions.c.tenant_id == tenant_id]
+        where = [t.credit_notes.c.tenant_id == tenant_id]
         if subscription_id is not None:
             where.append(t.credit_notes.c.subscription_id == subscription_id)
         if invoice_number is not None:
@@ -292,13 +294,12 @@ class PostgresApiLedger:
         return self._credit_notes(and_(*where), limit)
 
     def _credit_notes(self, where: Any, limit: int) -> list[StoredCreditNote]:
-        notes, subs, invoices = t.credit_notes, t.subscriptions, t.invoices
+        notes, invoices = t.credit_notes, t.invoices
         query = (
-            select(notes, subs.c.tenant_id, invoices.c.id.label("invoice_id"))
-            .join(subs, subs.c.id == notes.c.subscription_id)
+            select(notes, invoices.c.id.label("invoice_id"))
             .outerjoin(
                 invoices,
-                (invoices.c.tenant_id == subs.c.tenant_id) & (invoices.c.invoice_number == notes.c.invoice_number),
+                (invoices.c.tenant_id == notes.c.tenant_id) & (invoices.c.invoice_number == notes.c.invoice_number),
             )
             .where(where)
             .order_by(notes.c.id)

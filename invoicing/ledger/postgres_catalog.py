@@ -3,6 +3,7 @@ change announced on its ``catalog.*`` topic through the outbox in the same trans
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from invoicing.engine.lifecycle import PaymentTerms
 from invoicing.engine.subscriptions import Lifecycle, Subscription, SubscriptionStatus, lifecycle_of
 from invoicing.engine.terms import BillingTerms
 from invoicing.ledger import tables as t
-from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key
+from invoicing.ledger.catalog import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, plan_key, plan_version_for
 from invoicing.ledger.json_codec import (
     plan_from_json,
     plan_to_json,
@@ -22,8 +23,13 @@ from invoicing.ledger.json_codec import (
     terms_to_json,
 )
 from invoicing.ledger.postgres_session import PostgresSessionBase, decimal_or_none, utc
+<<<<<<< HEAD
 from invoicing.ledger.postgres_writes import PLAN_VERSION
 from invoicing.ports import OutboxMessage, SubscriptionRecord, SubscriptionRevision, TermsRecord
+=======
+from invoicing.ledger.postgres_writes import PLAN_LOCK, PLAN_VERSION
+from invoicing.ports import OutboxMessage, SubscriptionRecord, TermsRecord
+>>>>>>> holes
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.periods import BillingInterval
@@ -57,6 +63,16 @@ class PostgresCatalogSession(PostgresSessionBase):
         if changed is not None:
             key = plan_key(tenant_id, plan.code, plan.version)
             self.add_outbox(OutboxMessage(CATALOG_PLANS, key, {"tenant_id": tenant_id, **snapshot}))
+
+    def save_plan_version(self, tenant_id: str, plan: Plan) -> tuple[int, bool]:
+        """The tenant's plan lock (a transaction advisory lock, held until this session ends) is
+        taken before the newest version is read, so a writer sees the version the one before it
+        committed: the API's CreatePlan and ``billing catalog apply`` alike."""
+        self.db.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK, func.hashtext(tenant_id))))
+        version, is_new = plan_version_for(plan, self.get_plan(tenant_id, plan.code))
+        if is_new:
+            self.save_plan(tenant_id, replace(plan, version=version))
+        return version, is_new
 
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None:
         if version is not None:  # the finalization path: plain SQL, and a batch reads a version once

@@ -32,11 +32,12 @@ class PostgresCreditSession(PostgresSessionBase):
             balance = int(self.cur.execute(BALANCE, parameters).fetchone()[0])
         return Money(balance, currency)
 
-    def add_credit_note(self, note: CreditNote) -> None:
+    def add_credit_note(self, tenant_id: str, note: CreditNote) -> None:
         self._open_savepoint()
         self._unlocked_balances.pop(note.subscription_id, None)
         self.db.execute(
             t.credit_notes.insert().values(
+                tenant_id=tenant_id,
                 subscription_id=note.subscription_id,
                 type=str(note.type),
                 amount=note.amount.amount,

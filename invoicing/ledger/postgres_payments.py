@@ -494,7 +494,8 @@ class PostgresPayments:
         if surplus.amount > 0:
             reason = f"payment {attempt.idempotency_key} above what invoice {invoice.invoice_number} had due"
             session.add_credit_note(
-                CreditNote(invoice.subscription_id, CreditType.BALANCE, surplus, now, reason, invoice.invoice_number)
+                invoice.tenant_id,
+                CreditNote(invoice.subscription_id, CreditType.BALANCE, surplus, now, reason, invoice.invoice_number),
             )
         self._announce(
             session,
@@ -531,7 +532,7 @@ class PostgresPayments:
         note = CreditNote(
             invoice.subscription_id, CreditType.REFUND, attempt.amount, now, reason, invoice.invoice_number
         )
-        session.add_credit_note(note)
+        session.add_credit_note(invoice.tenant_id, note)
         self._announce(session, "PaymentRefunded", invoice, attempt, now, {})
 
     def void_invoice(self, tenant_id: str, invoice_id: int, reason: str, now: datetime) -> tuple[PayableInvoice, Money]:
@@ -560,7 +561,10 @@ class PostgresPayments:
             if restored.amount > 0:
                 note = f"credit of voided invoice {invoice.invoice_number} given back"
                 session.add_credit_note(
-                    CreditNote(invoice.subscription_id, CreditType.BALANCE, restored, now, note, invoice.invoice_number)
+                    invoice.tenant_id,
+                    CreditNote(
+                        invoice.subscription_id, CreditType.BALANCE, restored, now, note, invoice.invoice_number
+                    ),
                 )
             fields = {"reason": reason, "credit_restored": _money(restored)}
             _announce_invoice(session, "InvoiceVoided", invoice, now, fields)

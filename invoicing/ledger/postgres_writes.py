@@ -25,6 +25,7 @@ from invoicing.ports import BilledUsage, OutboxMessage
 from rating.catalog import Plan
 from rating.errors import InvalidValue
 
+PLAN_LOCK = 0x0B0C6  # first key of the per-tenant plan lock; the second is the tenant's hash
 CREDIT_LOCK = 0x0C4ED  # first key of the two-key advisory lock on a subscription's credit balance
 
 # The period's invoice and, in the same round trip, the subscription's credit balances as of now,

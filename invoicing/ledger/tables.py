@@ -152,7 +152,9 @@ invoices = Table(
     UniqueConstraint("subscription_id", "billing_period_start", name="invoices_one_per_period"),
     UniqueConstraint("tenant_id", "invoice_number", name="invoices_number_unique"),
 )
-Index("invoices_by_tenant", invoices.c.tenant_id, invoices.c.subscription_id)
+# ListInvoices of one subscription reads its keyset page in id order straight from this index
+# (migration 0011; it replaced (tenant_id, subscription_id), which left a sort or a filtered scan)
+Index("invoices_by_subscription", invoices.c.tenant_id, invoices.c.subscription_id, invoices.c.id)
 
 invoice_line_items = Table(
     "invoice_line_items",
@@ -188,7 +190,9 @@ credit_notes = Table(
     Column("reason", Text, nullable=False),
     Column("invoice_number", String),
     Column("idempotency_key", String),  # CreateCreditNote's, unique per subscription (migration 0005)
+    Column("tenant_id", String, nullable=False),  # the subscription's, every API read scoped by it (migration 0011)
 )
+Index("credit_notes_by_tenant", credit_notes.c.tenant_id, credit_notes.c.subscription_id, credit_notes.c.id)
 Index(
     "credit_notes_idempotency",
     credit_notes.c.subscription_id,

@@ -176,11 +176,11 @@ def test_a_rolled_back_session_leaves_nothing(ledger: Ledger) -> None:
         "s1", T0, T0 + timedelta(days=28), "calls", Decimal(1), Money(1, "USD"), "pro", 1, Fraction(1), True
     )
     with ledger.session() as s:
-        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(100, "USD"), T0))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.BALANCE, Money(100, "USD"), T0))
     with pytest.raises(RuntimeError), ledger.session() as s:
         s.next_invoice_sequence("t1")
         s.add_invoice(invoice())
-        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0, "goodwill"))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0, "goodwill"))
         s.use_credit("s1", Money(800, "USD"), "INV-2026-000001")
         s.record_billed_usage(usage)
         s.save_plan("t1", Plan("pro", "USD", Decimal(49)))
@@ -250,11 +250,11 @@ def test_the_outbox_commits_with_the_change_it_announces(ledger: Ledger) -> None
 def test_credit_balance_is_carried_and_never_overdrawn(ledger: Ledger) -> None:
     with ledger.session() as s:
         assert s.credit_balance("s1", "USD") == Money(0, "USD")
-        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0, "goodwill"))
-        s.add_credit_note(CreditNote("s1", CreditType.REFUND, Money(900, "USD"), T0, "refund, not a balance"))
-        s.add_credit_note(CreditNote("s1", CreditType.ADJUSTMENT, Money(900, "USD"), T0, "", "INV-2026-000001"))
-        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(5, "EUR"), T0))
-        s.add_credit_note(CreditNote("s2", CreditType.BALANCE, Money(50, "USD"), T0))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0, "goodwill"))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.REFUND, Money(900, "USD"), T0, "refund, not a balance"))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.ADJUSTMENT, Money(900, "USD"), T0, "", "INV-2026-000001"))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.BALANCE, Money(5, "EUR"), T0))
+        s.add_credit_note("t1", CreditNote("s2", CreditType.BALANCE, Money(50, "USD"), T0))
         s.use_credit("s1", Money(300, "USD"), "INV-2026-000001")
     with ledger.session() as s:
         assert s.credit_balance("s1", "USD") == Money(400, "USD")
@@ -267,7 +267,7 @@ def test_credit_balance_is_carried_and_never_overdrawn(ledger: Ledger) -> None:
         assert s.credit_balance("s1", "USD") == Money(0, "USD")
     with ledger.session() as s:
         assert s.credit_balance("s1", "USD") == Money(0, "USD")
-        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(1, "USD"), T0))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.BALANCE, Money(1, "USD"), T0))
         assert s.credit_balance("s1", "USD") == Money(1, "USD")
 
 

@@ -13,6 +13,7 @@ from google.protobuf import descriptor_pool
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from sqlalchemy import text
 
 from billing.api.keys import parse_key
 from billing.api.server import SERVED
@@ -200,3 +201,61 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(api: Api, t1_data
 
 def test_rpcs_not_built_answer_unimplemented(api: Api) -> None:
     assert status_of(api.invoices.GetInvoicePdf, I.GetInvoicePdfRequest(id="1"))[0] == UNAUTHENTICATED
+
+
+def test_credit_notes_are_the_tenants_own_and_another_tenant_cannot_reach_or_add_to_them(
+    api: Api, t1_data: str
+) -> None:
+    """Each credit note carries its tenant: t2 neither lists, nor replays, nor adds to t1's notes,
+    whatever ids it names, and t1's notes and invoice stay as they were."""
+    credit = credit_pb2_grpc.CreditServiceStub(api.channel)  # type: ignore[no-untyped-call]
+    usd = Money(units=100, currency_code="USD")
+    balance = C.CreditNoteType.CREDIT_NOTE_TYPE_BALANCE
+    adjustment = C.CreditNoteType.CREDIT_NOTE_TYPE_ADJUSTMENT
+    t1, t2 = api.auth(), api.auth("t2")
+    credit.CreateCreditNote(
+        C.CreateCreditNoteRequest(subscription_id="sub_1", type=balance, amount=usd, idempotency_key="k"), metadata=t1
+    )
+    credit.CreateCreditNote(
+        C.CreateCreditNoteRequest(invoice_id=t1_data, type=adjustment, amount=usd, idempotency_key="a"), metadata=t1
+    )
+    api.pricing.CreatePlan(P.CreatePlanRequest(plan=pro_plan()), metadata=t2)
+    own = S.CreateSubscriptionRequest(id="sub_2", plan_code="pro")
+    own.start_at.FromJsonString("2026-01-01T00:00:00Z")
+    api.subscriptions.CreateSubscription(own, metadata=t2)
+    t1_notes = credit.ListCreditNotes(C.ListCreditNotesRequest(), metadata=t1).credit_notes
+    t1_invoice = api.invoices.GetInvoice(I.GetInvoiceRequest(id=t1_data), metadata=t1).invoice
+    assert [(n.tenant_id, n.type) for n in t1_notes] == [("t1", balance), ("t1", adjustment)]
+    refused = [
+        C.CreateCreditNoteRequest(subscription_id="sub_1", type=balance, amount=usd, idempotency_key="k"),
+        C.CreateCreditNoteRequest(subscription_id="sub_2", type=balance, amount=usd, invoice_id=t1_data),
+        C.CreateCreditNoteRequest(invoice_id=t1_data, type=adjustment, amount=usd, idempotency_key="a"),
+        C.CreateCreditNoteRequest(invoice_id=t1_data, subscription_id="sub_2", type=adjustment, amount=usd),
+        C.CreateCreditNoteRequest(invoice_id=t1_data, type=C.CreditNoteType.CREDIT_NOTE_TYPE_REFUND, amount=usd),
+    ]
+    for request in refused:
+        code, details = status_of(credit.CreateCreditNote, request, metadata=t2)
+        assert code == NOT_FOUND, (request, details)
+        assert "t1" not in details
+    for listed in (
+        C.ListCreditNotesRequest(),
+        C.ListCreditNotesRequest(subscription_id="sub_1"),
+        C.ListCreditNotesRequest(page_token=""),
+    ):
+        assert credit.ListCreditNotes(listed, metadata=t2).credit_notes == []
+    by_invoice = C.ListCreditNotesRequest(invoice_id=t1_data)
+    assert status_of(credit.ListCreditNotes, by_invoice, metadata=t2)[0] == NOT_FOUND
+    named = C.ListCreditNotesRequest(tenant_id="t1")
+    assert status_of(credit.ListCreditNotes, named, metadata=t2)[0] == grpc.StatusCode.PERMISSION_DENIED
+    as_t1 = C.CreateCreditNoteRequest(tenant_id="t1", subscription_id="sub_1", type=balance, amount=usd)
+    assert status_of(credit.CreateCreditNote, as_t1, metadata=t2)[0] == grpc.StatusCode.PERMISSION_DENIED
+    # t1's idempotency key on t2's own subscription is t2's own new note, not a replay of t1's
+    mine = C.CreateCreditNoteRequest(subscription_id="sub_2", type=balance, amount=usd, idempotency_key="k")
+    made = credit.CreateCreditNote(mine, metadata=t2).credit_note
+    assert (made.tenant_id, made.subscription_id) == ("t2", "sub_2")
+    assert [n.id for n in credit.ListCreditNotes(C.ListCreditNotesRequest(), metadata=t2).credit_notes] == [made.id]
+    assert credit.ListCreditNotes(C.ListCreditNotesRequest(), metadata=t1).credit_notes == t1_notes
+    assert api.invoices.GetInvoice(I.GetInvoiceRequest(id=t1_data), metadata=t1).invoice == t1_invoice
+    with api.engine.connect() as connection:
+        stored = connection.execute(text("SELECT tenant_id, subscription_id FROM credit_notes ORDER BY id")).all()
+    assert [tuple(row) for row in stored] == [("t1", "sub_1"), ("t1", "sub_1"), ("t2", "sub_2")]

@@ -3,7 +3,8 @@ broker: golden scenario files applied twice queue and publish each terms, plan a
 record once, and the published values read back as what the files define; an edited file
 publishes its changes (a new plan version, new revisions); a bad file exits 2 naming the field and
 stores nothing, even when the ledger refuses it halfway; concurrent saves of one tenant's terms
-take turns; the memory ledger queues the same messages as PostgreSQL."""
+take turns, and so do the file and the CreatePlan RPC writing one plan code; the memory ledger
+queues the same messages as PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,9 @@ from invoicing.ledger.json_codec import (
 )
 from invoicing.ledger.memory import MemoryLedger
 from invoicing.ledger.postgres import PostgresLedger
+from invoicing.ledger.postgres_api import PostgresApiLedger
 from invoicing.ports import OutboxMessage
+from rating.catalog import Plan
 from rating.errors import BillingError
 from streams.kafka.topics import CATALOG_PLANS, CATALOG_SUBSCRIPTIONS, CATALOG_TERMS, CATALOG_TOPICS
 from tests.integration.test_outbox_relay import (
@@ -375,3 +379,55 @@ def test_payment_terms_travel_with_the_terms_and_defaults_add_nothing() -> None:
     value = terms_to_json(paying)
     assert value["payment_terms"] == {"net_days": 7, "retry_days": [1, 3], "cancel_after_days": 10}
     assert terms_from_json(value) == paying
+
+
+def test_catalog_apply_and_create_plan_racing_on_one_code_each_get_their_own_version(engine: Engine) -> None:
+    """``billing catalog apply`` and the CreatePlan RPC, each changing the prices of one plan code
+    at the same moment, round after round: every price written is a version of its own, versions
+    are 1..n without a gap or repeat, and no writer fails."""
+    ledger = PostgresLedger(engine)
+    api = PostgresApiLedger(ledger)
+    rounds = 25
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    base = Scenario("t1", (), (), (), (), (), (), (), start)
+    errors: list[BaseException] = []
+
+    def plan(price: str) -> Plan:
+        return Plan("pro", "USD", Decimal(price))
+
+    def race(n: int) -> None:
+        barrier = threading.Barrier(2)
+
+        def by_file() -> None:
+            barrier.wait()
+            apply_catalog(ledger, replace(base, plans=(plan(f"1{n:02d}.00"),)))
+
+        def by_rpc() -> None:
+            barrier.wait()
+            api.create_plan("t1", plan(f"2{n:02d}.00"))
+
+        def guarded(write: Any) -> None:
+            try:
+                write()
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=guarded, args=(write,)) for write in (by_file, by_rpc)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    for n in range(rounds):
+        race(n)
+    assert errors == []
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(tables.plans.c.version, tables.plans.c.snapshot).order_by(tables.plans.c.version)
+        ).all()
+    assert [row.version for row in rows] == list(range(1, 2 * rounds + 1))
+    prices = sorted(plan_from_json(row.snapshot).base_price for row in rows)
+    written = sorted(Decimal(f"{writer}{n:02d}.00") for writer in (1, 2) for n in range(rounds))
+    assert prices == written  # no version overwritten by another writer's prices
+    published = [key for _, key, _ in committed_rows(engine).values() if key.startswith("t1/pro/")]
+    assert sorted(published) == sorted(plan_key("t1", "pro", v) for v in range(1, 2 * rounds + 1))

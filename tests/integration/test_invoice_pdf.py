@@ -79,7 +79,7 @@ def invoiced(pdf_api: Api) -> dict[str, Invoice]:
         api.subscriptions.CreateSubscription(request, metadata=api.auth())
         note = CreditNote(sub, CreditType.BALANCE, Money(CREDITS[currency], currency), datetime(2026, 1, 5, tzinfo=UTC))
         with api.ledger.session() as session:
-            session.add_credit_note(note)
+            session.add_credit_note("t1", note)
         invoice_periods(api, sub, 1)
         with api.ledger.session() as session:
             invoices[currency] = session.list_invoices("t1", sub)[0]

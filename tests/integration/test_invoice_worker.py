@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import random
+import socket
 import string
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,7 @@ from rating.money import currency_exponent
 from rating.periods import Period
 from schemas import avro_codec
 from streams.kafka import messages
+from streams.metrics import serve
 from tests.ratings import final_rating_of_usage
 from tests.waiting import wait_until
 
@@ -448,3 +451,45 @@ def test_a_different_final_rating_of_an_invoiced_period_is_dead_lettered_never_t
         "dead_lettered": 2,
     }
     assert worker.metrics.conflicts._value.get() == 2
+
+
+def _scraped_ledger_up(registry: Any) -> float:
+    """``billing_invoicer_ledger_up`` read from the worker's metrics endpoint, as Prometheus would."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve(registry, port)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    values = [float(line.split()[1]) for line in text.splitlines() if line.startswith("billing_invoicer_ledger_up ")]
+    assert len(values) == 1, text
+    return values[0]
+
+
+def test_ledger_up_says_from_startup_whether_the_ledger_answers(kafka_broker: Any, pg_url: str) -> None:
+    """Before any batch, an invoice worker on a running PostgreSQL reports its ledger up and one on
+    a closed port down; while idle it measures again (without counting a retry: nothing waits)."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = closed.getsockname()[1]
+    topic, dlq = kafka_broker.new_topic("rating.results"), kafka_broker.new_topic("rating.dlq")
+    reachable = create_engine(pg_url)
+    unreachable = create_engine(f"postgresql+psycopg://billing@127.0.0.1:{nobody}/billing?connect_timeout=5")
+    workers = []
+    try:
+        for name, engine in (("up", reachable), ("down", unreachable)):
+            settings = InvoiceWorkerSettings(
+                kafka_broker.bootstrap, f"probe-{name}-{topic}", topic, dlq, batch_wait_s=0.1, ledger_probe_s=0
+            )
+            workers.append(InvoiceWorker(settings, PostgresLedger(engine), now_ms=wall_ms))
+        up, down = workers
+        assert (_scraped_ledger_up(up.metrics.registry), _scraped_ledger_up(down.metrics.registry)) == (1, 0)
+        up.ledger = PostgresLedger(unreachable)  # the ledger lost while the worker is idle
+        down.ledger = PostgresLedger(reachable)  # and one back
+        assert (up.run_once(), down.run_once()) == (0, 0)
+        assert (up.metrics.ledger_up._value.get(), down.metrics.ledger_up._value.get()) == (0, 1)
+        assert (up.metrics.retries._value.get(), down.metrics.retries._value.get()) == (0, 0)
+    finally:
+        for worker in workers:
+            worker.close()
+        reachable.dispose()
+        unreachable.dispose()

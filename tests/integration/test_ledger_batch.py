@@ -148,7 +148,9 @@ def test_a_failed_session_in_a_batch_gives_back_its_number_and_rows_and_the_othe
             finalize_in(s, "s1", 0)
         with pytest.raises(RuntimeError), ledger.session() as s:
             finalize_in(s, "s2", 0)
-            s.add_credit_note(CreditNote("s2", CreditType.BALANCE, Money(5, "USD"), T0))  # written, in a savepoint
+            s.add_credit_note(
+                "t1", CreditNote("s2", CreditType.BALANCE, Money(5, "USD"), T0)
+            )  # written, in a savepoint
             raise RuntimeError("crash in the middle of a finalization")
         with ledger.session() as s:
             finalize_in(s, "s3", 0)
@@ -242,7 +244,7 @@ def test_a_batch_reads_its_periods_ahead_and_still_catches_a_period_invoiced_mea
 ) -> None:
     with ledger.session() as s:
         s.add_invoice(invoice("s1", 0, s.next_invoice_sequence("t1")))
-        s.add_credit_note(CreditNote("s2", CreditType.BALANCE, Money(70, "USD"), T0))
+        s.add_credit_note("t1", CreditNote("s2", CreditType.BALANCE, Money(70, "USD"), T0))
     periods = [(f"s{n}", T0) for n in (1, 2, 3)]
     with ledger.batch(periods), ledger.session() as s:
         found = s.find_invoice("s1", T0)

@@ -57,7 +57,7 @@ def test_migrations_create_exactly_the_tables_and_rerun_as_a_no_op(pg_url: str) 
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
     assert diff == []
-    assert _revision(pg_url) == "0010"
+    assert _revision(pg_url) == "0011"
     assert tables == set(metadata.tables) | {"alembic_version"}
 
 
@@ -103,8 +103,64 @@ def test_processes_starting_together_migrate_once(pg_server_url: str, pg_url: st
     codes = [p.wait() for p in processes]
     try:
         assert codes == [0] * 6, errors
-        assert _revision(fresh) == "0010"
+        assert _revision(fresh) == "0011"
     finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+ROWS_AT_0009 = (
+    "INSERT INTO plans (tenant_id, code, version, snapshot) VALUES ('t1', 'pro', 1, '{}'), ('t2', 'pro', 1, '{}')",
+    "INSERT INTO subscriptions (id, tenant_id, plan_code, plan_version, start_at, timezone, allow_overage_billing,"
+    " trial_days, has_payment_method, status, revision) VALUES"
+    " ('s1', 't1', 'pro', 1, now(), 'UTC', false, 0, false, 'ACTIVE', 1),"
+    " ('s2', 't2', 'pro', 1, now(), 'UTC', false, 0, false, 'ACTIVE', 1)",
+    "INSERT INTO invoices (tenant_id, subscription_id, billing_period_start, billing_period_end, currency_code,"
+    " status, invoice_number, plan_code, subtotal, discount_total, tax_total, total, credits_applied, amount_paid,"
+    " amount_due, metadata) VALUES"
+    " ('t2', 's2', now(), now(), 'USD', 'OPEN', 'INV-1', 'pro', 1, 0, 0, 1, 0, 0, 1, '{}'),"
+    " ('t3', 's3', now(), now(), 'USD', 'OPEN', 'INV-1', 'pro', 1, 0, 0, 1, 0, 0, 1, '{}')",
+    # s1's balance note, s2's adjustment of its INV-1 (t3 has an INV-1 too, of another subscription),
+    # and a note of s3, a subscription the catalog no longer has but whose invoice says t3
+    "INSERT INTO credit_notes (subscription_id, type, amount, currency_code, created_at, reason, invoice_number)"
+    " VALUES ('s1', 'BALANCE', 5, 'USD', now(), '', NULL), ('s2', 'ADJUSTMENT', 1, 'USD', now(), '', 'INV-1'),"
+    " ('s3', 'BALANCE', 7, 'USD', now(), '', NULL)",
+)
+
+
+def test_credit_notes_take_their_tenant_from_their_invoice_or_subscription(pg_server_url: str, pg_url: str) -> None:
+    """Migration 0011 on notes stored before it: each gets its own tenant; a note no invoice nor
+    subscription names a tenant for stops the upgrade, naming it, and nothing changes."""
+    name = f"{make_url(pg_url).database}_at_0009"
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    try:
+        migrate(url, "0009")
+        with engine.begin() as connection:
+            for statement in ROWS_AT_0009:
+                connection.execute(text(statement))
+            orphan = connection.execute(
+                text(
+                    "INSERT INTO credit_notes (subscription_id, type, amount, currency_code, created_at, reason)"
+                    " VALUES ('gone', 'BALANCE', 9, 'USD', now(), '') RETURNING id"
+                )
+            ).scalar_one()
+        with pytest.raises(RuntimeError, match=f"credit_notes.tenant_id: no tenant found for notes {orphan} "):
+            migrate(url)
+        assert _revision(url) == "0009"
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM credit_notes WHERE id = :id"), {"id": orphan})
+        migrate(url)
+        assert _revision(url) == "0011"
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT subscription_id, tenant_id FROM credit_notes ORDER BY id")).all()
+        assert [tuple(row) for row in rows] == [("s1", "t1"), ("s2", "t2"), ("s3", "t3")]
+    finally:
+        engine.dispose()
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -150,7 +206,7 @@ def test_a_balance_spent_by_two_finalizations_at_once_is_never_overdrawn(pg_url:
     engine = create_engine(pg_url, pool_size=4)
     ledger = PostgresLedger(engine)
     with ledger.session() as s:
-        s.add_credit_note(CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0))
+        s.add_credit_note("t1", CreditNote("s1", CreditType.BALANCE, Money(700, "USD"), T0))
     outcome: list[str] = []
     second_done = threading.Event()
 
