@@ -67,11 +67,22 @@ class KafkaRun:
 
 
 def _wait(what: str, done: Callable[[], bool]) -> None:
+    """Poll ``done`` until it holds; a retriable broker error (the group coordinator moving or
+    loading, a leader election) is asked again, anything else raised."""
     deadline = time.monotonic() + WAIT_S
-    while not done():
+    while not _holds(done):
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not catch up within {WAIT_S:.0f} s")
         time.sleep(0.02)
+
+
+def _holds(done: Callable[[], bool]) -> bool:
+    try:
+        return done()
+    except KafkaException as error:
+        if error.args and error.args[0].retriable():
+            return False
+        raise
 
 
 def _end(consumer: Consumer, topic: str, partition: int) -> TopicPartition:
