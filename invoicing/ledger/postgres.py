@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from importlib.resources import files
+from typing import Any
 
 from sqlalchemy import Engine, select
 
@@ -126,15 +127,9 @@ _MIGRATING = threading.Lock()
 
 
 def migrate(url: str, revision: str = "head") -> None:
-<<<<<<< HEAD
-    """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``; given an older
-    ``revision``, down to it: a migration's test); idempotent and safe to run from several
-    processes at once (they take turns, see migrations/env.py)."""
-=======
     """Bring the database at ``url`` to the newest schema (Alembic ``upgrade head``), or to
-    ``revision``; idempotent and safe to run from several processes at once (they take turns, see
-    migrations/env.py)."""
->>>>>>> holes
+    ``revision``, up or down (a migration's test); idempotent and safe to run from several
+    processes at once (they take turns, see migrations/env.py)."""
     from alembic import command
     from alembic.config import Config
 
@@ -142,11 +137,25 @@ def migrate(url: str, revision: str = "head") -> None:
     config.set_main_option("script_location", str(files("invoicing.ledger").joinpath("migrations")))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # ConfigParser interpolates %
     with _MIGRATING:  # Alembic's context and op are module globals: one migration per process at a time
-<<<<<<< HEAD
-        if revision == "head":
-            command.upgrade(config, revision)
-        else:
+        if revision != "head" and _stored_above(config, url, revision):
             command.downgrade(config, revision)
-=======
-        command.upgrade(config, revision)
->>>>>>> holes
+        else:
+            command.upgrade(config, revision)
+
+
+def _stored_above(config: Any, url: str, revision: str) -> bool:
+    """Whether the database's schema is newer than ``revision`` (so reaching it means going down)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    if current is None or current == revision:
+        return False
+    below = ScriptDirectory.from_config(config).iterate_revisions(current, "base")
+    return revision in {script.revision for script in below}

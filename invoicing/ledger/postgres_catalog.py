@@ -23,13 +23,8 @@ from invoicing.ledger.json_codec import (
     terms_to_json,
 )
 from invoicing.ledger.postgres_session import PostgresSessionBase, decimal_or_none, utc
-<<<<<<< HEAD
-from invoicing.ledger.postgres_writes import PLAN_VERSION
-from invoicing.ports import OutboxMessage, SubscriptionRecord, SubscriptionRevision, TermsRecord
-=======
 from invoicing.ledger.postgres_writes import PLAN_LOCK, PLAN_VERSION
-from invoicing.ports import OutboxMessage, SubscriptionRecord, TermsRecord
->>>>>>> holes
+from invoicing.ports import OutboxMessage, SubscriptionRecord, SubscriptionRevision, TermsRecord
 from rating.catalog import Plan
 from rating.errors import InvalidValue, UnknownReference
 from rating.periods import BillingInterval
