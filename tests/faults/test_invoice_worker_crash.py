@@ -25,11 +25,10 @@ from invoicing.ledger import tables as t
 from invoicing.ledger.embedded import embedded_database_url, stop_embedded_database
 from invoicing.ledger.postgres import migrate
 from streams.kafka.topics import RATING_DLQ, RATING_RESULTS, ensure_topics
-from tests.faults import SIGKILL_DRILLS
 from tests.integration.test_invoice_worker import cases, invoices_in, outbox_rows, produce, reference
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.faults, SIGKILL_DRILLS]
+pytestmark = pytest.mark.faults
 
 PAIRS = 10_000
 KILLS = 4

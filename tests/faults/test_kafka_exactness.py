@@ -37,7 +37,6 @@ from streams.ingest.partitioning import PRODUCER_PARTITIONER, partition_of
 from streams.kafka import messages
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS
 from streams.operators.records import UsageEvent
-from tests.faults import SIGKILL_DRILLS
 from tests.faults.ground_truth import Produced
 from tests.faults.pipeline_harness import (
     PARTITIONS,
@@ -56,7 +55,7 @@ from tests.faults.pipeline_harness import (
 )
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration, SIGKILL_DRILLS]
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 EVENTS = int(os.environ.get("FAULT_EVENTS", "200000"))
 SUBSCRIPTIONS = int(os.environ.get("FAULT_SUBSCRIPTIONS", "300"))

@@ -34,11 +34,10 @@ from invoicing.ledger.postgres import PostgresLedger
 from invoicing.ports import OutboxMessage
 from streams.ingest.partitioning import partition_of
 from streams.kafka.topics import OUTBOX_PROGRESS
-from tests.faults import SIGKILL_DRILLS
 from tests.kafka_fixtures import Broker, read_committed
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration, SIGKILL_DRILLS]
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("OUTBOX_FAULT_KILLS", "16"))

@@ -32,10 +32,9 @@ from streams.ingest.producer import TUNING
 from streams.kafka import messages
 from streams.kafka.topics import PIPELINE_TOPICS, USAGE_EVENTS, ensure_topics
 from streams.memory import MemoryUsageStore
-from tests.faults import SIGKILL_DRILLS
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.faults, SIGKILL_DRILLS]
+pytestmark = pytest.mark.faults
 
 SUBSCRIPTIONS = 40
 MONTHS = 6

@@ -28,10 +28,9 @@ from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_
 from streams.operators.records import UsageEvent
 from streams.operators.windows import POSITIONS_PER_OFFSET
 from streams.ports import WindowRow
-from tests.faults import SIGKILL_DRILLS
 from tests.faults.pipeline_harness import PARTITIONS, PIPELINE, ROOT, catalog_file, fresh_topics, read_all
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration, SIGKILL_DRILLS]
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 AT = 1_767_225_600_000 + 3_600_000  # 2026-01-01T01:00Z
 

@@ -28,7 +28,6 @@ from confluent_kafka.admin import AdminClient
 from streams.aggregate.usage_state import state_topic
 from streams.ingest.partitioning import PRODUCER_PARTITIONER
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS
-from tests.faults import SIGKILL_DRILLS
 from tests.faults.ground_truth import Produced
 from tests.faults.pipeline_harness import (
     PIPELINE,
@@ -45,7 +44,7 @@ from tests.faults.pipeline_harness import (
     workload,
 )
 
-pytestmark = [pytest.mark.faults, pytest.mark.integration, SIGKILL_DRILLS]
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 EVENTS = int(os.environ.get("RECOVERY_EVENTS", "40000"))
 SUBSCRIPTIONS = int(os.environ.get("RECOVERY_SUBSCRIPTIONS", "120"))

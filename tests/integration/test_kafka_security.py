@@ -22,8 +22,7 @@ from confluent_kafka.admin import AdminClient
 from streams.kafka.acls import ROLES
 from tests.kafka_fixtures import SECURE_PREFIXES, SecureBroker, ops_kafka
 
-# one xdist worker runs the module: one locked-down broker, not one per worker
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("secure_kafka")]
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = logging.getLogger("tests.kafka_security.librdkafka")
