@@ -90,6 +90,14 @@ def engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``-n`` (``--dist load``, the default): tests/parallel.py's groups on one worker each."""
+    from tests.parallel import scheduler
+
+    return scheduler(config, log) if config.getoption("dist") == "load" else None
+
+
 from tests.api_harness import api, api_usage  # noqa: E402,F401  (fixtures used by name)
 from tests.kafka_fixtures import kafka_broker, secure_kafka  # noqa: E402,F401  (fixtures used by name)
 from tests.payments_harness import dummy, pay_api  # noqa: E402,F401  (fixtures used by name)

@@ -16,6 +16,7 @@ worker must fill, a topic to rebuild from, a test's look at what was committed).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -33,6 +34,8 @@ TOPIC_READER: Final[Mapping[str, Any]] = {
     "isolation.level": "read_committed",
     "enable.partition.eof": True,
 }
+READ_WAIT_S: Final = 0.2
+"""The longest :func:`read_ranges` waits in one ``consume()``: what has arrived is taken then."""
 
 
 def group_consumer(bootstrap_servers: str, group_id: str, settings: Mapping[str, Any] | None = None) -> Consumer:
@@ -70,10 +73,16 @@ def read_ranges(
     read (a broker gone away), rather than waiting forever."""
     pending = {where: end for where, (start, end) in ranges.items() if end > start}
     consumer.assign([TopicPartition(topic, partition, ranges[(topic, partition)][0]) for topic, partition in pending])
+    heard = time.monotonic()
     while pending:
-        batch = consumer.consume(num_messages=10_000, timeout=timeout_s)
+        # consume() returns early only once it has num_messages: asked for its whole timeout, a
+        # range of a few records took all of it (30 s per partition a worker restores)
+        batch = consumer.consume(num_messages=10_000, timeout=min(timeout_s, READ_WAIT_S))
         if not batch:
-            raise TimeoutError(f"{sorted(pending)} did not reach their end offsets within {timeout_s:g}s")
+            if time.monotonic() - heard >= timeout_s:
+                raise TimeoutError(f"{sorted(pending)} did not reach their end offsets within {timeout_s:g}s")
+            continue
+        heard = time.monotonic()
         for message in batch:
             where = (message.topic() or "", message.partition() or 0)
             end = pending.get(where)

@@ -79,7 +79,15 @@ def set_path(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     return out
 
 
-DELETE = object()
+class _Delete:
+    """The field is removed, not set; a stable repr keeps the test ids the same in every process
+    (pytest-xdist compares the ids its workers collect)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+DELETE = _Delete()
 BAD_FIELDS = [
     ("plans[0].base_price", "abc"),
     ("plans[0].base_price", "-1"),
