@@ -84,15 +84,20 @@ def event_table(records: Sequence[UsageRecord]) -> pa.Table:
     return pa.table(event_columns(records), schema=EVENT_SCHEMA)
 
 
+def _check_columns(table: pa.Table, schema: pa.Schema, what: str, whose: str) -> None:
+    """A ValueError naming the first difference unless ``table`` has exactly ``schema``'s columns."""
+    if table.schema.names != schema.names:
+        raise ValueError(f"{what} columns {table.schema.names} are not {whose} {schema.names}")
+    for field in schema:
+        got = table.schema.field(field.name).type
+        if got != field.type:
+            raise ValueError(f"{what} column {field.name} is {got}, expected {field.type}")
+
+
 def check_event_table(table: pa.Table) -> None:
     """A ValueError naming what is wrong unless ``table`` is accepted records in ``EVENT_SCHEMA``
     with every identity and payload column filled (only ``unique_value`` may be null)."""
-    if table.schema.names != EVENT_SCHEMA.names:
-        raise ValueError(f"event table columns {table.schema.names} are not usage_events' {EVENT_SCHEMA.names}")
-    for field in EVENT_SCHEMA:
-        got = table.schema.field(field.name).type
-        if got != field.type:
-            raise ValueError(f"event table column {field.name} is {got}, expected {field.type}")
+    _check_columns(table, EVENT_SCHEMA, "event table", "usage_events'")
     for name in (*_EVENT_REQUIRED, "metadata"):
         if table.column(name).null_count:
             raise ValueError(f"event table column {name} has nulls")
@@ -212,12 +217,7 @@ def window_table(windows: Sequence[WindowRow], produced_at: Sequence[int | None]
 def check_window_table(table: pa.Table) -> None:
     """A ValueError naming what is wrong unless ``table`` is bucket rows in ``WINDOW_SCHEMA``, each
     with its hour, day and month (roll-ups are folded from buckets, never written)."""
-    if table.schema.names != WINDOW_SCHEMA.names:
-        raise ValueError(f"window table columns {table.schema.names} are not usage_windows' {WINDOW_SCHEMA.names}")
-    for field in WINDOW_SCHEMA:
-        got = table.schema.field(field.name).type
-        if got != field.type:
-            raise ValueError(f"window table column {field.name} is {got}, expected {field.type}")
+    _check_columns(table, WINDOW_SCHEMA, "window table", "usage_windows'")
     for name in ("subscription_id", "metric_code", "granularity", "window_start", "window_end", "version", "total"):
         if table.column(name).null_count:
             raise ValueError(f"window table column {name} has nulls")

@@ -351,6 +351,26 @@ BIG_VALUES = [
 ]
 
 
+def big_records(seed: int, *, with_user: bool = False) -> list[UsageRecord]:
+    """60 records of each metric of subscription a over a day, their values drawn from BIG_VALUES."""
+    rng = random.Random(seed)
+    return [
+        UsageRecord(
+            f"e{i}-{metric}",
+            "t",
+            "a",
+            metric,
+            rng.choice(BIG_VALUES),
+            BASE_MS + rng.randrange(86_400_000),
+            f"k{i}-{metric}",
+            {"user": f"u{i % 5}"} if with_user else {},
+            f"u{i % 5}" if metric == "users" else None,
+        )
+        for i in range(60)
+        for metric in sorted(METRICS)
+    ]
+
+
 def rows_of(records: list[UsageRecord]) -> list[WindowRow]:
     """Window rows of ``records`` as the operators build them."""
     state: dict[WindowKey, WindowAccumulator] = {}
@@ -364,22 +384,7 @@ def rows_of(records: list[UsageRecord]) -> list[WindowRow]:
 
 @pytest.mark.parametrize("store", ["memory", "clickhouse"], indirect=True)
 def test_twelve_fractional_digits_and_values_up_to_1e25_are_exact_in_every_aggregation(store: UsageStore) -> None:
-    rng = random.Random(11)
-    records = [
-        UsageRecord(
-            f"e{i}-{metric}",
-            "t",
-            "a",
-            metric,
-            rng.choice(BIG_VALUES),
-            BASE_MS + rng.randrange(86_400_000),
-            f"k{i}-{metric}",
-            {},
-            f"u{i % 5}" if metric == "users" else None,
-        )
-        for i in range(60)
-        for metric in sorted(METRICS)
-    ]
+    records = big_records(11)
     rows = rows_of(records)  # in the thread's default 28-digit context: the operators must not use it
     store.write(records, rows)
     queries = [
@@ -406,22 +411,7 @@ def test_a_window_table_is_stored_as_its_rows_would_be_with_every_aggregation_ex
     """What the sink does with a usage.windows batch: the Arrow columns, inserted as they are,
     read back as the same rows as ``write`` of those rows stores, with older versions (in the
     table, before or after the newest, and stored already) changing nothing."""
-    rng = random.Random(12)
-    records = [
-        UsageRecord(
-            f"e{i}-{metric}",
-            "t",
-            "a",
-            metric,
-            rng.choice(BIG_VALUES),
-            BASE_MS + rng.randrange(86_400_000),
-            f"k{i}-{metric}",
-            {},
-            f"u{i % 5}" if metric == "users" else None,
-        )
-        for i in range(60)
-        for metric in sorted(METRICS)
-    ]
+    records = big_records(12)
     newest = rows_of(records)
     older = rows_of(records[: len(records) // 2])  # the same buckets at earlier versions
     store.write(records, [])
@@ -449,22 +439,7 @@ def test_an_event_table_is_stored_as_its_records_would_be_once_per_identity(stor
     """What the sink does with a usage.accepted batch: the Arrow columns, inserted as they are, give
     the totals ``write`` of those records gives (edge spans read the raw events), with records of
     either shape stored before, and replays of a batch, changing nothing."""
-    rng = random.Random(13)
-    records = [
-        UsageRecord(
-            f"e{i}-{metric}",
-            "t",
-            "a",
-            metric,
-            rng.choice(BIG_VALUES),
-            BASE_MS + rng.randrange(86_400_000),
-            f"k{i}-{metric}",
-            {"user": f"u{i % 5}"},
-            f"u{i % 5}" if metric == "users" else None,
-        )
-        for i in range(60)
-        for metric in sorted(METRICS)
-    ]
+    records = big_records(13, with_user=True)
     rows = rows_of(records)
     store.write(records[:40], rows)  # an old worker's per-record messages, some replayed in a batch below
     store.write_event_table(event_table(records[20:100]))
