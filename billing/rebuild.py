@@ -60,8 +60,10 @@ def accepted_records(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Ite
         }
         for message in read_ranges(consumer, ranges, timeout_s):
             value = message.value()
-            if value is not None:
-                yield messages.read_record(value), f"{topic}[{message.partition()}]@{message.offset()}"
+            if value is not None:  # a batch of a worker's chunk, or one record of an older worker
+                where = f"{topic}[{message.partition()}]@{message.offset()}"
+                for record in messages.read_records(value):
+                    yield record, where
     finally:
         consumer.close()
 

@@ -43,6 +43,7 @@ SCHEMA_IDS: Final[Mapping[str, int]] = {
     "window_total.v2": 402,
     "window_total.v3": 403,
     "window_batch.v1": 701,
+    "usage_record_batch.v1": 801,
     "usage_record.v1": 501,
     "rating_result.v1": 601,
 }

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from rating.aggregations import Point, SummedTotals, WindowTotals, merge_all, summed_of
-from streams.clickhouse.columns import check_window_table, window_rows
+from streams.clickhouse.columns import check_window_table, event_records, window_rows
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import UsageRecord
 from streams.operators.windows import Granularity, WindowKey
@@ -44,6 +44,9 @@ class MemoryUsageStore:
                 bisect.insort(self._starts[(key.subscription_id, key.metric_code, key.granularity)], key.start_ms)
             if current is None or row.version > current.version:
                 self._windows[row.key] = row
+
+    def write_event_table(self, table: pa.Table) -> None:
+        self.write(event_records(table), ())  # checks the columns as the ClickHouse store does
 
     def write_window_table(self, table: pa.Table) -> None:
         check_window_table(table)  # exactly usage_windows' columns, as the ClickHouse store inserts

@@ -49,6 +49,12 @@ class UsageStore(Protocol):
         row of another granularity is a ValueError (roll-ups are folded from buckets, not written)."""
         ...
 
+    def write_event_table(self, table: pa.Table) -> None:
+        """Store accepted records given as Arrow columns (``streams.clickhouse.columns.EVENT_SCHEMA``:
+        what a ``usage.accepted`` batch message carries) with ``write``'s contract: a record whose
+        identity is stored already changes nothing; a bad column is a ValueError and nothing is stored."""
+        ...
+
     def write_window_table(self, table: pa.Table) -> None:
         """Store bucket rows given as Arrow columns (``streams.clickhouse.columns.WINDOW_SCHEMA``:
         what a ``usage.windows`` batch message carries) with ``write``'s contract: older versions

@@ -10,10 +10,10 @@ durable per source partition, in these steps:
 2. skip messages below the partition's progress marker (already in a committed transaction) and
    read any gap above it straight from Kafka (messages Faust dropped or committed too early);
 3. run each message through the operators (validate → dedup → windows) against that state;
-4. in ONE Kafka transaction: the accepted records, the changed bucket totals (a few
-   ``window_batch`` messages of Arrow columns per chunk), the dead letters, the changed state
-   entries and the new progress marker; commit it. A partition's part of a
-   batch is cut into chunks of about ``commit_events`` events, each its own transaction, handed
+4. in ONE Kafka transaction: the accepted records and the changed bucket totals (a few
+   ``usage_record_batch`` and ``window_batch`` messages of Arrow columns per chunk), the dead
+   letters, the changed state entries and the new progress marker; commit it. A partition's part
+   of a batch is cut into chunks of about ``commit_events`` events, each its own transaction, handed
    to the partition's own commit thread while the next chunk is processed: the partition's
    transactions commit one after another, in order, and once one fails none after it begins;
 5. only then (every chunk committed) return the batch to Faust, which acknowledges and later
@@ -63,7 +63,7 @@ from streams.kafka.topics import USAGE_ACCEPTED, USAGE_DLQ, USAGE_EVENTS, USAGE_
 from streams.metrics import WorkerMetrics
 from streams.operators.dedup import Verdict, dedup_key
 from streams.operators.process import Catalog, process_event
-from streams.operators.records import Reason, Rejection, UsageEvent
+from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 from streams.operators.windows import BUCKET_MS, POSITIONS_PER_OFFSET, WindowKey, WindowSpan
 from streams.ports import DeadLetter, WindowRow
 
@@ -99,7 +99,10 @@ class BatchOutputs:
 
     events: int = 0
     """Events of the messages processed into these outputs (what ``commit_events`` counts)."""
-    records: list[Output] = field(default_factory=list)
+    records: list[UsageRecord] = field(default_factory=list)
+    """Accepted records, in order: one ``usage_record_batch`` message per chunk (or a few)."""
+    newest_accepted: int | None = None
+    """The newest Kafka timestamp of the source messages of ``records``: their messages' timestamp."""
     windows: dict[WindowKey, tuple[str, tuple[WindowSpan, ...], int | None]] = field(default_factory=dict)
     """Changed buckets: tenant, the bucket's and its roll-ups' spans, newest source timestamp."""
     letters: list[Output] = field(default_factory=list)
@@ -377,14 +380,9 @@ class UsageWorker:
             record = outcome.record
             assert record is not None
             state.touch_dedup(dedup_key(record.subscription_id, record.idempotency_key), record.recorded_at_ms)
-            out.records.append(
-                Output(
-                    self.settings.topic(USAGE_ACCEPTED),
-                    record.subscription_id.encode(),
-                    messages.write_record(record),
-                    message.timestamp_ms,
-                )
-            )
+            out.records.append(record)
+            if message.timestamp_ms is not None:
+                out.newest_accepted = max(out.newest_accepted or 0, message.timestamp_ms)
             if record.recorded_at_ms < self.watermark.get(message.partition, 0) - BUCKET_MS:
                 counts["late"] += 1
             self.watermark[message.partition] = max(self.watermark.get(message.partition, 0), record.recorded_at_ms)
@@ -418,10 +416,15 @@ class UsageWorker:
         self.metrics.dead_letters.labels(reason=str(rejection.reason)).inc()
 
     def outputs(self, state: PartitionState, out: BatchOutputs, now: int) -> list[Output]:
-        """A chunk's outputs: its accepted records, its changed buckets as a few ``window_batch``
-        messages (Arrow columns built once, here; no key: a batch spans subscriptions, and the
-        partition is the source partition's), its dead letters. All go in the chunk's transaction."""
-        windows_topic = self.settings.topic(USAGE_WINDOWS)
+        """A chunk's outputs: its accepted records as a few ``usage_record_batch`` messages, its
+        changed buckets as a few ``window_batch`` messages (Arrow columns built once, here; no key:
+        a batch spans subscriptions, and the partition is the source partition's), its dead
+        letters. All go in the chunk's transaction."""
+        accepted_topic, windows_topic = self.settings.topic(USAGE_ACCEPTED), self.settings.topic(USAGE_WINDOWS)
+        accepted = [
+            Output(accepted_topic, None, value, out.newest_accepted)
+            for value in messages.write_record_batches(out.records)
+        ]
         rows, stamps = [], []
         for key, (tenant, spans, produced_at) in out.windows.items():
             acc = state.windows[key]
@@ -430,7 +433,7 @@ class UsageWorker:
         batches = [
             Output(windows_topic, None, value, newest) for value, newest in messages.write_window_batches(rows, stamps)
         ]
-        return [*out.records, *batches, *out.letters]
+        return [*accepted, *batches, *out.letters]
 
     def commit(self, owned: OwnedPartition, outputs: list[Output], changelog: list[Any]) -> None:
         """Steps 4 and 6 for one chunk (in the partition's commit thread: it blocks)."""

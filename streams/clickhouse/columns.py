@@ -8,7 +8,7 @@ with more than the column's 12 fractional digits instead of rounding it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -53,6 +53,86 @@ def event_columns(records: Sequence[UsageRecord]) -> dict[str, pa.Array]:
         "metadata": text_map(dict(r.metadata) for r in records),
         "unique_value": pa.array([r.unique for r in records], pa.string()),
     }
+
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("tenant_id", pa.string()),
+        ("subscription_id", pa.string()),
+        ("metric_code", pa.string()),
+        ("idempotency_key", pa.string()),
+        ("event_id", pa.string()),
+        ("value", AMOUNT),
+        ("recorded_at", INSTANT),
+        ("metadata", TEXT_MAP),
+        ("unique_value", pa.string()),
+    ]
+)
+"""What ``event_columns`` builds, as a table: the columns of ``usage_events`` in its order (what a
+``usage.accepted`` batch message carries)."""
+EVENT_IDENTITY = ("subscription_id", "metric_code", "idempotency_key")
+"""The columns that fix an event row's content (first write wins): what its insert token digests."""
+_EXACT = Context(prec=40)
+"""Enough digits for any column decimal (38): the ambient context's 28 would round."""
+_EVENT_REQUIRED = ("tenant_id", "subscription_id", "metric_code", "idempotency_key", "event_id", "value", "recorded_at")
+
+
+def event_table(records: Sequence[UsageRecord]) -> pa.Table:
+    """``event_columns`` as a table of ``EVENT_SCHEMA``."""
+    if not records:
+        return EVENT_SCHEMA.empty_table()
+    return pa.table(event_columns(records), schema=EVENT_SCHEMA)
+
+
+def _check_columns(table: pa.Table, schema: pa.Schema, what: str, whose: str) -> None:
+    """A ValueError naming the first difference unless ``table`` has exactly ``schema``'s columns."""
+    if table.schema.names != schema.names:
+        raise ValueError(f"{what} columns {table.schema.names} are not {whose} {schema.names}")
+    for field in schema:
+        got = table.schema.field(field.name).type
+        if got != field.type:
+            raise ValueError(f"{what} column {field.name} is {got}, expected {field.type}")
+
+
+def check_event_table(table: pa.Table) -> None:
+    """A ValueError naming what is wrong unless ``table`` is accepted records in ``EVENT_SCHEMA``
+    with every identity and payload column filled (only ``unique_value`` may be null)."""
+    _check_columns(table, EVENT_SCHEMA, "event table", "usage_events'")
+    for name in (*_EVENT_REQUIRED, "metadata"):
+        if table.column(name).null_count:
+            raise ValueError(f"event table column {name} has nulls")
+
+
+def _plain(value: Decimal) -> Decimal:
+    """A column's decimal (12 fractional digits) as the operators make one: a whole number without
+    a fraction, any other without trailing zeros (``1.500000000000`` → ``1.5``, ``3.000…`` → ``3``).
+    The one value of other digits: a whole double of 2**53 or more, which the operators keep as
+    ``1E+20``, comes back equal as ``100000000000000000000``."""
+    whole = value.to_integral_value(context=_EXACT)
+    return whole if whole == value else value.normalize(_EXACT)
+
+
+def event_records(table: pa.Table) -> list[UsageRecord]:
+    """The rows of an event table as records (the inverse of ``event_table``): for stores that keep
+    Python values, the rater and ``rebuild-usage``. Values come back equal to those written, and
+    with the same digits for every value the operators produce (``_plain``)."""
+    check_event_table(table)
+    text = {name: table.column(name).to_pylist() for name in EVENT_SCHEMA.names if name != "recorded_at"}
+    recorded = _ms(table, "recorded_at")
+    return [
+        UsageRecord(
+            text["event_id"][i],
+            text["tenant_id"][i],
+            text["subscription_id"][i],
+            text["metric_code"][i],
+            _plain(text["value"][i]),
+            recorded[i],
+            text["idempotency_key"][i],
+            dict(text["metadata"][i]),
+            text["unique_value"][i],
+        )
+        for i in range(table.num_rows)
+    ]
 
 
 def _point_columns(prefix: str, points: list[Point | None]) -> dict[str, pa.Array]:
@@ -137,12 +217,7 @@ def window_table(windows: Sequence[WindowRow], produced_at: Sequence[int | None]
 def check_window_table(table: pa.Table) -> None:
     """A ValueError naming what is wrong unless ``table`` is bucket rows in ``WINDOW_SCHEMA``, each
     with its hour, day and month (roll-ups are folded from buckets, never written)."""
-    if table.schema.names != WINDOW_SCHEMA.names:
-        raise ValueError(f"window table columns {table.schema.names} are not usage_windows' {WINDOW_SCHEMA.names}")
-    for field in WINDOW_SCHEMA:
-        got = table.schema.field(field.name).type
-        if got != field.type:
-            raise ValueError(f"window table column {field.name} is {got}, expected {field.type}")
+    _check_columns(table, WINDOW_SCHEMA, "window table", "usage_windows'")
     for name in ("subscription_id", "metric_code", "granularity", "window_start", "window_end", "version", "total"):
         if table.column(name).null_count:
             raise ValueError(f"window table column {name} has nulls")

@@ -27,7 +27,14 @@ from clickhouse_connect.driver.client import Client
 
 from rating.aggregations import Point, SummedTotals, WindowTotals
 from streams.clickhouse.client import SESSION_SETTINGS, database_name
-from streams.clickhouse.columns import WINDOW_IDENTITY, check_window_table, event_columns, window_columns
+from streams.clickhouse.columns import (
+    EVENT_IDENTITY,
+    WINDOW_IDENTITY,
+    check_event_table,
+    check_window_table,
+    event_columns,
+    window_columns,
+)
 from streams.operators.intervals import UsageQuery, assemble, plan_read
 from streams.operators.records import Reason, Rejection, UsageRecord
 from streams.operators.windows import Granularity, WindowKey, WindowSpan, rollup_spans
@@ -201,13 +208,21 @@ class ClickHouseUsageStore:
         batch message's) as they are: no Python value per row. Rows may hold older versions of a
         bucket; the table keeps the highest (ReplacingMergeTree by version, read with FINAL)."""
         check_window_table(table)
+        self._insert_table("usage_windows", table, WINDOW_IDENTITY)
+
+    def write_event_table(self, table: pa.Table) -> None:
+        """Insert accepted records given as Arrow columns (``EVENT_SCHEMA``, e.g. a ``usage.accepted``
+        batch message's) as they are: no Python value per row. A record stored before, in either
+        shape, is stored once (ReplacingMergeTree by identity, read as distinct events)."""
+        check_event_table(table)
+        self._insert_table("usage_events", table, EVENT_IDENTITY)
+
+    def _insert_table(self, name: str, table: pa.Table, identity: Sequence[str]) -> None:
+        """``table`` in chunks, each with the token of its ``identity`` columns' raw buffers."""
         for start in range(0, table.num_rows, CHUNK):
             chunk = table.slice(start, CHUNK)
-            settings = {
-                **SESSION_SETTINGS,
-                "insert_deduplication_token": table_token("usage_windows", chunk, WINDOW_IDENTITY),
-            }
-            self.client.insert_arrow(f"{self.db}.usage_windows", chunk, settings=settings)
+            settings = {**SESSION_SETTINGS, "insert_deduplication_token": table_token(name, chunk, identity)}
+            self.client.insert_arrow(f"{self.db}.{name}", chunk, settings=settings)
 
     # -- reads ----------------------------------------------------------------------------------
 

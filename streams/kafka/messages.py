@@ -15,7 +15,16 @@ import pyarrow.compute as pc
 
 from rating.aggregations import Point, WindowTotals
 from schemas import avro_codec
-from streams.clickhouse.columns import PRODUCED_AT, WINDOW_BATCH_SCHEMA, WINDOW_SCHEMA, window_rows, window_table
+from streams.clickhouse.columns import (
+    EVENT_SCHEMA,
+    PRODUCED_AT,
+    WINDOW_BATCH_SCHEMA,
+    WINDOW_SCHEMA,
+    event_records,
+    event_table,
+    window_rows,
+    window_table,
+)
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
 from streams.operators.windows import Granularity, WindowKey, WindowSpan, rollup_spans
 from streams.ports import DeadLetter, WindowRow
@@ -26,9 +35,10 @@ WINDOW_TOTAL = "window_total.v3"
 WINDOW_BATCH = "window_batch.v1"
 BATCH_MAX_ROWS = 2_000
 BATCH_MAX_BYTES = 512 * 1024
-"""A ``window_batch`` message holds at most this many rows and, unless a single row is larger,
-this many bytes of Arrow IPC: far below the producer's and broker's 1 MB message limit."""
+"""A ``window_batch`` or ``usage_record_batch`` message holds at most this many rows and, unless a
+single row is larger, this many bytes of Arrow IPC: far below the producer's and broker's 1 MB message limit."""
 USAGE_RECORD = "usage_record.v1"
+USAGE_RECORD_BATCH = "usage_record_batch.v1"
 DEAD_LETTER = "dead_letter.v2"
 MAX_LETTER_ORIGINAL = 262_144
 """Bytes of rejected input a dead letter carries at most: a letter must stay far below the producer's
@@ -109,6 +119,30 @@ def read_record(value: bytes) -> UsageRecord:
         raw["metadata"],
         raw["unique_value"],
     )
+
+
+def write_record_batches(records: Sequence[UsageRecord]) -> list[bytes]:
+    """``usage.accepted`` messages (``usage_record_batch.v1``) holding ``records`` in order: the
+    Arrow columns of ``usage_events`` built once, cut as ``window_batch`` messages are."""
+    return [value for value, _ in _batches(event_table(records), USAGE_RECORD_BATCH)]
+
+
+def is_record_batch(value: bytes) -> bool:
+    """Whether a ``usage.accepted`` value is a batch (``usage_record_batch``), not one ``usage_record``."""
+    return avro_codec.writer_schema_of(value).startswith("usage_record_batch.")
+
+
+def read_record_batch(value: bytes) -> pa.Table:
+    """The rows of a ``usage_record_batch`` message as written: ``EVENT_SCHEMA`` (usage_events'
+    columns). Raises WireFormatError on anything else."""
+    return _batch_table(USAGE_RECORD_BATCH, value, EVENT_SCHEMA, "usage_events'")
+
+
+def read_records(value: bytes) -> list[UsageRecord]:
+    """The records of any ``usage.accepted`` message: a batch, or one record of an older worker."""
+    if is_record_batch(value):
+        return event_records(read_record_batch(value))
+    return [read_record(value)]
 
 
 def _decimal(text: str | None) -> Decimal | None:
@@ -197,15 +231,12 @@ def _ipc(table: pa.Table) -> bytes:
     return data
 
 
-def write_window_batches(
-    rows: Sequence[WindowRow], produced_at: Sequence[int | None]
-) -> list[tuple[bytes, int | None]]:
-    """``usage.windows`` messages (``window_batch.v1``) holding ``rows``, each with the newest of
-    its rows' ``produced_at`` (the Kafka timestamp to give the message). The Arrow columns are
-    built once; a part over ``BATCH_MAX_ROWS`` rows or ``BATCH_MAX_BYTES`` is split in halves."""
-    table = window_table(rows, produced_at)
+def _batches(table: pa.Table, schema_name: str) -> list[tuple[bytes, pa.Table]]:
+    """``table`` as ``{row_count, arrow_ipc}`` messages of ``schema_name``, each with its rows: parts
+    of at most ``BATCH_MAX_ROWS`` rows, a part over ``BATCH_MAX_BYTES`` of IPC split in halves (a
+    single larger row goes alone)."""
     parts = [table.slice(start, BATCH_MAX_ROWS) for start in range(0, table.num_rows, BATCH_MAX_ROWS)]
-    out: list[tuple[bytes, int | None]] = []
+    out: list[tuple[bytes, pa.Table]] = []
     while parts:
         part = parts.pop(0)
         ipc = _ipc(part)
@@ -213,10 +244,36 @@ def write_window_batches(
             half = part.num_rows // 2
             parts[:0] = [part.slice(0, half), part.slice(half)]
             continue
-        value = avro_codec.encode(WINDOW_BATCH, {"row_count": part.num_rows, "arrow_ipc": ipc})
-        newest = pc.max(part.column(PRODUCED_AT)).cast(pa.int64()).as_py()
-        out.append((value, newest))
+        out.append((avro_codec.encode(schema_name, {"row_count": part.num_rows, "arrow_ipc": ipc}), part))
     return out
+
+
+def _batch_table(schema_name: str, value: bytes, columns: pa.Schema, what: str) -> pa.Table:
+    """The Arrow table of a ``{row_count, arrow_ipc}`` message, checked to have exactly ``columns``
+    and ``row_count`` rows; WireFormatError on anything else."""
+    raw = avro_codec.decode(schema_name, value)
+    name = schema_name.split(".")[0]
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(raw["arrow_ipc"])).read_all()
+    except (pa.ArrowException, ValueError) as error:
+        raise avro_codec.WireFormatError(f"{name}: unreadable Arrow IPC stream: {error}") from error
+    if not table.schema.equals(columns):
+        raise avro_codec.WireFormatError(f"{name}: columns {table.schema} are not {what} ({columns})")
+    if table.num_rows != raw["row_count"]:
+        raise avro_codec.WireFormatError(f"{name}: {table.num_rows} rows, row_count says {raw['row_count']}")
+    return table
+
+
+def write_window_batches(
+    rows: Sequence[WindowRow], produced_at: Sequence[int | None]
+) -> list[tuple[bytes, int | None]]:
+    """``usage.windows`` messages (``window_batch.v1``) holding ``rows``, each with the newest of
+    its rows' ``produced_at`` (the Kafka timestamp to give the message). The Arrow columns are
+    built once; a part over ``BATCH_MAX_ROWS`` rows or ``BATCH_MAX_BYTES`` is split in halves."""
+    return [
+        (value, pc.max(part.column(PRODUCED_AT)).cast(pa.int64()).as_py())
+        for value, part in _batches(window_table(rows, produced_at), WINDOW_BATCH)
+    ]
 
 
 def is_window_batch(value: bytes) -> bool:
@@ -227,18 +284,7 @@ def is_window_batch(value: bytes) -> bool:
 def read_window_batch(value: bytes) -> pa.Table:
     """The rows of a ``window_batch`` message as written: ``WINDOW_BATCH_SCHEMA`` (usage_windows'
     columns and ``produced_at``). Raises WireFormatError on anything else."""
-    raw = avro_codec.decode(WINDOW_BATCH, value)
-    try:
-        table = pa.ipc.open_stream(pa.py_buffer(raw["arrow_ipc"])).read_all()
-    except (pa.ArrowException, ValueError) as error:
-        raise avro_codec.WireFormatError(f"window_batch: unreadable Arrow IPC stream: {error}") from error
-    if not table.schema.equals(WINDOW_BATCH_SCHEMA):
-        raise avro_codec.WireFormatError(
-            f"window_batch: columns {table.schema} are not usage_windows' and produced_at ({WINDOW_BATCH_SCHEMA})"
-        )
-    if table.num_rows != raw["row_count"]:
-        raise avro_codec.WireFormatError(f"window_batch: {table.num_rows} rows, row_count says {raw['row_count']}")
-    return table
+    return _batch_table(WINDOW_BATCH, value, WINDOW_BATCH_SCHEMA, "usage_windows' and produced_at")
 
 
 def without_stamps(table: pa.Table) -> pa.Table:

@@ -1,10 +1,11 @@
 """``billing sink``: window totals and accepted records from Kafka into the usage store.
 
-Window totals arrive as Arrow batches (``window_batch``), inserted as they are, or as single rows
-of older workers (``window_total``). One process owns an embedded chDB store; with a ClickHouse
-server any number may run. Offsets are committed only after the store has the batch, so a crash
-replays at most the last batch, and the store's writes are idempotent (absolute versioned windows,
-records keyed by identity, a deterministic insert token), so a replay changes nothing.
+Both arrive as Arrow batches (``window_batch``, ``usage_record_batch``), inserted as they are, or
+as single rows of older workers (``window_total``, ``usage_record``). One process owns an
+embedded chDB store; with a ClickHouse server any number may run. Offsets are committed only
+after the store has the batch, so a crash replays at most the last batch, and the store's writes
+are idempotent (absolute versioned windows, records keyed by identity, a deterministic insert
+token), so a replay changes nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streams.clickhouse.columns import PRODUCED_AT
+from streams.clickhouse.columns import PRODUCED_AT, event_records
 from streams.kafka import messages
 from streams.kafka.consumers import group_consumer, record_messages, run_until_stopped
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_WINDOWS
@@ -79,15 +80,19 @@ class UsageSink:
     def run_once(self) -> int:
         """Consume one batch, write it, commit; returns the number of messages handled.
 
-        ``usage.windows`` holds ``window_batch`` messages (Arrow columns, inserted as they are:
-        older versions of a bucket among them are harmless, the store keeps the highest) and,
-        from workers before them, one ``window_total`` row per message (the newest version of
-        each bucket in the batch is written). A topic may hold both during an upgrade."""
+        ``usage.accepted`` holds ``usage_record_batch`` messages (Arrow columns, inserted as
+        they are; a record stored before is stored once) and, from workers before them, one
+        ``usage_record`` per message. ``usage.windows`` holds ``window_batch`` messages (Arrow
+        columns, inserted as they are: older versions of a bucket among them are harmless, the
+        store keeps the highest) and, from workers before them, one ``window_total`` row per
+        message (the newest version of each bucket in the batch is written). A topic may hold
+        both shapes during an upgrade."""
         batch = self.consumer.consume(num_messages=self.settings.batch_max, timeout=self.settings.batch_wait_s)
         if not batch:
             return 0
         started = time.perf_counter()
         records: list[UsageRecord] = []
+        accepted: list[pa.Table] = []
         rows: list[WindowRow] = []
         tables: list[pa.Table] = []
         produced_at_ms: list[int] = []
@@ -96,7 +101,10 @@ class UsageSink:
             if value is None:
                 continue
             if message.topic() == self.accepted_topic:
-                records.append(messages.read_record(value))
+                if messages.is_record_batch(value):
+                    accepted.append(messages.read_record_batch(value))
+                else:
+                    records.append(messages.read_record(value))
             elif messages.is_window_batch(value):
                 tables.append(messages.read_window_batch(value))
             else:
@@ -106,10 +114,15 @@ class UsageSink:
                     produced_at_ms.append(stamp)
         newest = newest_versions(rows)
         self.store.write(records, newest)
+        events = pa.concat_tables(accepted) if accepted else None
+        if events is not None:
+            self.store.write_event_table(events)
         table = pa.concat_tables(tables) if tables else None
         if table is not None:
             self.store.write_window_table(messages.without_stamps(table))
         if self.on_written is not None:
+            if events is not None:
+                records.extend(event_records(events))  # only for a listener: the rater
             touched = {row.key.subscription_id for row in newest}
             if table is not None:
                 touched.update(pc.unique(table.column("subscription_id")).to_pylist())
@@ -117,7 +130,7 @@ class UsageSink:
         self.consumer.commit(asynchronous=False)
         written_ms = self.now_ms()
         self._observe_latency(written_ms, produced_at_ms, table)
-        self.metrics.rows.labels(table="usage_events").inc(len(records))
+        self.metrics.rows.labels(table="usage_events").inc(len(records) + (0 if events is None else events.num_rows))
         self.metrics.rows.labels(table="usage_windows").inc(len(rows) + (0 if table is None else table.num_rows))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return len(batch)

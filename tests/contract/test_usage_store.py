@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from rating.aggregations import Point, quantity, summed_of, totals_of
 from rating.catalog import Aggregation, Metric, MetricType
-from streams.clickhouse.columns import window_table
+from streams.clickhouse.columns import event_table, window_table
 from streams.clickhouse.store import ClickHouseUsageStore
 from streams.inprocess import InProcessPipeline
 from streams.memory import MemoryDeadLetters, MemoryUsageStore
@@ -351,6 +351,26 @@ BIG_VALUES = [
 ]
 
 
+def big_records(seed: int, *, with_user: bool = False) -> list[UsageRecord]:
+    """60 records of each metric of subscription a over a day, their values drawn from BIG_VALUES."""
+    rng = random.Random(seed)
+    return [
+        UsageRecord(
+            f"e{i}-{metric}",
+            "t",
+            "a",
+            metric,
+            rng.choice(BIG_VALUES),
+            BASE_MS + rng.randrange(86_400_000),
+            f"k{i}-{metric}",
+            {"user": f"u{i % 5}"} if with_user else {},
+            f"u{i % 5}" if metric == "users" else None,
+        )
+        for i in range(60)
+        for metric in sorted(METRICS)
+    ]
+
+
 def rows_of(records: list[UsageRecord]) -> list[WindowRow]:
     """Window rows of ``records`` as the operators build them."""
     state: dict[WindowKey, WindowAccumulator] = {}
@@ -364,22 +384,7 @@ def rows_of(records: list[UsageRecord]) -> list[WindowRow]:
 
 @pytest.mark.parametrize("store", ["memory", "clickhouse"], indirect=True)
 def test_twelve_fractional_digits_and_values_up_to_1e25_are_exact_in_every_aggregation(store: UsageStore) -> None:
-    rng = random.Random(11)
-    records = [
-        UsageRecord(
-            f"e{i}-{metric}",
-            "t",
-            "a",
-            metric,
-            rng.choice(BIG_VALUES),
-            BASE_MS + rng.randrange(86_400_000),
-            f"k{i}-{metric}",
-            {},
-            f"u{i % 5}" if metric == "users" else None,
-        )
-        for i in range(60)
-        for metric in sorted(METRICS)
-    ]
+    records = big_records(11)
     rows = rows_of(records)  # in the thread's default 28-digit context: the operators must not use it
     store.write(records, rows)
     queries = [
@@ -406,22 +411,7 @@ def test_a_window_table_is_stored_as_its_rows_would_be_with_every_aggregation_ex
     """What the sink does with a usage.windows batch: the Arrow columns, inserted as they are,
     read back as the same rows as ``write`` of those rows stores, with older versions (in the
     table, before or after the newest, and stored already) changing nothing."""
-    rng = random.Random(12)
-    records = [
-        UsageRecord(
-            f"e{i}-{metric}",
-            "t",
-            "a",
-            metric,
-            rng.choice(BIG_VALUES),
-            BASE_MS + rng.randrange(86_400_000),
-            f"k{i}-{metric}",
-            {},
-            f"u{i % 5}" if metric == "users" else None,
-        )
-        for i in range(60)
-        for metric in sorted(METRICS)
-    ]
+    records = big_records(12)
     newest = rows_of(records)
     older = rows_of(records[: len(records) // 2])  # the same buckets at earlier versions
     store.write(records, [])
@@ -443,6 +433,44 @@ def test_a_window_table_is_stored_as_its_rows_would_be_with_every_aggregation_ex
     assert store.totals(queries) == reference.totals(queries)
     store.write_window_table(window_table([]))  # an empty table is no write
     assert store.totals(queries) == reference.totals(queries)
+
+
+def test_an_event_table_is_stored_as_its_records_would_be_once_per_identity(store: UsageStore) -> None:
+    """What the sink does with a usage.accepted batch: the Arrow columns, inserted as they are, give
+    the totals ``write`` of those records gives (edge spans read the raw events), with records of
+    either shape stored before, and replays of a batch, changing nothing."""
+    records = big_records(13, with_user=True)
+    rows = rows_of(records)
+    store.write(records[:40], rows)  # an old worker's per-record messages, some replayed in a batch below
+    store.write_event_table(event_table(records[20:100]))
+    store.write_event_table(event_table(records[20:]))
+    store.write_event_table(event_table(records[20:]))  # a redelivered batch
+    store.write_event_table(event_table([]))  # an empty table is no write
+    reference = MemoryUsageStore()
+    reference.write(records, rows)
+    queries = [
+        UsageQuery("a", m, BASE_MS + k * 1_111_111 + 3, BASE_MS + k * 3_333_333 + 5)
+        for m in sorted(METRICS)
+        for k in range(1, 25)
+    ]
+    assert store.totals(queries) == reference.totals(queries)
+    for query, totals in zip(queries, store.totals(queries), strict=True):
+        with localcontext(EXACT):
+            want = direct(records, query.subscription_id, query.metric_code, query.start_ms, query.end_ms)
+            assert_matches(totals, want, query)
+
+
+def test_an_event_table_with_a_bad_column_is_refused_and_nothing_is_stored(store: UsageStore) -> None:
+    record = UsageRecord("e1", "t", "a", "calls", Decimal("2.5"), BASE_MS + 1, "k1", {}, None)
+    table = event_table([record])
+    with pytest.raises(ValueError, match=r"columns .* are not usage_events'"):
+        store.write_event_table(table.drop_columns(["unique_value"]))
+    with pytest.raises(ValueError, match="column value is string"):
+        store.write_event_table(table.set_column(5, "value", table.column("value").cast(pa.string())))
+    with pytest.raises(ValueError, match="column idempotency_key has nulls"):
+        store.write_event_table(table.set_column(3, "idempotency_key", pa.nulls(1, pa.string())))
+    query = UsageQuery("a", "calls", BASE_MS, BASE_MS + 2)  # an edge span: read from the raw events
+    assert store.totals([query]) == MemoryUsageStore().totals([query])
 
 
 def test_a_window_table_with_a_rollup_or_a_bad_column_is_refused_and_nothing_is_stored(store: UsageStore) -> None:

@@ -346,6 +346,14 @@ def read_all(bootstrap: str, topic: str, isolation: str = "read_committed") -> l
     return out
 
 
+def accepted_records(bootstrap: str, topic: str, isolation: str = "read_committed") -> list[Any]:
+    """Every accepted record of a ``usage.accepted`` topic a reader with ``isolation`` sees: the
+    rows of each batch message (or the one record of an older worker's message)."""
+    return [
+        record for message in read_all(bootstrap, topic, isolation) for record in messages.read_records(message.value())
+    ]
+
+
 def fresh_topics(admin: AdminClient, names: tuple[str, ...] | list[str]) -> None:
     """The pipeline's topics, empty and with PARTITIONS partitions: other tests on the session's
     broker may have made them already, and the dead-letter check counts every record on them."""

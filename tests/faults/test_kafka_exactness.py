@@ -42,6 +42,7 @@ from tests.faults.pipeline_harness import (
     PARTITIONS,
     PIPELINE,
     Processes,
+    accepted_records,
     catalog_file,
     caught_up,
     check_dead_letters,
@@ -159,9 +160,9 @@ def test_exact_usage_under_sigkills_and_a_rebalance(kafka_broker, tmp_path: Path
 
     summary = check_windows(work.produced, SUBSCRIPTIONS, now_ms, tmp_path / "sink" / "chdb")
     summary["dead_letters"] = check_dead_letters(bootstrap, prefix + USAGE_DLQ, delivered, SUBSCRIPTIONS, now_ms)
-    accepted = len(read_all(bootstrap, prefix + USAGE_ACCEPTED))
+    accepted = len(accepted_records(bootstrap, prefix + USAGE_ACCEPTED))
     assert accepted == summary["distinct_accepted"], "an accepted record was emitted twice (or lost)"
-    aborted = len(read_all(bootstrap, prefix + USAGE_ACCEPTED, "read_uncommitted")) - accepted
+    aborted = len(accepted_records(bootstrap, prefix + USAGE_ACCEPTED, "read_uncommitted")) - accepted
     redelivered = redelivered_after_kills(tmp_path)
     # a kill inside a transaction leaves aborted records; one after a commit, before Faust committed
     # the offsets, makes the next owner skip redelivered messages: either way work was in flight

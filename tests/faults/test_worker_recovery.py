@@ -32,6 +32,7 @@ from tests.faults.ground_truth import Produced
 from tests.faults.pipeline_harness import (
     PIPELINE,
     Processes,
+    accepted_records,
     catalog_file,
     caught_up,
     check_dead_letters,
@@ -40,7 +41,6 @@ from tests.faults.pipeline_harness import (
     end_offsets,
     fresh_topics,
     lagging,
-    read_all,
     workload,
 )
 
@@ -157,9 +157,9 @@ def test_no_doubled_event_after_kills_in_the_write_window(kafka_broker, tmp_path
 
     summary = check_windows(work.produced, SUBSCRIPTIONS, now_ms, tmp_path / "sink" / "chdb")
     summary["dead_letters"] = check_dead_letters(bootstrap, prefix + USAGE_DLQ, delivered, SUBSCRIPTIONS, now_ms)
-    committed_records = len(read_all(bootstrap, accepted))
+    committed_records = len(accepted_records(bootstrap, accepted))
     assert committed_records == summary["distinct_accepted"], "an accepted record was emitted twice"
-    aborted = len(read_all(bootstrap, accepted, "read_uncommitted")) - committed_records
+    aborted = len(accepted_records(bootstrap, accepted, "read_uncommitted")) - committed_records
     assert aborted > 0, "no kill hit an open transaction: the test did not test the write window"
     summary["aborted_accepted_records"] = aborted
     summary["state_records"] = sum(end_offsets(bootstrap, state).values())

@@ -1,8 +1,9 @@
-"""``billing sink`` on a ``usage.windows`` that holds both message shapes, as during an upgrade: the
-old workers' ``window_total.v3`` rows (one per message) and the new ``window_batch.v1`` Arrow
-batches. Real broker, real chDB and the memory store: every bucket ends at its newest version
-whatever order the versions arrive in, ``on_written`` hears every subscription, and the latency
-metric counts every row."""
+"""``billing sink`` on a ``usage.windows`` and a ``usage.accepted`` that hold both message shapes, as
+during an upgrade: the old workers' ``window_total.v3`` rows and ``usage_record.v1`` records (one
+per message) and the new ``window_batch.v1`` and ``usage_record_batch.v1`` Arrow batches. Real
+broker, real chDB and the memory store: every bucket ends at its newest version whatever order the
+versions arrive in, every accepted record is stored once whatever shapes carried it, ``on_written``
+hears every record and subscription, and the latency metric counts every row."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from streams.clickhouse.store import ClickHouseUsageStore
 from streams.kafka import messages
 from streams.kafka.topics import USAGE_ACCEPTED, USAGE_WINDOWS, ensure_topics
 from streams.memory import MemoryUsageStore
+from streams.operators.intervals import UsageQuery
 from streams.operators.records import UsageRecord
 from streams.operators.windows import Granularity, WindowKey, rollup_windows
 from streams.ports import UsageStore, WindowRow
@@ -62,6 +64,15 @@ def test_old_rows_and_new_batches_on_one_topic_end_at_the_newest_version_of_each
     c_new, c_old = bucket("c", 2, 5), bucket("c", 2, 1)
     d_new, d_old = bucket("d", 3, 2), bucket("d", 3, 1)
     record = UsageRecord("e1", "t", "e", "calls", Decimal("1.5"), BASE_MS, "k1", {}, None)
+    batched = [
+        UsageRecord(f"e{n}", "t", "e", "calls", Decimal(n) / 8, BASE_MS + n, f"k{n}", {"n": str(n)}, None)
+        for n in range(2, 6)
+    ]
+    accepted = [
+        messages.write_record(record),  # an old worker's record
+        *messages.write_record_batches(batched[:3]),
+        *messages.write_record_batches([record, *batched[2:]]),  # a new worker's replay of both shapes' records
+    ]
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
     sent = [
         (messages.write_window(a_new), BASE_MS + 1),  # an old worker's newest row of a, first
@@ -71,7 +82,8 @@ def test_old_rows_and_new_batches_on_one_topic_end_at_the_newest_version_of_each
     ]
     for value, stamp in sent:
         producer.produce(windows_topic, value=value, timestamp=stamp or 0)
-    producer.produce(accepted_topic, value=messages.write_record(record), key=b"e")
+    for value in accepted:
+        producer.produce(accepted_topic, value=value)
     assert producer.flush(30) == 0
 
     heard: list[tuple[list[UsageRecord], set[str]]] = []
@@ -83,9 +95,9 @@ def test_old_rows_and_new_batches_on_one_topic_end_at_the_newest_version_of_each
     )
     try:
         handled, deadline = 0, time.monotonic() + 60
-        while handled < len(sent) + 1:
+        while handled < len(sent) + len(accepted):
             handled += sink.run_once()
-            assert time.monotonic() < deadline, f"the sink handled {handled} of {len(sent) + 1} messages"
+            assert time.monotonic() < deadline, f"the sink handled {handled} of {len(sent) + len(accepted)} messages"
     finally:
         sink.close()
 
@@ -94,8 +106,19 @@ def test_old_rows_and_new_batches_on_one_topic_end_at_the_newest_version_of_each
         assert store.windows(key.subscription_id, "calls", Granularity.QUARTER, key.start_ms, key.start_ms + 1) == [row]
     hour = store.windows("a", "calls", Granularity.HOUR, 0, NOW_MS)
     assert [h.totals.total for h in hour] == [a_new.totals.total]
-    assert [r for records, _ in heard for r in records] == [record]
-    assert set().union(*(subscriptions for _, subscriptions in heard)) == {"a", "b", "c", "d"}
+
+    def by_id(r: UsageRecord) -> str:
+        return r.event_id
+
+    every = [record, *batched[:3], record, *batched[2:]]
+    assert sorted((r for records, _ in heard for r in records), key=by_id) == sorted(every, key=by_id)
+    assert set().union(*(subscriptions for _, subscriptions in heard)) == {"a", "b", "c", "d"}  # of windows
+    reference = MemoryUsageStore()
+    reference.write([record, *batched], [])
+    edge = UsageQuery("e", "calls", BASE_MS, BASE_MS + 100)  # within a bucket: read from the raw events
+    [stored] = store.totals([edge])
+    assert stored == reference.totals([edge])[0]
+    assert stored.event_count == 5 and stored.total == Decimal("1.5") + sum(r.value for r in batched)
     latency = sink.metrics.event_to_queryable
     observed = latency.collect()[0]
     count = next(s.value for s in observed.samples if s.name.endswith("_count"))

@@ -136,7 +136,7 @@ class Outputs:
     at-least-once (a replayed message is written again), so tests look at distinct values."""
 
     def __init__(self, pipeline: Pipeline, topic: str, decode: Callable[[bytes], Any], *, many: bool = False) -> None:
-        """``decode`` gives a message's value; with ``many``, its values (a window batch holds many rows)."""
+        """``decode`` gives a message's value; with ``many``, its values (a batch holds many rows)."""
         config = {"bootstrap.servers": pipeline.bootstrap, "group.id": f"{pipeline.prefix}reader"}
         self.consumer = Consumer({**config, "enable.auto.commit": False})
         self.consumer.assign([TopicPartition(pipeline.prefix + topic, p, 0) for p in range(PARTITIONS)])
@@ -170,8 +170,8 @@ class Outputs:
             self.seen.update(decoded if self.many else [decoded])
 
 
-def accepted_key(value: bytes) -> str:
-    return messages.read_record(value).idempotency_key
+def accepted_keys(value: bytes) -> list[str]:
+    return [record.idempotency_key for record in messages.read_records(value)]
 
 
 def window_subscriptions(value: bytes) -> list[str]:
@@ -191,7 +191,7 @@ def test_the_worker_validates_against_the_catalog_topics(kafka_broker: Any, tmp_
     pipeline.terms("t2", "storage", "seats", revision=2)  # compaction's newest: t2 has both
     pipeline.subscription("sub_a", "t1")
     pipeline.subscription("sub_b", "t2")
-    accepted = Outputs(pipeline, USAGE_ACCEPTED, accepted_key)
+    accepted = Outputs(pipeline, USAGE_ACCEPTED, accepted_keys, many=True)
     windows = Outputs(pipeline, USAGE_WINDOWS, window_subscriptions, many=True)
     letters = Outputs(pipeline, USAGE_DLQ, dead_letter)
 

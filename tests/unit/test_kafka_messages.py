@@ -10,7 +10,7 @@ import pytest
 
 from rating.aggregations import Point, WindowTotals
 from schemas import avro_codec
-from streams.clickhouse.columns import WINDOW_SCHEMA, window_table
+from streams.clickhouse.columns import WINDOW_SCHEMA, event_table, window_table
 from streams.ingest.partitioning import partition_of
 from streams.kafka import messages
 from streams.operators.records import Reason, Rejection, UsageEvent, UsageRecord
@@ -122,6 +122,81 @@ def test_a_window_batch_on_the_events_topic_is_rejected_not_misread() -> None:
 def test_records_round_trip_exactly() -> None:
     record = UsageRecord("e1", "t1", "s1", "m", Decimal("0.000000000001"), 1_700_000_000_001, "k1", {"a": "b"}, "b")
     assert messages.read_record(messages.write_record(record)) == record
+
+
+def records_of(count: int, metadata: int = 1) -> list[UsageRecord]:
+    """Accepted records as the operators make them: exact values of every shape they produce."""
+    values = [
+        Decimal(7),
+        Decimal("1E-12"),
+        Decimal("-1.5"),
+        Decimal("99999999999999999999999999.999999999999"),
+        Decimal(0),
+    ]
+    return [
+        UsageRecord(
+            f"e{n}",
+            "t1",
+            f"s{n % 7}",
+            "m",
+            values[n % len(values)],
+            1_700_000_000_000 + n,
+            f"k{n}",
+            {f"key{i}": f"v{n}-{i}" * (1 + i) for i in range(metadata)},
+            None if n % 3 else f"u{n}",
+        )
+        for n in range(count)
+    ]
+
+
+def test_record_batches_round_trip_every_record_exactly_in_order() -> None:
+    records = [*records_of(5), records_of(1, metadata=0)[0]._replace(event_id="e-empty", idempotency_key="k-empty")]
+    [value] = messages.write_record_batches(records)
+    assert avro_codec.writer_schema_of(value) == "usage_record_batch.v1" and messages.is_record_batch(value)
+    read = messages.read_records(value)
+    assert read == records
+    assert [str(r.value) for r in read] == [str(r.value) for r in records]  # the same digits, not only equal
+    assert [r.fingerprint for r in read] == [r.fingerprint for r in records]  # so a replay is a duplicate
+    assert messages.read_record_batch(value).equals(event_table(records))  # exactly what the store inserts
+
+
+def test_a_chunk_of_many_records_is_split_by_rows_and_by_bytes_and_loses_none() -> None:
+    records = records_of(4_500)
+    out = messages.write_record_batches(records)
+    assert [messages.read_record_batch(value).num_rows for value in out] == [2_000, 2_000, 500]
+    assert [r for value in out for r in messages.read_records(value)] == records
+
+    wide = records_of(150, metadata=32)  # the most metadata an event may carry: ~17 KiB each
+    out = messages.write_record_batches(wide)
+    assert len(out) > 1 and all(len(value) <= messages.BATCH_MAX_BYTES + 100 for value in out)
+    assert [r for value in out for r in messages.read_records(value)] == wide
+
+
+def test_no_accepted_record_is_no_accepted_message() -> None:
+    assert messages.write_record_batches([]) == []
+
+
+def test_an_old_single_record_message_still_reads_as_records() -> None:
+    [record] = records_of(1)
+    assert messages.read_records(messages.write_record(record)) == [record]
+    assert not messages.is_record_batch(messages.write_record(record))
+
+
+def test_a_record_batch_whose_bytes_are_not_usage_events_columns_is_a_wire_format_error() -> None:
+    good = messages.read_record_batch(messages.write_record_batches(records_of(1))[0])
+    garbage = avro_codec.encode(messages.USAGE_RECORD_BATCH, {"row_count": 1, "arrow_ipc": b"not arrow"})
+    with pytest.raises(avro_codec.WireFormatError, match="unreadable Arrow IPC"):
+        messages.read_records(garbage)
+    other = good.set_column(5, "value", good.column("value").cast(pa.string()))  # a string value column
+    wrong = avro_codec.encode(messages.USAGE_RECORD_BATCH, {"row_count": 1, "arrow_ipc": messages._ipc(other)})
+    with pytest.raises(avro_codec.WireFormatError, match="not usage_events'"):
+        messages.read_records(wrong)
+    short = avro_codec.encode(messages.USAGE_RECORD_BATCH, {"row_count": 2, "arrow_ipc": messages._ipc(good)})
+    with pytest.raises(avro_codec.WireFormatError, match="1 rows, row_count says 2"):
+        messages.read_records(short)
+    window = messages.write_window_batches([bucket("s1")], [1])[0][0]
+    with pytest.raises(avro_codec.WireFormatError, match="cannot decode window_batch"):
+        messages.read_records(window)  # a window batch on usage.accepted is not misread as records
 
 
 def test_single_and_batched_events_are_read_in_order() -> None:

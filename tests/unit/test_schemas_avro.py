@@ -100,6 +100,10 @@ SAMPLES["window_batch.v1"] = {
     "row_count": 2,
     "arrow_ipc": b"\xff\xff\xff\xff\x00\x01 stands for an Arrow IPC stream: Avro carries it as opaque bytes",
 }
+SAMPLES["usage_record_batch.v1"] = {
+    "row_count": 3,
+    "arrow_ipc": b"\xff\xff\xff\xff\x00\x01 stands for an Arrow IPC stream of usage_events' columns",
+}
 SAMPLES["usage_record.v1"] = {
     "event_id": "evt_1",
     "tenant_id": "t1",
@@ -224,6 +228,21 @@ def test_window_batch_and_window_total_are_told_apart_by_the_header_and_never_mi
     with pytest.raises(WireFormatError, match=r"cannot decode window_total\.v3 as window_batch\.v1"):
         decode("window_batch.v1", row)
     assert avro_codec.SCHEMA_IDS["window_batch.v1"] == 701  # a family of its own: no id of WindowTotal reused
+
+
+def test_usage_record_batch_and_usage_record_are_told_apart_by_the_header_and_never_misread() -> None:
+    """usage.accepted holds both during an upgrade: the sink and ``rebuild-usage`` pick the schema
+    from the header, and reading one as the other is a WireFormatError, not a garbled record."""
+    batch = encode("usage_record_batch.v1", SAMPLES["usage_record_batch.v1"])
+    record = encode("usage_record.v1", SAMPLES["usage_record.v1"])
+    assert (writer_schema_of(batch), writer_schema_of(record)) == ("usage_record_batch.v1", "usage_record.v1")
+    with pytest.raises(WireFormatError, match=r"cannot decode usage_record_batch\.v1 as usage_record\.v1"):
+        decode("usage_record.v1", batch)
+    with pytest.raises(WireFormatError, match=r"cannot decode usage_record\.v1 as usage_record_batch\.v1"):
+        decode("usage_record_batch.v1", record)
+    with pytest.raises(WireFormatError, match=r"cannot decode usage_record_batch\.v1 as window_batch\.v1"):
+        decode("window_batch.v1", batch)  # the same fields, another family: never read as buckets
+    assert avro_codec.SCHEMA_IDS["usage_record_batch.v1"] == 801  # a family of its own, after window_batch's 701
 
 
 def test_v2_writer_may_leave_out_fields_with_defaults() -> None:
