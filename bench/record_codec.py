@@ -19,11 +19,9 @@ The last line is the Arrow path's CPU over the Avro path's, both measured in thi
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pyarrow as pa
+from window_codec import cpu  # bench/window_codec.py: the same CPU timer
 
 from rating.numbers import decimal_from_double
 from streams.clickhouse.columns import event_columns
@@ -52,16 +50,6 @@ def accepted(events: int) -> list[UsageRecord]:
         )
         for event in generate(events, SUBSCRIPTIONS, METRICS, start_ms=BASE_MS, seed=1)
     ]
-
-
-def cpu(step: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Best CPU seconds of ``repeat`` runs of ``step``, and its last result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        started = time.process_time()
-        result = step()
-        best = min(best, time.process_time() - started)
-    return best, result
 
 
 def main() -> None:
