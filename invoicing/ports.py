@@ -169,6 +169,11 @@ class CatalogSession(Protocol):
         so two never claim the same version nor overwrite each other's."""
         ...
 
+    def keep_plan(self, tenant_id: str, plan: Plan) -> None:
+        """Store ``plan`` at its version unless that version is stored already (a rated snapshot
+        the ledger did not have): never replaces another writer's snapshot of the version."""
+        ...
+
     def get_plan(self, tenant_id: str, code: str, version: int | None = None) -> Plan | None: ...
     def save_terms(self, terms: BillingTerms) -> TermsRecord:
         """Create or change the tenant's terms and announce them on ``catalog.terms`` in this

@@ -74,7 +74,7 @@ class InvoiceFinalizer:
             if existing is not None:
                 return existing, False
             if session.get_plan(subscription.tenant_id, plan.code, plan.version) is None:
-                session.save_plan(subscription.tenant_id, plan)
+                session.keep_plan(subscription.tenant_id, plan)  # the rated version; a racing writer's stays
             draft = self._draft(session, closed, result, late_usage, finalized_at)
             if check is not None:
                 check(draft.invoice)

@@ -128,6 +128,10 @@ class MemoryLedgerSession:
             snapshot = {"tenant_id": tenant_id, **plan_to_json(plan)}
             self.add_outbox(OutboxMessage(CATALOG_PLANS, plan_key(*key), snapshot))
 
+    def keep_plan(self, tenant_id: str, plan: Plan) -> None:
+        if (tenant_id, plan.code, plan.version) not in self.state.plans:
+            self.save_plan(tenant_id, plan)
+
     def save_plan_version(self, tenant_id: str, plan: Plan) -> tuple[int, bool]:
         version, is_new = plan_version_for(plan, self.get_plan(tenant_id, plan.code))
         if is_new:

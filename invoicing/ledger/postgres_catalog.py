@@ -59,6 +59,22 @@ class PostgresCatalogSession(PostgresSessionBase):
             key = plan_key(tenant_id, plan.code, plan.version)
             self.add_outbox(OutboxMessage(CATALOG_PLANS, key, {"tenant_id": tenant_id, **snapshot}))
 
+    def keep_plan(self, tenant_id: str, plan: Plan) -> None:
+        """Insert the version's snapshot if no writer stored that version yet (announced only then)."""
+        self._open_savepoint()
+        if self.batch is not None:
+            self.batch.plans.pop((tenant_id, plan.code, plan.version), None)
+        snapshot = plan_to_json(plan)
+        statement = insert(t.plans).values(tenant_id=tenant_id, code=plan.code, version=plan.version, snapshot=snapshot)
+        stored = self.db.execute(
+            statement.on_conflict_do_nothing(index_elements=["tenant_id", "code", "version"]).returning(
+                t.plans.c.version
+            )
+        ).first()
+        if stored is not None:
+            key = plan_key(tenant_id, plan.code, plan.version)
+            self.add_outbox(OutboxMessage(CATALOG_PLANS, key, {"tenant_id": tenant_id, **snapshot}))
+
     def save_plan_version(self, tenant_id: str, plan: Plan) -> tuple[int, bool]:
         """The tenant's plan lock (a transaction advisory lock, held until this session ends) is
         taken before the newest version is read, so a writer sees the version the one before it

@@ -337,6 +337,23 @@ def test_plan_snapshots_by_version(ledger: Ledger) -> None:
         assert found is not None and found.name == "Pro (renamed)"
 
 
+def test_a_kept_plan_never_replaces_the_stored_snapshot_of_its_version(ledger: Ledger) -> None:
+    """The invoice worker keeps the plan version it rated when the ledger lacks it; a writer that
+    stored that version first keeps its snapshot, and only a stored snapshot is announced."""
+    stored, rated = Plan("pro", "USD", Decimal(49), version=2), Plan("pro", "USD", Decimal(99), version=2)
+    with ledger.session() as s:
+        s.save_plan("t1", stored)
+    announced = len(outbox(ledger))
+    with ledger.session() as s:
+        s.keep_plan("t1", rated)
+        s.keep_plan("t1", replace(rated, version=3))
+    with ledger.session() as s:
+        assert exactly(s.get_plan("t1", "pro", 2)) == exactly(stored)
+        assert exactly(s.get_plan("t1", "pro", 3)) == exactly(replace(rated, version=3))
+    kept = outbox(ledger)[announced:]
+    assert [(m.topic, m.payload["version"], m.payload["base_price"]) for m in kept] == [("catalog.plans", 3, "99")]
+
+
 def test_discounted_invoices_are_counted(ledger: Ledger) -> None:
     with ledger.session() as s:
         s.add_invoice(invoice())
