@@ -42,36 +42,30 @@ class PostgresCatalogSession(PostgresSessionBase):
     def save_plan(self, tenant_id: str, plan: Plan) -> None:
         """Insert or replace the version's snapshot; a new or changed snapshot is announced on
         ``catalog.plans`` in this transaction (an identical one is not)."""
-        self._open_savepoint()
-        if self.batch is not None:
-            self.batch.plans.pop((tenant_id, plan.code, plan.version), None)
-        snapshot = plan_to_json(plan)
-        statement = insert(t.plans).values(tenant_id=tenant_id, code=plan.code, version=plan.version, snapshot=snapshot)
-        changed = self.db.execute(
-            statement.on_conflict_do_update(
-                index_elements=["tenant_id", "code", "version"],
-                set_={"snapshot": statement.excluded.snapshot},
-                # JSON keeps its text, so this also sees a change of metadata key order
-                where=cast(t.plans.c.snapshot, Text).is_distinct_from(cast(statement.excluded.snapshot, Text)),
-            ).returning(t.plans.c.version)
-        ).first()
-        if changed is not None:
-            key = plan_key(tenant_id, plan.code, plan.version)
-            self.add_outbox(OutboxMessage(CATALOG_PLANS, key, {"tenant_id": tenant_id, **snapshot}))
+        self._store_plan(tenant_id, plan, replace_stored=True)
 
     def keep_plan(self, tenant_id: str, plan: Plan) -> None:
         """Insert the version's snapshot if no writer stored that version yet (announced only then)."""
+        self._store_plan(tenant_id, plan, replace_stored=False)
+
+    def _store_plan(self, tenant_id: str, plan: Plan, *, replace_stored: bool) -> None:
         self._open_savepoint()
         if self.batch is not None:
             self.batch.plans.pop((tenant_id, plan.code, plan.version), None)
         snapshot = plan_to_json(plan)
         statement = insert(t.plans).values(tenant_id=tenant_id, code=plan.code, version=plan.version, snapshot=snapshot)
-        stored = self.db.execute(
-            statement.on_conflict_do_nothing(index_elements=["tenant_id", "code", "version"]).returning(
-                t.plans.c.version
+        identity = ["tenant_id", "code", "version"]
+        upsert = (
+            statement.on_conflict_do_update(
+                index_elements=identity,
+                set_={"snapshot": statement.excluded.snapshot},
+                # JSON keeps its text, so this also sees a change of metadata key order
+                where=cast(t.plans.c.snapshot, Text).is_distinct_from(cast(statement.excluded.snapshot, Text)),
             )
-        ).first()
-        if stored is not None:
+            if replace_stored
+            else statement.on_conflict_do_nothing(index_elements=identity)
+        )
+        if self.db.execute(upsert.returning(t.plans.c.version)).first() is not None:
             key = plan_key(tenant_id, plan.code, plan.version)
             self.add_outbox(OutboxMessage(CATALOG_PLANS, key, {"tenant_id": tenant_id, **snapshot}))
 
